@@ -1,0 +1,394 @@
+//! An edge's QUIC side: one connection per shard (opened on first use, reopened after a
+//! failure), placements routed to the tile's owner in the current ring, tile streams, reads.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use place_shard::{PlaceError, PlaceRequest, Placed, TileSnapshot};
+use place_tiles::{CanvasGeometry, TileId, TILE_SIZE};
+use thiserror::Error;
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+use crate::ring::{Ring, ShardInfo};
+use crate::tls::{NodeIdentity, TlsError, NODE_NAME};
+use crate::wire::{
+    read_frame, write_frame, BatchReply, PlaceRefusal, PlaceReply, Request, TileFrame, WireError,
+    WirePlace, MAX_PLACE_BATCH,
+};
+
+/// How long a placement may take before it is answered `UNAVAILABLE` (a dead shard must fail
+/// fast, not hang the player).
+pub const PLACE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long connecting to a shard may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// After a shard could not be reached, requests for it fail at once for this long (then one
+/// more connection attempt is made): a dead shard's tiles fail fast instead of each request
+/// waiting out its own connection attempt.
+pub const RETRY_UNREACHABLE_AFTER: Duration = Duration::from_millis(300);
+
+/// Why talking to a shard failed.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    /// Could not connect.
+    #[error("shard {shard} at {addr}: {reason}")]
+    Connect {
+        /// The shard's id.
+        shard: String,
+        /// Its address.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// The connection or stream failed.
+    #[error("shard stream: {0}")]
+    Stream(String),
+    /// The shard sent something malformed.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// The shard refused the tile stream (not its tile, or it is stopping).
+    #[error("the shard refused the tile stream")]
+    Refused,
+    /// Too slow.
+    #[error("timed out")]
+    Timeout,
+    /// Certificates.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// The edge's link to every shard of the ring.
+pub struct ClusterClient {
+    endpoint: quinn::Endpoint,
+    ring: watch::Receiver<Arc<Ring>>,
+    geometry: CanvasGeometry,
+    connections: Mutex<HashMap<String, quinn::Connection>>,
+    /// Shards that could not be reached, and until when requests for them fail at once.
+    unreachable: Mutex<HashMap<String, std::time::Instant>>,
+}
+
+impl ClusterClient {
+    /// A client presenting `identity`, routing by `ring`.
+    pub fn new(
+        identity: &NodeIdentity,
+        ring: watch::Receiver<Arc<Ring>>,
+        geometry: CanvasGeometry,
+    ) -> Result<Self, ClientError> {
+        let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([0, 0, 0, 0], 0)))
+            .map_err(|e| ClientError::Stream(format!("binding a UDP socket: {e}")))?;
+        endpoint.set_default_client_config(identity.client_config()?);
+        Ok(Self {
+            endpoint,
+            ring,
+            geometry,
+            connections: Mutex::new(HashMap::new()),
+            unreachable: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The current ring.
+    pub fn ring(&self) -> Arc<Ring> {
+        self.ring.borrow().clone()
+    }
+
+    /// Waits for the next ring change (at most `within`).
+    pub async fn ring_changed(&self, within: Duration) {
+        let mut ring = self.ring.clone();
+        let _ = tokio::time::timeout(within, ring.changed()).await;
+    }
+
+    async fn connection(&self, shard: &ShardInfo) -> Result<quinn::Connection, ClientError> {
+        if let Some(c) = self.connections.lock().get(&shard.id) {
+            if c.close_reason().is_none() {
+                return Ok(c.clone());
+            }
+        }
+        let fail = |reason: String| ClientError::Connect {
+            shard: shard.id.clone(),
+            addr: shard.addr.clone(),
+            reason,
+        };
+        if let Some(until) = self.unreachable.lock().get(&shard.id) {
+            if *until > std::time::Instant::now() {
+                return Err(fail("unreachable a moment ago".into()));
+            }
+        }
+        let connected = self.connect(shard, fail).await;
+        let mut unreachable = self.unreachable.lock();
+        match &connected {
+            Ok(_) => unreachable.remove(&shard.id),
+            Err(_) => unreachable.insert(
+                shard.id.clone(),
+                std::time::Instant::now() + RETRY_UNREACHABLE_AFTER,
+            ),
+        };
+        connected
+    }
+
+    async fn connect(
+        &self,
+        shard: &ShardInfo,
+        fail: impl Fn(String) -> ClientError,
+    ) -> Result<quinn::Connection, ClientError> {
+        let addr = tokio::net::lookup_host(&shard.addr)
+            .await
+            .map_err(|e| fail(format!("resolving: {e}")))?
+            .next()
+            .ok_or_else(|| fail("resolves to no address".into()))?;
+        let connecting = self
+            .endpoint
+            .connect(addr, NODE_NAME)
+            .map_err(|e| fail(e.to_string()))?;
+        let connection = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+            .await
+            .map_err(|_| fail("connect timed out".into()))?
+            .map_err(|e| fail(e.to_string()))?;
+        debug!(shard = %shard.id, %addr, "connected to shard");
+        self.connections
+            .lock()
+            .insert(shard.id.clone(), connection.clone());
+        Ok(connection)
+    }
+
+    async fn open(
+        &self,
+        shard: &ShardInfo,
+        request: &Request,
+    ) -> Result<(quinn::SendStream, quinn::RecvStream), ClientError> {
+        let connection = self.connection(shard).await?;
+        let (mut send, recv) = connection
+            .open_bi()
+            .await
+            .map_err(|e| ClientError::Stream(e.to_string()))?;
+        write_frame(&mut send, &request.encode()).await?;
+        Ok((send, recv))
+    }
+
+    /// Places a pixel at the owner of its tile. A shard that no longer owns the tile makes the
+    /// edge wait for the new ring and try again (nothing was applied, so this is safe); a shard
+    /// that does not answer in time is `Unavailable` (it may or may not have applied it, so the
+    /// edge must not retry blindly).
+    pub async fn place(&self, request: PlaceRequest) -> Result<Placed, PlaceError> {
+        let Some((tile, _, _)) = self.geometry.locate(request.x, request.y) else {
+            return Err(PlaceError::InvalidCoords);
+        };
+        for _attempt in 0..3 {
+            let ring = self.ring();
+            let owner = ring.owner(tile).clone();
+            let wire = wire_place(&request, ring.epoch());
+            let exchange = async {
+                let (send, mut recv) = self.open(&owner, &Request::Place(wire)).await?;
+                drop(send);
+                let frame = read_frame(&mut recv)
+                    .await?
+                    .ok_or_else(|| ClientError::Stream("no reply".into()))?;
+                Ok::<_, ClientError>(PlaceReply::decode(&frame)?)
+            };
+            let reply = match tokio::time::timeout(PLACE_TIMEOUT, exchange).await {
+                Ok(Ok(reply)) => reply,
+                Ok(Err(error)) => {
+                    warn!(shard = %owner.id, %error, "placement failed");
+                    return Err(PlaceError::Unavailable);
+                }
+                Err(_) => {
+                    warn!(shard = %owner.id, "placement timed out");
+                    return Err(PlaceError::Unavailable);
+                }
+            };
+            match reply {
+                PlaceReply::Placed { seq } => return Ok(Placed { seq }),
+                PlaceReply::Refused(PlaceRefusal::NotOwner) => {
+                    self.ring_changed(Duration::from_millis(500)).await
+                }
+                PlaceReply::Refused(why) => return Err(refusal_error(why)),
+            }
+        }
+        Err(PlaceError::Unavailable)
+    }
+
+    /// Places a batch of placements, one stream per owning shard (per [`MAX_PLACE_BATCH`]), all
+    /// at once: an administrator's restore. Each is answered in order. Placements refused as
+    /// `NotOwner` are re-routed after the ring changes (twice at most); a shard that fails or does
+    /// not answer within [`PLACE_TIMEOUT`] makes its placements `Unavailable` (applied or not:
+    /// the caller reads the canvas or the log to know).
+    pub async fn place_batch(&self, requests: &[PlaceRequest]) -> Vec<Result<(), PlaceError>> {
+        let mut results = vec![Err(PlaceError::Unavailable); requests.len()];
+        let mut todo: Vec<usize> = Vec::with_capacity(requests.len());
+        for (i, r) in requests.iter().enumerate() {
+            match self.geometry.locate(r.x, r.y) {
+                Some(_) => todo.push(i),
+                None => results[i] = Err(PlaceError::InvalidCoords),
+            }
+        }
+        for _attempt in 0..3 {
+            if todo.is_empty() {
+                break;
+            }
+            let ring = self.ring();
+            let mut by_owner: HashMap<String, (ShardInfo, Vec<usize>)> = HashMap::new();
+            for &i in &todo {
+                let r = &requests[i];
+                let tile = TileId::new((r.x / TILE_SIZE) as u16, (r.y / TILE_SIZE) as u16);
+                let owner = ring.owner(tile);
+                by_owner
+                    .entry(owner.id.clone())
+                    .or_insert_with(|| (owner.clone(), Vec::new()))
+                    .1
+                    .push(i);
+            }
+            let chunks = by_owner.into_values().flat_map(|(shard, indices)| {
+                indices
+                    .chunks(MAX_PLACE_BATCH)
+                    .map(|chunk| (shard.clone(), chunk.to_vec()))
+                    .collect::<Vec<_>>()
+            });
+            let sends = chunks.map(|(shard, indices)| {
+                let places: Vec<WirePlace> = indices
+                    .iter()
+                    .map(|&i| wire_place(&requests[i], ring.epoch()))
+                    .collect();
+                async move { (self.send_batch(&shard, places).await, indices) }
+            });
+            let mut retry = Vec::new();
+            for (reply, indices) in futures_util::future::join_all(sends).await {
+                for (status, i) in reply.into_iter().zip(indices) {
+                    match status {
+                        Err(PlaceRefusal::NotOwner) => retry.push(i),
+                        other => results[i] = other.map_err(refusal_error),
+                    }
+                }
+            }
+            if !retry.is_empty() {
+                self.ring_changed(Duration::from_millis(500)).await;
+            }
+            todo = retry;
+        }
+        results
+    }
+
+    /// Sends one batch to one shard; every placement is `Unavailable` if the exchange fails.
+    async fn send_batch(
+        &self,
+        shard: &ShardInfo,
+        places: Vec<WirePlace>,
+    ) -> Vec<Result<(), PlaceRefusal>> {
+        let count = places.len();
+        let exchange = async {
+            let (send, mut recv) = self.open(shard, &Request::PlaceBatch(places)).await?;
+            drop(send);
+            let frame = read_frame(&mut recv)
+                .await?
+                .ok_or_else(|| ClientError::Stream("no reply".into()))?;
+            Ok::<_, ClientError>(BatchReply::decode(&frame)?)
+        };
+        match tokio::time::timeout(PLACE_TIMEOUT, exchange).await {
+            Ok(Ok(BatchReply(statuses))) if statuses.len() == count => statuses,
+            Ok(Ok(_)) => {
+                warn!(shard = %shard.id, "a batch reply of the wrong length");
+                vec![Err(PlaceRefusal::Unavailable); count]
+            }
+            Ok(Err(error)) => {
+                warn!(shard = %shard.id, %error, "batch placement failed");
+                vec![Err(PlaceRefusal::Unavailable); count]
+            }
+            Err(_) => {
+                warn!(shard = %shard.id, "batch placement timed out");
+                vec![Err(PlaceRefusal::Unavailable); count]
+            }
+        }
+    }
+
+    /// Each shard of the ring and whether it can be reached now (a QUIC connection is open or
+    /// opens within [`CONNECT_TIMEOUT`]).
+    pub async fn shard_health(&self) -> Vec<(ShardInfo, bool)> {
+        let ring = self.ring();
+        let checks = ring.shards().iter().map(|shard| async move {
+            let reachable = self.connection(shard).await.is_ok();
+            (shard.clone(), reachable)
+        });
+        futures_util::future::join_all(checks).await
+    }
+
+    /// Opens a stream of one tile from its owner: the answer to `known_seq`, then every batch.
+    pub async fn subscribe(
+        &self,
+        tile: TileId,
+        known_seq: Option<u64>,
+    ) -> Result<TileStream, ClientError> {
+        let owner = self.ring().owner(tile).clone();
+        let (send, recv) = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            self.open(&owner, &Request::Subscribe { tile, known_seq }),
+        )
+        .await
+        .map_err(|_| ClientError::Timeout)??;
+        Ok(TileStream { _send: send, recv })
+    }
+
+    /// Every tile of the canvas, read from all shards at once.
+    pub async fn read_tiles(&self) -> Result<Vec<TileSnapshot>, ClientError> {
+        let ring = self.ring();
+        let reads = ring.shards().iter().map(|shard| async move {
+            let (send, mut recv) = self.open(shard, &Request::ReadTiles).await?;
+            drop(send);
+            let mut tiles = Vec::new();
+            while let Some(frame) = read_frame(&mut recv).await? {
+                if let TileFrame::Snapshot { tile, seq, pixels } = TileFrame::decode(&frame)? {
+                    tiles.push(TileSnapshot { tile, seq, pixels });
+                }
+            }
+            Ok::<_, ClientError>(tiles)
+        });
+        let mut all = Vec::new();
+        for result in futures_util::future::join_all(reads).await {
+            all.extend(result?);
+        }
+        Ok(all)
+    }
+}
+
+/// A placement as it travels, routed at `epoch`.
+fn wire_place(r: &PlaceRequest, epoch: u64) -> WirePlace {
+    WirePlace {
+        x: r.x as u16,
+        y: r.y as u16,
+        color: r.color,
+        user_id: r.user_id,
+        placed_at: r.placed_at,
+        epoch,
+        action_id: r.action_id,
+    }
+}
+
+/// What a shard's refusal means to the edge.
+fn refusal_error(refusal: PlaceRefusal) -> PlaceError {
+    match refusal {
+        PlaceRefusal::InvalidCoords => PlaceError::InvalidCoords,
+        PlaceRefusal::InvalidColor => PlaceError::InvalidColor,
+        PlaceRefusal::NotOwner => PlaceError::NotOwner,
+        PlaceRefusal::Unavailable => PlaceError::Unavailable,
+    }
+}
+
+/// One tile's frames from its shard.
+pub struct TileStream {
+    _send: quinn::SendStream,
+    recv: quinn::RecvStream,
+}
+
+impl TileStream {
+    /// The next frame; `None` when the shard ended the stream.
+    pub async fn next(&mut self) -> Result<Option<TileFrame>, ClientError> {
+        match read_frame(&mut self.recv).await {
+            Ok(Some(frame)) => Ok(Some(TileFrame::decode(&frame)?)),
+            Ok(None) => Ok(None),
+            Err(WireError::Read(quinn::ReadExactError::ReadError(quinn::ReadError::Reset(_)))) => {
+                Err(ClientError::Refused)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}

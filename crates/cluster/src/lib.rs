@@ -1,0 +1,22 @@
+//! The cluster of place: what lets the same edge and shard code run as separate processes.
+//!
+//! # Layout
+//! - [`ring`]: which shard owns which tile (consistent hashing with virtual nodes, with epochs).
+//! - [`ring_store`]: the ring in Redis, and watching it.
+//! - [`tls`]: the cluster's certificate authority and node identities, and the mutually
+//!   authenticated QUIC configurations built from them.
+//! - [`wire`]: the edge-shard messages and their framing on QUIC streams.
+//! - [`shard_server`]: a shard's QUIC server, bridging streams to its local shard.
+//! - [`client`]: an edge's QUIC client: placements routed by the ring, tile streams, reads.
+
+pub mod client;
+pub mod ring;
+pub mod ring_store;
+pub mod shard_server;
+pub mod tls;
+pub mod wire;
+
+pub use client::{ClusterClient, TileStream};
+pub use ring::{Ring, RingError, ShardInfo};
+pub use ring_store::{RingStore, RingStoreError};
+pub use shard_server::ShardServer;

@@ -1,0 +1,300 @@
+//! The shard ring: which shard owns which tile, by consistent hashing with virtual nodes.
+//!
+//! A [`Ring`] is a list of shards (id and QUIC address) with an **epoch** that rises with every
+//! change. Every edge and shard computes tile ownership from the same ring with the same
+//! deterministic hash (SipHash 1-3 with fixed keys, from `consistent_hash`), so they agree
+//! without asking anyone. Adding a shard to `n` moves about `1/(n+1)` of the tiles, all of them
+//! to the new shard; removing one moves only its own tiles.
+
+use std::collections::BTreeMap;
+
+use consistent_hash::{DefaultHash, Node, StaticHashRing};
+use place_tiles::{CanvasGeometry, TileId};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Virtual nodes per shard: enough for an even spread of a thousand tiles over a few shards.
+pub const VIRTUAL_NODES: usize = 256;
+
+/// One shard as the ring knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    /// The shard's id (also the name in its certificate).
+    pub id: String,
+    /// Where it listens for QUIC: `host:port`, resolved when an edge connects (so a container
+    /// name works, and a restarted shard with a new IP is found again).
+    pub addr: String,
+}
+
+/// Why a ring change was refused.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum RingError {
+    /// A ring needs at least one shard.
+    #[error("a ring needs at least one shard")]
+    Empty,
+    /// Two shards with one id.
+    #[error("shard id {0:?} is already in the ring")]
+    DuplicateId(String),
+    /// No shard with that id.
+    #[error("shard id {0:?} is not in the ring")]
+    UnknownId(String),
+    /// An address without a port.
+    #[error("shard address {0:?} is not host:port")]
+    BadAddr(String),
+    /// An id that is not 1 to 64 of letters, digits, `-` and `_`.
+    #[error("shard id {0:?} must be 1 to 64 letters, digits, '-' or '_'")]
+    BadId(String),
+}
+
+/// The shards and the epoch of this arrangement.
+#[derive(Serialize, Deserialize)]
+#[serde(try_from = "RingData", into = "RingData")]
+pub struct Ring {
+    epoch: u64,
+    shards: Vec<ShardInfo>,
+    hash: StaticHashRing<'static, String, usize, DefaultHash>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RingData {
+    epoch: u64,
+    shards: Vec<ShardInfo>,
+}
+
+impl TryFrom<RingData> for Ring {
+    type Error = RingError;
+    fn try_from(data: RingData) -> Result<Self, RingError> {
+        Ring::new(data.epoch, data.shards)
+    }
+}
+
+impl From<Ring> for RingData {
+    fn from(ring: Ring) -> Self {
+        RingData {
+            epoch: ring.epoch,
+            shards: ring.shards,
+        }
+    }
+}
+
+impl Clone for Ring {
+    fn clone(&self) -> Self {
+        Ring::build(self.epoch, self.shards.clone())
+    }
+}
+
+impl std::fmt::Debug for Ring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ring")
+            .field("epoch", &self.epoch)
+            .field("shards", &self.shards)
+            .finish()
+    }
+}
+
+impl PartialEq for Ring {
+    fn eq(&self, other: &Self) -> bool {
+        self.epoch == other.epoch && self.shards == other.shards
+    }
+}
+
+fn valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl Ring {
+    /// A ring of these shards at this epoch.
+    pub fn new(epoch: u64, shards: Vec<ShardInfo>) -> Result<Self, RingError> {
+        if shards.is_empty() {
+            return Err(RingError::Empty);
+        }
+        for (i, s) in shards.iter().enumerate() {
+            if !valid_id(&s.id) {
+                return Err(RingError::BadId(s.id.clone()));
+            }
+            let has_port = s
+                .addr
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !has_port {
+                return Err(RingError::BadAddr(s.addr.clone()));
+            }
+            if shards[..i].iter().any(|o| o.id == s.id) {
+                return Err(RingError::DuplicateId(s.id.clone()));
+            }
+        }
+        Ok(Ring::build(epoch, shards))
+    }
+
+    /// Builds the hash ring of checked shards.
+    fn build(epoch: u64, shards: Vec<ShardInfo>) -> Self {
+        let nodes = shards
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Node::new(s.id.clone()).value(i).quantity(VIRTUAL_NODES));
+        let hash = StaticHashRing::new(DefaultHash, nodes);
+        Self {
+            epoch,
+            shards,
+            hash,
+        }
+    }
+
+    /// The epoch: every change makes a ring with a higher one.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The shards, in the order they were added.
+    pub fn shards(&self) -> &[ShardInfo] {
+        &self.shards
+    }
+
+    /// A shard by id.
+    pub fn shard(&self, id: &str) -> Option<&ShardInfo> {
+        self.shards.iter().find(|s| s.id == id)
+    }
+
+    /// The shard that owns a tile.
+    pub fn owner(&self, tile: TileId) -> &ShardInfo {
+        let index = self
+            .hash
+            .calc_candidates(&(tile.tx, tile.ty))
+            .next()
+            .map_or(0, |node| node.value);
+        &self.shards[index]
+    }
+
+    /// The tiles of `geometry` that `shard` owns.
+    pub fn tiles_of<'a>(
+        &'a self,
+        shard: &'a str,
+        geometry: CanvasGeometry,
+    ) -> impl Iterator<Item = TileId> + 'a {
+        geometry.tiles().filter(move |t| self.owner(*t).id == shard)
+    }
+
+    /// How many tiles each shard owns.
+    pub fn spread(&self, geometry: CanvasGeometry) -> BTreeMap<String, usize> {
+        let mut spread: BTreeMap<String, usize> =
+            self.shards.iter().map(|s| (s.id.clone(), 0)).collect();
+        for tile in geometry.tiles() {
+            *spread.entry(self.owner(tile).id.clone()).or_default() += 1;
+        }
+        spread
+    }
+
+    /// The next ring with one more shard.
+    pub fn with_shard(&self, shard: ShardInfo) -> Result<Ring, RingError> {
+        if self.shard(&shard.id).is_some() {
+            return Err(RingError::DuplicateId(shard.id));
+        }
+        let mut shards = self.shards.clone();
+        shards.push(shard);
+        Ring::new(self.epoch + 1, shards)
+    }
+
+    /// The next ring without a shard.
+    pub fn without_shard(&self, id: &str) -> Result<Ring, RingError> {
+        if self.shard(id).is_none() {
+            return Err(RingError::UnknownId(id.to_owned()));
+        }
+        let shards: Vec<ShardInfo> = self.shards.iter().filter(|s| s.id != id).cloned().collect();
+        Ring::new(self.epoch + 1, shards)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard(i: usize) -> ShardInfo {
+        ShardInfo {
+            id: format!("shard-{i}"),
+            addr: format!("127.0.0.1:{}", 7000 + i),
+        }
+    }
+
+    fn ring(n: usize) -> Ring {
+        Ring::new(1, (1..=n).map(shard).collect()).expect("valid ring")
+    }
+
+    #[test]
+    fn ownership_is_deterministic_and_survives_serialisation() {
+        let a = ring(3);
+        let b: Ring =
+            serde_json::from_str(&serde_json::to_string(&a).expect("json")).expect("ring");
+        let g = CanvasGeometry::default();
+        assert!(g.tiles().all(|t| a.owner(t) == b.owner(t)));
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn tiles_spread_evenly_over_three_shards() {
+        let spread = ring(3).spread(CanvasGeometry::default());
+        let ideal = 1024.0 / 3.0;
+        for (id, count) in &spread {
+            let off = (*count as f64 - ideal).abs() / ideal;
+            assert!(
+                off < 0.2,
+                "{id} owns {count} tiles, {:.0}% off the ideal {ideal:.0}",
+                off * 100.0
+            );
+        }
+        assert_eq!(spread.values().sum::<usize>(), 1024);
+    }
+
+    #[test]
+    fn adding_a_shard_moves_about_one_in_n_plus_one_tiles_all_to_it() {
+        let g = CanvasGeometry::default();
+        let before = ring(3);
+        let after = before.with_shard(shard(4)).expect("add");
+        assert_eq!(after.epoch(), 2);
+        let moved: Vec<TileId> = g
+            .tiles()
+            .filter(|t| before.owner(*t) != after.owner(*t))
+            .collect();
+        assert!(
+            moved.iter().all(|t| after.owner(*t).id == "shard-4"),
+            "only moves to the new shard"
+        );
+        let ideal = 1024.0 / 4.0;
+        let off = (moved.len() as f64 - ideal).abs() / ideal;
+        assert!(off < 0.2, "{} tiles moved, ideal {ideal}", moved.len());
+        let back = after.without_shard("shard-4").expect("remove");
+        assert!(
+            g.tiles().all(|t| back.owner(t) == before.owner(t)),
+            "removing restores the old owners"
+        );
+    }
+
+    #[test]
+    fn bad_rings_are_refused() {
+        assert_eq!(Ring::new(1, vec![]).err(), Some(RingError::Empty));
+        assert_eq!(
+            Ring::new(1, vec![shard(1), shard(1)]).err(),
+            Some(RingError::DuplicateId("shard-1".into()))
+        );
+        let mut bad = shard(1);
+        bad.id = "no spaces".into();
+        assert_eq!(
+            Ring::new(1, vec![bad]).err(),
+            Some(RingError::BadId("no spaces".into()))
+        );
+        assert_eq!(
+            ring(1).without_shard("shard-1").err(),
+            Some(RingError::Empty)
+        );
+        assert!(matches!(
+            ring(2).with_shard(shard(2)),
+            Err(RingError::DuplicateId(_))
+        ));
+        assert!(matches!(
+            ring(2).without_shard("shard-9"),
+            Err(RingError::UnknownId(_))
+        ));
+    }
+}

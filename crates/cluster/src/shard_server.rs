@@ -1,0 +1,239 @@
+//! A shard's QUIC side: accepts edges (mutually authenticated), and serves each stream they open
+//! against the local [`ShardHandle`]: placements (alone or in batches), tile subscriptions and
+//! reads.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use futures_util::future::join_all;
+use place_shard::{PlaceError, PlaceRequest, Placed, ShardHandle, ShardMessage};
+use place_tiles::{CanvasGeometry, TileId};
+use tokio::sync::watch;
+use tracing::{debug, info, warn, Instrument};
+
+use crate::ring::Ring;
+use crate::wire::{
+    read_frame, write_frame, BatchReply, PlaceRefusal, PlaceReply, Request, TileFrame, WireError,
+    WirePlace,
+};
+
+/// Messages one tile stream may have queued before the edge counts as too slow for it: the
+/// stream is reset and the edge resubscribes from its seq.
+pub const TILE_STREAM_QUEUE: usize = 4096;
+
+/// What a shard's QUIC server needs.
+#[derive(Clone)]
+pub struct ShardServer {
+    /// This shard's id in the ring.
+    pub id: String,
+    /// The local shard.
+    pub shard: ShardHandle,
+    /// The current ring.
+    pub ring: watch::Receiver<Arc<Ring>>,
+    /// The canvas.
+    pub geometry: CanvasGeometry,
+    next_subscriber: Arc<AtomicU64>,
+}
+
+impl ShardServer {
+    /// A server for shard `id`.
+    pub fn new(
+        id: String,
+        shard: ShardHandle,
+        ring: watch::Receiver<Arc<Ring>>,
+        geometry: CanvasGeometry,
+    ) -> Self {
+        Self {
+            id,
+            shard,
+            ring,
+            geometry,
+            next_subscriber: Arc::new(AtomicU64::new(1 << 32)),
+        }
+    }
+
+    /// The tiles this shard owns in the current ring.
+    pub fn owned(&self) -> HashSet<TileId> {
+        let ring = self.ring.borrow().clone();
+        ring.tiles_of(&self.id, self.geometry).collect()
+    }
+
+    /// Accepts connections until the endpoint closes.
+    pub async fn run(self, endpoint: quinn::Endpoint) {
+        self.shard.set_owned(Some(self.owned())).await;
+        let mut ring_changes = self.ring.clone();
+        let owner_updates = {
+            let server = self.clone();
+            tokio::spawn(async move {
+                while ring_changes.changed().await.is_ok() {
+                    server.shard.set_owned(Some(server.owned())).await;
+                    info!(
+                        epoch = server.ring.borrow().epoch(),
+                        "ring changed; ownership updated"
+                    );
+                }
+            })
+        };
+        while let Some(incoming) = endpoint.accept().await {
+            let server = self.clone();
+            tokio::spawn(async move {
+                match incoming.await {
+                    Ok(connection) => server.serve_connection(connection).await,
+                    Err(error) => warn!(%error, "refused a QUIC connection"),
+                }
+            });
+        }
+        owner_updates.abort();
+    }
+
+    async fn serve_connection(self, connection: quinn::Connection) {
+        let peer = connection.remote_address();
+        info!(%peer, "edge connected");
+        loop {
+            match connection.accept_bi().await {
+                Ok((send, recv)) => {
+                    let server = self.clone();
+                    tokio::spawn(async move {
+                        if let Err(error) = server.serve_stream(send, recv).await {
+                            debug!(%error, "stream ended with an error");
+                        }
+                    });
+                }
+                Err(error) => {
+                    info!(%peer, %error, "edge disconnected");
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn serve_stream(
+        &self,
+        mut send: quinn::SendStream,
+        mut recv: quinn::RecvStream,
+    ) -> Result<(), WireError> {
+        let Some(frame) = read_frame(&mut recv).await? else {
+            return Ok(());
+        };
+        match Request::decode(&frame)? {
+            Request::Place(p) => {
+                let reply = self.place(p).await;
+                write_frame(&mut send, &reply.encode()).await?;
+                let _ = send.finish();
+            }
+            Request::PlaceBatch(places) => {
+                let reply = self.place_batch(places).await;
+                write_frame(&mut send, &reply.encode()).await?;
+                let _ = send.finish();
+            }
+            Request::Subscribe { tile, known_seq } => {
+                let span = tracing::info_span!("tile_stream", %tile);
+                self.stream_tile(send, recv, tile, known_seq)
+                    .instrument(span)
+                    .await?;
+            }
+            Request::ReadTiles => {
+                for t in self.shard.read_tiles().await.unwrap_or_default() {
+                    write_frame(
+                        &mut send,
+                        &TileFrame::encode_snapshot(t.tile, t.seq, &t.pixels),
+                    )
+                    .await?;
+                }
+                let _ = send.finish();
+            }
+        }
+        Ok(())
+    }
+
+    async fn place(&self, p: WirePlace) -> PlaceReply {
+        match self.place_owned(p).await {
+            Ok(placed) => PlaceReply::Placed { seq: placed.seq },
+            Err(why) => PlaceReply::Refused(why),
+        }
+    }
+
+    /// Applies a batch: each placement as if it came alone, all at once, so the shard's group
+    /// commit writes them together.
+    async fn place_batch(&self, places: Vec<WirePlace>) -> BatchReply {
+        let placed = join_all(places.into_iter().map(|p| self.place_owned(p))).await;
+        BatchReply(placed.into_iter().map(|r| r.map(|_| ())).collect())
+    }
+
+    /// Applies one placement of a tile this shard owns at the edge's epoch.
+    async fn place_owned(&self, p: WirePlace) -> Result<Placed, PlaceRefusal> {
+        let ring = self.ring.borrow().clone();
+        let Some((tile, _, _)) = self.geometry.locate(p.x.into(), p.y.into()) else {
+            return Err(PlaceRefusal::InvalidCoords);
+        };
+        if ring.owner(tile).id != self.id || p.epoch > ring.epoch() {
+            // Not ours, or the edge knows a newer ring than we do: let it re-route.
+            return Err(PlaceRefusal::NotOwner);
+        }
+        let request = PlaceRequest {
+            x: p.x.into(),
+            y: p.y.into(),
+            color: p.color,
+            user_id: p.user_id,
+            placed_at: p.placed_at,
+            action_id: p.action_id,
+        };
+        self.shard.place(request).await.map_err(|e| match e {
+            PlaceError::InvalidCoords => PlaceRefusal::InvalidCoords,
+            PlaceError::InvalidColor => PlaceRefusal::InvalidColor,
+            PlaceError::NotOwner => PlaceRefusal::NotOwner,
+            PlaceError::Unavailable => PlaceRefusal::Unavailable,
+        })
+    }
+
+    /// Streams one tile to an edge until the edge closes the stream; resets it when the edge is
+    /// too slow or the tile is not ours.
+    async fn stream_tile(
+        &self,
+        mut send: quinn::SendStream,
+        mut recv: quinn::RecvStream,
+        tile: TileId,
+        known_seq: Option<u64>,
+    ) -> Result<(), WireError> {
+        if !self.geometry.contains_tile(tile) || self.ring.borrow().owner(tile).id != self.id {
+            let _ = send.reset(quinn::VarInt::from_u32(1));
+            return Ok(());
+        }
+        let subscriber = self.next_subscriber.fetch_add(1, Ordering::Relaxed);
+        let Some(mut messages) = self
+            .shard
+            .attach_bounded(subscriber, TILE_STREAM_QUEUE)
+            .await
+        else {
+            let _ = send.reset(quinn::VarInt::from_u32(2));
+            return Ok(());
+        };
+        self.shard.subscribe(subscriber, tile, known_seq).await;
+        let result = loop {
+            tokio::select! {
+                message = messages.recv() => match message {
+                    Some(ShardMessage::Snapshot(s)) => {
+                        if let Err(e) = write_frame(&mut send, &TileFrame::encode_snapshot(s.tile, s.seq, &s.pixels)).await {
+                            break Err(e);
+                        }
+                    }
+                    Some(ShardMessage::Batch(b)) => {
+                        if let Err(e) = write_frame(&mut send, &TileFrame::encode_batch(b.tile, b.first_seq, &b.changes)).await {
+                            break Err(e);
+                        }
+                    }
+                    None => {
+                        // The shard dropped us (too slow): the edge resubscribes from its seq.
+                        let _ = send.reset(quinn::VarInt::from_u32(3));
+                        break Ok(());
+                    }
+                },
+                // The edge finished or reset its side: it unsubscribed.
+                _ = recv.read_to_end(0) => break Ok(()),
+            }
+        };
+        self.shard.detach(subscriber).await;
+        result
+    }
+}

@@ -1,0 +1,467 @@
+//! The edge-shard protocol on QUIC streams.
+//!
+//! Every exchange is one bidirectional stream opened by the edge, so a slow placement or a slow
+//! tile never holds up another (no head-of-line blocking across streams):
+//!
+//! - **place**: the edge sends a [`Request::Place`]; the shard answers one [`PlaceReply`] and
+//!   finishes the stream.
+//! - **subscribe**: the edge sends a [`Request::Subscribe`] for one tile; the shard answers with
+//!   the tile (a snapshot, or the changes after the edge's seq) and then streams every batch of
+//!   that tile, until the edge closes the stream (unsubscribe) or the shard resets it (the edge
+//!   fell behind, or the tile moved: the edge resubscribes with its seq).
+//! - **place a batch**: [`Request::PlaceBatch`] carries up to [`MAX_PLACE_BATCH`] placements of
+//!   tiles the shard owns (an administrator's rollback restoring pixels); the shard answers one
+//!   [`BatchReply`] with a status per placement, in order, and finishes the stream.
+//! - **read**: [`Request::ReadTiles`] answers every owned tile as snapshots, then finishes.
+//!
+//! Frames are a `u32` little-endian length and the payload. Tile snapshots and batches use the
+//! client protocol's binary `tile` (0x82) and `pixels` (0x83) layouts (`docs/PROTOCOL.md`), so
+//! the shard encodes a batch once for all edges and the codec is already fuzzed.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use place_protocol::{binary, ServerMessage};
+use place_tiles::{PixelChange, TileId, TILE_AREA};
+use thiserror::Error;
+
+/// The largest frame either side accepts.
+pub const MAX_FRAME: usize = 1 << 20;
+/// The most placements one [`Request::PlaceBatch`] carries.
+pub const MAX_PLACE_BATCH: usize = 4096;
+/// Bytes of one encoded [`WirePlace`].
+const PLACE_LEN: usize = 38;
+
+/// A malformed or oversize frame, or a broken stream.
+#[derive(Debug, Error)]
+pub enum WireError {
+    /// The frame does not decode.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    /// The frame is larger than [`MAX_FRAME`].
+    #[error("frame of {0} bytes is over the limit")]
+    TooLarge(usize),
+    /// The stream failed.
+    #[error("stream: {0}")]
+    Read(#[from] quinn::ReadExactError),
+    /// Writing failed.
+    #[error("stream: {0}")]
+    Write(#[from] quinn::WriteError),
+}
+
+/// A placement as it travels from edge to shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WirePlace {
+    /// Column.
+    pub x: u16,
+    /// Row.
+    pub y: u16,
+    /// Palette index.
+    pub color: u8,
+    /// Who.
+    pub user_id: i64,
+    /// When (epoch ms).
+    pub placed_at: i64,
+    /// The ring epoch the edge routed by.
+    pub epoch: u64,
+    /// The moderation action this placement carries out (a restore), if any.
+    pub action_id: Option<i64>,
+}
+
+impl WirePlace {
+    fn put(&self, b: &mut BytesMut) {
+        b.put_u16_le(self.x);
+        b.put_u16_le(self.y);
+        b.put_u8(self.color);
+        b.put_i64_le(self.user_id);
+        b.put_i64_le(self.placed_at);
+        b.put_u64_le(self.epoch);
+        b.put_u8(u8::from(self.action_id.is_some()));
+        b.put_i64_le(self.action_id.unwrap_or(0));
+    }
+
+    /// Reads one from `b`, which holds at least [`PLACE_LEN`] bytes.
+    fn get(b: &mut &[u8]) -> Self {
+        let mut place = WirePlace {
+            x: b.get_u16_le(),
+            y: b.get_u16_le(),
+            color: b.get_u8(),
+            user_id: b.get_i64_le(),
+            placed_at: b.get_i64_le(),
+            epoch: b.get_u64_le(),
+            action_id: None,
+        };
+        let has_action = b.get_u8() == 1;
+        let action = b.get_i64_le();
+        place.action_id = has_action.then_some(action);
+        place
+    }
+}
+
+/// The first frame of every stream the edge opens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Apply a placement.
+    Place(WirePlace),
+    /// Apply up to [`MAX_PLACE_BATCH`] placements, each answered.
+    PlaceBatch(Vec<WirePlace>),
+    /// Stream a tile.
+    Subscribe {
+        /// The tile.
+        tile: TileId,
+        /// The seq the edge holds, if any.
+        known_seq: Option<u64>,
+    },
+    /// Send every owned tile once.
+    ReadTiles,
+}
+
+/// Why a shard refused a placement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlaceRefusal {
+    /// Outside the canvas.
+    InvalidCoords,
+    /// Not a palette colour.
+    InvalidColor,
+    /// The shard does not own the tile at its epoch: re-route.
+    NotOwner,
+    /// Not durable now: retryable.
+    Unavailable,
+}
+
+/// A shard's answer to a [`Request::PlaceBatch`]: per placement, in order, placed or why not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchReply(pub Vec<Result<(), PlaceRefusal>>);
+
+/// A shard's answer to a placement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlaceReply {
+    /// Applied and durable at this tile seq.
+    Placed {
+        /// The tile's seq after it.
+        seq: u64,
+    },
+    /// Refused.
+    Refused(PlaceRefusal),
+}
+
+const PLACE: u8 = 1;
+const SUBSCRIBE: u8 = 2;
+const READ_TILES: u8 = 3;
+const PLACE_BATCH: u8 = 4;
+const PLACED: u8 = 0x10;
+const REFUSED: u8 = 0x11;
+const BATCH_REPLY: u8 = 0x12;
+
+impl PlaceRefusal {
+    fn code(self) -> u8 {
+        match self {
+            PlaceRefusal::InvalidCoords => 1,
+            PlaceRefusal::InvalidColor => 2,
+            PlaceRefusal::NotOwner => 3,
+            PlaceRefusal::Unavailable => 4,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Self> {
+        Some(match code {
+            1 => PlaceRefusal::InvalidCoords,
+            2 => PlaceRefusal::InvalidColor,
+            3 => PlaceRefusal::NotOwner,
+            4 => PlaceRefusal::Unavailable,
+            _ => return None,
+        })
+    }
+}
+
+impl Request {
+    /// Encodes the request.
+    pub fn encode(&self) -> Bytes {
+        let mut b = BytesMut::with_capacity(32);
+        match self {
+            Request::Place(p) => {
+                b.put_u8(PLACE);
+                p.put(&mut b);
+            }
+            Request::PlaceBatch(places) => {
+                b.reserve(5 + places.len() * PLACE_LEN);
+                b.put_u8(PLACE_BATCH);
+                b.put_u32_le(places.len() as u32);
+                for p in places {
+                    p.put(&mut b);
+                }
+            }
+            Request::Subscribe { tile, known_seq } => {
+                b.put_u8(SUBSCRIBE);
+                b.put_u16_le(tile.tx);
+                b.put_u16_le(tile.ty);
+                b.put_u8(u8::from(known_seq.is_some()));
+                b.put_u64_le(known_seq.unwrap_or(0));
+            }
+            Request::ReadTiles => b.put_u8(READ_TILES),
+        }
+        b.freeze()
+    }
+
+    /// Decodes a request.
+    pub fn decode(mut b: &[u8]) -> Result<Self, WireError> {
+        let short = || WireError::Malformed("request too short".into());
+        let tag = b.try_get_u8().map_err(|_| short())?;
+        let request = match (tag, b.len()) {
+            (PLACE, PLACE_LEN) => Request::Place(WirePlace::get(&mut b)),
+            (PLACE_BATCH, len) if len >= 4 => {
+                let count = b.get_u32_le() as usize;
+                if count > MAX_PLACE_BATCH || b.len() != count * PLACE_LEN {
+                    return Err(WireError::Malformed(format!(
+                        "a batch of {count} placements in {} bytes",
+                        b.len()
+                    )));
+                }
+                Request::PlaceBatch((0..count).map(|_| WirePlace::get(&mut b)).collect())
+            }
+            (SUBSCRIBE, 13) => {
+                let tile = TileId::new(b.get_u16_le(), b.get_u16_le());
+                let has_seq = b.get_u8() == 1;
+                let seq = b.get_u64_le();
+                Request::Subscribe {
+                    tile,
+                    known_seq: has_seq.then_some(seq),
+                }
+            }
+            (READ_TILES, 0) => Request::ReadTiles,
+            (tag, len) => {
+                return Err(WireError::Malformed(format!(
+                    "request type {tag} with {len} bytes"
+                )))
+            }
+        };
+        Ok(request)
+    }
+}
+
+impl PlaceReply {
+    /// Encodes the reply.
+    pub fn encode(&self) -> Bytes {
+        let mut b = BytesMut::with_capacity(9);
+        match self {
+            PlaceReply::Placed { seq } => {
+                b.put_u8(PLACED);
+                b.put_u64_le(*seq);
+            }
+            PlaceReply::Refused(why) => {
+                b.put_u8(REFUSED);
+                b.put_u8(why.code());
+            }
+        }
+        b.freeze()
+    }
+
+    /// Decodes a reply.
+    pub fn decode(mut b: &[u8]) -> Result<Self, WireError> {
+        let bad = |what: &str| WireError::Malformed(format!("place reply: {what}"));
+        match (b.try_get_u8().map_err(|_| bad("empty"))?, b.len()) {
+            (PLACED, 8) => Ok(PlaceReply::Placed {
+                seq: b.get_u64_le(),
+            }),
+            (REFUSED, 1) => {
+                let code = b.get_u8();
+                PlaceRefusal::from_code(code)
+                    .map(PlaceReply::Refused)
+                    .ok_or_else(|| bad(&format!("unknown refusal {code}")))
+            }
+            (tag, len) => Err(bad(&format!("type {tag} with {len} bytes"))),
+        }
+    }
+}
+
+impl BatchReply {
+    /// Encodes the reply: its tag, a `u32` count, then a status byte per placement (0 placed,
+    /// else the refusal's code).
+    pub fn encode(&self) -> Bytes {
+        let mut b = BytesMut::with_capacity(5 + self.0.len());
+        b.put_u8(BATCH_REPLY);
+        b.put_u32_le(self.0.len() as u32);
+        for status in &self.0 {
+            b.put_u8(status.map_or_else(PlaceRefusal::code, |()| 0));
+        }
+        b.freeze()
+    }
+
+    /// Decodes a reply.
+    pub fn decode(mut b: &[u8]) -> Result<Self, WireError> {
+        let bad = |what: String| WireError::Malformed(format!("batch reply: {what}"));
+        if b.try_get_u8().ok() != Some(BATCH_REPLY) || b.len() < 4 {
+            return Err(bad("not a batch reply".into()));
+        }
+        let count = b.get_u32_le() as usize;
+        if b.len() != count {
+            return Err(bad(format!("{count} statuses in {} bytes", b.len())));
+        }
+        b.iter()
+            .map(|&code| match code {
+                0 => Ok(Ok(())),
+                code => PlaceRefusal::from_code(code)
+                    .map(Err)
+                    .ok_or_else(|| bad(format!("unknown status {code}"))),
+            })
+            .collect::<Result<_, _>>()
+            .map(BatchReply)
+    }
+}
+
+/// A tile frame from the shard: a snapshot or a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TileFrame {
+    /// The whole tile.
+    Snapshot {
+        /// The tile.
+        tile: TileId,
+        /// Its seq.
+        seq: u64,
+        /// Its pixels.
+        pixels: Box<[u8; TILE_AREA]>,
+    },
+    /// Consecutive changes.
+    Batch {
+        /// The tile.
+        tile: TileId,
+        /// The seq of the first change.
+        first_seq: u64,
+        /// The changes.
+        changes: Vec<PixelChange>,
+    },
+}
+
+impl TileFrame {
+    /// Encodes a snapshot frame.
+    pub fn encode_snapshot(tile: TileId, seq: u64, pixels: &[u8; TILE_AREA]) -> Bytes {
+        binary::encode_tile(tile, seq, pixels)
+    }
+
+    /// Encodes a batch frame.
+    pub fn encode_batch(tile: TileId, first_seq: u64, changes: &[PixelChange]) -> Bytes {
+        binary::encode_pixels(tile, first_seq, changes)
+    }
+
+    /// Decodes a tile frame.
+    pub fn decode(b: &[u8]) -> Result<Self, WireError> {
+        match binary::decode_server(b).map_err(|e| WireError::Malformed(e.reason))? {
+            ServerMessage::Tile { tile, seq, pixels } => {
+                Ok(TileFrame::Snapshot { tile, seq, pixels })
+            }
+            ServerMessage::Pixels {
+                tile,
+                first_seq,
+                changes,
+            } => Ok(TileFrame::Batch {
+                tile,
+                first_seq,
+                changes,
+            }),
+            other => Err(WireError::Malformed(format!("not a tile frame: {other:?}"))),
+        }
+    }
+}
+
+/// Writes one frame.
+pub async fn write_frame(send: &mut quinn::SendStream, payload: &[u8]) -> Result<(), WireError> {
+    let len = u32::try_from(payload.len()).map_err(|_| WireError::TooLarge(payload.len()))?;
+    send.write_all(&len.to_le_bytes()).await?;
+    send.write_all(payload).await?;
+    Ok(())
+}
+
+/// Reads one frame; `None` when the peer finished the stream cleanly between frames.
+pub async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Option<Bytes>, WireError> {
+    let mut len = [0u8; 4];
+    match recv.read_exact(&mut len).await {
+        Ok(()) => {}
+        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(WireError::TooLarge(len));
+    }
+    let mut payload = vec![0u8; len];
+    recv.read_exact(&mut payload).await?;
+    Ok(Some(Bytes::from(payload)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn requests_and_replies_round_trip() {
+        let requests = [
+            Request::Place(WirePlace {
+                x: 1999,
+                y: 7,
+                color: 15,
+                user_id: -3,
+                placed_at: 1_764_000_000_000,
+                epoch: 9,
+                action_id: None,
+            }),
+            Request::PlaceBatch(vec![
+                WirePlace {
+                    x: 0,
+                    y: 65535,
+                    color: 0,
+                    user_id: 4,
+                    placed_at: 5,
+                    epoch: 6,
+                    action_id: Some(77),
+                };
+                3
+            ]),
+            Request::Subscribe {
+                tile: TileId::new(3, 4),
+                known_seq: Some(17),
+            },
+            Request::Subscribe {
+                tile: TileId::new(0, 0),
+                known_seq: None,
+            },
+            Request::ReadTiles,
+        ];
+        for r in requests {
+            assert_eq!(Request::decode(&r.encode()).expect("valid"), r);
+        }
+        for reply in [
+            PlaceReply::Placed { seq: u64::MAX },
+            PlaceReply::Refused(PlaceRefusal::NotOwner),
+            PlaceReply::Refused(PlaceRefusal::Unavailable),
+        ] {
+            assert_eq!(PlaceReply::decode(&reply.encode()).expect("valid"), reply);
+        }
+        let statuses = BatchReply(vec![Ok(()), Err(PlaceRefusal::NotOwner), Ok(())]);
+        assert_eq!(
+            BatchReply::decode(&statuses.encode()).expect("valid"),
+            statuses
+        );
+        let batch = TileFrame::encode_batch(
+            TileId::new(1, 2),
+            5,
+            &[PixelChange {
+                lx: 1,
+                ly: 2,
+                color: 3,
+            }],
+        );
+        assert!(matches!(
+            TileFrame::decode(&batch),
+            Ok(TileFrame::Batch { first_seq: 5, .. })
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(data in prop::collection::vec(any::<u8>(), 0..64)) {
+            let _ = Request::decode(&data);
+            let _ = PlaceReply::decode(&data);
+            let _ = BatchReply::decode(&data);
+            let _ = TileFrame::decode(&data);
+        }
+    }
+}

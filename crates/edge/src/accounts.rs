@@ -1,0 +1,426 @@
+//! Who a player is and what they may do now: sessions, guest users, cooldowns and bans.
+//!
+//! In `place serve` all of it is local: sessions and users in the embedded store, cooldowns and
+//! bans in memory (restored from the store at start). In the cluster every edge shares them:
+//! sessions (`session:{id}`, 24 h, refreshed on use), cooldowns (`cooldown:{user}`: the user's
+//! last placement time, checked and set by one Lua script per placement) and bans (`bans`) in
+//! Redis under the cluster's key prefix, users in PostgreSQL.
+//!
+//! A session is a random 256-bit id in an HTTP-only cookie. Registering or logging in always
+//! starts a new session and revokes the one the request came with ([`Accounts::revoke_session`]),
+//! so a session id seen before sign-in is worthless after it. Registering as a guest turns that
+//! guest's user into the registered one in place (same id, same placements, same cooldown).
+
+use dashmap::DashSet;
+use place_store::{EmbeddedStore, PgStore, StoreError, User, UserLogin};
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+
+use crate::cooldown::{Cooldowns, MAX_COOLDOWN_MS};
+
+/// A backing service failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountsError {
+    /// The embedded store or PostgreSQL.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Redis.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// A stored session could not be read.
+    #[error("session record: {0}")]
+    Record(#[from] serde_json::Error),
+    /// An ended session could not be announced to the other edges.
+    #[error(transparent)]
+    Live(#[from] crate::live::LiveError),
+}
+
+/// The cluster's shared account state.
+#[derive(Clone)]
+pub struct SharedAccounts {
+    /// Redis, for sessions, cooldowns and bans.
+    pub redis: ConnectionManager,
+    /// Prefix of every Redis key of this cluster.
+    pub prefix: String,
+    /// PostgreSQL, for users.
+    pub users: PgStore,
+}
+
+/// Where accounts live.
+pub enum Accounts {
+    /// `place serve`: the embedded store, with cooldowns and bans in memory.
+    Embedded {
+        /// The store.
+        store: EmbeddedStore,
+        /// Cooldowns.
+        cooldowns: Cooldowns,
+        /// Banned user ids.
+        bans: DashSet<i64>,
+    },
+    /// The cluster: Redis and PostgreSQL, shared by every edge.
+    Shared(SharedAccounts),
+}
+
+/// A user as kept in a Redis session record.
+#[derive(Serialize, Deserialize)]
+struct SessionRecord {
+    id: i64,
+    username: String,
+    is_guest: bool,
+    is_admin: bool,
+}
+
+/// How long `/health/ready` waits for each backing service before calling it unavailable.
+pub const READINESS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Checks and takes a cooldown in one step. The key holds the user's last placement time
+/// (KEYS[1]); ARGV: now, the cooldown, how long to remember the placement (all ms). Returns the
+/// milliseconds left, or 0 after recording `now` as the last placement.
+const ACQUIRE_SCRIPT: &str = r"
+local last = redis.call('GET', KEYS[1])
+if last then
+  local left = tonumber(last) + tonumber(ARGV[2]) - tonumber(ARGV[1])
+  if left > 0 then return left end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return 0
+";
+
+/// Gives a cooldown back only if it is still the one this placement took.
+const RELEASE_SCRIPT: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+
+impl Accounts {
+    /// Local accounts over the embedded store, restoring bans and the last placement of every
+    /// user who placed within [`MAX_COOLDOWN_MS`] (the longest cooldown there can be).
+    pub async fn embedded(store: EmbeddedStore, now_ms: i64) -> Result<Self, AccountsError> {
+        let cooldowns = Cooldowns::default();
+        for (user, placed_at) in store.recent_placements(now_ms - MAX_COOLDOWN_MS).await? {
+            cooldowns.restore(user, placed_at);
+        }
+        let bans = store.banned_users().await?.into_iter().collect();
+        Ok(Accounts::Embedded {
+            store,
+            cooldowns,
+            bans,
+        })
+    }
+
+    /// The user of a live session.
+    pub async fn session_user(
+        &self,
+        session_id: &str,
+        now_ms: i64,
+    ) -> Result<Option<User>, AccountsError> {
+        match self {
+            Accounts::Embedded { store, .. } => Ok(store.session_user(session_id, now_ms).await?),
+            Accounts::Shared(s) => {
+                let record: Option<String> = redis::cmd("GET")
+                    .arg(s.key(&format!("session:{session_id}")))
+                    .query_async(&mut s.redis.clone())
+                    .await?;
+                let Some(record) = record else {
+                    return Ok(None);
+                };
+                let r: SessionRecord = serde_json::from_str(&record)?;
+                Ok(Some(User {
+                    id: r.id,
+                    username: r.username,
+                    is_guest: r.is_guest,
+                    is_admin: r.is_admin,
+                    banned: false,
+                }))
+            }
+        }
+    }
+
+    /// Makes a guest user and a session `session_id` for it, living `ttl_ms`.
+    pub async fn create_guest_session(
+        &self,
+        session_id: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<User, AccountsError> {
+        let suffix = &session_id[..12.min(session_id.len())];
+        let user = match self {
+            Accounts::Embedded { store, .. } => store.create_guest(suffix, now_ms).await?,
+            Accounts::Shared(s) => s.users.create_guest(suffix, now_ms).await?,
+        };
+        self.create_session(session_id, &user, now_ms, ttl_ms)
+            .await?;
+        Ok(user)
+    }
+
+    /// Stores a session `session_id` of `user`, living `ttl_ms`.
+    pub async fn create_session(
+        &self,
+        session_id: &str,
+        user: &User,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<(), AccountsError> {
+        match self {
+            Accounts::Embedded { store, .. } => {
+                store
+                    .create_session(session_id, user.id, now_ms, now_ms + ttl_ms)
+                    .await?
+            }
+            Accounts::Shared(s) => {
+                let record = serde_json::to_string(&SessionRecord {
+                    id: user.id,
+                    username: user.username.clone(),
+                    is_guest: user.is_guest,
+                    is_admin: user.is_admin,
+                })?;
+                redis::cmd("SET")
+                    .arg(s.key(&format!("session:{session_id}")))
+                    .arg(record)
+                    .arg("PX")
+                    .arg(ttl_ms)
+                    .query_async::<()>(&mut s.redis.clone())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends a session at once: it is deleted from the embedded store or from Redis, so the next
+    /// request with its cookie, on any edge, has no session. Its open WebSockets are closed by
+    /// [`crate::Edge::revoke_session`], which calls this.
+    pub async fn revoke_session(&self, session_id: &str) -> Result<(), AccountsError> {
+        match self {
+            Accounts::Embedded { store, .. } => store.delete_session(session_id).await?,
+            Accounts::Shared(s) => {
+                redis::cmd("DEL")
+                    .arg(s.key(&format!("session:{session_id}")))
+                    .query_async::<()>(&mut s.redis.clone())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A user by name, in any letter case, with the password hash login checks.
+    pub async fn user_login(&self, username: &str) -> Result<Option<UserLogin>, AccountsError> {
+        Ok(match self {
+            Accounts::Embedded { store, .. } => store.user_login(username).await?,
+            Accounts::Shared(s) => s.users.user_login(username).await?,
+        })
+    }
+
+    /// Registers `username` with an argon2id `password_hash`. A guest (`guest`, the request's
+    /// current user, when it is a guest) becomes that user in place and keeps its id; anyone else
+    /// gets a new user. A taken name fails with [`StoreError::UsernameTaken`].
+    pub async fn register(
+        &self,
+        guest: Option<&User>,
+        username: &str,
+        password_hash: &str,
+        now_ms: i64,
+    ) -> Result<User, AccountsError> {
+        if let Some(guest) = guest.filter(|u| u.is_guest) {
+            let upgraded = match self {
+                Accounts::Embedded { store, .. } => {
+                    store
+                        .register_guest(guest.id, username, password_hash)
+                        .await?
+                }
+                Accounts::Shared(s) => {
+                    s.users
+                        .register_guest(guest.id, username, password_hash)
+                        .await?
+                }
+            };
+            if let Some(user) = upgraded {
+                return Ok(user);
+            }
+        }
+        Ok(self
+            .create_user(username, password_hash, false, now_ms)
+            .await?)
+    }
+
+    /// Makes a registered user (not from a guest).
+    pub async fn create_user(
+        &self,
+        username: &str,
+        password_hash: &str,
+        is_admin: bool,
+        now_ms: i64,
+    ) -> Result<User, StoreError> {
+        match self {
+            Accounts::Embedded { store, .. } => {
+                store
+                    .create_user(username, password_hash, is_admin, now_ms)
+                    .await
+            }
+            Accounts::Shared(s) => {
+                s.users
+                    .create_user(username, password_hash, is_admin, now_ms)
+                    .await
+            }
+        }
+    }
+
+    /// Extends a session to live `ttl_ms` from now.
+    pub async fn touch_session(
+        &self,
+        session_id: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<(), AccountsError> {
+        match self {
+            Accounts::Embedded { store, .. } => {
+                Ok(store.touch_session(session_id, now_ms + ttl_ms).await?)
+            }
+            Accounts::Shared(s) => {
+                redis::cmd("PEXPIRE")
+                    .arg(s.key(&format!("session:{session_id}")))
+                    .arg(ttl_ms)
+                    .query_async::<()>(&mut s.redis.clone())
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Takes the user's cooldown if it has run out, atomically across every socket and edge,
+    /// recording `now_ms` as its last placement: `Ok(Ok(next))` (when it may place next), or
+    /// `Ok(Err(ms_left))`.
+    pub async fn try_acquire_cooldown(
+        &self,
+        user: i64,
+        now_ms: i64,
+        cooldown_ms: i64,
+    ) -> Result<Result<i64, i64>, AccountsError> {
+        match self {
+            Accounts::Embedded { cooldowns, .. } => {
+                Ok(cooldowns.try_acquire(user, now_ms, cooldown_ms))
+            }
+            Accounts::Shared(s) => {
+                let left: i64 = redis::Script::new(ACQUIRE_SCRIPT)
+                    .key(s.key(&format!("cooldown:{user}")))
+                    .arg(now_ms)
+                    .arg(cooldown_ms)
+                    .arg(MAX_COOLDOWN_MS)
+                    .invoke_async(&mut s.redis.clone())
+                    .await?;
+                Ok(if left > 0 {
+                    Err(left)
+                } else {
+                    Ok(now_ms + cooldown_ms)
+                })
+            }
+        }
+    }
+
+    /// Gives back the cooldown taken at `taken_at_ms` for a placement that was not made, unless
+    /// a later placement replaced it.
+    pub async fn release_cooldown(&self, user: i64, taken_at_ms: i64) -> Result<(), AccountsError> {
+        match self {
+            Accounts::Embedded { cooldowns, .. } => {
+                cooldowns.release(user, taken_at_ms);
+                Ok(())
+            }
+            Accounts::Shared(s) => {
+                redis::Script::new(RELEASE_SCRIPT)
+                    .key(s.key(&format!("cooldown:{user}")))
+                    .arg(taken_at_ms)
+                    .invoke_async::<i64>(&mut s.redis.clone())
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Milliseconds until the user may place under `cooldown_ms` (0: now).
+    pub async fn cooldown_remaining(
+        &self,
+        user: i64,
+        now_ms: i64,
+        cooldown_ms: i64,
+    ) -> Result<i64, AccountsError> {
+        match self {
+            Accounts::Embedded { cooldowns, .. } => {
+                Ok(cooldowns.remaining(user, now_ms, cooldown_ms))
+            }
+            Accounts::Shared(s) => {
+                let last: Option<i64> = redis::cmd("GET")
+                    .arg(s.key(&format!("cooldown:{user}")))
+                    .query_async(&mut s.redis.clone())
+                    .await?;
+                Ok(last.map_or(0, |last| (last + cooldown_ms - now_ms).max(0)))
+            }
+        }
+    }
+
+    /// Whether the user is banned from placing.
+    pub async fn is_banned(&self, user: i64) -> Result<bool, AccountsError> {
+        match self {
+            Accounts::Embedded { bans, .. } => Ok(bans.contains(&user)),
+            Accounts::Shared(s) => Ok(redis::cmd("SISMEMBER")
+                .arg(s.key("bans"))
+                .arg(user)
+                .query_async(&mut s.redis.clone())
+                .await?),
+        }
+    }
+
+    /// Bans or unbans a user, at once for every socket (and, in the cluster, every edge).
+    pub async fn set_banned(&self, user: i64, banned: bool) -> Result<(), AccountsError> {
+        match self {
+            Accounts::Embedded { store, bans, .. } => {
+                store.set_banned(user, banned).await?;
+                if banned {
+                    bans.insert(user);
+                } else {
+                    bans.remove(&user);
+                }
+            }
+            Accounts::Shared(s) => {
+                s.users.set_banned(user, banned).await?;
+                redis::cmd(if banned { "SADD" } else { "SREM" })
+                    .arg(s.key("bans"))
+                    .arg(user)
+                    .query_async::<()>(&mut s.redis.clone())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Each backing service and whether it answers within [`READINESS_TIMEOUT`], for
+    /// `/health/ready`.
+    pub async fn readiness(&self) -> Vec<(&'static str, bool)> {
+        async fn answers<T, E>(check: impl std::future::Future<Output = Result<T, E>>) -> bool {
+            matches!(
+                tokio::time::timeout(READINESS_TIMEOUT, check).await,
+                Ok(Ok(_))
+            )
+        }
+        match self {
+            Accounts::Embedded { store, .. } => vec![("store", answers(store.ping()).await)],
+            Accounts::Shared(s) => {
+                let mut redis = s.redis.clone();
+                let ping = redis::cmd("PING");
+                let (redis_ok, postgres_ok) = tokio::join!(
+                    answers(ping.query_async::<String>(&mut redis)),
+                    answers(s.users.ping())
+                );
+                vec![("redis", redis_ok), ("postgres", postgres_ok)]
+            }
+        }
+    }
+
+    /// Forgets local placement times no cooldown can reach any more (Redis expires its own).
+    pub fn prune(&self, now_ms: i64) {
+        if let Accounts::Embedded { cooldowns, .. } = self {
+            cooldowns.prune(now_ms);
+        }
+    }
+}
+
+impl SharedAccounts {
+    fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+}

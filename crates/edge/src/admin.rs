@@ -1,0 +1,491 @@
+//! The administrators' HTTP API, `/api/v1/admin/...`: bans, the cooldown, rollbacks and resets,
+//! figures, the audit log, and the lookups the admin panel needs (users by name, a user's
+//! placements, who placed a pixel).
+//!
+//! Every route takes the [`Admin`] extractor first: 401 without a session, 403 for anyone who is
+//! not an administrator, before the body is even read. The state-changing routes are `POST` and
+//! `PUT`, so [`crate::http`]'s origin check refuses them from another site. What they do is in
+//! [`crate::moderation`]; each writes the audit log.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use axum_extra::extract::cookie::CookieJar;
+use place_store::{EventRecord, Rect, Selection, User};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::cooldown::MAX_COOLDOWN_MS;
+use crate::error::AppError;
+use crate::http::session_user;
+use crate::moderation::{ModerationError, RollbackOutcome};
+use crate::Edge;
+
+/// Rows of the audit log per page, by default and at most.
+const AUDIT_PAGE: i64 = 50;
+const AUDIT_PAGE_MAX: i64 = 500;
+/// Placements listed for a user or a pixel, by default and at most.
+const EVENTS_DEFAULT: i64 = 100;
+const EVENTS_MAX: i64 = 1000;
+/// Users a name search lists.
+const USERS_FOUND: i64 = 20;
+
+/// The admin routes.
+pub fn routes() -> Router<Arc<Edge>> {
+    Router::new()
+        .route("/api/v1/admin/ban-user", post(ban_user))
+        .route("/api/v1/admin/unban-user", post(unban_user))
+        .route("/api/v1/admin/settings", get(settings).put(put_settings))
+        .route("/api/v1/admin/reset-canvas", post(reset_canvas))
+        .route("/api/v1/admin/rollback", post(rollback))
+        .route("/api/v1/admin/stats", get(stats))
+        .route("/api/v1/admin/audit-log", get(audit_log))
+        .route("/api/v1/admin/users", get(find_users))
+        .route("/api/v1/admin/users/{id}/placements", get(user_placements))
+        .route("/api/v1/admin/pixel", get(pixel))
+}
+
+/// The request's user, who must be an administrator.
+pub struct Admin(pub User);
+
+impl FromRequestParts<Arc<Edge>> for Admin {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, edge: &Arc<Edge>) -> Result<Self, AppError> {
+        let jar = CookieJar::from_headers(&parts.headers);
+        let user = session_user(edge, &jar)
+            .await?
+            .ok_or(AppError::Unauthorized)?;
+        if !user.is_admin {
+            tracing::warn!(user_id = user.id, path = %parts.uri.path(), "admin route refused");
+            return Err(AppError::Forbidden("administrators only".into()));
+        }
+        Ok(Admin(user))
+    }
+}
+
+impl From<ModerationError> for AppError {
+    fn from(e: ModerationError) -> Self {
+        match e {
+            ModerationError::Live(crate::live::LiveError::CooldownOutOfRange) => {
+                AppError::BadRequest(e.to_string())
+            }
+            ModerationError::Store(e) => e.into(),
+            ModerationError::Accounts(e) => e.into(),
+            ModerationError::Live(e) => {
+                tracing::error!(error = %e, "announcing a change failed");
+                AppError::Unavailable("a backing service is unavailable".into())
+            }
+        }
+    }
+}
+
+/// A JSON body, or 400 with what is wrong with it.
+fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, AppError> {
+    body.map(|Json(b)| b)
+        .map_err(|e| AppError::BadRequest(e.body_text()))
+}
+
+/// A user id as the API writes it (a string of digits), or as a number.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum UserId {
+    Text(String),
+    Number(i64),
+}
+
+impl UserId {
+    fn parse(&self) -> Result<i64, AppError> {
+        match self {
+            UserId::Number(id) => Ok(*id),
+            UserId::Text(text) => text
+                .parse()
+                .map_err(|_| AppError::BadRequest(format!("userId {text:?} is not a user id"))),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UserRef {
+    user_id: UserId,
+}
+
+/// A user as the admin API shows it.
+fn admin_user_json(user: &User) -> Value {
+    json!({
+        "userId": user.id.to_string(),
+        "username": user.username,
+        "isGuest": user.is_guest,
+        "isAdmin": user.is_admin,
+        "banned": user.banned,
+    })
+}
+
+async fn existing_user(edge: &Edge, id: &UserId) -> Result<User, AppError> {
+    edge.accounts
+        .moderation_store()
+        .user(id.parse()?)
+        .await?
+        .ok_or(AppError::NotFound)
+}
+
+async fn ban_user(
+    State(edge): State<Arc<Edge>>,
+    Admin(admin): Admin,
+    request: Result<Json<UserRef>, JsonRejection>,
+) -> Result<Json<Value>, AppError> {
+    set_ban(&edge, &admin, body(request)?, true).await
+}
+
+async fn unban_user(
+    State(edge): State<Arc<Edge>>,
+    Admin(admin): Admin,
+    request: Result<Json<UserRef>, JsonRejection>,
+) -> Result<Json<Value>, AppError> {
+    set_ban(&edge, &admin, body(request)?, false).await
+}
+
+async fn set_ban(
+    edge: &Edge,
+    admin: &User,
+    request: UserRef,
+    banned: bool,
+) -> Result<Json<Value>, AppError> {
+    let mut user = existing_user(edge, &request.user_id).await?;
+    edge.moderate_ban(admin, &user, banned).await?;
+    user.banned = banned;
+    Ok(Json(admin_user_json(&user)))
+}
+
+fn settings_json(edge: &Edge) -> Value {
+    json!({"cooldownSeconds": edge.cooldown_ms() / 1000})
+}
+
+async fn settings(State(edge): State<Arc<Edge>>, Admin(_): Admin) -> Json<Value> {
+    Json(settings_json(&edge))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Settings {
+    cooldown_seconds: u64,
+}
+
+async fn put_settings(
+    State(edge): State<Arc<Edge>>,
+    Admin(admin): Admin,
+    request: Result<Json<Settings>, JsonRejection>,
+) -> Result<Json<Value>, AppError> {
+    let Settings { cooldown_seconds } = body(request)?;
+    if cooldown_seconds > MAX_COOLDOWN_MS as u64 / 1000 {
+        return Err(AppError::BadRequest(format!(
+            "cooldownSeconds must be 0 to {}",
+            MAX_COOLDOWN_MS / 1000
+        )));
+    }
+    edge.moderate_cooldown(&admin, Duration::from_secs(cooldown_seconds))
+        .await?;
+    Ok(Json(settings_json(&edge)))
+}
+
+/// A rectangle in a request: all four or none.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RectParams {
+    x: Option<u32>,
+    y: Option<u32>,
+    width: Option<u32>,
+    height: Option<u32>,
+}
+
+impl RectParams {
+    /// The rectangle, `None` when no field is given; 400 when some are, or it leaves the canvas.
+    fn rect(&self, edge: &Edge) -> Result<Option<Rect>, AppError> {
+        let rect = match (self.x, self.y, self.width, self.height) {
+            (None, None, None, None) => return Ok(None),
+            (Some(x), Some(y), Some(width), Some(height)) => Rect {
+                x,
+                y,
+                width,
+                height,
+            },
+            _ => {
+                return Err(AppError::BadRequest(
+                    "a rectangle needs x, y, width and height".into(),
+                ))
+            }
+        };
+        let g = edge.config.geometry;
+        let inside = rect.width > 0
+            && rect.height > 0
+            && u64::from(rect.x) + u64::from(rect.width) <= u64::from(g.width())
+            && u64::from(rect.y) + u64::from(rect.height) <= u64::from(g.height());
+        if !inside {
+            return Err(AppError::BadRequest(format!(
+                "the rectangle must lie inside the {}x{} canvas",
+                g.width(),
+                g.height()
+            )));
+        }
+        Ok(Some(rect))
+    }
+}
+
+fn rect_json(rect: &Rect) -> Value {
+    json!({"x": rect.x, "y": rect.y, "width": rect.width, "height": rect.height})
+}
+
+fn outcome_json(outcome: RollbackOutcome) -> Json<Value> {
+    Json(json!({
+        "actionId": outcome.action_id.to_string(),
+        "reverted": outcome.reverted,
+        "restored": outcome.restored,
+        "failed": outcome.failed,
+    }))
+}
+
+async fn reset_canvas(
+    State(edge): State<Arc<Edge>>,
+    Admin(admin): Admin,
+    request: Option<Json<RectParams>>,
+) -> Result<Json<Value>, AppError> {
+    let params = request.map(|Json(p)| p).unwrap_or_default();
+    let g = edge.config.geometry;
+    let rect = params.rect(&edge)?.unwrap_or(Rect {
+        x: 0,
+        y: 0,
+        width: g.width(),
+        height: g.height(),
+    });
+    let selection = Selection::Area {
+        rect,
+        from_ms: i64::MIN,
+        to_ms: i64::MAX,
+    };
+    let details = json!({"rect": rect_json(&rect)});
+    let outcome = edge
+        .rollback(&admin, "reset-canvas", details, selection)
+        .await?;
+    Ok(outcome_json(outcome))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RollbackParams {
+    user_id: Option<UserId>,
+    since: Option<i64>,
+    #[serde(flatten)]
+    rect: RectParams,
+    from: Option<i64>,
+    to: Option<i64>,
+}
+
+async fn rollback(
+    State(edge): State<Arc<Edge>>,
+    Admin(admin): Admin,
+    request: Result<Json<RollbackParams>, JsonRejection>,
+) -> Result<Json<Value>, AppError> {
+    let params = body(request)?;
+    let (selection, details) = match (&params.user_id, params.rect.rect(&edge)?) {
+        (Some(user), None) => {
+            let user = existing_user(&edge, user).await?;
+            let since_ms = params.since.unwrap_or(0);
+            let details = json!({
+                "userId": user.id.to_string(),
+                "username": user.username,
+                "since": since_ms,
+            });
+            (
+                Selection::User {
+                    user_id: user.id,
+                    since_ms,
+                },
+                details,
+            )
+        }
+        (None, Some(rect)) => {
+            let from_ms = params.from.unwrap_or(0);
+            let to_ms = params.to.unwrap_or(i64::MAX);
+            if from_ms > to_ms {
+                return Err(AppError::BadRequest("from is after to".into()));
+            }
+            let details = json!({"rect": rect_json(&rect), "from": from_ms, "to": to_ms});
+            let selection = Selection::Area {
+                rect,
+                from_ms,
+                to_ms,
+            };
+            (selection, details)
+        }
+        _ => {
+            return Err(AppError::BadRequest(
+                "give either userId (and since) or x, y, width, height (and from, to)".into(),
+            ))
+        }
+    };
+    let outcome = edge
+        .rollback(&admin, "rollback", details, selection)
+        .await?;
+    Ok(outcome_json(outcome))
+}
+
+async fn stats(State(edge): State<Arc<Edge>>, Admin(_): Admin) -> Result<Json<Value>, AppError> {
+    let store = edge.accounts.moderation_store();
+    let (placements, online, shards) = tokio::join!(
+        store.placement_stats(),
+        edge.players_online(),
+        edge.shards.health()
+    );
+    let placements = placements?;
+    let top: Vec<Value> = placements
+        .top_placers
+        .iter()
+        .map(|(id, name, count)| {
+            json!({"userId": id.to_string(), "username": name, "placements": count})
+        })
+        .collect();
+    let shards: Vec<Value> = shards
+        .into_iter()
+        .map(|(id, addr, ok)| json!({"id": id, "addr": addr, "status": if ok { "ok" } else { "unavailable" }}))
+        .collect();
+    Ok(Json(json!({
+        "playersOnline": online,
+        "placementsLastMinute": placements.last_minute,
+        "topPlacers": top,
+        "bannedUsers": placements.banned,
+        "cooldownSeconds": edge.cooldown_ms() / 1000,
+        "shards": shards,
+    })))
+}
+
+#[derive(Deserialize)]
+struct Page {
+    before: Option<i64>,
+    limit: Option<i64>,
+}
+
+async fn audit_log(
+    State(edge): State<Arc<Edge>>,
+    Admin(_): Admin,
+    Query(page): Query<Page>,
+) -> Result<Json<Value>, AppError> {
+    let limit = page.limit.unwrap_or(AUDIT_PAGE).clamp(1, AUDIT_PAGE_MAX);
+    let entries = edge
+        .accounts
+        .moderation_store()
+        .audit_log(page.before, limit)
+        .await?;
+    let next = (entries.len() as i64 == limit)
+        .then(|| entries.last().map(|e| e.id.to_string()))
+        .flatten();
+    let entries: Vec<Value> = entries
+        .into_iter()
+        .map(|e| {
+            json!({
+                "id": e.id.to_string(),
+                "actorId": e.actor_id.to_string(),
+                "actorName": e.actor_name,
+                "action": e.action,
+                "details": serde_json::from_str::<Value>(&e.details).unwrap_or(Value::Null),
+                "createdAt": e.created_at,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"entries": entries, "next": next})))
+}
+
+#[derive(Deserialize)]
+struct NameQuery {
+    name: String,
+}
+
+async fn find_users(
+    State(edge): State<Arc<Edge>>,
+    Admin(_): Admin,
+    Query(q): Query<NameQuery>,
+) -> Result<Json<Value>, AppError> {
+    if q.name.len() > 64 {
+        return Err(AppError::BadRequest("name is too long".into()));
+    }
+    let users = edge
+        .accounts
+        .moderation_store()
+        .find_users(&q.name, USERS_FOUND)
+        .await?;
+    let users: Vec<Value> = users.iter().map(admin_user_json).collect();
+    Ok(Json(json!({"users": users})))
+}
+
+fn events_json(events: &[EventRecord]) -> Vec<Value> {
+    events
+        .iter()
+        .map(|e| {
+            json!({
+                "x": e.x,
+                "y": e.y,
+                "color": e.color,
+                "userId": e.user_id.to_string(),
+                "username": e.username,
+                "placedAt": e.placed_at,
+                "actionId": e.action_id.map(|id| id.to_string()),
+                "reverted": e.reverted,
+            })
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+struct Limit {
+    limit: Option<i64>,
+}
+
+async fn user_placements(
+    State(edge): State<Arc<Edge>>,
+    Admin(_): Admin,
+    Path(id): Path<String>,
+    Query(q): Query<Limit>,
+) -> Result<Json<Value>, AppError> {
+    let user = existing_user(&edge, &UserId::Text(id)).await?;
+    let limit = q.limit.unwrap_or(EVENTS_DEFAULT).clamp(1, EVENTS_MAX);
+    let events = edge
+        .accounts
+        .moderation_store()
+        .user_events(user.id, limit)
+        .await?;
+    Ok(Json(json!({
+        "user": admin_user_json(&user),
+        "placements": events_json(&events),
+    })))
+}
+
+#[derive(Deserialize)]
+struct PixelQuery {
+    x: u32,
+    y: u32,
+    limit: Option<i64>,
+}
+
+async fn pixel(
+    State(edge): State<Arc<Edge>>,
+    Admin(_): Admin,
+    Query(q): Query<PixelQuery>,
+) -> Result<Json<Value>, AppError> {
+    if !edge.config.geometry.contains(q.x, q.y) {
+        return Err(AppError::BadRequest(
+            "the pixel is outside the canvas".into(),
+        ));
+    }
+    let limit = q.limit.unwrap_or(10).clamp(1, EVENTS_MAX);
+    let events = edge
+        .accounts
+        .moderation_store()
+        .pixel_events(q.x, q.y, limit)
+        .await?;
+    Ok(Json(json!({"placements": events_json(&events)})))
+}

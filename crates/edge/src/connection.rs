@@ -1,0 +1,575 @@
+//! One player's WebSocket, from welcome to close.
+//!
+//! Two halves run side by side: the reader decodes each frame (binary or JSON by the frame's
+//! kind), throttles floods and acts on the message; the writer sends the client's queue of frames
+//! in the client's format, pings, and closes the socket when asked (flood, lag, shutdown).
+//! Every bad frame gets an error answer and leaves the connection usable.
+
+use std::collections::HashSet;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use place_protocol::{
+    binary, json, ClientMessage, DecodeError, ErrorCode, ErrorMessage, RequestId, ServerMessage,
+    TileRequest, Welcome,
+};
+use place_shard::{PlaceError, PlaceRequest};
+use place_store::User;
+use place_tiles::TileId;
+use tokio::sync::{broadcast, mpsc};
+use tracing::{debug, info_span, Instrument};
+
+use crate::frame::{Format, SharedFrame};
+use crate::hub::{ConnId, LagSignal, Outbound};
+use crate::{now_ms, Edge};
+
+/// Frames a client may have queued before it counts as lagging (closed with 4000).
+pub const OUTBOUND_QUEUE: usize = 1024;
+/// Sustained frames per second a client may send...
+const FRAMES_PER_SECOND: u32 = 50;
+/// ...with bursts of this many.
+const FRAME_BURST: u32 = 100;
+/// Dropped frames within [`FLOOD_WINDOW`] after which a flooding client is disconnected (1008).
+const MAX_DROPPED: u32 = 200;
+/// The window in which dropped frames are counted.
+const FLOOD_WINDOW: Duration = Duration::from_secs(10);
+const PING_EVERY: Duration = Duration::from_secs(20);
+/// How long a closing connection waits for the other side of the close handshake.
+const CLOSE_HANDSHAKE: Duration = Duration::from_secs(2);
+
+/// Close codes (see `docs/PROTOCOL.md`).
+pub mod close_code {
+    /// The server is shutting down.
+    pub const GOING_AWAY: u16 = 1001;
+    /// Flood.
+    pub const POLICY: u16 = 1008;
+    /// The client fell too far behind.
+    pub const LAGGING: u16 = 4000;
+    /// No valid session.
+    pub const UNAUTHORIZED: u16 = 4401;
+}
+
+enum Control {
+    Close(u16, &'static str),
+    Stop,
+}
+
+/// Runs one connection to its end. `session` is the id the user was found by, so that the
+/// connection closes when that session ends.
+pub async fn run(
+    edge: Arc<Edge>,
+    socket: WebSocket,
+    user: Option<User>,
+    session: String,
+    format: Format,
+) {
+    let (mut sink, stream) = socket.split();
+    let Some(user) = user else {
+        let error = ErrorMessage::new(
+            ErrorCode::Unauthorized,
+            "no valid session: POST /api/v1/auth/guest first",
+        );
+        let _ = sink
+            .send(SharedFrame::new(ServerMessage::Error(error)).to_ws(format))
+            .await;
+        let _ = sink
+            .send(close(close_code::UNAUTHORIZED, "unauthorized"))
+            .await;
+        return;
+    };
+    let conn = edge.next_conn_id();
+    let user_id = user.id;
+    edge.count_online(user_id, true);
+    let span = info_span!("connection", conn, user_id = user.id);
+    let (outbound, frames, lag) = Outbound::channel(OUTBOUND_QUEUE);
+    let (control_tx, control_rx) = mpsc::channel(2);
+
+    let welcome = Welcome {
+        user_id: user.id.to_string(),
+        cooldown: (edge.cooldown_ms() / 1000) as u32,
+        cooldown_remaining: edge
+            .accounts
+            .cooldown_remaining(user.id, now_ms(), edge.cooldown_ms())
+            .await
+            .unwrap_or(0) as u64,
+        canvas_info: edge.canvas_info(),
+    };
+    outbound.send(SharedFrame::new(ServerMessage::Welcome(welcome)));
+
+    let live = follow_live(
+        Arc::clone(&edge),
+        user.id,
+        session,
+        outbound.clone(),
+        control_tx.clone(),
+    );
+    let mut reader = Reader {
+        edge: Arc::clone(&edge),
+        conn,
+        user,
+        outbound,
+        subscribed: HashSet::new(),
+        limiter: RateLimiter::direct(
+            Quota::per_second(NonZeroU32::new(FRAMES_PER_SECOND).unwrap_or(NonZeroU32::MIN))
+                .allow_burst(NonZeroU32::new(FRAME_BURST).unwrap_or(NonZeroU32::MIN)),
+        ),
+        dropped: 0,
+        dropped_since: std::time::Instant::now(),
+        control: control_tx,
+    };
+    async move {
+        debug!("connected");
+        {
+            let writer = write_frames(sink, frames, lag, control_rx, edge.shutdown.clone(), format);
+            let reading = async {
+                // Live changes are followed while the client is read; both end together.
+                tokio::select! {
+                    _ = reader.read_frames(stream) => {}
+                    _ = live => {}
+                }
+            };
+            tokio::pin!(writer);
+            tokio::pin!(reading);
+            // Whichever half ends first, give the other a moment: the writer to send its close frame,
+            // the reader to see the client's answer to it (closing with unread input would reset
+            // the connection before the client reads the close frame).
+            tokio::select! {
+                _ = &mut writer => {
+                    let _ = tokio::time::timeout(CLOSE_HANDSHAKE, &mut reading).await;
+                }
+                _ = &mut reading => {
+                    let _ = tokio::time::timeout(CLOSE_HANDSHAKE, &mut writer).await;
+                }
+            }
+        }
+        edge.hub.unsubscribe(conn, reader.subscribed.drain());
+        edge.count_online(user_id, false);
+        debug!("disconnected");
+    }
+    .instrument(span)
+    .await;
+}
+
+/// Tells the client when the cooldown changes (its new wait under the new cooldown), and closes
+/// the connection (4401) when its session ends. Returns only when it has closed it.
+async fn follow_live(
+    edge: Arc<Edge>,
+    user_id: i64,
+    session: String,
+    outbound: Outbound,
+    control: mpsc::Sender<Control>,
+) {
+    let mut cooldown = edge.live.watch_cooldown();
+    cooldown.borrow_and_update();
+    let mut ended = edge.live.watch_sessions_ended();
+    loop {
+        tokio::select! {
+            changed = cooldown.changed() => {
+                if changed.is_err() {
+                    return std::future::pending().await;
+                }
+                let cooldown_ms = *cooldown.borrow_and_update();
+                let remaining = edge
+                    .accounts
+                    .cooldown_remaining(user_id, now_ms(), cooldown_ms as i64)
+                    .await
+                    .unwrap_or(0);
+                outbound.send(SharedFrame::new(ServerMessage::Cooldown {
+                    cooldown: (cooldown_ms / 1000) as u32,
+                    cooldown_remaining: remaining as u64,
+                }));
+            }
+            id = ended.recv() => {
+                let ours = match id {
+                    Ok(id) => *id == *session,
+                    // Too many ended at once to follow one by one: ask the store.
+                    Err(broadcast::error::RecvError::Lagged(_)) => matches!(
+                        edge.accounts.session_user(&session, now_ms()).await,
+                        Ok(None)
+                    ),
+                    Err(broadcast::error::RecvError::Closed) => {
+                        return std::future::pending().await;
+                    }
+                };
+                if ours {
+                    let _ = control
+                        .send(Control::Close(close_code::UNAUTHORIZED, "session ended"))
+                        .await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn close(code: u16, reason: &'static str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }))
+}
+
+async fn write_frames(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut frames: mpsc::Receiver<Arc<SharedFrame>>,
+    lag: Arc<LagSignal>,
+    mut control: mpsc::Receiver<Control>,
+    shutdown: tokio_util::sync::CancellationToken,
+    format: Format,
+) {
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.reset();
+    let ending = loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break Some(close(close_code::GOING_AWAY, "server shutting down")),
+            _ = lag.wait() => break Some(close(close_code::LAGGING, "too far behind: reconnect and resubscribe")),
+            command = control.recv() => match command {
+                Some(Control::Close(code, reason)) => {
+                    // Answers already queued (the errors that explain the close) go out first.
+                    while let Ok(frame) = frames.try_recv() {
+                        if sink.send(frame.to_ws(format)).await.is_err() {
+                            break;
+                        }
+                    }
+                    break Some(close(code, reason));
+                }
+                Some(Control::Stop) | None => break None,
+            },
+            frame = frames.recv() => match frame {
+                Some(frame) => {
+                    if send_ready(&mut sink, &mut frames, frame, format).await.is_err() {
+                        break None;
+                    }
+                }
+                None => break None,
+            },
+            _ = ping.tick() => {
+                if sink.send(Message::Ping(Default::default())).await.is_err() {
+                    break None;
+                }
+            }
+        }
+    };
+    if let Some(message) = ending {
+        let _ = sink.send(message).await;
+    }
+    let _ = sink.close().await;
+}
+
+/// Most frames written with one flush (one `send` system call).
+const FRAMES_PER_FLUSH: usize = 64;
+
+/// Writes `first` and every frame already queued behind it (up to [`FRAMES_PER_FLUSH`]), then
+/// flushes once: under load a socket gets one system call for many small frames instead of one
+/// each (a profile of fan-out showed half the server's CPU in `sendto`).
+async fn send_ready(
+    sink: &mut SplitSink<WebSocket, Message>,
+    frames: &mut mpsc::Receiver<Arc<SharedFrame>>,
+    first: Arc<SharedFrame>,
+    format: Format,
+) -> Result<(), axum::Error> {
+    sink.feed(first.to_ws(format)).await?;
+    for _ in 1..FRAMES_PER_FLUSH {
+        match frames.try_recv() {
+            Ok(frame) => sink.feed(frame.to_ws(format)).await?,
+            Err(_) => break,
+        }
+    }
+    sink.flush().await
+}
+
+struct Reader {
+    edge: Arc<Edge>,
+    conn: ConnId,
+    user: User,
+    outbound: Outbound,
+    subscribed: HashSet<TileId>,
+    limiter: DefaultDirectRateLimiter,
+    dropped: u32,
+    dropped_since: std::time::Instant,
+    control: mpsc::Sender<Control>,
+}
+
+impl Reader {
+    async fn read_frames(&mut self, mut stream: SplitStream<WebSocket>) {
+        while let Some(next) = stream.next().await {
+            let message = match next {
+                Ok(message) => message,
+                Err(error) => {
+                    debug!(%error, "read failed");
+                    break;
+                }
+            };
+            let decoded = match &message {
+                Message::Binary(bytes) => binary::decode_client(bytes),
+                Message::Text(text) => json::decode_client(text.as_str()),
+                Message::Close(_) => break,
+                Message::Ping(_) | Message::Pong(_) => continue,
+            };
+            if self.limiter.check().is_err() {
+                if self.dropped_since.elapsed() > FLOOD_WINDOW {
+                    self.dropped = 0;
+                    self.dropped_since = std::time::Instant::now();
+                }
+                self.dropped += 1;
+                if self.dropped >= MAX_DROPPED {
+                    let _ = self
+                        .control
+                        .send(Control::Close(close_code::POLICY, "too many messages"))
+                        .await;
+                    // Read (and ignore) what the client still sends until it answers the close:
+                    // closing with unread input would reset the connection under the close frame.
+                    while let Some(message) = stream.next().await {
+                        if let Ok(Message::Close(_)) = message {
+                            break;
+                        }
+                    }
+                    return;
+                }
+                metrics::counter!(crate::telemetry::RATE_LIMIT_HITS, "why" => "flood").increment(1);
+                let error =
+                    ErrorMessage::new(ErrorCode::RateLimited, "too many messages: slow down")
+                        .with_request_id(request_id_of(&decoded));
+                self.reply(ServerMessage::Error(error));
+                continue;
+            }
+            match decoded {
+                Ok(message) => self.handle(message),
+                Err(e) => self.reply(ServerMessage::Error(e.to_error_message())),
+            }
+        }
+        let _ = self.control.send(Control::Stop).await;
+    }
+
+    fn reply(&self, message: ServerMessage) {
+        self.outbound.send(SharedFrame::new(message));
+    }
+
+    fn handle(&mut self, message: ClientMessage) {
+        match message {
+            ClientMessage::Subscribe { tiles } => self.subscribe(&tiles),
+            ClientMessage::Unsubscribe { tiles } => {
+                let leaving: Vec<TileId> = tiles
+                    .into_iter()
+                    .filter(|t| self.subscribed.remove(t))
+                    .collect();
+                self.edge.hub.unsubscribe(self.conn, leaving);
+            }
+            ClientMessage::Place {
+                x,
+                y,
+                color,
+                request_id,
+            } => self.place(x, y, color, request_id),
+            ClientMessage::Ping => self.reply(ServerMessage::Pong),
+        }
+    }
+
+    fn subscribe(&mut self, tiles: &[TileRequest]) {
+        let geometry = self.edge.config.geometry;
+        if let Some(bad) = tiles.iter().find(|t| !geometry.contains_tile(t.tile)) {
+            let error = ErrorMessage::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "tile {} is outside the canvas ({}x{} tiles)",
+                    bad.tile,
+                    geometry.tiles_x(),
+                    geometry.tiles_y()
+                ),
+            );
+            return self.reply(ServerMessage::Error(error));
+        }
+        let after: HashSet<TileId> = self
+            .subscribed
+            .iter()
+            .copied()
+            .chain(tiles.iter().map(|t| t.tile))
+            .collect();
+        let max = self.edge.config.max_tiles_per_client;
+        if after.len() > max {
+            let error = ErrorMessage::new(
+                ErrorCode::TooManyTiles,
+                format!(
+                    "at most {max} tiles per connection; this would make {}",
+                    after.len()
+                ),
+            );
+            return self.reply(ServerMessage::Error(error));
+        }
+        for t in tiles {
+            self.edge
+                .hub
+                .subscribe(self.conn, &self.outbound, t.tile, t.seq);
+            self.subscribed.insert(t.tile);
+        }
+    }
+
+    fn place(&self, x: i64, y: i64, color: i64, request_id: Option<RequestId>) {
+        let fail = |code, message: String| {
+            self.reply(ServerMessage::Error(
+                ErrorMessage::new(code, message).with_request_id(request_id.clone()),
+            ));
+        };
+        let geometry = self.edge.config.geometry;
+        let (Ok(x), Ok(y)) = (u32::try_from(x), u32::try_from(y)) else {
+            return fail(
+                ErrorCode::InvalidCoords,
+                format!("({x},{y}) is outside the canvas"),
+            );
+        };
+        if !geometry.contains(x, y) {
+            return fail(
+                ErrorCode::InvalidCoords,
+                format!(
+                    "({x},{y}) is outside the {}x{} canvas",
+                    geometry.width(),
+                    geometry.height()
+                ),
+            );
+        }
+        let palette = &self.edge.config.palette;
+        let Some(color) = u8::try_from(color).ok().filter(|c| palette.contains(*c)) else {
+            return fail(
+                ErrorCode::InvalidColor,
+                format!(
+                    "colour {color} is not in the {}-colour palette",
+                    palette.len()
+                ),
+            );
+        };
+        let edge = Arc::clone(&self.edge);
+        let outbound = self.outbound.clone();
+        let user_id = self.user.id;
+        // A correlation id per placement, unique in this process, on every log line it causes.
+        let placement = self.edge.next_conn_id();
+        let span = info_span!("placement", placement, x, y, color, user_id);
+        self.edge.tasks.spawn(
+            async move {
+                let started = std::time::Instant::now();
+                let message = place_checked(&edge, user_id, x, y, color, request_id).await;
+                record_placement(&message, color, started);
+                outbound.send(SharedFrame::new(message));
+            }
+            .instrument(span),
+        );
+    }
+}
+
+/// Counts a placement's outcome, and times the acknowledged ones.
+fn record_placement(answer: &ServerMessage, color: u8, started: std::time::Instant) {
+    use crate::telemetry::{
+        PIXELS_PLACED, PLACEMENTS_REFUSED, PLACEMENT_DURATION, RATE_LIMIT_HITS,
+    };
+    match answer {
+        ServerMessage::Success { .. } => {
+            metrics::counter!(PIXELS_PLACED, "color" => color.to_string()).increment(1);
+            metrics::histogram!(PLACEMENT_DURATION).record(started.elapsed().as_secs_f64());
+        }
+        ServerMessage::Error(error) => {
+            if error.code == ErrorCode::RateLimited {
+                metrics::counter!(RATE_LIMIT_HITS, "why" => "cooldown").increment(1);
+            }
+            metrics::counter!(PLACEMENTS_REFUSED, "code" => error.code.as_str()).increment(1);
+        }
+        _ => {}
+    }
+}
+
+/// The checks that need the shared account state (ban, cooldown), then the placement itself.
+async fn place_checked(
+    edge: &Edge,
+    user_id: i64,
+    x: u32,
+    y: u32,
+    color: u8,
+    request_id: Option<RequestId>,
+) -> ServerMessage {
+    let fail = |code, message: &str, request_id| {
+        ServerMessage::Error(ErrorMessage::new(code, message).with_request_id(request_id))
+    };
+    match edge.accounts.is_banned(user_id).await {
+        Ok(false) => {}
+        Ok(true) => {
+            return fail(
+                ErrorCode::Banned,
+                "you are banned from placing pixels",
+                request_id,
+            )
+        }
+        Err(error) => {
+            tracing::warn!(%error, "ban check failed");
+            return fail(
+                ErrorCode::Unavailable,
+                "accounts are unavailable; try again",
+                request_id,
+            );
+        }
+    }
+    let now = now_ms();
+    let next = match edge
+        .accounts
+        .try_acquire_cooldown(user_id, now, edge.cooldown_ms())
+        .await
+    {
+        Ok(Ok(next)) => next,
+        Ok(Err(remaining)) => {
+            let mut error = ErrorMessage::new(
+                ErrorCode::RateLimited,
+                format!("cooldown: {:.1} s left", remaining as f64 / 1000.0),
+            )
+            .with_request_id(request_id);
+            error.cooldown_remaining = Some(remaining as u64);
+            return ServerMessage::Error(error);
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cooldown check failed");
+            return fail(
+                ErrorCode::Unavailable,
+                "cooldowns are unavailable; try again",
+                request_id,
+            );
+        }
+    };
+    let request = PlaceRequest {
+        x,
+        y,
+        color,
+        user_id,
+        placed_at: now,
+        action_id: None,
+    };
+    match edge.shards.place(request).await {
+        Ok(placed) => {
+            debug!(seq = placed.seq, "placed");
+            ServerMessage::Success {
+                request_id,
+                next_placement: next as u64,
+            }
+        }
+        Err(error) => {
+            if let Err(e) = edge.accounts.release_cooldown(user_id, now).await {
+                tracing::warn!(error = %e, "could not give a cooldown back");
+            }
+            let code = match error {
+                PlaceError::InvalidCoords => ErrorCode::InvalidCoords,
+                PlaceError::InvalidColor => ErrorCode::InvalidColor,
+                PlaceError::NotOwner | PlaceError::Unavailable => ErrorCode::Unavailable,
+            };
+            fail(code, &error.to_string(), request_id)
+        }
+    }
+}
+
+fn request_id_of(decoded: &Result<ClientMessage, DecodeError>) -> Option<RequestId> {
+    match decoded {
+        Ok(ClientMessage::Place { request_id, .. }) => request_id.clone(),
+        Err(e) => e.request_id.clone(),
+        Ok(_) => None,
+    }
+}

@@ -1,0 +1,399 @@
+//! The HTTP side of an edge: the router, the REST API, sessions, and the origin check (account
+//! routes are in [`crate::auth`]).
+//!
+//! `docs/PROTOCOL.md` ("HTTP API") documents every route.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Query, Request, State, WebSocketUpgrade};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use axum_extra::extract::cookie::{Cookie, CookieJar};
+use bytes::Bytes;
+use place_store::User;
+use place_tiles::{TileId, TILE_SIZE};
+use serde::Deserialize;
+use serde_json::json;
+use tower_http::compression::CompressionLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::error::AppError;
+use crate::frame::Format;
+use crate::{admin, auth, connection, now_ms, Edge};
+
+/// The session cookie.
+pub const SESSION_COOKIE: &str = "place_session";
+/// How long a built canvas image is served before it is rebuilt.
+const CANVAS_IMAGE_TTL: Duration = Duration::from_secs(1);
+/// Hard limit on one WebSocket message; between 64 KiB and this the client gets `BAD_REQUEST`.
+const WS_MAX_MESSAGE: usize = 1 << 20;
+/// Initial WebSocket read buffer per connection.
+const WS_BUFFER: usize = 4 * 1024;
+
+/// The edge's routes.
+pub fn app(edge: Arc<Edge>) -> Router {
+    let canvas = Router::new()
+        .route("/api/v1/canvas", get(canvas))
+        .layer(CompressionLayer::new().gzip(true));
+    Router::new()
+        .route("/api/v1/auth/guest", post(guest))
+        .route("/api/v1/auth/me", get(me))
+        .merge(auth::routes())
+        .merge(admin::routes())
+        .route("/api/v1/canvas/info", get(canvas_info))
+        .route("/api/v1/tiles/{tx}/{ty}", get(tile))
+        .route("/health", get(|| async { "ok" }))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/ws", get(websocket))
+        .merge(canvas)
+        .fallback(get(static_asset))
+        .layer(middleware::from_fn(crate::telemetry::record_http))
+        .layer(middleware::from_fn(check_origin))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&edge),
+            name_the_node,
+        ))
+        // A correlation id per request: the client's `X-Request-Id`, or a new UUID; it names the
+        // request's log span and comes back in the response.
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(edge)
+}
+
+/// Says which edge answered (`X-Place-Node`), for operators and tests behind a load balancer.
+async fn name_the_node(State(edge): State<Arc<Edge>>, request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    if let Ok(name) = HeaderValue::from_str(&edge.config.node_id) {
+        response.headers_mut().insert("x-place-node", name);
+    }
+    response
+}
+
+/// Refuses state-changing requests and WebSocket upgrades whose `Origin` is another site.
+async fn check_origin(request: Request, next: Next) -> Response {
+    let guarded = request.method() != Method::GET
+        && request.method() != Method::HEAD
+        && request.method() != Method::OPTIONS
+        || request.headers().contains_key(header::UPGRADE);
+    if guarded {
+        if let Some(origin) = request.headers().get(header::ORIGIN) {
+            let host = request
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok());
+            let origin_host = origin
+                .to_str()
+                .ok()
+                .and_then(|o| o.split_once("://"))
+                .map(|(_, rest)| rest.trim_end_matches('/'));
+            if host.is_none() || origin_host != host {
+                return AppError::Forbidden("cross-origin request refused".into()).into_response();
+            }
+        }
+    }
+    next.run(request).await
+}
+
+/// The user of the request's session cookie, if it is valid.
+pub async fn session_user(edge: &Edge, jar: &CookieJar) -> Result<Option<User>, AppError> {
+    let Some(id) = jar.get(SESSION_COOKIE).map(Cookie::value) else {
+        return Ok(None);
+    };
+    if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(None);
+    }
+    Ok(edge.accounts.session_user(id, now_ms()).await?)
+}
+
+/// A user as the API shows it: `{userId, username, isGuest, isAdmin}`.
+pub fn user_json(user: &User) -> serde_json::Value {
+    json!({
+        "userId": user.id.to_string(),
+        "username": user.username,
+        "isGuest": user.is_guest,
+        "isAdmin": user.is_admin,
+    })
+}
+
+async fn guest(
+    State(edge): State<Arc<Edge>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    jar: CookieJar,
+) -> Result<(CookieJar, Json<serde_json::Value>), AppError> {
+    if let Some(user) = session_user(&edge, &jar).await? {
+        return Ok((jar, Json(user_json(&user))));
+    }
+    edge.check_guest_rate(auth::client_ip(&edge, peer, &headers))?;
+    let session_id = auth::new_session_id()?;
+    let ttl = edge.config.session_ttl;
+    let user = edge
+        .accounts
+        .create_guest_session(&session_id, now_ms(), ttl.as_millis() as i64)
+        .await?;
+    tracing::info!(user_id = user.id, "guest session created");
+    let cookie = auth::session_cookie(&edge, &headers, session_id);
+    Ok((jar.add(cookie), Json(user_json(&user))))
+}
+
+async fn me(
+    State(edge): State<Arc<Edge>>,
+    jar: CookieJar,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let user = session_user(&edge, &jar)
+        .await?
+        .ok_or(AppError::Unauthorized)?;
+    Ok(Json(user_json(&user)))
+}
+
+async fn canvas_info(State(edge): State<Arc<Edge>>) -> Json<place_protocol::CanvasInfo> {
+    Json(edge.canvas_info())
+}
+
+/// The whole canvas, built from the shard's tiles at most once a second.
+#[derive(Clone)]
+pub struct CanvasImage {
+    etag: HeaderValue,
+    bytes: Bytes,
+    built: Instant,
+}
+
+async fn canvas(State(edge): State<Arc<Edge>>, headers: HeaderMap) -> Result<Response, AppError> {
+    let image = {
+        let mut cache = edge.canvas_cache.lock().await;
+        match cache.as_ref() {
+            Some(image) if image.built.elapsed() < CANVAS_IMAGE_TTL => image.clone(),
+            _ => {
+                let image = build_canvas_image(&edge).await?;
+                *cache = Some(image.clone());
+                image
+            }
+        }
+    };
+    if headers.get(header::IF_NONE_MATCH) == Some(&image.etag) {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, image.etag)]).into_response());
+    }
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=1"),
+            ),
+            (header::ETAG, image.etag),
+        ],
+        Body::from(image.bytes),
+    )
+        .into_response())
+}
+
+async fn build_canvas_image(edge: &Edge) -> Result<CanvasImage, AppError> {
+    let tiles = edge
+        .shards
+        .read_tiles()
+        .await
+        .ok_or_else(|| AppError::Unavailable("the shard is unavailable".into()))?;
+    let g = edge.config.geometry;
+    let width = g.width() as usize;
+    let mut pixels = vec![0u8; width * g.height() as usize];
+    let mut version = 0u64;
+    for t in &tiles {
+        version = version.wrapping_add(t.seq);
+        let (x0, y0) = t.tile.origin();
+        let (w, h) = g.tile_dims(t.tile);
+        for row in 0..h as usize {
+            let src = &t.pixels[row * TILE_SIZE as usize..][..w as usize];
+            let start = (y0 as usize + row) * width + x0 as usize;
+            pixels[start..start + w as usize].copy_from_slice(src);
+        }
+    }
+    let etag = HeaderValue::from_str(&format!("\"c{version}\""))
+        .map_err(|e| AppError::Unavailable(e.to_string()))?;
+    Ok(CanvasImage {
+        etag,
+        bytes: Bytes::from(pixels),
+        built: Instant::now(),
+    })
+}
+
+async fn tile(
+    State(edge): State<Arc<Edge>>,
+    Path((tx, ty)): Path<(u16, u16)>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let tile = TileId::new(tx, ty);
+    if !edge.config.geometry.contains_tile(tile) {
+        return Err(AppError::NotFound);
+    }
+    let (seq, pixels) = match edge.hub.mirror(tile) {
+        Some(mirror) => mirror,
+        None => {
+            let snapshot = edge
+                .shards
+                .read_tile(tile)
+                .await
+                .ok_or_else(|| AppError::Unavailable("the shard is unavailable".into()))?;
+            (snapshot.seq, snapshot.pixels)
+        }
+    };
+    let etag = HeaderValue::from_str(&format!("\"{seq}\""))
+        .map_err(|e| AppError::Unavailable(e.to_string()))?;
+    if headers.get(header::IF_NONE_MATCH) == Some(&etag) {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
+    }
+    let body = Bytes::copy_from_slice(pixels.as_slice());
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=1"),
+            ),
+            (header::ETAG, etag),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+async fn ready(State(edge): State<Arc<Edge>>) -> Response {
+    let services = edge.accounts.readiness().await;
+    let all_ok = services.iter().all(|(_, ok)| *ok);
+    let mut body = json!({
+        "status": if all_ok { "ok" } else { "unavailable" },
+        "uptime": edge.started.elapsed().as_secs_f64(),
+        "version": env!("CARGO_PKG_VERSION"),
+    });
+    for (name, ok) in services {
+        body[name] = json!(if ok { "ok" } else { "unavailable" });
+    }
+    let status = if all_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+/// The log span of one HTTP request, named by its correlation id.
+fn request_span(request: &Request) -> tracing::Span {
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path())
+}
+
+/// `GET /metrics`: Prometheus text format.
+async fn metrics() -> Response {
+    match crate::telemetry::handle() {
+        Some(handle) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            handle.render(),
+        )
+            .into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "another metrics recorder is installed in this process",
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct WsParams {
+    format: Option<String>,
+}
+
+async fn websocket(
+    State(edge): State<Arc<Edge>>,
+    Query(params): Query<WsParams>,
+    jar: CookieJar,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, AppError> {
+    let format = match params.format.as_deref() {
+        None | Some("binary") => Format::Binary,
+        Some("json") => Format::Json,
+        Some(other) => {
+            return Err(AppError::BadRequest(format!(
+                "unknown format {other:?}: use json or binary"
+            )))
+        }
+    };
+    let user = session_user(&edge, &jar).await?;
+    let session = jar
+        .get(SESSION_COOKIE)
+        .map(|c| c.value().to_owned())
+        .unwrap_or_default();
+    if user.is_some() {
+        // Sliding sessions: playing keeps the session alive.
+        let ttl = edge.config.session_ttl.as_millis() as i64;
+        if let Err(error) = edge.accounts.touch_session(&session, now_ms(), ttl).await {
+            tracing::warn!(%error, "could not extend a session");
+        }
+    }
+    Ok(upgrade
+        .max_message_size(WS_MAX_MESSAGE)
+        .max_frame_size(WS_MAX_MESSAGE)
+        // tungstenite's defaults (128 KiB each way) would cost every idle player 256 KiB;
+        // players send a few bytes and receive small frames, so start small (buffers grow when
+        // a large frame needs it).
+        .read_buffer_size(WS_BUFFER)
+        // Frames queued together are buffered up to this much and written with one flush.
+        .write_buffer_size(WS_BUFFER)
+        .on_upgrade(move |socket| {
+            let tasks = edge.tasks.clone();
+            tasks.track_future(connection::run(edge, socket, user, session, format))
+        }))
+}
+
+async fn static_asset(uri: axum::http::Uri, headers: HeaderMap) -> Result<Response, AppError> {
+    let path = uri.path().trim_start_matches('/');
+    let path = if path.is_empty() { "index.html" } else { path };
+    let asset = place_web::asset(path).ok_or(AppError::NotFound)?;
+    let etag =
+        HeaderValue::from_str(&asset.etag).map_err(|e| AppError::Unavailable(e.to_string()))?;
+    // Vite names built files by their hash (`assets/index-abc123.js`): those never change.
+    let cache = if path.starts_with("assets/") {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    if headers.get(header::IF_NONE_MATCH) == Some(&etag) {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
+    }
+    let content_type = HeaderValue::from_str(&asset.content_type)
+        .map_err(|e| AppError::Unavailable(e.to_string()))?;
+    let body = match asset.body {
+        std::borrow::Cow::Borrowed(bytes) => Body::from(Bytes::from_static(bytes)),
+        std::borrow::Cow::Owned(bytes) => Body::from(bytes),
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
+            (header::ETAG, etag),
+        ],
+        body,
+    )
+        .into_response())
+}

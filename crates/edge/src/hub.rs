@@ -1,0 +1,499 @@
+//! The tile hub: an edge's copy of every tile its clients watch, and the fan-out to them.
+//!
+//! The hub subscribes to a tile at its shard once, however many clients watch it, and
+//! unsubscribes when the last one leaves. It keeps a mirror of each such tile (pixels, seq and
+//! recent history) built from the shard's snapshot and batches, so a client joining a watched
+//! tile, or coming back with the seq it holds, is answered from the mirror without asking the
+//! shard. Each batch from the shard is applied to the mirror and sent to the tile's clients as one
+//! shared frame.
+//!
+//! Ordering: every change to the hub's tables happens under one lock, and the commands to the
+//! shard are queued under that same lock, so the shard sees subscribe and unsubscribe in the
+//! order the hub decided them.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use place_cluster::wire::TileFrame;
+use place_cluster::ClusterClient;
+use place_protocol::ServerMessage;
+use place_shard::{ShardHandle, ShardMessage, SubscriberId, TileBatch, TileSnapshot};
+use place_tiles::{Catchup, Tile, TileId};
+use tokio::sync::{mpsc, Notify};
+use tracing::{debug, warn};
+
+use crate::frame::SharedFrame;
+
+/// Identifies a client connection.
+pub type ConnId = u64;
+
+/// The sending half of a client's queue of outgoing frames.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    frames: mpsc::Sender<Arc<SharedFrame>>,
+    lagged: Arc<LagSignal>,
+}
+
+/// Set when a client's queue overflowed: its connection closes (4000) and the client resyncs.
+#[derive(Debug, Default)]
+pub struct LagSignal {
+    lagged: AtomicBool,
+    notify: Notify,
+}
+
+impl LagSignal {
+    /// Waits until the client is marked as lagging.
+    pub async fn wait(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.lagged.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Outbound {
+    /// A queue of `capacity` frames.
+    pub fn channel(capacity: usize) -> (Self, mpsc::Receiver<Arc<SharedFrame>>, Arc<LagSignal>) {
+        let (frames, receiver) = mpsc::channel(capacity);
+        let lagged = Arc::new(LagSignal::default());
+        (
+            Self {
+                frames,
+                lagged: Arc::clone(&lagged),
+            },
+            receiver,
+            lagged,
+        )
+    }
+
+    /// Queues a frame; returns false when the client is gone. A full queue marks the client as
+    /// lagging rather than blocking anyone.
+    pub fn send(&self, frame: Arc<SharedFrame>) -> bool {
+        match self.frames.try_send(frame) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.lagged.lagged.store(true, Ordering::Release);
+                self.lagged.notify.notify_waiters();
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+enum ShardCommand {
+    Subscribe(TileId, Option<u64>),
+    Unsubscribe(TileId),
+}
+
+struct Waiting {
+    conn: ConnId,
+    known: Option<u64>,
+    outbound: Outbound,
+    since: Instant,
+}
+
+/// A client holding a later seq than the mirror waits this long for the mirror to catch up;
+/// then it gets the mirror's snapshot (its seq was not one this canvas ever had).
+const MAX_WAIT_FOR_MIRROR: Duration = Duration::from_secs(1);
+
+#[derive(Default)]
+struct TileEntry {
+    /// Subscribed at the shard. An entry that is not is dormant: nobody watches it, but its
+    /// mirror is kept so a returning client can be answered with just the changes it missed.
+    watched: bool,
+    /// `None` until the shard's first answer.
+    mirror: Option<Tile>,
+    /// Clients waiting for the mirror: none yet, or the client holds a later seq than the mirror
+    /// (the mirror is catching up). With the seq they hold and since when they wait.
+    waiting: Vec<Waiting>,
+    clients: HashMap<ConnId, Outbound>,
+    /// The encoded snapshot of the mirror at its current seq, made when first needed.
+    snapshot: Option<Arc<SharedFrame>>,
+}
+
+impl TileEntry {
+    fn is_unwatched(&self) -> bool {
+        self.waiting.is_empty() && self.clients.is_empty()
+    }
+
+    fn is_dormant(&self) -> bool {
+        !self.watched && self.mirror.is_some()
+    }
+}
+
+/// The frame that brings a holder of `known` (or a newcomer, `None`) up to date with `mirror`:
+/// the changes it missed (possibly none), or the snapshot, cached in `snapshot` for the next one.
+fn catchup_frame(
+    tile: TileId,
+    mirror: &Tile,
+    snapshot: &mut Option<Arc<SharedFrame>>,
+    known: Option<u64>,
+) -> Arc<SharedFrame> {
+    match known.map(|seq| mirror.since(seq)) {
+        Some(Catchup::Events { first_seq, changes }) => SharedFrame::new(ServerMessage::Pixels {
+            tile,
+            first_seq,
+            changes,
+        }),
+        Some(Catchup::Snapshot) | None => Arc::clone(snapshot.get_or_insert_with(|| {
+            SharedFrame::new(ServerMessage::Tile {
+                tile,
+                seq: mirror.seq(),
+                pixels: Box::new(*mirror.pixels()),
+            })
+        })),
+    }
+}
+
+/// Dormant mirrors kept at most; beyond this, dormant entries are dropped (their clients then
+/// get a snapshot when they return).
+const MAX_DORMANT: usize = 4096;
+
+/// The edge's tiles and who watches them.
+pub struct TileHub {
+    tiles: Mutex<HashMap<TileId, TileEntry>>,
+    commands: mpsc::UnboundedSender<ShardCommand>,
+}
+
+impl TileHub {
+    fn new() -> (Arc<Self>, mpsc::UnboundedReceiver<ShardCommand>) {
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let hub = Arc::new(Self {
+            tiles: Mutex::new(HashMap::new()),
+            commands,
+        });
+        tokio::spawn(sweep_waiting(Arc::downgrade(&hub)));
+        (hub, command_rx)
+    }
+
+    /// Starts a hub subscribed to the in-process `shard` as `subscriber`.
+    pub fn start_local(shard: ShardHandle, subscriber: SubscriberId) -> Arc<Self> {
+        let (hub, commands) = Self::new();
+        tokio::spawn(run_shard_link(
+            Arc::downgrade(&hub),
+            shard,
+            subscriber,
+            commands,
+        ));
+        hub
+    }
+
+    /// Starts a hub that follows each watched tile over its own QUIC stream from the tile's
+    /// owner in the cluster.
+    pub fn start_cluster(client: Arc<ClusterClient>) -> Arc<Self> {
+        let (hub, commands) = Self::new();
+        tokio::spawn(run_cluster_link(Arc::downgrade(&hub), client, commands));
+        hub
+    }
+
+    /// Subscribes a client to a tile; it holds the tile at `known` if `Some`. The answer (a
+    /// snapshot, or the changes after `known`) and every later change go to `outbound`.
+    pub fn subscribe(&self, conn: ConnId, outbound: &Outbound, tile: TileId, known: Option<u64>) {
+        let mut tiles = self.tiles.lock();
+        let entry = tiles.entry(tile).or_default();
+        if !entry.watched {
+            // A dormant mirror is served at once and caught up by the shard's answer, which the
+            // hub forwards like any batch: the client still sees every seq once, in order.
+            entry.watched = true;
+            let known = entry.mirror.as_ref().map(Tile::seq);
+            let _ = self.commands.send(ShardCommand::Subscribe(tile, known));
+        }
+        entry.clients.remove(&conn);
+        entry.waiting.retain(|w| w.conn != conn);
+        match &entry.mirror {
+            Some(mirror) if known.is_none_or(|k| k <= mirror.seq()) => {
+                outbound.send(catchup_frame(tile, mirror, &mut entry.snapshot, known));
+                entry.clients.insert(conn, outbound.clone());
+            }
+            _ => entry.waiting.push(Waiting {
+                conn,
+                known,
+                outbound: outbound.clone(),
+                since: Instant::now(),
+            }),
+        }
+    }
+
+    /// Unsubscribes a client from tiles.
+    pub fn unsubscribe(&self, conn: ConnId, tiles_to_leave: impl IntoIterator<Item = TileId>) {
+        let mut tiles = self.tiles.lock();
+        for tile in tiles_to_leave {
+            let Some(entry) = tiles.get_mut(&tile) else {
+                continue;
+            };
+            entry.clients.remove(&conn);
+            entry.waiting.retain(|w| w.conn != conn);
+            if entry.is_unwatched() {
+                entry.watched = false;
+                let _ = self.commands.send(ShardCommand::Unsubscribe(tile));
+                if entry.mirror.is_none() {
+                    tiles.remove(&tile);
+                }
+            }
+        }
+        if tiles.len() > MAX_DORMANT {
+            let dormant: Vec<TileId> = tiles
+                .iter()
+                .filter(|(_, e)| e.is_dormant())
+                .map(|(t, _)| *t)
+                .collect();
+            for tile in dormant
+                .iter()
+                .take(dormant.len().saturating_sub(MAX_DORMANT))
+            {
+                tiles.remove(tile);
+            }
+        }
+    }
+
+    /// How many tiles the hub watches, and how many client subscriptions it serves.
+    pub fn stats(&self) -> (usize, usize) {
+        let tiles = self.tiles.lock();
+        let subscriptions = tiles
+            .values()
+            .map(|e| e.clients.len() + e.waiting.len())
+            .sum();
+        (tiles.len(), subscriptions)
+    }
+
+    /// The hub's copy of a watched tile.
+    pub fn mirror(&self, tile: TileId) -> Option<(u64, Box<[u8; place_tiles::TILE_AREA]>)> {
+        let tiles = self.tiles.lock();
+        let entry = tiles.get(&tile).filter(|e| e.watched)?;
+        let mirror = entry.mirror.as_ref()?;
+        Some((mirror.seq(), Box::new(*mirror.pixels())))
+    }
+
+    fn on_snapshot(&self, snapshot: &TileSnapshot) {
+        let mut tiles = self.tiles.lock();
+        let Some(entry) = tiles.get_mut(&snapshot.tile).filter(|e| e.watched) else {
+            return;
+        };
+        let mirror = Tile::from_pixels(snapshot.seq, snapshot.pixels.clone());
+        entry.snapshot = None;
+        if !entry.clients.is_empty() {
+            // A resync (after a gap or a re-attach): everyone gets the new state.
+            let frame = catchup_frame(snapshot.tile, &mirror, &mut entry.snapshot, None);
+            entry.clients.retain(|_, out| out.send(Arc::clone(&frame)));
+        }
+        entry.mirror = Some(mirror);
+        Self::serve_waiting(snapshot.tile, entry);
+    }
+
+    fn on_batch(&self, batch: &TileBatch) {
+        let mut tiles = self.tiles.lock();
+        let Some(entry) = tiles.get_mut(&batch.tile).filter(|e| e.watched) else {
+            return;
+        };
+        let Some(mirror) = entry.mirror.as_mut() else {
+            // Waiting for the snapshot, which will include this batch.
+            return;
+        };
+        match mirror.apply_batch(batch.first_seq, &batch.changes) {
+            Ok(0) => {}
+            Ok(applied) => {
+                entry.snapshot = None;
+                let skip = batch.changes.len() - applied;
+                let frame = SharedFrame::new(ServerMessage::Pixels {
+                    tile: batch.tile,
+                    first_seq: batch.first_seq + skip as u64,
+                    changes: batch.changes[skip..].to_vec(),
+                });
+                entry.clients.retain(|_, out| out.send(Arc::clone(&frame)));
+            }
+            Err(gap) => {
+                warn!(tile = %batch.tile, %gap, "gap in a tile's batches; resubscribing from the mirror's seq");
+                let _ = self
+                    .commands
+                    .send(ShardCommand::Subscribe(batch.tile, Some(mirror.seq())));
+            }
+        }
+        Self::serve_waiting(batch.tile, entry);
+    }
+
+    /// Answers the waiting clients the mirror can answer now.
+    fn serve_waiting(tile: TileId, entry: &mut TileEntry) {
+        let Some(mirror) = &entry.mirror else {
+            return;
+        };
+        for w in std::mem::take(&mut entry.waiting) {
+            let caught_up = w.known.is_none_or(|k| k <= mirror.seq());
+            if !caught_up && w.since.elapsed() < MAX_WAIT_FOR_MIRROR {
+                entry.waiting.push(w);
+                continue;
+            }
+            let known = w.known.filter(|_| caught_up);
+            if w.outbound
+                .send(catchup_frame(tile, mirror, &mut entry.snapshot, known))
+            {
+                entry.clients.insert(w.conn, w.outbound);
+            }
+        }
+    }
+
+    /// The seq of the hub's mirror of a watched tile.
+    fn mirror_seq(&self, tile: TileId) -> Option<u64> {
+        let tiles = self.tiles.lock();
+        tiles
+            .get(&tile)
+            .filter(|e| e.watched)?
+            .mirror
+            .as_ref()
+            .map(Tile::seq)
+    }
+
+    /// Serves clients that waited too long for a mirror to reach their seq.
+    fn serve_overdue(&self) {
+        let mut tiles = self.tiles.lock();
+        for (tile, entry) in tiles.iter_mut().filter(|(_, e)| !e.waiting.is_empty()) {
+            Self::serve_waiting(*tile, entry);
+        }
+    }
+
+    /// After the link to the shard was re-established: resubscribe every watched tile with the
+    /// seq its mirror holds.
+    fn resubscribe_all(&self) {
+        let tiles = self.tiles.lock();
+        for (tile, entry) in tiles.iter().filter(|(_, e)| e.watched) {
+            let known = entry.mirror.as_ref().map(Tile::seq);
+            let _ = self.commands.send(ShardCommand::Subscribe(*tile, known));
+        }
+    }
+}
+
+/// Carries the hub's commands to the shard in order, and the shard's messages to the hub;
+/// re-attaches when the shard dropped the hub for being slow.
+async fn run_shard_link(
+    hub: Weak<TileHub>,
+    shard: ShardHandle,
+    subscriber: SubscriberId,
+    mut commands: mpsc::UnboundedReceiver<ShardCommand>,
+) {
+    loop {
+        let Some(mut messages) = shard.attach(subscriber).await else {
+            debug!("shard is gone; tile hub stops");
+            return;
+        };
+        if let Some(hub) = hub.upgrade() {
+            hub.resubscribe_all();
+        }
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(ShardCommand::Subscribe(tile, known)) => { shard.subscribe(subscriber, tile, known).await; }
+                    Some(ShardCommand::Unsubscribe(tile)) => shard.unsubscribe(subscriber, tile).await,
+                    None => {
+                        shard.detach(subscriber).await;
+                        return;
+                    }
+                },
+                message = messages.recv() => {
+                    let Some(hub) = hub.upgrade() else { return };
+                    match message {
+                        Some(ShardMessage::Snapshot(snapshot)) => hub.on_snapshot(&snapshot),
+                        Some(ShardMessage::Batch(batch)) => hub.on_batch(&batch),
+                        None => {
+                            warn!("the shard dropped this edge's subscription (too slow, or stopping); re-attaching");
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Serves, now and then, clients that waited too long for a mirror.
+async fn sweep_waiting(hub: Weak<TileHub>) {
+    let mut every = tokio::time::interval(MAX_WAIT_FOR_MIRROR / 2);
+    loop {
+        every.tick().await;
+        let Some(hub) = hub.upgrade() else { return };
+        hub.serve_overdue();
+    }
+}
+
+/// The cluster link: one task per watched tile, each following the tile's stream from its owner
+/// and, when the stream breaks (the shard died, restarted, or dropped us for being slow),
+/// reopening it from the mirror's seq with exponential backoff and jitter.
+async fn run_cluster_link(
+    hub: Weak<TileHub>,
+    client: Arc<ClusterClient>,
+    mut commands: mpsc::UnboundedReceiver<ShardCommand>,
+) {
+    let mut followers: HashMap<TileId, tokio::task::JoinHandle<()>> = HashMap::new();
+    while let Some(command) = commands.recv().await {
+        match command {
+            ShardCommand::Subscribe(tile, known) => {
+                if let Some(old) = followers.remove(&tile) {
+                    old.abort();
+                }
+                let task = tokio::spawn(follow_tile(hub.clone(), Arc::clone(&client), tile, known));
+                followers.insert(tile, task);
+            }
+            ShardCommand::Unsubscribe(tile) => {
+                if let Some(task) = followers.remove(&tile) {
+                    task.abort();
+                }
+            }
+        }
+        followers.retain(|_, task| !task.is_finished());
+    }
+    for task in followers.values() {
+        task.abort();
+    }
+}
+
+async fn follow_tile(
+    hub: Weak<TileHub>,
+    client: Arc<ClusterClient>,
+    tile: TileId,
+    mut known: Option<u64>,
+) {
+    const FIRST_RETRY: Duration = Duration::from_millis(50);
+    const MAX_RETRY: Duration = Duration::from_secs(2);
+    let mut retry = FIRST_RETRY;
+    loop {
+        match client.subscribe(tile, known).await {
+            Ok(mut stream) => loop {
+                let frame = match stream.next().await {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => break,
+                    Err(error) => {
+                        debug!(%tile, %error, "tile stream broke");
+                        break;
+                    }
+                };
+                retry = FIRST_RETRY;
+                let Some(hub) = hub.upgrade() else { return };
+                match frame {
+                    TileFrame::Snapshot { tile, seq, pixels } => {
+                        hub.on_snapshot(&TileSnapshot { tile, seq, pixels })
+                    }
+                    TileFrame::Batch {
+                        tile,
+                        first_seq,
+                        changes,
+                    } => hub.on_batch(&TileBatch {
+                        tile,
+                        first_seq,
+                        changes,
+                    }),
+                }
+            },
+            Err(error) => warn!(%tile, %error, "cannot stream tile from its shard; retrying"),
+        }
+        let half = retry.as_millis() as u64 / 2;
+        tokio::time::sleep(Duration::from_millis(half + rand::random_range(0..=half))).await;
+        retry = (retry * 2).min(MAX_RETRY);
+        let Some(hub) = hub.upgrade() else { return };
+        known = hub.mirror_seq(tile);
+    }
+}

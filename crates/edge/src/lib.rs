@@ -1,0 +1,336 @@
+//! The edge of place: the HTTP API, the players' WebSockets, sessions, bans, cooldowns and
+//! viewport subscriptions.
+//!
+//! # Layout
+//! - [`http`]: the router ([`http::app`]), the REST handlers and the origin check.
+//! - [`connection`]: one WebSocket from welcome to close: decoding, flood control, placements.
+//! - [`hub`]: the tiles this edge's clients watch, mirrored, and the fan-out of their changes.
+//! - [`shards`]: where the shards are: in this process, or across the cluster over QUIC.
+//! - [`auth`]: register, login, logout and the session cookie.
+//! - [`admin`]: the administrators' API (bans, cooldown, rollbacks, figures, audit log).
+//! - [`moderation`]: what those do: bans, the cooldown, rollbacks and resets through the
+//!   shards, the audit log.
+//! - [`accounts`]: sessions, users, cooldowns and bans: local, or shared in Redis and
+//!   PostgreSQL.
+//! - [`credentials`]: username and password rules, argon2id hashing off the async workers.
+//! - [`login_limit`]: login attempts per IP and per username, in memory or in Redis.
+//! - [`cooldown`]: atomic per-user cooldowns (the local kind).
+//! - [`live`]: changes every edge applies at once: the cooldown, ended sessions.
+//! - [`frame`]: outgoing messages, encoded once per format.
+//! - [`telemetry`]: Prometheus metrics (`GET /metrics`).
+//! - [`error`]: [`error::AppError`], the one way HTTP handlers fail.
+//!
+//! The edge talks to its shard through a [`place_shard::ShardHandle`]; in `place serve` that
+//! shard runs in the same process.
+
+pub mod accounts;
+pub mod admin;
+pub mod auth;
+pub mod connection;
+pub mod cooldown;
+pub mod credentials;
+pub mod error;
+pub mod frame;
+pub mod http;
+pub mod hub;
+pub mod live;
+pub mod login_limit;
+pub mod moderation;
+pub mod shards;
+pub mod telemetry;
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::serve::ListenerExt;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use place_protocol::CanvasInfo;
+use place_tiles::{CanvasGeometry, Palette};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::accounts::{Accounts, AccountsError};
+use crate::error::AppError;
+use crate::hub::TileHub;
+use crate::live::{LiveBus, LiveError, LiveEvent, LiveState};
+use crate::login_limit::LoginLimiter;
+use crate::shards::Shards;
+
+/// How an edge behaves.
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    /// This edge's name, sent as the `X-Place-Node` header of every response (which edge
+    /// behind a load balancer answered).
+    pub node_id: String,
+    /// The canvas.
+    pub geometry: CanvasGeometry,
+    /// The colours.
+    pub palette: Palette,
+    /// Time between two placements of one user (may be changed while running).
+    pub cooldown: Duration,
+    /// Tiles one connection may subscribe to.
+    pub max_tiles_per_client: usize,
+    /// Guest sessions one IP address may make per minute; 0 for no limit (load tests).
+    pub guest_rate_per_minute: u32,
+    /// How long a session lives without use.
+    pub session_ttl: Duration,
+    /// Mark cookies `Secure` (when served over HTTPS). They are also marked so when a proxy
+    /// says the request came over HTTPS (`X-Forwarded-Proto: https`).
+    pub secure_cookies: bool,
+    /// Take the client's address from `X-Forwarded-For` (its last entry), for the per-IP
+    /// limits: only behind a proxy that sets it, or clients could pick their own address.
+    pub trust_proxy: bool,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        Self {
+            node_id: "serve".into(),
+            geometry: CanvasGeometry::default(),
+            palette: Palette::default(),
+            cooldown: Duration::from_secs(5),
+            max_tiles_per_client: 256,
+            guest_rate_per_minute: 30,
+            session_ttl: Duration::from_secs(24 * 3600),
+            secure_cookies: false,
+            trust_proxy: false,
+        }
+    }
+}
+
+/// The shared state of an edge.
+pub struct Edge {
+    config: EdgeConfig,
+    live: LiveState,
+    live_bus: LiveBus,
+    accounts: Accounts,
+    shards: Shards,
+    hub: Arc<TileHub>,
+    guest_limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    login_limiter: LoginLimiter,
+    next_conn: AtomicU64,
+    started: Instant,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    canvas_cache: tokio::sync::Mutex<Option<http::CanvasImage>>,
+    /// Open WebSockets per user, for the players-online gauge.
+    online: dashmap::DashMap<i64, u32>,
+}
+
+impl Edge {
+    /// Builds an edge over its accounts and its shards, following `live_bus` for changes made
+    /// on other edges.
+    pub fn new(
+        config: EdgeConfig,
+        accounts: Accounts,
+        shards: Shards,
+        live_bus: LiveBus,
+    ) -> Arc<Self> {
+        let guest_limiter = NonZeroU32::new(config.guest_rate_per_minute)
+            .map(|n| RateLimiter::keyed(Quota::per_minute(n)));
+        let hub = shards.start_hub();
+        let login_limiter = LoginLimiter::for_accounts(&accounts);
+        let edge = Arc::new(Self {
+            live: LiveState::new(config.cooldown.as_millis() as u64),
+            live_bus,
+            config,
+            accounts,
+            shards,
+            hub,
+            guest_limiter,
+            login_limiter,
+            next_conn: AtomicU64::new(1),
+            started: Instant::now(),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            canvas_cache: tokio::sync::Mutex::new(None),
+            online: dashmap::DashMap::new(),
+        });
+        telemetry::handle();
+        tokio::spawn(prune_cooldowns(Arc::downgrade(&edge)));
+        if matches!(edge.live_bus, LiveBus::Redis(_)) {
+            tokio::spawn(live::follow(Arc::downgrade(&edge)));
+        }
+        edge
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EdgeConfig {
+        &self.config
+    }
+
+    /// The current cooldown in milliseconds.
+    pub fn cooldown_ms(&self) -> i64 {
+        self.live.cooldown_ms() as i64
+    }
+
+    /// Sets the cooldown on every edge (within a second); every connected player is told its
+    /// new wait.
+    pub async fn set_cooldown(&self, cooldown: Duration) -> Result<(), LiveError> {
+        let cooldown_ms = u64::try_from(cooldown.as_millis()).unwrap_or(u64::MAX);
+        self.live_bus
+            .announce(&self.live, LiveEvent::Cooldown { cooldown_ms })
+            .await
+    }
+
+    /// Closes the open WebSockets of a session that ended, on every edge.
+    pub async fn end_session(&self, session: &str) -> Result<(), LiveError> {
+        self.live_bus
+            .announce(
+                &self.live,
+                LiveEvent::SessionEnded {
+                    session: session.to_owned(),
+                },
+            )
+            .await
+    }
+
+    /// The canvas parameters as the protocol sends them.
+    pub fn canvas_info(&self) -> CanvasInfo {
+        let g = self.config.geometry;
+        CanvasInfo {
+            width: g.width(),
+            height: g.height(),
+            tile_size: place_tiles::TILE_SIZE,
+            color_count: self.config.palette.len() as u32,
+            palette: self.config.palette.to_hex(),
+            cooldown_seconds: (self.cooldown_ms() / 1000) as u32,
+            max_subscribed_tiles: self.config.max_tiles_per_client as u32,
+        }
+    }
+
+    /// Bans or unbans a user; takes effect on the user's next placement, on every socket.
+    pub async fn set_banned(&self, user_id: i64, banned: bool) -> Result<(), AccountsError> {
+        self.accounts.set_banned(user_id, banned).await
+    }
+
+    /// Ends a session at once (logout, or a new session replacing it): deleted from the
+    /// embedded store or Redis, so no edge accepts its cookie any more, then its open WebSockets
+    /// are closed on every edge ([`Edge::end_session`]).
+    pub async fn revoke_session(&self, session_id: &str) -> Result<(), AccountsError> {
+        self.accounts.revoke_session(session_id).await?;
+        Ok(self.end_session(session_id).await?)
+    }
+
+    /// Open connections: this edge's, plus, in the cluster, what the other edges reported
+    /// within the last 15 s.
+    pub async fn players_online(&self) -> u64 {
+        let here = self.tasks.len() as u64;
+        match &self.live_bus {
+            LiveBus::Local => here,
+            LiveBus::Redis(bus) => match bus.online_elsewhere(&self.config.node_id).await {
+                Ok(elsewhere) => here + elsewhere,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read the other edges' connections");
+                    here
+                }
+            },
+        }
+    }
+
+    /// Counts a new account (guest or registered) against the per-IP rate; `RateLimited` past it.
+    fn check_guest_rate(&self, ip: IpAddr) -> Result<(), AppError> {
+        let Some(limiter) = &self.guest_limiter else {
+            return Ok(());
+        };
+        limiter.check_key(&ip).map_err(|not_until| {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
+            AppError::RateLimited(wait.as_secs() + 1)
+        })
+    }
+
+    /// The tile hub.
+    pub fn hub(&self) -> &TileHub {
+        &self.hub
+    }
+
+    /// Asks every connection to close (1001) and waits, at most `grace`, for them and for the
+    /// placements in flight.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                remaining = self.tasks.len(),
+                "connections still open after the grace period"
+            );
+        }
+    }
+
+    /// Counts a user's WebSocket in (`opened`) or out, for the online gauges.
+    fn count_online(&self, user_id: i64, opened: bool) {
+        if opened {
+            *self.online.entry(user_id).or_insert(0) += 1;
+            metrics::gauge!(telemetry::ACTIVE_CONNECTIONS).increment(1.0);
+        } else {
+            self.online.remove_if_mut(&user_id, |_, n| {
+                *n -= 1;
+                *n == 0
+            });
+            metrics::gauge!(telemetry::ACTIVE_CONNECTIONS).decrement(1.0);
+        }
+        metrics::gauge!(telemetry::ACTIVE_USERS).set(self.online.len() as f64);
+    }
+
+    /// A fresh id, unique in this process: names connections and placements in the logs.
+    fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Forgets expired cooldowns now and then, so the table holds only users in their cooldown.
+async fn prune_cooldowns(edge: std::sync::Weak<Edge>) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        every.tick().await;
+        let Some(edge) = edge.upgrade() else { return };
+        edge.accounts.prune(now_ms());
+        edge.login_limiter.prune();
+        if let Some(limiter) = &edge.guest_limiter {
+            limiter.retain_recent();
+        }
+    }
+}
+
+/// Serves the edge on an already-bound listener until `shutdown` resolves, then closes every
+/// WebSocket with 1001 and waits for placements in flight.
+pub async fn serve(
+    listener: TcpListener,
+    edge: Arc<Edge>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = http::app(Arc::clone(&edge));
+    let signal = edge.shutdown.clone();
+    // Frames are small and latency is the product: without TCP_NODELAY, Nagle's algorithm
+    // holds a frame back while an earlier one awaits the peer's delayed ACK (about 40 ms).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::warn!(%error, "cannot set TCP_NODELAY");
+        }
+    });
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        signal.cancel();
+    });
+    let result = server.await;
+    edge.shutdown(Duration::from_secs(5)).await;
+    result
+}
+
+/// Now as Unix epoch milliseconds.
+pub fn now_ms() -> i64 {
+    place_shard::driver::now_ms()
+}

@@ -1,0 +1,285 @@
+//! The cluster modes: `place shard` and `place edge`, wired from the same edge and shard code as
+//! `place serve`, on Redis (sessions, cooldowns, bans, the ring) and PostgreSQL (events,
+//! snapshots, users), with mutually authenticated QUIC between them.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use place_cluster::tls::NodeIdentity;
+use place_cluster::{ClusterClient, RingStore, ShardServer};
+use place_edge::accounts::{Accounts, SharedAccounts};
+use place_edge::live::{LiveBus, RedisBus};
+use place_edge::shards::Shards;
+use place_edge::Edge;
+use place_shard::{ShardHandle, ShardStore, ShardTask};
+use place_store::PgStore;
+use redis::aio::ConnectionManager;
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::config::{ConfigError, ValidConfig};
+
+/// Where the cluster's shared services are and what it is called.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    /// Redis.
+    pub redis_url: String,
+    /// PostgreSQL.
+    pub database_url: String,
+    /// The cluster's name: its PostgreSQL schema and its Redis key prefix (`place:NAME:`), so
+    /// several clusters (and test runs) share one Redis and one database without touching each
+    /// other's data.
+    pub name: String,
+    /// Directory with `ca.pem` and this node's certificate and key.
+    pub certs: PathBuf,
+    /// This node's id: its certificate's name, and for a shard its id in the ring.
+    pub node_id: String,
+}
+
+impl ClusterSettings {
+    /// Checks the settings that can be checked without connecting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_cluster_name(&self.name)?;
+        let id_ok = (1..=64).contains(&self.node_id.len())
+            && self
+                .node_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !id_ok {
+            return Err(ConfigError {
+                setting: "id",
+                reason: format!(
+                    "{:?} must be 1 to 64 letters, digits, '-' or '_'",
+                    self.node_id
+                ),
+            });
+        }
+        if !self.redis_url.starts_with("redis://") {
+            return Err(ConfigError {
+                setting: "redis_url",
+                reason: format!("{:?} is not a redis:// URL", self.redis_url),
+            });
+        }
+        check_database_url(&self.database_url)
+    }
+
+    /// The Redis key prefix.
+    pub fn key_prefix(&self) -> String {
+        format!("place:{}:", self.name)
+    }
+
+    /// Connects to Redis. The connection comes back by itself after an outage; meanwhile each
+    /// command fails within about 1.5 s (two short reconnect attempts), so a placement that needs
+    /// Redis is refused as `UNAVAILABLE` quickly instead of hanging.
+    pub async fn redis(&self) -> anyhow::Result<ConnectionManager> {
+        let client = self.redis_client()?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(400))
+            .set_connection_timeout(Some(Duration::from_millis(500)))
+            .set_response_timeout(Some(Duration::from_millis(500)));
+        client
+            .get_connection_manager_with_config(config)
+            .await
+            .with_context(|| format!("connecting to Redis at {}", self.redis_url))
+    }
+
+    /// A Redis client, for connections of its own (pub/sub).
+    pub fn redis_client(&self) -> anyhow::Result<redis::Client> {
+        redis::Client::open(self.redis_url.as_str())
+            .with_context(|| format!("Redis URL {}", self.redis_url))
+    }
+
+    /// Connects to PostgreSQL (in the cluster's schema, migrated).
+    pub async fn postgres(&self) -> anyhow::Result<PgStore> {
+        PgStore::connect(&self.database_url, &self.name)
+            .await
+            .with_context(|| format!("connecting to PostgreSQL at {}", self.database_url))
+    }
+
+    fn identity(&self) -> anyhow::Result<NodeIdentity> {
+        NodeIdentity::load(&self.certs, &self.node_id).with_context(|| {
+            format!(
+                "loading the certificate of {} from {} (make it with `place certs`)",
+                self.node_id,
+                self.certs.display()
+            )
+        })
+    }
+}
+
+/// Checks a cluster's name: 1 to 48 of a-z, 0-9 and `_`, not starting with `pg_` (it names a
+/// PostgreSQL schema and a Redis key prefix).
+pub fn check_cluster_name(name: &str) -> Result<(), ConfigError> {
+    let ok = (1..=48).contains(&name.len())
+        && !name.starts_with("pg_")
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        return Ok(());
+    }
+    Err(ConfigError {
+        setting: "cluster",
+        reason: format!("{name:?} must be 1 to 48 of a-z, 0-9 and _, not starting with pg_"),
+    })
+}
+
+/// Checks that a database URL is a PostgreSQL one.
+pub fn check_database_url(url: &str) -> Result<(), ConfigError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(());
+    }
+    Err(ConfigError {
+        setting: "database_url",
+        reason: format!("{url:?} is not a postgres:// URL"),
+    })
+}
+
+/// A running shard process.
+pub struct ShardNode {
+    /// The local shard.
+    pub shard: ShardHandle,
+    /// Where it listens for edges.
+    pub quic_addr: SocketAddr,
+    endpoint: quinn::Endpoint,
+    task: tokio::task::JoinHandle<()>,
+    server: tokio::task::JoinHandle<()>,
+    store: PgStore,
+}
+
+/// Starts a shard: restores its tiles (by the ring in Redis) from PostgreSQL and listens for
+/// edges on `listen_quic`.
+pub async fn start_shard(
+    config: &ValidConfig,
+    cluster: &ClusterSettings,
+    listen_quic: SocketAddr,
+) -> anyhow::Result<ShardNode> {
+    let identity = cluster.identity()?;
+    let store = cluster.postgres().await?;
+    store.check_canvas(config.shard.geometry).await?;
+    let redis = cluster.redis().await?;
+    let ring = RingStore::new(redis, &cluster.key_prefix()).watch().await?;
+    let current = ring.borrow().clone();
+    if current.shard(&cluster.node_id).is_none() {
+        warn!(id = %cluster.node_id, epoch = current.epoch(), "this shard is not in the ring: it owns no tiles");
+    }
+    let owned = current
+        .tiles_of(&cluster.node_id, config.shard.geometry)
+        .collect();
+    let (shard, task) = ShardTask::start(
+        config.shard.clone(),
+        ShardStore::Postgres(store.clone()),
+        Some(owned),
+    )
+    .await?;
+    let endpoint = quinn::Endpoint::server(identity.server_config()?, listen_quic)
+        .with_context(|| format!("binding QUIC on {listen_quic}"))?;
+    let quic_addr = endpoint.local_addr()?;
+    let server = ShardServer::new(
+        cluster.node_id.clone(),
+        shard.clone(),
+        ring,
+        config.shard.geometry,
+    );
+    let server = tokio::spawn(server.run(endpoint.clone()));
+    info!(id = %cluster.node_id, %quic_addr, "shard ready");
+    Ok(ShardNode {
+        shard,
+        quic_addr,
+        endpoint,
+        task,
+        server,
+        store,
+    })
+}
+
+impl ShardNode {
+    /// Stops at once as a crash would: connections drop, nothing pending is written, no
+    /// checkpoint is taken (what was acknowledged is already in PostgreSQL). Returns once the
+    /// QUIC socket is released, as the operating system does for a killed process, so that a
+    /// new shard can bind the same address.
+    pub async fn crash(self) {
+        self.endpoint.close(quinn::VarInt::from_u32(1), b"crashed");
+        self.task.abort();
+        self.server.abort();
+        let _ = self.task.await;
+        let _ = self.server.await;
+        if tokio::time::timeout(Duration::from_secs(5), self.endpoint.wait_idle())
+            .await
+            .is_err()
+        {
+            warn!("QUIC connections still draining after a crash");
+        }
+        drop(self.endpoint);
+        // The endpoint's driver task releases the socket when it next runs.
+        for _ in 0..200 {
+            if std::net::UdpSocket::bind(self.quic_addr).is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        warn!(addr = %self.quic_addr, "the crashed shard's QUIC address is still bound");
+    }
+
+    /// Runs until `shutdown`, then stops accepting, writes what is pending and checkpoints.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) {
+        shutdown.await;
+        self.endpoint
+            .close(quinn::VarInt::from_u32(0), b"shutting down");
+        self.shard.shutdown().await;
+        let _ = self.task.await;
+        self.store.close().await;
+        info!("shard stopped cleanly");
+    }
+}
+
+/// Starts an edge: shared accounts in Redis and PostgreSQL, shards found through the ring.
+pub async fn start_edge(
+    config: &ValidConfig,
+    cluster: &ClusterSettings,
+) -> anyhow::Result<Arc<Edge>> {
+    let identity = cluster.identity()?;
+    let redis = cluster.redis().await?;
+    let users = cluster.postgres().await?;
+    users.check_canvas(config.edge.geometry).await?;
+    let ring = RingStore::new(redis.clone(), &cluster.key_prefix())
+        .watch()
+        .await?;
+    let client = ClusterClient::new(&identity, ring, config.edge.geometry)?;
+    let live_bus = LiveBus::Redis(Box::new(RedisBus::new(
+        cluster.redis_client()?,
+        redis.clone(),
+        &cluster.key_prefix(),
+    )));
+    let accounts = Accounts::Shared(SharedAccounts {
+        redis,
+        prefix: cluster.key_prefix(),
+        users,
+    });
+    let edge_config = place_edge::EdgeConfig {
+        node_id: cluster.node_id.clone(),
+        ..config.edge.clone()
+    };
+    Ok(Edge::new(
+        edge_config,
+        accounts,
+        Shards::Cluster(Arc::new(client)),
+        live_bus,
+    ))
+}
+
+/// Serves an edge on a bound listener until `shutdown`.
+pub async fn serve_edge(
+    edge: Arc<Edge>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    place_edge::serve(listener, edge, shutdown)
+        .await
+        .context("serving HTTP")
+}

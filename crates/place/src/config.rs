@@ -1,0 +1,301 @@
+//! The configuration of `place serve`: one documented struct read from defaults, an optional
+//! TOML file, environment variables and flags (later ones win), and validated before any port is
+//! bound. A bad value is reported with the setting's name and the reason; the binary exits 64.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use place_edge::EdgeConfig;
+use place_shard::{CheckpointPolicy, ShardConfig};
+use place_tiles::{CanvasGeometry, Palette};
+use serde::Deserialize;
+
+/// Environment variable names, one per setting.
+pub mod env {
+    /// Path of a TOML configuration file.
+    pub const CONFIG: &str = "PLACE_CONFIG";
+    /// `listen`.
+    pub const LISTEN: &str = "PLACE_LISTEN";
+    /// `data_dir`.
+    pub const DATA_DIR: &str = "PLACE_DATA_DIR";
+    /// `width`.
+    pub const WIDTH: &str = "PLACE_WIDTH";
+    /// `height`.
+    pub const HEIGHT: &str = "PLACE_HEIGHT";
+    /// `cooldown_secs`.
+    pub const COOLDOWN_SECS: &str = "PLACE_COOLDOWN_SECS";
+    /// `colors`.
+    pub const COLORS: &str = "PLACE_COLORS";
+    /// `batch_window_ms`.
+    pub const BATCH_WINDOW_MS: &str = "PLACE_BATCH_WINDOW_MS";
+    /// `max_tiles_per_client`.
+    pub const MAX_TILES_PER_CLIENT: &str = "PLACE_MAX_TILES_PER_CLIENT";
+    /// `guest_rate_per_minute`.
+    pub const GUEST_RATE_PER_MINUTE: &str = "PLACE_GUEST_RATE_PER_MINUTE";
+    /// `checkpoint_secs`.
+    pub const CHECKPOINT_SECS: &str = "PLACE_CHECKPOINT_SECS";
+    /// `log_format`.
+    pub const LOG_FORMAT: &str = "PLACE_LOG_FORMAT";
+    /// `secure_cookies`.
+    pub const SECURE_COOKIES: &str = "PLACE_SECURE_COOKIES";
+    /// `trust_proxy`.
+    pub const TRUST_PROXY: &str = "PLACE_TRUST_PROXY";
+}
+
+/// Every setting of `place serve`, with its default. The TOML file uses these names.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Address to listen on for HTTP and WebSockets. Default `127.0.0.1:3000`.
+    pub listen: String,
+    /// Directory of the embedded store. Default `./place-data`.
+    pub data_dir: PathBuf,
+    /// Canvas width in pixels, 1 to 65536. Default 2000.
+    pub width: u32,
+    /// Canvas height in pixels, 1 to 65536. Default 2000.
+    pub height: u32,
+    /// Seconds between two placements of one user, 0 to 86400. Default 5.
+    pub cooldown_secs: u64,
+    /// Number of palette colours (2 to 256) when `palette` is not given. Default 16.
+    pub colors: usize,
+    /// Explicit palette as `#rrggbb` strings; overrides `colors`.
+    pub palette: Option<Vec<String>>,
+    /// Milliseconds a tile's changes are gathered before they are sent, 1 to 1000. Default 10.
+    pub batch_window_ms: u64,
+    /// Tiles one connection may subscribe to, 1 to 65536. Default 256.
+    pub max_tiles_per_client: usize,
+    /// Guest sessions one IP address may make per minute; 0 disables the limit. Default 30.
+    pub guest_rate_per_minute: u32,
+    /// Seconds between checkpoints of changed tiles, 1 to 3600. Default 30.
+    pub checkpoint_secs: u64,
+    /// `pretty` or `json`. Default `pretty`.
+    pub log_format: LogFormat,
+    /// Mark the session cookie `Secure` (the site is served over HTTPS). Without it the cookie
+    /// is still `Secure` when a proxy sends `X-Forwarded-Proto: https`. Default false.
+    pub secure_cookies: bool,
+    /// Behind a proxy that sets `X-Forwarded-For`: take the client's address from it for the
+    /// per-IP limits (guest sessions, logins). Never without such a proxy, or clients could
+    /// choose their address. Default false.
+    pub trust_proxy: bool,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:3000".into(),
+            data_dir: PathBuf::from("place-data"),
+            width: 2000,
+            height: 2000,
+            cooldown_secs: 5,
+            colors: 16,
+            palette: None,
+            batch_window_ms: 10,
+            max_tiles_per_client: 256,
+            guest_rate_per_minute: 30,
+            checkpoint_secs: 30,
+            log_format: LogFormat::Pretty,
+            secure_cookies: false,
+            trust_proxy: false,
+        }
+    }
+}
+
+/// A setting with a bad value.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid setting `{setting}`: {reason}")]
+pub struct ConfigError {
+    /// The setting's name.
+    pub setting: &'static str,
+    /// Why its value is refused.
+    pub reason: String,
+}
+
+fn bad(setting: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting,
+        reason: reason.into(),
+    }
+}
+
+fn in_range<T: PartialOrd + std::fmt::Display>(
+    setting: &'static str,
+    value: T,
+    min: T,
+    max: T,
+) -> Result<(), ConfigError> {
+    if value < min || value > max {
+        return Err(bad(
+            setting,
+            format!("{value} is not between {min} and {max}"),
+        ));
+    }
+    Ok(())
+}
+
+/// A configuration that passed validation, in the shapes the crates take.
+#[derive(Debug, Clone)]
+pub struct ValidConfig {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Where the data lives.
+    pub data_dir: PathBuf,
+    /// The edge's settings.
+    pub edge: EdgeConfig,
+    /// The shard's settings.
+    pub shard: ShardConfig,
+    /// The log format.
+    pub log_format: LogFormat,
+}
+
+impl ServeConfig {
+    /// Reads a TOML file over the defaults.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| bad("config", format!("{}: {e}", path.display())))?;
+        toml::from_str(&text).map_err(|e| bad("config", format!("{}: {e}", path.display())))
+    }
+
+    /// Checks every setting and builds what the crates need.
+    pub fn validate(&self) -> Result<ValidConfig, ConfigError> {
+        let listen: SocketAddr = self.listen.parse().map_err(|e| {
+            bad(
+                "listen",
+                format!(
+                    "{:?} is not an address like 127.0.0.1:3000: {e}",
+                    self.listen
+                ),
+            )
+        })?;
+        in_range("width", self.width, 1, 65_536)?;
+        in_range("height", self.height, 1, 65_536)?;
+        let geometry = CanvasGeometry::new(self.width, self.height)
+            .map_err(|e| bad("width", e.to_string()))?;
+        in_range("cooldown_secs", self.cooldown_secs, 0, 86_400)?;
+        in_range("batch_window_ms", self.batch_window_ms, 1, 1000)?;
+        in_range("max_tiles_per_client", self.max_tiles_per_client, 1, 65_536)?;
+        in_range("checkpoint_secs", self.checkpoint_secs, 1, 3600)?;
+        let palette = match &self.palette {
+            Some(colors) => Palette::from_hex(colors).map_err(|e| bad("palette", e.to_string()))?,
+            None => Palette::default_with(self.colors).map_err(|e| bad("colors", e.to_string()))?,
+        };
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(bad("data_dir", "must not be empty"));
+        }
+        Ok(ValidConfig {
+            listen,
+            data_dir: self.data_dir.clone(),
+            edge: EdgeConfig {
+                geometry,
+                palette: palette.clone(),
+                cooldown: Duration::from_secs(self.cooldown_secs),
+                max_tiles_per_client: self.max_tiles_per_client,
+                guest_rate_per_minute: self.guest_rate_per_minute,
+                secure_cookies: self.secure_cookies,
+                trust_proxy: self.trust_proxy,
+                ..EdgeConfig::default()
+            },
+            shard: ShardConfig {
+                geometry,
+                color_count: palette.len(),
+                batch_window: Duration::from_millis(self.batch_window_ms),
+                checkpoint: CheckpointPolicy {
+                    max_interval_ms: self.checkpoint_secs as i64 * 1000,
+                    ..CheckpointPolicy::default()
+                },
+            },
+            log_format: self.log_format,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let valid = ServeConfig::default().validate().expect("defaults");
+        assert_eq!(valid.listen.port(), 3000);
+        assert_eq!(valid.edge.palette.len(), 16);
+    }
+
+    #[test]
+    fn bad_values_name_their_setting() {
+        let check = |c: ServeConfig| c.validate().expect_err("invalid").setting;
+        assert_eq!(
+            check(ServeConfig {
+                width: 0,
+                ..Default::default()
+            }),
+            "width"
+        );
+        assert_eq!(
+            check(ServeConfig {
+                height: 70_000,
+                ..Default::default()
+            }),
+            "height"
+        );
+        assert_eq!(
+            check(ServeConfig {
+                listen: "nowhere".into(),
+                ..Default::default()
+            }),
+            "listen"
+        );
+        assert_eq!(
+            check(ServeConfig {
+                colors: 300,
+                ..Default::default()
+            }),
+            "colors"
+        );
+        assert_eq!(
+            check(ServeConfig {
+                batch_window_ms: 0,
+                ..Default::default()
+            }),
+            "batch_window_ms"
+        );
+        let palette = Some(vec!["#fff".to_string(), "#000000".to_string()]);
+        assert_eq!(
+            check(ServeConfig {
+                palette,
+                ..Default::default()
+            }),
+            "palette"
+        );
+    }
+
+    #[test]
+    fn toml_files_are_read_and_unknown_keys_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("place.toml");
+        std::fs::write(
+            &path,
+            "width = 128\ncooldown_secs = 1\nlog_format = \"json\"\n",
+        )
+        .expect("write");
+        let c = ServeConfig::from_file(&path).expect("valid file");
+        assert_eq!(
+            (c.width, c.height, c.cooldown_secs, c.log_format),
+            (128, 2000, 1, LogFormat::Json)
+        );
+        std::fs::write(&path, "widht = 128\n").expect("write");
+        assert_eq!(
+            ServeConfig::from_file(&path).expect_err("typo").setting,
+            "config"
+        );
+    }
+}

@@ -1,0 +1,16 @@
+//! The `place` binary's library: configuration and the wiring of each mode. `main.rs` only parses
+//! arguments, installs logging and calls in here, so integration tests start the same servers
+//! in-process on port 0.
+//!
+//! # Layout
+//! - [`config`]: the settings of `place serve`, validated before anything binds.
+//! - [`serve`]: `place serve`, the whole system in one process on the embedded store.
+//! - [`cluster`]: `place shard` and `place edge`, on Redis, PostgreSQL and QUIC.
+//! - [`verify`]: `place verify`, the live canvas against a replay of the event log.
+//! - [`admin`]: `place admin`, operator commands on the stores (the first administrator).
+
+pub mod admin;
+pub mod cluster;
+pub mod config;
+pub mod serve;
+pub mod verify;

@@ -1,0 +1,609 @@
+//! `place`: a real-time collaborative pixel canvas. See `place --help`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use place::config::{env, LogFormat, ServeConfig};
+use tokio::net::TcpListener;
+
+/// Exit status for a configuration error (EX_USAGE).
+const EXIT_CONFIG: u8 = 64;
+
+#[derive(Parser)]
+#[command(
+    name = "place",
+    version,
+    about = "A real-time collaborative pixel canvas"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run everything in one process on an embedded store (no Redis, no PostgreSQL).
+    Serve(ServeArgs),
+    /// Make the cluster's certificate authority (once) and a certificate per node, for the
+    /// mutually authenticated QUIC between edges and shards.
+    Certs(CertsArgs),
+    /// Run a shard of a cluster: owns the tiles the ring gives it, events in PostgreSQL.
+    Shard(ShardArgs),
+    /// Run an edge of a cluster: players' WebSockets and the HTTP API, routing to the shards.
+    Edge(EdgeArgs),
+    /// Set up or show the cluster's ring of shards (kept in Redis).
+    Ring(RingArgs),
+    /// Check that a running canvas equals a replay of its event log, pixel for pixel.
+    Verify(VerifyArgs),
+    /// Operator commands on the stores (no server needed).
+    Admin(AdminArgs),
+}
+
+#[derive(Args, Debug)]
+struct AdminArgs {
+    #[command(subcommand)]
+    action: AdminAction,
+}
+
+#[derive(Subcommand, Debug)]
+enum AdminAction {
+    /// Make a registered user, `--admin` for an administrator. The password is read from
+    /// standard input when it is piped, else prompted for (twice, without echo).
+    CreateUser {
+        /// The username: 3 to 32 ASCII letters, digits, '_' or '-'.
+        name: String,
+        /// Make an administrator.
+        #[arg(long)]
+        admin: bool,
+        /// The embedded store's directory (`place serve`).
+        #[arg(long, conflicts_with = "cluster")]
+        data_dir: Option<PathBuf>,
+        /// The cluster's name (its PostgreSQL schema).
+        #[arg(long, visible_alias = "cluster-name", env = "PLACE_CLUSTER")]
+        cluster: Option<String>,
+        /// PostgreSQL URL (with --cluster).
+        #[arg(
+            long,
+            env = "PLACE_DATABASE_URL",
+            default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+        )]
+        database_url: String,
+    },
+}
+
+#[derive(Args, Debug)]
+struct VerifyArgs {
+    /// The server (an edge, the load balancer, or `place serve`).
+    #[arg(long, default_value = "http://127.0.0.1:3000")]
+    url: String,
+    /// The embedded store's directory (`place serve`).
+    #[arg(long, conflicts_with = "cluster")]
+    data_dir: Option<PathBuf>,
+    /// The cluster's name (its PostgreSQL schema).
+    #[arg(long, env = "PLACE_CLUSTER")]
+    cluster: Option<String>,
+    /// PostgreSQL URL (with --cluster).
+    #[arg(
+        long,
+        env = "PLACE_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    database_url: String,
+}
+
+/// How to reach the cluster's shared services.
+#[derive(Args, Debug)]
+struct ClusterArgs {
+    /// This node's id (its certificate name; for a shard, its id in the ring).
+    #[arg(long, env = "PLACE_NODE_ID")]
+    id: String,
+    /// Redis URL.
+    #[arg(
+        long,
+        env = "PLACE_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    redis_url: String,
+    /// PostgreSQL URL.
+    #[arg(
+        long,
+        env = "PLACE_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    database_url: String,
+    /// The cluster's name: its PostgreSQL schema and Redis key prefix.
+    #[arg(long, env = "PLACE_CLUSTER", default_value = "place")]
+    cluster: String,
+    /// Directory with ca.pem and this node's certificate (`place certs`).
+    #[arg(long, env = "PLACE_CERTS", default_value = "certs")]
+    certs: PathBuf,
+}
+
+impl ClusterArgs {
+    fn settings(&self) -> place::cluster::ClusterSettings {
+        place::cluster::ClusterSettings {
+            redis_url: self.redis_url.clone(),
+            database_url: self.database_url.clone(),
+            name: self.cluster.clone(),
+            certs: self.certs.clone(),
+            node_id: self.id.clone(),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct ShardArgs {
+    /// UDP address for QUIC from the edges.
+    #[arg(long, env = "PLACE_LISTEN_QUIC", default_value = "127.0.0.1:7001")]
+    listen_quic: std::net::SocketAddr,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    #[command(flatten)]
+    common: ServeArgs,
+}
+
+#[derive(Args, Debug)]
+struct EdgeArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    #[command(flatten)]
+    common: ServeArgs,
+}
+
+#[derive(Args, Debug)]
+struct RingArgs {
+    #[command(subcommand)]
+    action: RingAction,
+    /// Redis URL.
+    #[arg(
+        long,
+        env = "PLACE_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        global = true
+    )]
+    redis_url: String,
+    /// The cluster's name.
+    #[arg(long, env = "PLACE_CLUSTER", default_value = "place", global = true)]
+    cluster: String,
+    /// Canvas width, for the tile counts [default: 2000].
+    #[arg(long, default_value_t = 2000, global = true)]
+    width: u32,
+    /// Canvas height, for the tile counts [default: 2000].
+    #[arg(long, default_value_t = 2000, global = true)]
+    height: u32,
+}
+
+#[derive(Subcommand, Debug)]
+enum RingAction {
+    /// Store the first ring: `--shard ID=HOST:PORT` for each shard.
+    Init {
+        /// A shard as ID=HOST:PORT (its QUIC address).
+        #[arg(long = "shard", required = true)]
+        shards: Vec<String>,
+        /// Replace an existing ring.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the ring: epoch, shards, and how many tiles each owns.
+    Show,
+}
+
+#[derive(Args, Debug)]
+struct CertsArgs {
+    /// Directory for ca.pem, ca.key and NODE.pem / NODE.key; an existing authority there is reused.
+    #[arg(long)]
+    out: PathBuf,
+    /// Node names (shard and edge ids), comma separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    nodes: Vec<String>,
+}
+
+/// Flags override environment variables, which override the TOML file, which overrides defaults.
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// TOML configuration file (settings as in `ServeConfig`).
+    #[arg(long, env = env::CONFIG)]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:3000].
+    #[arg(long, env = env::LISTEN)]
+    listen: Option<String>,
+    /// Directory of the embedded store [default: ./place-data].
+    #[arg(long, env = env::DATA_DIR)]
+    data_dir: Option<PathBuf>,
+    /// Canvas width in pixels [default: 2000].
+    #[arg(long, env = env::WIDTH)]
+    width: Option<u32>,
+    /// Canvas height in pixels [default: 2000].
+    #[arg(long, env = env::HEIGHT)]
+    height: Option<u32>,
+    /// Seconds between two placements of one user [default: 5].
+    #[arg(long, env = env::COOLDOWN_SECS)]
+    cooldown_secs: Option<u64>,
+    /// Palette size, 2 to 256 [default: 16].
+    #[arg(long, env = env::COLORS)]
+    colors: Option<usize>,
+    /// Milliseconds a tile's changes are gathered into one batch [default: 10].
+    #[arg(long, env = env::BATCH_WINDOW_MS)]
+    batch_window_ms: Option<u64>,
+    /// Tiles one connection may subscribe to [default: 256].
+    #[arg(long, env = env::MAX_TILES_PER_CLIENT)]
+    max_tiles_per_client: Option<usize>,
+    /// Guest sessions per IP address per minute, 0 for no limit [default: 30].
+    #[arg(long, env = env::GUEST_RATE_PER_MINUTE)]
+    guest_rate_per_minute: Option<u32>,
+    /// Seconds between checkpoints [default: 30].
+    #[arg(long, env = env::CHECKPOINT_SECS)]
+    checkpoint_secs: Option<u64>,
+    /// Log format [default: pretty].
+    #[arg(long, env = env::LOG_FORMAT, value_enum)]
+    log_format: Option<LogFormat>,
+    /// Mark the session cookie Secure (served over HTTPS) [default: false].
+    #[arg(long, env = env::SECURE_COOKIES, num_args = 0..=1, default_missing_value = "true")]
+    secure_cookies: Option<bool>,
+    /// Take client addresses from X-Forwarded-For (only behind a proxy that sets it)
+    /// [default: false].
+    #[arg(long, env = env::TRUST_PROXY, num_args = 0..=1, default_missing_value = "true")]
+    trust_proxy: Option<bool>,
+}
+
+impl ServeArgs {
+    fn into_config(self) -> Result<ServeConfig, place::config::ConfigError> {
+        let mut c = match &self.config {
+            Some(path) => ServeConfig::from_file(path)?,
+            None => ServeConfig::default(),
+        };
+        if let Some(v) = self.listen {
+            c.listen = v;
+        }
+        if let Some(v) = self.data_dir {
+            c.data_dir = v;
+        }
+        if let Some(v) = self.width {
+            c.width = v;
+        }
+        if let Some(v) = self.height {
+            c.height = v;
+        }
+        if let Some(v) = self.cooldown_secs {
+            c.cooldown_secs = v;
+        }
+        if let Some(v) = self.colors {
+            c.colors = v;
+        }
+        if let Some(v) = self.batch_window_ms {
+            c.batch_window_ms = v;
+        }
+        if let Some(v) = self.max_tiles_per_client {
+            c.max_tiles_per_client = v;
+        }
+        if let Some(v) = self.guest_rate_per_minute {
+            c.guest_rate_per_minute = v;
+        }
+        if let Some(v) = self.checkpoint_secs {
+            c.checkpoint_secs = v;
+        }
+        if let Some(v) = self.log_format {
+            c.log_format = v;
+        }
+        if let Some(v) = self.secure_cookies {
+            c.secure_cookies = v;
+        }
+        if let Some(v) = self.trust_proxy {
+            c.trust_proxy = v;
+        }
+        if self.colors.is_some() {
+            c.palette = None;
+        }
+        Ok(c)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Certs(args) => match place_cluster::tls::write_certs(&args.out, &args.nodes) {
+            Ok(()) => {
+                println!(
+                    "certificates for {} in {}",
+                    args.nodes.join(", "),
+                    args.out.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("place: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Shard(args) => run_node(args.common, args.cluster, Some(args.listen_quic)),
+        Command::Edge(args) => run_node(args.common, args.cluster, None),
+        Command::Ring(args) => match run_ring(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("place: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Verify(args) => match run_verify(args) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("place: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Admin(AdminArgs {
+            action:
+                AdminAction::CreateUser {
+                    name,
+                    admin,
+                    data_dir,
+                    cluster,
+                    database_url,
+                },
+        }) => {
+            let store = match (data_dir, cluster) {
+                (Some(dir), _) => place::admin::UserStore::DataDir(dir),
+                (None, Some(name)) => place::admin::UserStore::Cluster { database_url, name },
+                (None, None) => {
+                    eprintln!("place: say where the users are: --data-dir DIR or --cluster NAME");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            run_create_user(&store, &name, admin)
+        }
+        Command::Serve(args) => {
+            let config = match args.into_config().and_then(|c| c.validate()) {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("place: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            init_logging(config.log_format);
+            match run_serve(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("place: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// `place shard` (with a QUIC address) or `place edge`.
+fn run_node(
+    common: ServeArgs,
+    cluster: ClusterArgs,
+    listen_quic: Option<std::net::SocketAddr>,
+) -> ExitCode {
+    let settings = cluster.settings();
+    let config = match common
+        .into_config()
+        .and_then(|c| c.validate())
+        .and_then(|c| settings.validate().map(|()| c))
+    {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("place: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    init_logging(config.log_format);
+    let result = tokio::runtime::Runtime::new()
+        .context("starting the runtime")
+        .and_then(|runtime| {
+            runtime.block_on(async {
+                match listen_quic {
+                    Some(addr) => {
+                        let node = place::cluster::start_shard(&config, &settings, addr).await?;
+                        println!(
+                            "shard {} listening on quic://{}",
+                            settings.node_id, node.quic_addr
+                        );
+                        node.run_until(shutdown_signal()).await;
+                        Ok(())
+                    }
+                    None => {
+                        let listener = TcpListener::bind(config.listen)
+                            .await
+                            .with_context(|| format!("binding {}", config.listen))?;
+                        let local = listener.local_addr()?;
+                        let edge = place::cluster::start_edge(&config, &settings).await?;
+                        println!("listening on http://{local}");
+                        place::cluster::serve_edge(edge, listener, shutdown_signal()).await
+                    }
+                }
+            })
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("place: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_ring(args: RingArgs) -> anyhow::Result<()> {
+    let geometry = place_tiles::CanvasGeometry::new(args.width, args.height)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    runtime.block_on(async {
+        let redis = redis::Client::open(args.redis_url.as_str())?
+            .get_connection_manager()
+            .await
+            .with_context(|| format!("connecting to Redis at {}", args.redis_url))?;
+        let store = place_cluster::RingStore::new(redis, &format!("place:{}:", args.cluster));
+        match args.action {
+            RingAction::Init { shards, force } => {
+                let shards = shards
+                    .iter()
+                    .map(|s| {
+                        let (id, addr) = s
+                            .split_once('=')
+                            .with_context(|| format!("{s:?} is not ID=HOST:PORT"))?;
+                        Ok(place_cluster::ShardInfo {
+                            id: id.to_owned(),
+                            addr: addr.to_owned(),
+                        })
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let ring = place_cluster::Ring::new(1, shards)?;
+                store.init(&ring, force).await?;
+                print_ring(&ring, geometry);
+            }
+            RingAction::Show => print_ring(&store.require().await?, geometry),
+        }
+        Ok(())
+    })
+}
+
+fn run_verify(args: VerifyArgs) -> anyhow::Result<bool> {
+    let source = match (args.data_dir, args.cluster) {
+        (Some(dir), _) => place::verify::LogSource::DataDir(dir),
+        (None, Some(cluster)) => place::verify::LogSource::Postgres {
+            url: args.database_url,
+            cluster,
+        },
+        (None, None) => {
+            anyhow::bail!("say where the event log is: --data-dir DIR or --cluster NAME")
+        }
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    let report = runtime.block_on(place::verify::verify(&args.url, &source))?;
+    if report.differing == 0 {
+        println!(
+            "OK: all {} pixels equal a replay of the event log",
+            report.pixels
+        );
+        return Ok(true);
+    }
+    println!(
+        "MISMATCH: {} of {} pixels differ from a replay of the event log",
+        report.differing, report.pixels
+    );
+    for (x, y, live, log) in report.differences {
+        println!("  ({x},{y}): live {live}, log {log}");
+    }
+    Ok(false)
+}
+
+fn run_create_user(store: &place::admin::UserStore, name: &str, admin: bool) -> ExitCode {
+    let password = match read_new_password(name) {
+        Ok(password) => password,
+        Err(e) => {
+            eprintln!("place: {e:#}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let created = tokio::runtime::Runtime::new()
+        .context("starting the runtime")
+        .map_err(|e| (false, format!("{e:#}")))
+        .and_then(|runtime| {
+            runtime
+                .block_on(place::admin::create_user(store, name, password, admin))
+                .map_err(|e| (e.is_usage(), e.to_string()))
+        });
+    match created {
+        Ok(user) => {
+            let kind = if user.is_admin {
+                "administrator"
+            } else {
+                "user"
+            };
+            println!("created {kind} {} (id {})", user.username, user.id);
+            ExitCode::SUCCESS
+        }
+        Err((usage, message)) => {
+            eprintln!("place: {message}");
+            if usage {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// The new user's password: the first line of standard input when it is not a terminal, else
+/// typed twice at a prompt without echo.
+fn read_new_password(name: &str) -> anyhow::Result<String> {
+    use std::io::{BufRead, IsTerminal};
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        let mut line = String::new();
+        stdin
+            .lock()
+            .read_line(&mut line)
+            .context("reading the password from standard input")?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_owned());
+    }
+    let password = rpassword::prompt_password(format!("password for {name}: "))
+        .context("reading the password")?;
+    let again = rpassword::prompt_password("the same again: ").context("reading the password")?;
+    anyhow::ensure!(password == again, "the two passwords differ");
+    Ok(password)
+}
+
+fn print_ring(ring: &place_cluster::Ring, geometry: place_tiles::CanvasGeometry) {
+    let spread = ring.spread(geometry);
+    println!("epoch {}", ring.epoch());
+    for shard in ring.shards() {
+        let tiles = spread.get(&shard.id).copied().unwrap_or(0);
+        println!("{}	{}	{} tiles", shard.id, shard.addr, tiles);
+    }
+}
+
+fn run_serve(config: place::config::ValidConfig) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    runtime.block_on(async {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let local = listener.local_addr()?;
+        let services = place::serve::start(&config).await?;
+        // Printed once the canvas is restored and the server is ready; tests and scripts read
+        // this line to learn the port.
+        println!("listening on http://{local}");
+        services.serve(listener, shutdown_signal()).await
+    })
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Pretty => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutdown requested");
+}

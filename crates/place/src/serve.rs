@@ -1,0 +1,97 @@
+//! `place serve`: the edge and the shard in one process, joined by channels instead of QUIC, on
+//! the embedded store. The same placement path as the cluster: edge checks, shard group commit,
+//! tile hub fan-out.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use place_edge::accounts::Accounts;
+use place_edge::live::LiveBus;
+use place_edge::shards::Shards;
+use place_edge::Edge;
+use place_shard::{ShardHandle, ShardStore, ShardTask};
+use place_store::EmbeddedStore;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::config::ValidConfig;
+
+/// The running parts of `place serve`, before it serves HTTP.
+pub struct Services {
+    /// The embedded store.
+    pub store: EmbeddedStore,
+    /// The in-process shard.
+    pub shard: ShardHandle,
+    /// The edge.
+    pub edge: Arc<Edge>,
+    shard_task: JoinHandle<()>,
+}
+
+/// Opens the store, restores the canvas and starts the shard and the edge.
+pub async fn start(config: &ValidConfig) -> anyhow::Result<Services> {
+    let store = EmbeddedStore::open(&config.data_dir)
+        .await
+        .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+    store.check_canvas(config.shard.geometry).await?;
+    let (shard, shard_task) = ShardTask::start(
+        config.shard.clone(),
+        ShardStore::Embedded(store.clone()),
+        None,
+    )
+    .await?;
+    let accounts = Accounts::embedded(store.clone(), place_edge::now_ms()).await?;
+    let mut edge_config = config.edge.clone();
+    // A cooldown an administrator set while running outlives restarts.
+    if let Some(cooldown_ms) = store.stored_cooldown_ms().await? {
+        edge_config.cooldown = std::time::Duration::from_millis(cooldown_ms);
+    }
+    let edge = Edge::new(
+        edge_config,
+        accounts,
+        Shards::Local(shard.clone()),
+        LiveBus::Local,
+    );
+    info!(
+        width = config.edge.geometry.width(),
+        height = config.edge.geometry.height(),
+        cooldown_secs = edge.cooldown_ms() / 1000,
+        data_dir = %config.data_dir.display(),
+        "place serve ready"
+    );
+    Ok(Services {
+        store,
+        shard,
+        edge,
+        shard_task,
+    })
+}
+
+impl Services {
+    /// Serves on an already-bound listener until `shutdown` resolves; then closes the sockets,
+    /// writes what is pending and takes a last checkpoint.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        place_edge::serve(listener, Arc::clone(&self.edge), shutdown)
+            .await
+            .context("serving HTTP")?;
+        self.shard.shutdown().await;
+        let _ = self.shard_task.await;
+        self.store.close().await;
+        info!("stopped cleanly");
+        Ok(())
+    }
+}
+
+/// Runs `place serve` on an already-bound listener until `shutdown` resolves.
+pub async fn run(
+    config: ValidConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    start(&config).await?.serve(listener, shutdown).await
+}

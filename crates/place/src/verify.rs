@@ -1,0 +1,86 @@
+//! `place verify`: does the live canvas equal a replay of the event log, pixel for pixel?
+//!
+//! It reads the canvas from a running server (`GET /api/v1/canvas`, so through an edge or the
+//! load balancer in a cluster) and replays every event of the log from nothing, ignoring
+//! snapshots. A difference means an acknowledged pixel was lost, applied twice out of order, or
+//! shown without being durable.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use place_protocol::CanvasInfo;
+use place_store::{EmbeddedStore, PgStore};
+use place_tiles::CanvasGeometry;
+
+/// Where the event log is.
+#[derive(Debug, Clone)]
+pub enum LogSource {
+    /// The embedded store of `place serve`.
+    DataDir(PathBuf),
+    /// A cluster's PostgreSQL schema.
+    Postgres {
+        /// The database.
+        url: String,
+        /// The cluster's name (its schema).
+        cluster: String,
+    },
+}
+
+/// What `verify` found.
+#[derive(Debug)]
+pub struct Report {
+    /// Pixels compared.
+    pub pixels: usize,
+    /// Up to 20 differences: `(x, y, live colour, replayed colour)`.
+    pub differences: Vec<(u32, u32, u8, u8)>,
+    /// How many pixels differ in all.
+    pub differing: usize,
+}
+
+/// Compares the live canvas at `base_url` with a replay of the log.
+pub async fn verify(base_url: &str, source: &LogSource) -> anyhow::Result<Report> {
+    let base = base_url.trim_end_matches('/');
+    let info: CanvasInfo = reqwest::get(format!("{base}/api/v1/canvas/info"))
+        .await
+        .with_context(|| format!("reading {base}/api/v1/canvas/info"))?
+        .json()
+        .await?;
+    let geometry = CanvasGeometry::new(info.width, info.height)?;
+    let live = reqwest::get(format!("{base}/api/v1/canvas"))
+        .await
+        .with_context(|| format!("reading {base}/api/v1/canvas"))?
+        .bytes()
+        .await?;
+    let replayed = match source {
+        LogSource::DataDir(dir) => EmbeddedStore::open(dir).await?.replay_log(geometry).await?,
+        LogSource::Postgres { url, cluster } => {
+            PgStore::connect(url, cluster)
+                .await?
+                .replay_log(geometry)
+                .await?
+        }
+    };
+    if live.len() != replayed.len() {
+        bail!(
+            "the live canvas has {} bytes, the log's {}",
+            live.len(),
+            replayed.len()
+        );
+    }
+    let width = geometry.width() as usize;
+    let mut differences = Vec::new();
+    let mut differing = 0;
+    for (i, (a, b)) in live.iter().zip(&replayed).enumerate() {
+        if a != b {
+            differing += 1;
+            if differences.len() < 20 {
+                differences.push(((i % width) as u32, (i / width) as u32, *a, *b));
+            }
+        }
+    }
+    Ok(Report {
+        pixels: live.len(),
+        differences,
+        differing,
+    })
+}

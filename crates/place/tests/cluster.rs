@@ -1,0 +1,837 @@
+//! The cluster on loopback: shards and edges in this process, talking QUIC with mutual TLS,
+//! against the real Redis and PostgreSQL of this machine (each test in its own schema and key
+//! prefix, removed afterwards). A missing service fails the test with its name.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{guest, Client};
+use place::cluster::{start_edge, start_shard, ClusterSettings, ShardNode};
+use place::config::ServeConfig;
+use place_cluster::{Ring, RingStore, ShardInfo};
+use place_protocol::{ClientMessage, ErrorCode, RequestId, ServerMessage, TileRequest};
+use place_tiles::{PixelChange, TileId};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+const REDIS: &str = "redis://127.0.0.1:6379";
+const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+fn free_udp_port() -> SocketAddr {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a UDP port");
+    socket.local_addr().expect("addr")
+}
+
+struct TestCluster {
+    name: String,
+    redis_url: String,
+    database_url: String,
+    certs: tempfile::TempDir,
+    config: place::config::ValidConfig,
+    ring: Ring,
+    edges: Vec<(String, oneshot::Sender<()>)>,
+    edge_handles: Vec<std::sync::Arc<place_edge::Edge>>,
+    shards: Vec<Option<ShardNode>>,
+}
+
+impl TestCluster {
+    fn settings(&self, node: &str) -> ClusterSettings {
+        ClusterSettings {
+            redis_url: self.redis_url.clone(),
+            database_url: self.database_url.clone(),
+            name: self.name.clone(),
+            certs: self.certs.path().to_path_buf(),
+            node_id: node.into(),
+        }
+    }
+
+    async fn start(shards: usize, edges: usize, cooldown_secs: u64) -> TestCluster {
+        let redis_url = std::env::var("PLACE_TEST_REDIS_URL").unwrap_or(REDIS.into());
+        let database_url = std::env::var("PLACE_TEST_DATABASE_URL").unwrap_or(POSTGRES.into());
+        TestCluster::start_on(shards, edges, cooldown_secs, redis_url, database_url).await
+    }
+
+    /// Starts a cluster whose nodes reach Redis and PostgreSQL at the given URLs.
+    async fn start_on(
+        shards: usize,
+        edges: usize,
+        cooldown_secs: u64,
+        redis_url: String,
+        database_url: String,
+    ) -> TestCluster {
+        let name = format!("t{}_{}", std::process::id(), rand_suffix());
+        let certs = tempfile::tempdir().expect("tempdir");
+        let shard_ids: Vec<String> = (1..=shards).map(|i| format!("shard-{i}")).collect();
+        let edge_ids: Vec<String> = (1..=edges).map(|i| format!("edge-{i}")).collect();
+        let all: Vec<String> = shard_ids.iter().chain(&edge_ids).cloned().collect();
+        place_cluster::tls::write_certs(certs.path(), &all).expect("certs");
+        let infos = shard_ids
+            .iter()
+            .map(|id| ShardInfo {
+                id: id.clone(),
+                addr: free_udp_port().to_string(),
+            })
+            .collect();
+        let ring = Ring::new(1, infos).expect("ring");
+        let config = ServeConfig {
+            width: 256,
+            height: 256,
+            cooldown_secs,
+            guest_rate_per_minute: 0,
+            batch_window_ms: 5,
+            ..ServeConfig::default()
+        }
+        .validate()
+        .expect("valid");
+        let mut cluster = TestCluster {
+            name,
+            redis_url,
+            database_url,
+            certs,
+            config,
+            ring,
+            edges: Vec::new(),
+            edge_handles: Vec::new(),
+            shards: Vec::new(),
+        };
+        let redis = cluster
+            .settings("x")
+            .redis()
+            .await
+            .expect("Redis must be running on 127.0.0.1:6379");
+        RingStore::new(redis, &cluster.settings("x").key_prefix())
+            .init(&cluster.ring, true)
+            .await
+            .expect("store the ring");
+        for i in 0..shard_ids.len() {
+            let node = cluster.start_shard(i).await;
+            cluster.shards.push(Some(node));
+        }
+        for id in &edge_ids {
+            let edge = start_edge(&cluster.config, &cluster.settings(id))
+                .await
+                .expect("edge");
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let base = format!("http://{}", listener.local_addr().expect("addr"));
+            let (stop, stopped) = oneshot::channel::<()>();
+            cluster.edge_handles.push(std::sync::Arc::clone(&edge));
+            tokio::spawn(place_edge::serve(listener, edge, async {
+                let _ = stopped.await;
+            }));
+            cluster.edges.push((base, stop));
+        }
+        cluster
+    }
+
+    async fn start_shard(&self, i: usize) -> ShardNode {
+        let info = &self.ring.shards()[i];
+        let addr: SocketAddr = info.addr.parse().expect("socket address");
+        start_shard(&self.config, &self.settings(&info.id), addr)
+            .await
+            .expect("PostgreSQL and Redis must be running for the shard")
+    }
+
+    async fn client(&self, edge: usize, cookie: &str) -> Client {
+        let ws = self.edges[edge].0.replace("http://", "ws://") + "/ws";
+        let mut c = Client::connect(&ws, Some(cookie), false).await;
+        assert!(matches!(c.recv().await, ServerMessage::Welcome(_)));
+        c
+    }
+
+    /// Asserts that the canvas served at `base` equals a replay of the event log, every pixel.
+    async fn assert_canvas_equals_log(&self, base: &str) {
+        let source = place::verify::LogSource::Postgres {
+            url: self.settings("x").database_url,
+            cluster: self.name.clone(),
+        };
+        let report = place::verify::verify(base, &source).await.expect("verify");
+        assert_eq!(
+            (report.differing, report.pixels),
+            (0, 256 * 256),
+            "the canvas equals a replay of the log"
+        );
+    }
+
+    /// Stops everything and removes the test's schema and keys.
+    async fn remove(mut self) {
+        for (_, stop) in self.edges.drain(..) {
+            let _ = stop.send(());
+        }
+        for node in self.shards.drain(..).flatten() {
+            node.run_until(async {}).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let pool = sqlx::PgPool::connect(&self.settings("x").database_url)
+            .await
+            .expect("postgres");
+        sqlx::query(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name))
+            .execute(&pool)
+            .await
+            .expect("drop schema");
+        let mut redis = self.settings("x").redis().await.expect("redis");
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", self.settings("x").key_prefix()))
+            .query_async(&mut redis)
+            .await
+            .expect("keys");
+        if !keys.is_empty() {
+            redis::cmd("DEL")
+                .arg(keys)
+                .query_async::<()>(&mut redis)
+                .await
+                .expect("del");
+        }
+    }
+}
+
+fn rand_suffix() -> String {
+    format!("{:08x}", rand::random::<u32>())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pixel_placed_through_one_edge_reaches_subscribers_on_the_other() {
+    let cluster = TestCluster::start(3, 2, 0).await;
+    let painter_cookie = guest(&cluster.edges[0].0).await;
+    let watcher_cookie = guest(&cluster.edges[1].0).await;
+    let mut painter = cluster.client(0, &painter_cookie).await;
+    let mut watcher = cluster.client(1, &watcher_cookie).await;
+    let mut elsewhere = cluster.client(1, &guest(&cluster.edges[1].0).await).await;
+
+    let tile = TileId::new(2, 1);
+    watcher
+        .send(&ClientMessage::Subscribe {
+            tiles: vec![TileRequest { tile, seq: None }],
+        })
+        .await;
+    let seq = watcher
+        .recv_until(|m| match m {
+            ServerMessage::Tile { seq, .. } => Some(*seq),
+            _ => None,
+        })
+        .await;
+    elsewhere
+        .send(&ClientMessage::Subscribe {
+            tiles: vec![TileRequest {
+                tile: TileId::new(0, 0),
+                seq: None,
+            }],
+        })
+        .await;
+    assert!(matches!(elsewhere.recv().await, ServerMessage::Tile { .. }));
+
+    painter
+        .send(&ClientMessage::Place {
+            x: 2 * 64 + 7,
+            y: 64 + 9,
+            color: 11,
+            request_id: Some(RequestId::Number(1)),
+        })
+        .await;
+    assert!(
+        matches!(painter.recv().await, ServerMessage::Success { .. }),
+        "placed through edge 1"
+    );
+    assert_eq!(
+        watcher.recv().await,
+        ServerMessage::Pixels {
+            tile,
+            first_seq: seq + 1,
+            changes: vec![PixelChange {
+                lx: 7,
+                ly: 9,
+                color: 11
+            }]
+        },
+        "seen on edge 2"
+    );
+    elsewhere.expect_silence(Duration::from_millis(300)).await;
+
+    // Sessions are shared: the painter's cookie works on the other edge too.
+    let mut again = cluster.client(1, &painter_cookie).await;
+    again.send(&ClientMessage::Ping).await;
+    assert_eq!(again.recv().await, ServerMessage::Pong);
+
+    // Every tile of every shard takes placements.
+    for ty in 0..4 {
+        for tx in 0..4 {
+            painter
+                .send(&ClientMessage::Place {
+                    x: tx * 64,
+                    y: ty * 64,
+                    color: 3,
+                    request_id: None,
+                })
+                .await;
+            assert!(
+                matches!(painter.recv().await, ServerMessage::Success { .. }),
+                "tile {tx}:{ty}"
+            );
+        }
+    }
+    let canvas = reqwest::get(format!("{}/api/v1/canvas", cluster.edges[1].0))
+        .await
+        .expect("get")
+        .bytes()
+        .await
+        .expect("body");
+    assert_eq!(canvas.len(), 256 * 256);
+    assert_eq!(canvas[(64 + 9) * 256 + 2 * 64 + 7], 11);
+    assert_eq!(canvas[3 * 64 * 256 + 3 * 64], 3);
+    cluster.assert_canvas_equals_log(&cluster.edges[0].0).await;
+    cluster.remove().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cooldown_holds_across_edges() {
+    let cluster = TestCluster::start(1, 2, 30).await;
+    let cookie = guest(&cluster.edges[0].0).await;
+    let mut on_one = cluster.client(0, &cookie).await;
+    let mut on_two = cluster.client(1, &cookie).await;
+    on_one
+        .send(&ClientMessage::Place {
+            x: 1,
+            y: 1,
+            color: 1,
+            request_id: None,
+        })
+        .await;
+    on_two
+        .send(&ClientMessage::Place {
+            x: 2,
+            y: 2,
+            color: 1,
+            request_id: None,
+        })
+        .await;
+    let answers = [on_one.recv().await, on_two.recv().await];
+    let successes = answers
+        .iter()
+        .filter(|m| matches!(m, ServerMessage::Success { .. }))
+        .count();
+    let limited = answers
+        .iter()
+        .filter(|m| matches!(m, ServerMessage::Error(e) if e.code == ErrorCode::RateLimited))
+        .count();
+    assert_eq!((successes, limited), (1, 1), "{answers:?}");
+    cluster.remove().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_shard_fails_its_tiles_fast_and_resyncs_watchers_when_it_returns() {
+    let mut cluster = TestCluster::start(2, 1, 0).await;
+    let cookie = guest(&cluster.edges[0].0).await;
+    let mut painter = cluster.client(0, &cookie).await;
+    let mut watcher = cluster.client(0, &guest(&cluster.edges[0].0).await).await;
+    let geometry = place_tiles::CanvasGeometry::new(256, 256).expect("valid");
+    let victim_id = cluster.ring.shards()[0].id.clone();
+    let dead_tile = cluster
+        .ring
+        .tiles_of(&victim_id, geometry)
+        .next()
+        .expect("a tile of shard 1");
+    let live_tile = cluster
+        .ring
+        .tiles_of(&cluster.ring.shards()[1].id, geometry)
+        .next()
+        .expect("a tile of shard 2");
+    let place_on = |tile: TileId, dx: u32, color: i64| {
+        let (x, y) = tile.origin();
+        ClientMessage::Place {
+            x: (x + dx).into(),
+            y: y.into(),
+            color,
+            request_id: None,
+        }
+    };
+
+    watcher
+        .send(&ClientMessage::Subscribe {
+            tiles: vec![TileRequest {
+                tile: dead_tile,
+                seq: None,
+            }],
+        })
+        .await;
+    assert!(matches!(
+        watcher.recv().await,
+        ServerMessage::Tile { seq: 0, .. }
+    ));
+    painter.send(&place_on(dead_tile, 0, 4)).await;
+    assert!(matches!(
+        painter.recv().await,
+        ServerMessage::Success { .. }
+    ));
+    assert!(matches!(
+        watcher.recv().await,
+        ServerMessage::Pixels { first_seq: 1, .. }
+    ));
+
+    cluster.shards[0].take().expect("running").crash().await;
+    let started = std::time::Instant::now();
+    painter.send(&place_on(dead_tile, 1, 5)).await;
+    match painter.recv().await {
+        ServerMessage::Error(e) => assert_eq!(e.code, ErrorCode::Unavailable),
+        other => panic!("expected UNAVAILABLE, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "fails fast: {:?}",
+        started.elapsed()
+    );
+    painter.send(&place_on(live_tile, 0, 6)).await;
+    assert!(
+        matches!(painter.recv().await, ServerMessage::Success { .. }),
+        "the other shard's tiles keep working"
+    );
+
+    cluster.shards[0] = Some(cluster.start_shard(0).await);
+    // The edge reconnects by itself; the watcher's tile stream resumes from its seq.
+    let mut placed = false;
+    for _ in 0..40 {
+        painter.send(&place_on(dead_tile, 2, 7)).await;
+        if matches!(painter.recv().await, ServerMessage::Success { .. }) {
+            placed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(placed, "the restarted shard takes placements again");
+    let resumed = watcher
+        .recv_until(|m| match m {
+            ServerMessage::Pixels {
+                first_seq, changes, ..
+            } => Some((*first_seq, changes.clone())),
+            ServerMessage::Tile { seq, .. } => Some((*seq, vec![])),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        resumed,
+        (
+            2,
+            vec![PixelChange {
+                lx: 2,
+                ly: 0,
+                color: 7
+            }]
+        ),
+        "no gap, no duplicate, no reload"
+    );
+    let canvas = reqwest::get(format!("{}/api/v1/canvas", cluster.edges[0].0))
+        .await
+        .expect("get")
+        .bytes()
+        .await
+        .expect("body");
+    let (x, y) = dead_tile.origin();
+    assert_eq!(
+        canvas[(y * 256 + x) as usize],
+        4,
+        "the acknowledged pixel survived the crash"
+    );
+    assert_eq!(
+        canvas[(y * 256 + x + 1) as usize],
+        0,
+        "the refused one was never placed"
+    );
+    cluster.remove().await;
+}
+
+/// `/health/ready` of an edge: its status code and body.
+async fn readiness(base: &str) -> (u16, serde_json::Value) {
+    let response = reqwest::get(format!("{base}/health/ready"))
+        .await
+        .expect("GET /health/ready");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("JSON body"))
+}
+
+/// Polls `/health/ready` until `check` holds on its body, or fails after `within`.
+async fn wait_for_readiness(
+    base: &str,
+    within: Duration,
+    check: impl Fn(u16, &serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let (status, body) = readiness(base).await;
+        if check(status, &body) {
+            return body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "readiness never matched; last {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Sends a placement and returns the answer to it.
+async fn place_once(client: &mut Client, x: i64, y: i64, color: i64) -> ServerMessage {
+    client
+        .send(&ClientMessage::Place {
+            x,
+            y,
+            color,
+            request_id: None,
+        })
+        .await;
+    client
+        .recv_until(|m| match m {
+            ServerMessage::Success { .. } | ServerMessage::Error(_) => Some(m.clone()),
+            _ => None,
+        })
+        .await
+}
+
+/// Places until one is acknowledged (the service is back), or fails after `within`.
+async fn place_when_recovered(client: &mut Client, x: i64, y: i64, color: i64, within: Duration) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        match place_once(client, x, y, color).await {
+            ServerMessage::Success { .. } => return,
+            ServerMessage::Error(e) => {
+                assert_eq!(
+                    e.code,
+                    ErrorCode::Unavailable,
+                    "only UNAVAILABLE while recovering"
+                );
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "placements never recovered"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            _ => unreachable!(),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_and_postgres_outages_refuse_placements_and_heal_by_themselves() {
+    let redis_proxy = common::proxy::Proxy::start("127.0.0.1:6379".parse().expect("addr")).await;
+    let pg_proxy = common::proxy::Proxy::start("127.0.0.1:5432".parse().expect("addr")).await;
+    let cluster = TestCluster::start_on(
+        1,
+        1,
+        0,
+        format!("redis://{}", redis_proxy.addr),
+        format!("postgres://postgres@{}/test", pg_proxy.addr),
+    )
+    .await;
+    let base = cluster.edges[0].0.clone();
+    let mut player = cluster.client(0, &guest(&base).await).await;
+    assert!(matches!(
+        place_once(&mut player, 1, 1, 1).await,
+        ServerMessage::Success { .. }
+    ));
+    let (status, body) = readiness(&base).await;
+    assert_eq!(
+        (status, &body["redis"], &body["postgres"]),
+        (200, &"ok".into(), &"ok".into())
+    );
+
+    // Redis away: readiness names it, placements are refused with the retryable code.
+    redis_proxy.cut();
+    let body = wait_for_readiness(&base, Duration::from_secs(5), |s, b| {
+        s == 503 && b["redis"] == "unavailable"
+    })
+    .await;
+    assert_eq!(body["postgres"], "ok", "{body}");
+    assert_eq!(body["status"], "unavailable", "{body}");
+    let started = std::time::Instant::now();
+    match place_once(&mut player, 2, 1, 2).await {
+        ServerMessage::Error(e) => assert_eq!(e.code, ErrorCode::Unavailable),
+        other => panic!("expected UNAVAILABLE without Redis, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(3), "fails fast");
+    redis_proxy.restore();
+    wait_for_readiness(&base, Duration::from_secs(15), |s, _| s == 200).await;
+    place_when_recovered(&mut player, 3, 1, 3, Duration::from_secs(15)).await;
+
+    // PostgreSQL away: the same, and nothing refused is ever written.
+    pg_proxy.cut();
+    let body = wait_for_readiness(&base, Duration::from_secs(10), |s, b| {
+        s == 503 && b["postgres"] == "unavailable"
+    })
+    .await;
+    assert_eq!(body["redis"], "ok", "{body}");
+    let started = std::time::Instant::now();
+    match place_once(&mut player, 4, 1, 4).await {
+        ServerMessage::Error(e) => assert_eq!(e.code, ErrorCode::Unavailable),
+        other => panic!("expected UNAVAILABLE without PostgreSQL, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(3), "fails fast");
+    pg_proxy.restore();
+    wait_for_readiness(&base, Duration::from_secs(15), |s, _| s == 200).await;
+    place_when_recovered(&mut player, 5, 1, 5, Duration::from_secs(15)).await;
+
+    let canvas = reqwest::get(format!("{base}/api/v1/canvas"))
+        .await
+        .expect("get")
+        .bytes()
+        .await
+        .expect("body");
+    let row: Vec<u8> = (1..=5).map(|x| canvas[256 + x]).collect();
+    assert_eq!(
+        row,
+        [1, 0, 3, 0, 5],
+        "acknowledged pixels kept, refused ones absent"
+    );
+    cluster.assert_canvas_equals_log(&base).await;
+    cluster.remove().await;
+}
+
+/// The session id in a `Cookie` header value made by [`guest`].
+fn session_of(cookie: &str) -> &str {
+    cookie
+        .split(';')
+        .find_map(|part| part.trim().strip_prefix("place_session="))
+        .expect("a session cookie")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cooldown_change_and_a_session_end_reach_every_edge_within_a_second() {
+    let cluster = TestCluster::start(1, 2, 60).await;
+    let cookie = guest(&cluster.edges[1].0).await;
+    let mut player = cluster.client(1, &cookie).await;
+    assert!(matches!(
+        place_once(&mut player, 3, 3, 3).await,
+        ServerMessage::Success { .. }
+    ));
+    assert!(
+        matches!(place_once(&mut player, 4, 3, 3).await, ServerMessage::Error(e) if e.code == ErrorCode::RateLimited),
+        "60 s cooldown"
+    );
+
+    // Set on edge 1; the player on edge 2 hears its new wait, measured from its placement.
+    let started = std::time::Instant::now();
+    cluster.edge_handles[0]
+        .set_cooldown(Duration::from_secs(2))
+        .await
+        .expect("set the cooldown");
+    let (cooldown, remaining) = player
+        .recv_until(|m| match m {
+            ServerMessage::Cooldown {
+                cooldown,
+                cooldown_remaining,
+            } => Some((*cooldown, *cooldown_remaining)),
+            _ => None,
+        })
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(cooldown, 2);
+    assert!(remaining <= 2000, "{remaining}");
+    assert_eq!(cluster.edge_handles[1].cooldown_ms(), 2000);
+    tokio::time::sleep(Duration::from_millis(remaining + 50)).await;
+    assert!(
+        matches!(
+            place_once(&mut player, 4, 3, 3).await,
+            ServerMessage::Success { .. }
+        ),
+        "the shorter cooldown holds on edge 2"
+    );
+    // A new edge process would read it from Redis: the stored value is there.
+    let mut redis = cluster.settings("x").redis().await.expect("redis");
+    let stored: Option<u64> = redis::cmd("HGET")
+        .arg(format!("{}settings", cluster.settings("x").key_prefix()))
+        .arg("cooldown_ms")
+        .query_async(&mut redis)
+        .await
+        .expect("hget");
+    assert_eq!(stored, Some(2000));
+
+    // The session ends on edge 1: the socket on edge 2 closes with 4401 at once.
+    let started = std::time::Instant::now();
+    cluster.edge_handles[0]
+        .end_session(session_of(&cookie))
+        .await
+        .expect("end the session");
+    while player.try_recv(Duration::from_secs(2)).await.is_some() {
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the socket stayed open"
+        );
+    }
+    let code = player.closed.as_ref().map(|frame| u16::from(frame.code));
+    assert_eq!(code, Some(4401), "{:?}", player.error);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    cluster.remove().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_are_shared_by_every_edge_and_a_guest_keeps_its_cooldown() {
+    use common::{auth_post, credentials, me};
+    let cluster = TestCluster::start(1, 2, 60).await;
+    let (one, two) = (cluster.edges[0].0.as_str(), cluster.edges[1].0.as_str());
+    let guest_cookie = guest(one).await;
+    let guest_id = me(one, &guest_cookie).await.body["userId"].clone();
+    let mut c = cluster.client(0, &guest_cookie).await;
+    c.send(&ClientMessage::Place {
+        x: 1,
+        y: 1,
+        color: 2,
+        request_id: None,
+    })
+    .await;
+    assert!(matches!(c.recv().await, ServerMessage::Success { .. }));
+
+    let registered = credentials(
+        one,
+        "register",
+        "Grace",
+        "grace's password",
+        Some(&guest_cookie),
+    )
+    .await;
+    assert_eq!(registered.status, 201, "{}", registered.body);
+    assert_eq!(registered.body["userId"], guest_id);
+    let cookie = registered.cookie().expect("session");
+    assert_eq!(
+        me(two, &guest_cookie).await.status,
+        401,
+        "the guest session is gone"
+    );
+    assert_eq!(me(two, &cookie).await.body["username"], "Grace");
+    // Its cooldown, taken as a guest through edge 1, holds on edge 2.
+    let mut c = cluster.client(1, &cookie).await;
+    c.send(&ClientMessage::Place {
+        x: 2,
+        y: 2,
+        color: 2,
+        request_id: None,
+    })
+    .await;
+    match c.recv().await {
+        ServerMessage::Error(e) => assert_eq!(e.code, ErrorCode::RateLimited),
+        other => panic!("expected RATE_LIMITED, got {other:?}"),
+    }
+    let taken = credentials(two, "register", "grace", "another password", None).await;
+    assert_eq!(taken.status, 409);
+    assert_eq!(taken.body["error"]["code"], "USERNAME_TAKEN");
+
+    // Logging out through edge 1 ends the session on edge 2 at once, its WebSocket included.
+    assert_eq!(
+        auth_post(one, "logout", None, Some(&cookie), &[])
+            .await
+            .status,
+        204
+    );
+    assert_eq!(me(two, &cookie).await.status, 401);
+    assert!(c.try_recv(Duration::from_secs(2)).await.is_none());
+    assert_eq!(c.closed.as_ref().map(|f| u16::from(f.code)), Some(4401));
+    let back = credentials(two, "login", "GRACE", "grace's password", None).await;
+    assert_eq!(back.status, 200);
+    assert_eq!(back.body["userId"], guest_id);
+    assert_eq!(me(one, &back.cookie().expect("session")).await.status, 200);
+    cluster.remove().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_login_limit_holds_across_edges() {
+    use common::credentials;
+    let cluster = TestCluster::start(1, 2, 0).await;
+    let (one, two) = (cluster.edges[0].0.as_str(), cluster.edges[1].0.as_str());
+    assert_eq!(
+        credentials(one, "register", "heidi", "heidi's password", None)
+            .await
+            .status,
+        201
+    );
+    let wrong = credentials(one, "login", "heidi", "not it at all", None).await;
+    let unknown = credentials(two, "login", "nobody-here", "not it at all", None).await;
+    assert_eq!(wrong.status, 401);
+    assert_eq!((unknown.status, &unknown.body), (wrong.status, &wrong.body));
+    for (i, edge) in [one, two, one].into_iter().enumerate() {
+        let a = credentials(edge, "login", "heidi", "not it at all", None).await;
+        assert_eq!(a.status, 401, "attempt {}", i + 3);
+    }
+    // The sixth attempt within the minute, on either edge, even with the right password.
+    for edge in [two, one] {
+        let a = credentials(edge, "login", "heidi", "heidi's password", None).await;
+        assert_eq!(a.status, 429, "{}", a.body);
+        let retry: u64 = a.headers["retry-after"]
+            .to_str()
+            .expect("ascii")
+            .parse()
+            .expect("seconds");
+        assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    }
+    cluster.remove().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_create_user_makes_a_cluster_administrator() {
+    let cluster = TestCluster::start(1, 1, 0).await;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_place"))
+        .args(["admin", "create-user", "ivan", "--admin", "--cluster-name"])
+        .arg(&cluster.name)
+        .arg("--database-url")
+        .arg(&cluster.database_url)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn place admin");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(b"ivan's password\n").expect("password");
+    }
+    let out = child.wait_with_output().expect("place admin");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let login = common::credentials(
+        &cluster.edges[0].0,
+        "login",
+        "ivan",
+        "ivan's password",
+        None,
+    )
+    .await;
+    assert_eq!(login.status, 200, "{}", login.body);
+    assert_eq!(login.body["isAdmin"], true);
+    cluster.remove().await;
+}
+
+#[tokio::test]
+async fn moderation_across_edges_bans_settings_and_rollbacks() {
+    use common::moderation;
+    let cluster = TestCluster::start(2, 2, 0).await;
+    let bases: Vec<String> = cluster.edges.iter().map(|(base, _)| base.clone()).collect();
+    let store = place::admin::UserStore::Cluster {
+        database_url: cluster.database_url.clone(),
+        name: cluster.name.clone(),
+    };
+    let player = common::guest(&bases[1]).await;
+    moderation::non_admins_are_refused(&bases[1], &player).await;
+    let admin = moderation::admin_cookie(&store, &bases[0], "root").await;
+    let log = place::verify::LogSource::Postgres {
+        url: cluster.database_url.clone(),
+        cluster: cluster.name.clone(),
+    };
+    moderation::rollbacks_restore_exact_colours(&bases, &admin, &log).await;
+    cluster.remove().await;
+
+    let cluster = TestCluster::start(2, 2, 0).await;
+    let bases: Vec<String> = cluster.edges.iter().map(|(base, _)| base.clone()).collect();
+    let store = place::admin::UserStore::Cluster {
+        database_url: cluster.database_url.clone(),
+        name: cluster.name.clone(),
+    };
+    let admin = moderation::admin_cookie(&store, &bases[0], "root").await;
+    moderation::bans_and_settings_reach_every_edge(&bases, &admin).await;
+    cluster.remove().await;
+}

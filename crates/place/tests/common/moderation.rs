@@ -1,0 +1,506 @@
+//! The moderation scenario both modes run: the same HTTP and WebSocket steps against one
+//! `place serve` or against the edges of a cluster (`bases[i]` is edge i's URL).
+
+use std::time::Duration;
+
+use place::admin::UserStore;
+use place::verify::LogSource;
+use place_protocol::{ClientMessage, ErrorCode, ServerMessage, TileRequest};
+use place_tiles::TileId;
+use serde_json::{json, Value};
+
+use super::{answer, Answer, Client};
+
+/// Every admin route with a harmless request: `(method, path, body)`.
+pub const ADMIN_ROUTES: &[(&str, &str)] = &[
+    ("POST", "/api/v1/admin/ban-user"),
+    ("POST", "/api/v1/admin/unban-user"),
+    ("GET", "/api/v1/admin/settings"),
+    ("PUT", "/api/v1/admin/settings"),
+    ("POST", "/api/v1/admin/reset-canvas"),
+    ("POST", "/api/v1/admin/rollback"),
+    ("GET", "/api/v1/admin/stats"),
+    ("GET", "/api/v1/admin/audit-log"),
+    ("GET", "/api/v1/admin/users?name=a"),
+    ("GET", "/api/v1/admin/users/1/placements"),
+    ("GET", "/api/v1/admin/pixel?x=0&y=0"),
+];
+
+/// A request to `base` + `path` with a cookie and a JSON body.
+pub async fn call(
+    base: &str,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    body: Option<Value>,
+) -> Answer {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let mut request = reqwest::Client::new().request(method, format!("{base}{path}"));
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    answer(request.send().await.expect("request")).await
+}
+
+/// Makes administrator `name` in `store` and logs it in through `base`; returns its cookie.
+pub async fn admin_cookie(store: &UserStore, base: &str, name: &str) -> String {
+    let password = "moderator password".to_string();
+    place::admin::create_user(store, name, password.clone(), true)
+        .await
+        .expect("create the administrator");
+    let login = super::credentials(base, "login", name, &password, None).await;
+    assert_eq!(login.status, 200, "{}", login.body);
+    login.cookie().expect("session cookie")
+}
+
+/// Every admin route answers 401 without a session and 403 to a player, whatever the body.
+pub async fn non_admins_are_refused(base: &str, player: &str) {
+    for (method, path) in ADMIN_ROUTES {
+        let body = (*method != "GET").then(|| json!({"userId": "1", "cooldownSeconds": 0}));
+        let anonymous = call(base, method, path, None, body.clone()).await;
+        assert_eq!(anonymous.status, 401, "{method} {path} without a session");
+        let refused = call(base, method, path, Some(player), body).await;
+        assert_eq!(refused.status, 403, "{method} {path} as a player");
+        assert_eq!(refused.body["error"]["code"], "FORBIDDEN");
+    }
+}
+
+/// A player on a socket.
+pub struct Player {
+    pub id: String,
+    pub cookie: String,
+    pub socket: Client,
+}
+
+impl Player {
+    pub async fn join(base: &str) -> Player {
+        let cookie = super::guest(base).await;
+        let me = super::me(base, &cookie).await;
+        let ws = base.replace("http://", "ws://") + "/ws";
+        let mut socket = Client::connect(&ws, Some(&cookie), false).await;
+        assert!(matches!(socket.recv().await, ServerMessage::Welcome(_)));
+        Player {
+            id: me.body["userId"].as_str().expect("userId").to_string(),
+            cookie,
+            socket,
+        }
+    }
+
+    /// Places a pixel; the answer.
+    pub async fn place(&mut self, x: i64, y: i64, color: i64) -> ServerMessage {
+        self.socket
+            .send(&ClientMessage::Place {
+                x,
+                y,
+                color,
+                request_id: None,
+            })
+            .await;
+        self.socket
+            .recv_until(|m| match m {
+                ServerMessage::Success { .. } | ServerMessage::Error(_) => Some(m.clone()),
+                _ => None,
+            })
+            .await
+    }
+
+    pub async fn paint(&mut self, pixels: &[(i64, i64, i64)]) {
+        for &(x, y, color) in pixels {
+            let answer = self.place(x, y, color).await;
+            assert!(
+                matches!(answer, ServerMessage::Success { .. }),
+                "placing ({x},{y}): {answer:?}"
+            );
+        }
+    }
+}
+
+/// A socket watching tile (0,0), keeping its own copy of the tile from what it receives.
+pub struct Watcher {
+    socket: Client,
+    pixels: Vec<u8>,
+}
+
+impl Watcher {
+    pub async fn start(base: &str) -> Watcher {
+        let mut player = Player::join(base).await;
+        player
+            .socket
+            .send(&ClientMessage::Subscribe {
+                tiles: vec![TileRequest {
+                    tile: TileId::new(0, 0),
+                    seq: None,
+                }],
+            })
+            .await;
+        let pixels = player
+            .socket
+            .recv_until(|m| match m {
+                ServerMessage::Tile { pixels, .. } => Some(pixels.to_vec()),
+                _ => None,
+            })
+            .await;
+        Watcher {
+            socket: player.socket,
+            pixels,
+        }
+    }
+
+    /// Applies the deltas it receives until every pixel of `expected` has its colour.
+    pub async fn wait_for(&mut self, expected: &[(u32, u32, u8)]) {
+        let matches = |pixels: &[u8]| {
+            expected
+                .iter()
+                .all(|&(x, y, c)| pixels[(y * 64 + x) as usize] == c)
+        };
+        while !matches(&self.pixels) {
+            let changes = self
+                .socket
+                .recv_until(|m| match m {
+                    ServerMessage::Pixels { changes, .. } => Some(changes.clone()),
+                    _ => None,
+                })
+                .await;
+            for c in changes {
+                self.pixels[usize::from(c.ly) * 64 + usize::from(c.lx)] = c.color;
+            }
+        }
+    }
+}
+
+/// Tile (0,0) as `base` serves it, once it has every colour of `expected` (within 5 s).
+pub async fn wait_for_tile(base: &str, expected: &[(u32, u32, u8)]) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let tile = reqwest::get(format!("{base}/api/v1/tiles/0/0"))
+            .await
+            .expect("tile")
+            .bytes()
+            .await
+            .expect("tile body");
+        let wrong: Vec<_> = expected
+            .iter()
+            .filter(|&&(x, y, c)| tile[(y * 64 + x) as usize] != c)
+            .collect();
+        if wrong.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tile (0,0) at {base} still differs at {wrong:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Rolls back, resets and checks every viewer sees it, the audit log, and that the canvas is
+/// still a replay of the log. `bases` are the edges (one in `place serve`).
+pub async fn rollbacks_restore_exact_colours(bases: &[String], admin: &str, log: &LogSource) {
+    let first = &bases[0];
+    let last = &bases[bases.len() - 1];
+    let set = call(
+        first,
+        "PUT",
+        "/api/v1/admin/settings",
+        Some(admin),
+        Some(json!({"cooldownSeconds": 0})),
+    )
+    .await;
+    assert_eq!(set.status, 200, "{}", set.body);
+    let mut watcher = Watcher::start(last).await;
+    let mut a = Player::join(first).await;
+    let mut b = Player::join(last).await;
+
+    a.paint(&[(1, 1, 3), (2, 1, 3), (3, 1, 3)]).await;
+    let before_b = place_edge::now_ms();
+    b.paint(&[(1, 1, 5), (2, 1, 5), (4, 1, 5)]).await;
+    watcher.wait_for(&[(1, 1, 5), (4, 1, 5)]).await;
+
+    // Roll back B: A's colours come back, and 0 where only B painted.
+    let rollback = json!({"userId": b.id, "since": before_b});
+    let done = call(
+        first,
+        "POST",
+        "/api/v1/admin/rollback",
+        Some(admin),
+        Some(rollback),
+    )
+    .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert_eq!(
+        (
+            done.body["reverted"].as_u64(),
+            done.body["restored"].as_u64(),
+            done.body["failed"].as_u64()
+        ),
+        (Some(3), Some(3), Some(0))
+    );
+    let after_b = [(1, 1, 3), (2, 1, 3), (3, 1, 3), (4, 1, 0)];
+    watcher.wait_for(&after_b).await;
+    wait_for_tile(last, &after_b).await;
+
+    // A paints over one pixel again; then roll back A entirely: 0 where only A (and the
+    // reverted B) painted.
+    a.paint(&[(3, 1, 7)]).await;
+    let rollback = json!({"userId": a.id.parse::<i64>().expect("numeric id")});
+    let done = call(
+        last,
+        "POST",
+        "/api/v1/admin/rollback",
+        Some(admin),
+        Some(rollback),
+    )
+    .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert_eq!(
+        (
+            done.body["reverted"].as_u64(),
+            done.body["restored"].as_u64()
+        ),
+        (Some(4), Some(3))
+    );
+    let after_a = [(1, 1, 0), (2, 1, 0), (3, 1, 0), (4, 1, 0)];
+    watcher.wait_for(&after_a).await;
+
+    // A rectangle and a time window: only B's later placements inside it go.
+    a.paint(&[(10, 10, 2)]).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let window_start = place_edge::now_ms();
+    b.paint(&[(10, 10, 4), (11, 10, 4), (12, 10, 4)]).await;
+    let window = json!({"x": 10, "y": 10, "width": 2, "height": 1, "from": window_start, "to": place_edge::now_ms()});
+    let done = call(
+        first,
+        "POST",
+        "/api/v1/admin/rollback",
+        Some(admin),
+        Some(window.clone()),
+    )
+    .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    let after_window = [(10, 10, 2), (11, 10, 0), (12, 10, 4)];
+    watcher.wait_for(&after_window).await;
+
+    // Reset a rectangle: back to the background, whoever painted; outside it nothing moves.
+    a.paint(&[(20, 20, 9), (21, 20, 9), (30, 30, 6)]).await;
+    let reset = json!({"x": 20, "y": 20, "width": 5, "height": 5});
+    let done = call(
+        first,
+        "POST",
+        "/api/v1/admin/reset-canvas",
+        Some(admin),
+        Some(reset),
+    )
+    .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert_eq!(done.body["restored"].as_u64(), Some(2));
+    let after_reset = [(20, 20, 0), (21, 20, 0), (30, 30, 6), (12, 10, 4)];
+    watcher.wait_for(&after_reset).await;
+    wait_for_tile(first, &after_reset).await;
+
+    // Repeating a rollback changes nothing more.
+    let again = call(
+        first,
+        "POST",
+        "/api/v1/admin/rollback",
+        Some(admin),
+        Some(window),
+    )
+    .await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.body["restored"].as_u64(), Some(0), "{}", again.body);
+
+    // Bad requests.
+    for bad in [
+        json!({}),
+        json!({"x": 1, "y": 1}),
+        json!({"x": 0, "y": 0, "width": 100000, "height": 1}),
+    ] {
+        let refused = call(
+            first,
+            "POST",
+            "/api/v1/admin/rollback",
+            Some(admin),
+            Some(bad.clone()),
+        )
+        .await;
+        assert_eq!(refused.status, 400, "{bad}: {}", refused.body);
+    }
+
+    // Who placed a pixel, a user's placements, found by name.
+    let pixel = call(
+        first,
+        "GET",
+        "/api/v1/admin/pixel?x=12&y=10",
+        Some(admin),
+        None,
+    )
+    .await;
+    assert_eq!(
+        pixel.body["placements"][0]["userId"],
+        b.id.as_str(),
+        "{}",
+        pixel.body
+    );
+    let placements = call(
+        last,
+        "GET",
+        &format!("/api/v1/admin/users/{}/placements", b.id),
+        Some(admin),
+        None,
+    )
+    .await;
+    let list = placements.body["placements"]
+        .as_array()
+        .expect("placements");
+    assert_eq!(list.len(), 6, "{}", placements.body);
+    assert_eq!(list.iter().filter(|p| p["reverted"] == true).count(), 5);
+
+    // The audit log, newest first, in pages.
+    let page = call(
+        last,
+        "GET",
+        "/api/v1/admin/audit-log?limit=3",
+        Some(admin),
+        None,
+    )
+    .await;
+    let entries = page.body["entries"].as_array().expect("entries");
+    let actions: Vec<&str> = entries
+        .iter()
+        .map(|e| e["action"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        actions,
+        ["rollback", "reset-canvas", "rollback"],
+        "{}",
+        page.body
+    );
+    assert_eq!(entries[1]["details"]["restored"], 2);
+    assert_eq!(entries[1]["details"]["rect"]["width"], 5);
+    assert!(entries[0]["actorName"].is_string());
+    let next = page.body["next"].as_str().expect("a next page");
+    let rest = call(
+        first,
+        "GET",
+        &format!("/api/v1/admin/audit-log?before={next}"),
+        Some(admin),
+        None,
+    )
+    .await;
+    let rest: Vec<&str> = rest.body["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| e["action"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(rest, ["rollback", "rollback", "settings"]);
+
+    // The canvas is still a replay of the log.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let report = place::verify::verify(first, log).await.expect("verify");
+    assert_eq!(report.differing, 0, "{:?}", report.differences);
+}
+
+/// A ban made through the first edge holds on the last one at once (the player's open socket
+/// gets `BANNED`), and an unban lifts it; the cooldown set through the first reaches a socket of
+/// the last and its settings.
+pub async fn bans_and_settings_reach_every_edge(bases: &[String], admin: &str) {
+    let first = &bases[0];
+    let last = &bases[bases.len() - 1];
+    let mut player = Player::join(last).await;
+    let ban = call(
+        first,
+        "POST",
+        "/api/v1/admin/ban-user",
+        Some(admin),
+        Some(json!({"userId": player.id})),
+    )
+    .await;
+    assert_eq!(ban.status, 200, "{}", ban.body);
+    assert_eq!(ban.body["banned"], true);
+    match player.place(5, 5, 1).await {
+        ServerMessage::Error(e) => assert_eq!(e.code, ErrorCode::Banned),
+        other => panic!("a banned player placed: {other:?}"),
+    }
+    let stats = call(last, "GET", "/api/v1/admin/stats", Some(admin), None).await;
+    assert_eq!(stats.status, 200, "{}", stats.body);
+    assert_eq!(stats.body["bannedUsers"], 1, "{}", stats.body);
+    assert!(
+        stats.body["playersOnline"].as_u64().unwrap_or(0) >= 1,
+        "{}",
+        stats.body
+    );
+    let shards = stats.body["shards"].as_array().expect("shards");
+    assert!(
+        !shards.is_empty() && shards.iter().all(|s| s["status"] == "ok"),
+        "{}",
+        stats.body
+    );
+    let unban = call(
+        last,
+        "POST",
+        "/api/v1/admin/unban-user",
+        Some(admin),
+        Some(json!({"userId": player.id})),
+    )
+    .await;
+    assert_eq!(unban.status, 200, "{}", unban.body);
+    assert!(matches!(
+        player.place(5, 5, 1).await,
+        ServerMessage::Success { .. }
+    ));
+    let unknown = call(
+        first,
+        "POST",
+        "/api/v1/admin/ban-user",
+        Some(admin),
+        Some(json!({"userId": "999999"})),
+    )
+    .await;
+    assert_eq!(unknown.status, 404);
+
+    let set = call(
+        first,
+        "PUT",
+        "/api/v1/admin/settings",
+        Some(admin),
+        Some(json!({"cooldownSeconds": 42})),
+    )
+    .await;
+    assert_eq!(set.status, 200, "{}", set.body);
+    let cooldown = player
+        .socket
+        .recv_until(|m| match m {
+            ServerMessage::Cooldown { cooldown, .. } => Some(*cooldown),
+            _ => None,
+        })
+        .await;
+    assert_eq!(cooldown, 42);
+    let read = call(last, "GET", "/api/v1/admin/settings", Some(admin), None).await;
+    assert_eq!(read.body["cooldownSeconds"], 42, "{}", read.body);
+    let too_long = call(
+        first,
+        "PUT",
+        "/api/v1/admin/settings",
+        Some(admin),
+        Some(json!({"cooldownSeconds": 3601})),
+    )
+    .await;
+    assert_eq!(too_long.status, 400);
+    let audit = call(first, "GET", "/api/v1/admin/audit-log", Some(admin), None).await;
+    let actions: Vec<&str> = audit.body["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| e["action"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        actions,
+        ["settings", "unban-user", "ban-user"],
+        "{}",
+        audit.body
+    );
+}

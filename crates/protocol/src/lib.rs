@@ -1,0 +1,21 @@
+//! The client protocol of place: the messages browsers, bots and `loadgen` exchange with an edge,
+//! and their two codecs. `docs/PROTOCOL.md` is the byte-exact description; this crate is its
+//! reference implementation.
+//!
+//! # Layout
+//! - [`message`]: the message types, shared by both codecs.
+//! - [`binary`]: the compact binary codec (one message per WebSocket binary frame).
+//! - [`json`]: the JSON codec (one message per text frame), for scripts and bots.
+//!
+//! Both decoders treat their input as hostile: they never panic, never allocate more than the
+//! frame's size justifies, and answer every malformed frame with a [`DecodeError`] that carries the
+//! request id when one could be read.
+
+pub mod binary;
+pub mod json;
+pub mod message;
+
+pub use message::{
+    CanvasInfo, ClientMessage, DecodeError, ErrorCode, ErrorMessage, RequestId, ServerMessage,
+    TileRequest, Welcome, MAX_MESSAGE_BYTES, MAX_REQUEST_ID_CHARS,
+};

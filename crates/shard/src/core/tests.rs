@@ -1,0 +1,428 @@
+//! Tests of the shard state machine: no I/O, the test plays the driver.
+
+use super::*;
+use proptest::prelude::*;
+
+fn core(width: u32, height: u32) -> ShardCore {
+    let geometry = CanvasGeometry::new(width, height).expect("valid");
+    let tiles = (0..geometry.tile_count()).map(|_| Tile::new()).collect();
+    ShardCore::new(geometry, 16, tiles, 0, CheckpointPolicy::default())
+}
+
+fn place(token: Token, x: u32, y: u32, color: u8) -> Input {
+    Input::Place {
+        token,
+        request: PlaceRequest {
+            x,
+            y,
+            color,
+            user_id: 1,
+            placed_at: 1000,
+            action_id: None,
+        },
+    }
+}
+
+fn replies(out: &[Output]) -> Vec<(Token, Result<Placed, PlaceError>)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Reply { token, result } => Some((*token, *result)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn writes(out: &[Output]) -> Vec<&Vec<NewEvent>> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::WriteEvents(events) => Some(events),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_placement_is_applied_and_answered_only_once_durable() {
+    let mut shard = core(128, 128);
+    let out = shard.handle(place(1, 70, 3, 5));
+    assert!(replies(&out).is_empty(), "no answer before the write");
+    let events = writes(&out);
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        events[0][0],
+        NewEvent {
+            x: 70,
+            y: 3,
+            color: 5,
+            user_id: 1,
+            placed_at: 1000,
+            tile_seq: 1,
+            action_id: None,
+        }
+    );
+    assert_eq!(
+        shard.tile(TileId::new(1, 0)).expect("tile").seq(),
+        0,
+        "not applied yet"
+    );
+
+    let out = shard.handle(Input::EventsWritten(Ok(1)));
+    assert_eq!(replies(&out), vec![(1, Ok(Placed { seq: 1 }))]);
+    let tile = shard.tile(TileId::new(1, 0)).expect("tile");
+    assert_eq!((tile.seq(), tile.get(6, 3)), (1, 5));
+    assert!(shard.is_idle());
+}
+
+#[test]
+fn placements_arriving_during_a_write_are_committed_together() {
+    let mut shard = core(64, 64);
+    shard.handle(place(1, 0, 0, 1));
+    for token in 2..=5 {
+        assert!(
+            writes(&shard.handle(place(token, token as u32, 0, 2))).is_empty(),
+            "one write at a time"
+        );
+    }
+    let out = shard.handle(Input::EventsWritten(Ok(1)));
+    let next = writes(&out);
+    assert_eq!(next.len(), 1);
+    assert_eq!(
+        next[0].iter().map(|e| e.tile_seq).collect::<Vec<_>>(),
+        vec![2, 3, 4, 5]
+    );
+    let out = shard.handle(Input::EventsWritten(Ok(5)));
+    assert_eq!(replies(&out).len(), 4);
+    assert_eq!(shard.tile(TileId::new(0, 0)).expect("tile").seq(), 5);
+}
+
+#[test]
+fn a_failed_write_places_nothing_and_consumes_no_seq() {
+    let mut shard = core(64, 64);
+    shard.handle(place(1, 0, 0, 1));
+    let out = shard.handle(Input::EventsWritten(Err("disk full".into())));
+    assert_eq!(replies(&out), vec![(1, Err(PlaceError::Unavailable))]);
+    assert_eq!(shard.tile(TileId::new(0, 0)).expect("tile").seq(), 0);
+    let out = shard.handle(place(2, 0, 0, 3));
+    assert_eq!(writes(&out)[0][0].tile_seq, 1, "the failed seq is reused");
+}
+
+#[test]
+fn invalid_placements_are_refused_at_once() {
+    let mut shard = core(100, 100);
+    assert_eq!(
+        replies(&shard.handle(place(1, 100, 0, 1))),
+        vec![(1, Err(PlaceError::InvalidCoords))]
+    );
+    assert_eq!(
+        replies(&shard.handle(place(2, 0, 0, 16))),
+        vec![(2, Err(PlaceError::InvalidColor))]
+    );
+    assert!(shard.is_idle());
+}
+
+#[test]
+fn subscribers_get_a_snapshot_then_each_batch_once() {
+    let mut shard = core(128, 64);
+    let tile = TileId::new(0, 0);
+    let out = shard.handle(Input::Subscribe {
+        subscriber: 7,
+        tile,
+        known_seq: None,
+    });
+    assert!(
+        matches!(&out[..], [Output::Send { subscriber: 7, message: ShardMessage::Snapshot(s) }] if s.seq == 0)
+    );
+
+    shard.handle(place(1, 1, 1, 4));
+    shard.handle(Input::EventsWritten(Ok(1)));
+    shard.handle(place(2, 80, 1, 4)); // another tile, nobody watches it
+    shard.handle(Input::EventsWritten(Ok(2)));
+    let out = shard.handle(Input::Tick { now_ms: 10 });
+    let sent: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Send {
+                subscriber,
+                message: ShardMessage::Batch(b),
+            } => Some((*subscriber, b.tile, b.first_seq, b.changes.len())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent, vec![(7, tile, 1, 1)]);
+    assert!(
+        shard.handle(Input::Tick { now_ms: 20 }).is_empty(),
+        "a batch is sent once"
+    );
+
+    shard.handle(Input::Unsubscribe {
+        subscriber: 7,
+        tile,
+    });
+    shard.handle(place(3, 1, 1, 5));
+    shard.handle(Input::EventsWritten(Ok(3)));
+    assert!(
+        shard.handle(Input::Tick { now_ms: 30 }).is_empty(),
+        "no longer subscribed"
+    );
+}
+
+#[test]
+fn a_subscriber_holding_a_seq_gets_exactly_what_it_missed() {
+    let mut shard = core(64, 64);
+    for i in 0..5 {
+        shard.handle(place(i, i as u32, 0, 3));
+        shard.handle(Input::EventsWritten(Ok(i as i64 + 1)));
+    }
+    let out = shard.handle(Input::Subscribe {
+        subscriber: 1,
+        tile: TileId::new(0, 0),
+        known_seq: Some(3),
+    });
+    match &out[..] {
+        [Output::Send {
+            message: ShardMessage::Batch(b),
+            ..
+        }] => {
+            assert_eq!((b.first_seq, b.changes.len()), (4, 2));
+            assert_eq!(
+                b.changes[0],
+                PixelChange {
+                    lx: 3,
+                    ly: 0,
+                    color: 3
+                }
+            );
+        }
+        other => panic!("expected a catch-up batch, got {other:?}"),
+    }
+}
+
+#[test]
+fn checkpoints_cover_dirty_tiles_and_wait_for_the_write_slot() {
+    let geometry = CanvasGeometry::new(128, 64).expect("valid");
+    let tiles = (0..geometry.tile_count()).map(|_| Tile::new()).collect();
+    let policy = CheckpointPolicy {
+        max_events: 2,
+        max_interval_ms: 1_000_000,
+    };
+    let mut shard = ShardCore::new(geometry, 16, tiles, 0, policy);
+    shard.handle(place(1, 0, 0, 1));
+    shard.handle(Input::EventsWritten(Ok(1)));
+    shard.handle(place(2, 64, 0, 1));
+    shard.handle(Input::EventsWritten(Ok(2)));
+    shard.handle(place(3, 1, 0, 1)); // in flight while the checkpoint becomes due
+    let out = shard.handle(Input::Tick { now_ms: 0 });
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Output::WriteCheckpoint { .. })),
+        "write slot busy"
+    );
+    let out = shard.handle(Input::EventsWritten(Ok(3)));
+    let checkpoint = out.iter().find_map(|o| match o {
+        Output::WriteCheckpoint {
+            tiles,
+            through_event_id,
+        } => Some((tiles.len(), *through_event_id)),
+        _ => None,
+    });
+    assert_eq!(checkpoint, Some((2, 3)));
+    shard.handle(place(4, 2, 0, 1));
+    let out = shard.handle(Input::CheckpointWritten(Err("io".into())));
+    assert_eq!(
+        writes(&out).len(),
+        1,
+        "events go on after a failed checkpoint"
+    );
+    shard.request_checkpoint();
+    let out = shard.handle(Input::EventsWritten(Ok(4)));
+    let retried = out.iter().find_map(|o| match o {
+        Output::WriteCheckpoint { tiles, .. } => Some(tiles.len()),
+        _ => None,
+    });
+    assert_eq!(
+        retried,
+        Some(2),
+        "the failed checkpoint's tiles are written again"
+    );
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Place { x: u32, y: u32, color: u8 },
+    Subscribe { who: u64, tile: usize, resume: bool },
+    Unsubscribe { who: u64, tile: usize },
+    WriteOk,
+    WriteFail,
+    Tick,
+}
+
+fn arb_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0u32..128, 0u32..128, 0u8..16).prop_map(|(x, y, color)| Op::Place { x, y, color }),
+        2 => (0u64..3, 0usize..4, any::<bool>()).prop_map(|(who, tile, resume)| Op::Subscribe { who, tile, resume }),
+        1 => (0u64..3, 0usize..4).prop_map(|(who, tile)| Op::Unsubscribe { who, tile }),
+        3 => Just(Op::WriteOk),
+        1 => Just(Op::WriteFail),
+        2 => Just(Op::Tick),
+    ]
+}
+
+proptest! {
+    /// Under any interleaving of placements, subscriptions, write outcomes and ticks, every
+    /// subscriber's copy of a tile follows the shard's with no gap and no duplicate, and ends equal
+    /// to it; and every placement answered Ok is on the tile.
+    #[test]
+    fn subscribers_mirror_the_shard_under_any_interleaving(ops in prop::collection::vec(arb_op(), 1..120)) {
+        let mut shard = core(128, 128);
+        let geometry = CanvasGeometry::new(128, 128).expect("valid");
+        let all: Vec<TileId> = geometry.tiles().collect();
+        // Mirror per (subscriber, tile), kept after unsubscribing so it can resume with its seq.
+        let mut mirrors: HashMap<(u64, TileId), Tile> = HashMap::new();
+        let mut subscribed: HashSet<(u64, TileId)> = HashSet::new();
+        let mut next_token = 0;
+        let mut last_id = 0;
+        let mut in_flight = 0usize;
+        let mut acked = 0usize;
+        for op in ops.into_iter().chain([Op::WriteOk, Op::WriteOk, Op::Tick]) {
+            let input = match op {
+                Op::Place { x, y, color } => { next_token += 1; place(next_token, x, y, color) }
+                Op::Subscribe { who, tile, resume } => {
+                    let tile = all[tile];
+                    let known_seq = if resume { mirrors.get(&(who, tile)).map(Tile::seq) } else { None };
+                    subscribed.insert((who, tile));
+                    Input::Subscribe { subscriber: who, tile, known_seq }
+                }
+                Op::Unsubscribe { who, tile } => {
+                    subscribed.remove(&(who, all[tile]));
+                    Input::Unsubscribe { subscriber: who, tile: all[tile] }
+                }
+                Op::WriteOk if in_flight > 0 => { last_id += in_flight as i64; Input::EventsWritten(Ok(last_id)) }
+                Op::WriteFail if in_flight > 0 => Input::EventsWritten(Err("fail".into())),
+                Op::WriteOk | Op::WriteFail | Op::Tick => Input::Tick { now_ms: 0 },
+            };
+            for o in shard.handle(input) {
+                match o {
+                    Output::WriteEvents(events) => in_flight = events.len(),
+                    Output::Reply { result: Ok(_), .. } => { acked += 1; in_flight = 0 }
+                    Output::Reply { result: Err(_), .. } => in_flight = 0,
+                    Output::Send { subscriber, message } => match message {
+                        ShardMessage::Snapshot(s) => {
+                            mirrors.insert((subscriber, s.tile), Tile::from_pixels(s.seq, s.pixels.clone()));
+                        }
+                        ShardMessage::Batch(b) => {
+                            let mirror = mirrors.get_mut(&(subscriber, b.tile)).expect("a batch follows a snapshot or a held copy");
+                            let applied = mirror.apply_batch(b.first_seq, &b.changes);
+                            prop_assert_eq!(applied, Ok(b.changes.len()), "no gap and no duplicate");
+                        }
+                    },
+                    Output::WriteCheckpoint { .. } | Output::ReloadTiles(_) => {}
+                }
+            }
+        }
+        // Drain: finish any write and flush.
+        while !shard.is_idle() {
+            last_id += in_flight as i64;
+            for o in shard.handle(Input::EventsWritten(Ok(last_id))) {
+                match o {
+                    Output::WriteEvents(e) => in_flight = e.len(),
+                    Output::Reply { result: Ok(_), .. } => acked += 1,
+                    _ => {}
+                }
+            }
+        }
+        for o in shard.handle(Input::Tick { now_ms: 0 }) {
+            if let Output::Send { subscriber, message: ShardMessage::Batch(b) } = o {
+                let mirror = mirrors.get_mut(&(subscriber, b.tile)).expect("held");
+                prop_assert_eq!(mirror.apply_batch(b.first_seq, &b.changes), Ok(b.changes.len()));
+            }
+        }
+        for (who, tile) in subscribed {
+            prop_assert_eq!(mirrors.get(&(who, tile)), shard.tile(tile), "subscriber {} tile {}", who, tile);
+        }
+        let total: u64 = all.iter().map(|t| shard.tile(*t).expect("tile").seq()).sum();
+        prop_assert_eq!(total, acked as u64, "every acknowledged placement, and only those, is applied");
+    }
+}
+
+#[test]
+fn a_conflict_reloads_the_tiles_and_refuses_them_meanwhile() {
+    let mut shard = core(128, 64);
+    let tile = TileId::new(0, 0);
+    shard.handle(Input::Subscribe {
+        subscriber: 3,
+        tile,
+        known_seq: None,
+    });
+    shard.handle(place(1, 1, 1, 2));
+    shard.handle(place(2, 2, 2, 2)); // queued behind the first write
+    let conflict = WriteFailure {
+        reason: "duplicate (tile, seq)".into(),
+        conflict: true,
+    };
+    let out = shard.handle(Input::EventsWritten(Err(conflict)));
+    let refused = replies(&out);
+    assert_eq!(
+        refused.len(),
+        2,
+        "the batch and the queued placement of that tile: {refused:?}"
+    );
+    assert!(refused
+        .iter()
+        .all(|(_, r)| *r == Err(PlaceError::Unavailable)));
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::ReloadTiles(t) if t == &vec![tile])));
+    assert_eq!(
+        replies(&shard.handle(place(3, 3, 3, 2))),
+        vec![(3, Err(PlaceError::Unavailable))],
+        "refused while reloading"
+    );
+    assert!(
+        writes(&shard.handle(place(4, 70, 0, 2))).len() == 1,
+        "other tiles go on"
+    );
+
+    // The store says the tile is at seq 1 (the first write had committed after all).
+    let mut stored = Tile::new();
+    stored.apply(PixelChange {
+        lx: 1,
+        ly: 1,
+        color: 2,
+    });
+    let out = shard.handle(Input::TilesReloaded(vec![(tile, stored.clone())]));
+    assert!(out.iter().any(|o| matches!(o, Output::Send { subscriber: 3, message: ShardMessage::Snapshot(s) } if s.seq == 1)));
+    assert_eq!(shard.tile(tile), Some(&stored));
+    shard.handle(Input::EventsWritten(Ok(9)));
+    let out = shard.handle(place(5, 5, 5, 2));
+    assert_eq!(
+        writes(&out)[0][0].tile_seq,
+        2,
+        "seqs continue from the stored state"
+    );
+}
+
+#[test]
+fn placements_queued_behind_a_slow_write_past_the_limit_are_refused_unwritten() {
+    let mut shard = core(64, 64);
+    shard.handle(Input::Tick { now_ms: 10_000 });
+    assert_eq!(writes(&shard.handle(place(1, 0, 0, 1))).len(), 1);
+    shard.handle(place(2, 1, 0, 2));
+    shard.handle(Input::Tick { now_ms: 10_600 });
+    shard.handle(place(3, 2, 0, 3));
+    shard.handle(Input::Tick {
+        now_ms: 10_000 + MAX_QUEUE_WAIT_MS + 1,
+    });
+
+    let out = shard.handle(Input::EventsWritten(Err(WriteFailure::from("store away"))));
+    assert_eq!(
+        replies(&out),
+        vec![
+            (1, Err(PlaceError::Unavailable)),
+            (2, Err(PlaceError::Unavailable))
+        ],
+        "the failed batch, then the one that waited too long"
+    );
+    let written = writes(&out);
+    assert_eq!(written.len(), 1, "the fresh placement is still written");
+    assert_eq!((written[0].len(), written[0][0].x), (1, 2));
+}

@@ -1,0 +1,473 @@
+//! Runs a [`ShardCore`] on tokio: commands in through a [`ShardHandle`], events and checkpoints
+//! out to the store through one writer task, delta batches out to subscribers through bounded
+//! channels.
+//!
+//! The driver makes no decisions: it feeds the core its inputs (commands, write results, a tick
+//! every batch window) and carries out the core's outputs.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use place_store::{NewEvent, StoreError, TileSnapshotRecord};
+use place_tiles::{compress_tile, CanvasGeometry, TileId};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::core::{
+    CheckpointPolicy, Input, Output, PlaceError, PlaceRequest, Placed, ShardCore, ShardMessage,
+    SubscriberId, TileSnapshot, Token, WriteFailure,
+};
+use crate::store::ShardStore;
+
+/// Messages a subscriber may have queued before it counts as too slow and is dropped (it then
+/// re-attaches and catches up by seq).
+pub const SUBSCRIBER_QUEUE: usize = 65_536;
+const COMMAND_QUEUE: usize = 65_536;
+
+/// How a shard runs.
+#[derive(Debug, Clone)]
+pub struct ShardConfig {
+    /// The canvas.
+    pub geometry: CanvasGeometry,
+    /// Palette size: colours `0..color_count` are valid.
+    pub color_count: usize,
+    /// How long changes of a tile are gathered before they are sent as one batch.
+    pub batch_window: Duration,
+    /// When to write checkpoints.
+    pub checkpoint: CheckpointPolicy,
+}
+
+enum Command {
+    Place {
+        request: PlaceRequest,
+        reply: oneshot::Sender<Result<Placed, PlaceError>>,
+    },
+    Attach {
+        subscriber: SubscriberId,
+        sender: mpsc::Sender<ShardMessage>,
+    },
+    Detach(SubscriberId),
+    Subscribe {
+        subscriber: SubscriberId,
+        tile: TileId,
+        known_seq: Option<u64>,
+    },
+    Unsubscribe {
+        subscriber: SubscriberId,
+        tile: TileId,
+    },
+    ReadTiles(oneshot::Sender<Vec<TileSnapshot>>),
+    ReadTile(TileId, oneshot::Sender<Option<TileSnapshot>>),
+    SetOwned(Option<HashSet<TileId>>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// How an edge talks to a shard; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ShardHandle {
+    commands: mpsc::Sender<Command>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Command")
+    }
+}
+
+impl ShardHandle {
+    /// Places a pixel; resolves once it is durable (or refused).
+    pub async fn place(&self, request: PlaceRequest) -> Result<Placed, PlaceError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Place { request, reply })
+            .await
+            .map_err(|_| PlaceError::Unavailable)?;
+        answer.await.unwrap_or(Err(PlaceError::Unavailable))
+    }
+
+    /// Registers a subscriber; its messages arrive on the returned receiver, in order. The
+    /// receiver ends if the subscriber falls [`SUBSCRIBER_QUEUE`] messages behind: attach again
+    /// and resubscribe with the seqs held.
+    pub async fn attach(&self, subscriber: SubscriberId) -> Option<mpsc::Receiver<ShardMessage>> {
+        self.attach_bounded(subscriber, SUBSCRIBER_QUEUE).await
+    }
+
+    /// Like [`ShardHandle::attach`], with a queue of `capacity` messages.
+    pub async fn attach_bounded(
+        &self,
+        subscriber: SubscriberId,
+        capacity: usize,
+    ) -> Option<mpsc::Receiver<ShardMessage>> {
+        let (sender, receiver) = mpsc::channel(capacity);
+        self.commands
+            .send(Command::Attach { subscriber, sender })
+            .await
+            .ok()?;
+        Some(receiver)
+    }
+
+    /// Drops a subscriber and all its subscriptions.
+    pub async fn detach(&self, subscriber: SubscriberId) {
+        let _ = self.commands.send(Command::Detach(subscriber)).await;
+    }
+
+    /// Subscribes to a tile: the answer (snapshot or catch-up) and every later batch arrive on
+    /// the subscriber's receiver.
+    pub async fn subscribe(
+        &self,
+        subscriber: SubscriberId,
+        tile: TileId,
+        known_seq: Option<u64>,
+    ) -> bool {
+        self.commands
+            .send(Command::Subscribe {
+                subscriber,
+                tile,
+                known_seq,
+            })
+            .await
+            .is_ok()
+    }
+
+    /// Unsubscribes from a tile.
+    pub async fn unsubscribe(&self, subscriber: SubscriberId, tile: TileId) {
+        let _ = self
+            .commands
+            .send(Command::Unsubscribe { subscriber, tile })
+            .await;
+    }
+
+    /// The current state of every tile this shard owns.
+    pub async fn read_tiles(&self) -> Option<Vec<TileSnapshot>> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::ReadTiles(reply)).await.ok()?;
+        answer.await.ok()
+    }
+
+    /// Sets the tiles this shard owns (`None`: all of them).
+    pub async fn set_owned(&self, owned: Option<HashSet<TileId>>) {
+        let _ = self.commands.send(Command::SetOwned(owned)).await;
+    }
+
+    /// The current state of one tile, if this shard owns it.
+    pub async fn read_tile(&self, tile: TileId) -> Option<TileSnapshot> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::ReadTile(tile, reply))
+            .await
+            .ok()?;
+        answer.await.ok().flatten()
+    }
+
+    /// Stops the shard: pending placements are written, a final checkpoint is taken.
+    pub async fn shutdown(&self) {
+        let (reply, answer) = oneshot::channel();
+        if self.commands.send(Command::Shutdown(reply)).await.is_ok() {
+            let _ = answer.await;
+        }
+    }
+}
+
+/// A running shard.
+pub struct ShardTask;
+
+impl ShardTask {
+    /// Restores the tiles from the store and starts the shard, owning `owned` (`None`: every
+    /// tile).
+    pub async fn start(
+        config: ShardConfig,
+        store: ShardStore,
+        owned: Option<HashSet<TileId>>,
+    ) -> Result<(ShardHandle, JoinHandle<()>), StoreError> {
+        let started = std::time::Instant::now();
+        let restored = store
+            .load_canvas(config.geometry, &|tile| {
+                owned.as_ref().is_none_or(|o| o.contains(&tile))
+            })
+            .await?;
+        info!(
+            events_replayed = restored.events_replayed,
+            last_event_id = restored.last_event_id,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "shard restored its tiles"
+        );
+        let mut core = ShardCore::new(
+            config.geometry,
+            config.color_count,
+            restored.tiles,
+            restored.last_event_id,
+            config.checkpoint,
+        );
+        core.set_owned(owned);
+        let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
+        let task = tokio::spawn(run(
+            core,
+            store,
+            receiver,
+            config.batch_window,
+            config.geometry,
+        ));
+        Ok((ShardHandle { commands }, task))
+    }
+}
+
+enum Job {
+    Events(Vec<NewEvent>),
+    Checkpoint {
+        tiles: Vec<TileSnapshot>,
+        through_event_id: i64,
+    },
+}
+
+async fn run(
+    mut core: ShardCore,
+    store: ShardStore,
+    mut commands: mpsc::Receiver<Command>,
+    window: Duration,
+    geometry: CanvasGeometry,
+) {
+    let (job_tx, job_rx) = mpsc::channel::<Job>(1);
+    let (done_tx, mut done_rx) = mpsc::channel::<Input>(1);
+    let (reload_tx, mut reload_rx) = mpsc::unbounded_channel::<Input>();
+    let writer = tokio::spawn(write_jobs(store.clone(), job_rx, done_tx));
+    let mut tick = tokio::time::interval(window);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut state = DriverState::default();
+    let mut stopped: Option<oneshot::Sender<()>> = None;
+    let mut accepting = true;
+
+    loop {
+        let input = tokio::select! {
+            command = commands.recv(), if accepting => match command {
+                Some(Command::Shutdown(reply)) => {
+                    stopped = Some(reply);
+                    accepting = false;
+                    core.request_checkpoint();
+                    Input::Tick { now_ms: now_ms() }
+                }
+                Some(command) => match state.command(command, &mut core) {
+                    Some(input) => input,
+                    None => continue,
+                },
+                None => {
+                    accepting = false;
+                    core.request_checkpoint();
+                    Input::Tick { now_ms: now_ms() }
+                }
+            },
+            Some(done) = done_rx.recv() => done,
+            Some(reloaded) = reload_rx.recv() => reloaded,
+            _ = tick.tick() => Input::Tick { now_ms: now_ms() },
+        };
+        let mut inputs = vec![input];
+        while let Some(input) = inputs.pop() {
+            for output in core.handle(input) {
+                if let Output::ReloadTiles(tiles) = output {
+                    tokio::spawn(reload_tiles(
+                        store.clone(),
+                        geometry,
+                        tiles,
+                        reload_tx.clone(),
+                    ));
+                    continue;
+                }
+                if let Some(follow_up) = state.execute(output, &job_tx).await {
+                    inputs.push(follow_up);
+                }
+            }
+        }
+        if !accepting && core.is_idle() && !core.checkpoint_pending() {
+            break;
+        }
+    }
+    drop(job_tx);
+    let _ = writer.await;
+    info!("shard stopped");
+    if let Some(reply) = stopped {
+        let _ = reply.send(());
+    }
+}
+
+#[derive(Default)]
+struct DriverState {
+    next_token: Token,
+    replies: HashMap<Token, oneshot::Sender<Result<Placed, PlaceError>>>,
+    subscribers: HashMap<SubscriberId, mpsc::Sender<ShardMessage>>,
+}
+
+impl DriverState {
+    /// Turns a command into the core's input, or handles it here when the core has no part in it.
+    fn command(&mut self, command: Command, core: &mut ShardCore) -> Option<Input> {
+        match command {
+            Command::Place { request, reply } => {
+                self.next_token += 1;
+                self.replies.insert(self.next_token, reply);
+                Some(Input::Place {
+                    token: self.next_token,
+                    request,
+                })
+            }
+            Command::Attach { subscriber, sender } => {
+                self.subscribers.insert(subscriber, sender);
+                // A re-attach starts from nothing: forget the old subscriptions.
+                Some(Input::SubscriberGone(subscriber))
+            }
+            Command::Detach(subscriber) => {
+                self.subscribers.remove(&subscriber);
+                Some(Input::SubscriberGone(subscriber))
+            }
+            Command::Subscribe {
+                subscriber,
+                tile,
+                known_seq,
+            } => Some(Input::Subscribe {
+                subscriber,
+                tile,
+                known_seq,
+            }),
+            Command::Unsubscribe { subscriber, tile } => {
+                Some(Input::Unsubscribe { subscriber, tile })
+            }
+            Command::ReadTiles(reply) => {
+                let _ = reply.send(core.snapshot_all());
+                None
+            }
+            Command::ReadTile(tile, reply) => {
+                let _ = reply.send(core.snapshot(tile));
+                None
+            }
+            Command::SetOwned(owned) => {
+                core.set_owned(owned);
+                None
+            }
+            // The run loop takes shutdowns before they get here.
+            Command::Shutdown(_) => None,
+        }
+    }
+
+    /// Carries out one output; returns an input for the core when the output could not be
+    /// delivered (a subscriber that is gone or too slow).
+    async fn execute(&mut self, output: Output, jobs: &mpsc::Sender<Job>) -> Option<Input> {
+        match output {
+            // The run loop starts reloads itself (they need the store), before this.
+            Output::ReloadTiles(_) => {}
+            Output::WriteEvents(events) => {
+                debug!(events = events.len(), "group commit");
+                let _ = jobs.send(Job::Events(events)).await;
+            }
+            Output::WriteCheckpoint {
+                tiles,
+                through_event_id,
+            } => {
+                let _ = jobs
+                    .send(Job::Checkpoint {
+                        tiles,
+                        through_event_id,
+                    })
+                    .await;
+            }
+            Output::Reply { token, result } => {
+                if let Some(reply) = self.replies.remove(&token) {
+                    let _ = reply.send(result);
+                }
+            }
+            Output::Send {
+                subscriber,
+                message,
+            } => {
+                let sender = self.subscribers.get(&subscriber)?;
+                if sender.try_send(message).is_err() {
+                    warn!(subscriber, "subscriber gone or too slow; dropping it");
+                    self.subscribers.remove(&subscriber);
+                    return Some(Input::SubscriberGone(subscriber));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Reads tiles back from the store (after a conflict), retrying until the store answers.
+async fn reload_tiles(
+    store: ShardStore,
+    geometry: CanvasGeometry,
+    tiles: Vec<TileId>,
+    done: mpsc::UnboundedSender<Input>,
+) {
+    let wanted: HashSet<TileId> = tiles.iter().copied().collect();
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match store.load_canvas(geometry, &|t| wanted.contains(&t)).await {
+            Ok(restored) => {
+                let reloaded = tiles
+                    .iter()
+                    .map(|&t| (t, restored.tiles[geometry.tile_index(t)].clone()))
+                    .collect();
+                let _ = done.send(Input::TilesReloaded(reloaded));
+                return;
+            }
+            Err(error) => {
+                warn!(%error, "cannot read tiles back yet; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn write_jobs(store: ShardStore, mut jobs: mpsc::Receiver<Job>, done: mpsc::Sender<Input>) {
+    while let Some(job) = jobs.recv().await {
+        let result = match job {
+            Job::Events(events) => Input::EventsWritten(
+                store
+                    .append_events(&events)
+                    .await
+                    .map_err(|e| WriteFailure {
+                        conflict: matches!(e, StoreError::Conflict(_)),
+                        reason: e.to_string(),
+                    }),
+            ),
+            Job::Checkpoint {
+                tiles,
+                through_event_id,
+            } => {
+                let started = std::time::Instant::now();
+                let count = tiles.len();
+                let records = tokio::task::spawn_blocking(move || {
+                    tiles
+                        .into_iter()
+                        .map(|t| TileSnapshotRecord {
+                            tile: t.tile,
+                            seq: t.seq,
+                            data: compress_tile(&t.pixels),
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .await
+                .unwrap_or_default();
+                let result = store
+                    .write_checkpoint(&records, through_event_id, now_ms())
+                    .await;
+                info!(
+                    tiles = count,
+                    through_event_id,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    ok = result.is_ok(),
+                    "checkpoint"
+                );
+                Input::CheckpointWritten(result.map_err(|e| e.to_string()))
+            }
+        };
+        if done.send(result).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// Now as Unix epoch milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,20 @@
+//! The shard of place: owns tiles, applies placements with group commit, and streams each tile's
+//! changes to its subscribers.
+//!
+//! # Layout
+//! - [`core`]: the sans-IO state machine ([`ShardCore`]): every decision, tested with simulated
+//!   interleavings.
+//! - [`driver`]: runs a [`ShardCore`] on tokio against the embedded store; [`ShardHandle`] is how
+//!   an edge talks to it.
+//! - [`store`]: [`ShardStore`], the embedded store or PostgreSQL.
+
+pub mod core;
+pub mod driver;
+pub mod store;
+
+pub use crate::core::{
+    CheckpointPolicy, PlaceError, PlaceRequest, Placed, ShardCore, ShardMessage, SubscriberId,
+    TileBatch, TileSnapshot, WriteFailure,
+};
+pub use driver::{ShardConfig, ShardHandle, ShardTask};
+pub use store::ShardStore;

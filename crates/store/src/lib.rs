@@ -1,0 +1,33 @@
+//! Durable storage for place.
+//!
+//! # Layout
+//! - [`embedded`]: the store of `place serve`: SQLite in WAL mode with `synchronous=FULL`, in one
+//!   data directory, no server needed.
+//! - [`postgres`]: the store of the cluster's shards: PostgreSQL, one schema per deployment, events
+//!   and snapshots kept per tile so tiles can move between shards.
+//! - [`types`]: the records the stores keep (events, users) and [`StoreError`].
+//! - [`moderation`]: what rollbacks, resets, the audit log and the admin panel read and write,
+//!   and the pure "colour before" computation both stores use.
+//!
+//! Users are guests (made with a session, no password) or registered (a name and an argon2id
+//! password hash, made by the edge; the stores never see a password). Names are unique in any
+//! letter case; registering a guest keeps its id, so its placements and cooldown stay its own.
+//!
+//! What is kept: the append-only pixel event log (every acknowledged placement), the latest
+//! compressed snapshot of each tile with a checkpoint marker saying which events it covers, users
+//! and sessions. Restoring the canvas is "latest snapshots, then replay the events after the
+//! checkpoint", so start-up time depends on the events since the last checkpoint, not on the
+//! length of the log.
+
+pub mod embedded;
+pub mod moderation;
+pub mod postgres;
+pub mod types;
+
+pub use embedded::EmbeddedStore;
+pub use moderation::{
+    AuditEntry, EventRecord, LoggedEvent, PlacementStats, Planner, Rect, Restore, RevertPlan,
+    Selection,
+};
+pub use postgres::PgStore;
+pub use types::{NewEvent, RestoredCanvas, StoreError, TileSnapshotRecord, User, UserLogin};

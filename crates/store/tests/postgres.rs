@@ -1,0 +1,586 @@
+//! [`PgStore`] against the real PostgreSQL of the machine.
+//!
+//! The database is `postgres://postgres@127.0.0.1:5432/test` unless `PLACE_TEST_DATABASE_URL`
+//! says otherwise. Every test works in a fresh schema of its own and drops it at the end, even
+//! when it fails. An unreachable database fails the tests with a message naming it: they are
+//! never skipped.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::FutureExt;
+use place_store::{NewEvent, PgStore, StoreError, TileSnapshotRecord};
+use place_tiles::{compress_tile, CanvasGeometry, PixelChange, Tile, TileId};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+
+/// The environment variable naming the test database.
+const DATABASE_URL_VAR: &str = "PLACE_TEST_DATABASE_URL";
+const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+fn database_url() -> String {
+    std::env::var(DATABASE_URL_VAR).unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned())
+}
+
+/// A connection outside any test schema, to inspect and drop them; panics (fails the test) with
+/// a message naming PostgreSQL when it cannot connect.
+async fn admin_pool(url: &str) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(url)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL at {url} is unreachable ({e}): these tests need it; start it or set \
+                 {DATABASE_URL_VAR}"
+            )
+        })
+}
+
+/// A schema name no other test or run uses.
+fn fresh_schema(test: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "place_test_{test}_{}_{nanos}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Runs `test` with the database URL and fresh schemas (as many as it asks for), then drops the
+/// schemas whether it passed or not.
+async fn with_schemas<const N: usize, F, Fut>(name: &str, test: F)
+where
+    F: FnOnce(String, [String; N]) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let url = database_url();
+    let admin = admin_pool(&url).await;
+    let schemas: [String; N] = std::array::from_fn(|_| fresh_schema(name));
+    let outcome = AssertUnwindSafe(test(url, schemas.clone()))
+        .catch_unwind()
+        .await;
+    for schema in &schemas {
+        sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+            .execute(&admin)
+            .await
+            .expect("drop the test schema");
+    }
+    admin.close().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+async fn connect(url: &str, schema: &str) -> PgStore {
+    PgStore::connect(url, schema)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {url}, schema {schema}: {e}"))
+}
+
+fn event(x: u32, y: u32, color: u8, tile_seq: u64) -> NewEvent {
+    NewEvent {
+        x,
+        y,
+        color,
+        user_id: 1,
+        placed_at: 1000,
+        tile_seq,
+        action_id: None,
+    }
+}
+
+/// A snapshot of a tile that had these changes applied from blank.
+fn snapshot(tile: TileId, changes: &[(u8, u8, u8)]) -> TileSnapshotRecord {
+    let mut t = Tile::new();
+    for &(lx, ly, color) in changes {
+        t.apply(PixelChange { lx, ly, color });
+    }
+    TileSnapshotRecord {
+        tile,
+        seq: t.seq(),
+        data: compress_tile(t.pixels()),
+    }
+}
+
+fn everything(_: TileId) -> bool {
+    true
+}
+
+/// 4x4 tiles.
+fn geometry() -> CanvasGeometry {
+    CanvasGeometry::new(256, 256).expect("valid size")
+}
+
+#[tokio::test]
+async fn events_before_and_after_snapshots_restore_the_tiles() {
+    with_schemas("restore", |url, [schema]| async move {
+        let g = geometry();
+        let store = connect(&url, &schema).await;
+        store.check_canvas(g).await.expect("first use");
+        let first = store
+            .append_events(&[event(1, 1, 3, 1), event(70, 1, 4, 1), event(1, 1, 5, 2)])
+            .await
+            .expect("append");
+        assert_eq!(first, 3);
+        // Tile 0:0 snapshotted at seq 2, tile 1:0 at seq 1; then more events on both, and on
+        // tile 3:3 which has no snapshot.
+        store
+            .write_checkpoint(
+                &[
+                    snapshot(TileId::new(0, 0), &[(1, 1, 3), (1, 1, 5)]),
+                    snapshot(TileId::new(1, 0), &[(6, 1, 4)]),
+                ],
+                first,
+                2000,
+            )
+            .await
+            .expect("checkpoint");
+        let last = store
+            .append_events(&[
+                event(2, 2, 7, 3),
+                event(70, 1, 9, 2),
+                event(255, 255, 1, 1),
+                event(1, 1, 8, 4),
+            ])
+            .await
+            .expect("append");
+        assert!(last > first);
+        store.close().await;
+
+        let store = connect(&url, &schema).await; // migrations already applied: a no-op
+        store.check_canvas(g).await.expect("same size");
+        let restored = store.load_canvas(g, &everything).await.expect("load");
+        assert_eq!(restored.events_replayed, 4);
+        assert_eq!(restored.last_event_id, last);
+        assert_eq!(restored.tiles.len(), 16);
+        let tile = |tx, ty| &restored.tiles[g.tile_index(TileId::new(tx, ty))];
+        assert_eq!(
+            (tile(0, 0).seq(), tile(0, 0).get(1, 1), tile(0, 0).get(2, 2)),
+            (4, 8, 7)
+        );
+        assert_eq!((tile(1, 0).seq(), tile(1, 0).get(6, 1)), (2, 9));
+        assert_eq!((tile(3, 3).seq(), tile(3, 3).get(63, 63)), (1, 1));
+        assert_eq!(tile(2, 2), &Tile::new());
+        store.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn large_batches_keep_the_same_guarantees() {
+    // Batches above 128 events take another path (COPY) than small ones.
+    with_schemas("large", |url, [schema]| async move {
+        let g = geometry();
+        let store = connect(&url, &schema).await;
+        let mut expected = [Tile::new(), Tile::new()];
+        let batch: Vec<NewEvent> = (0..600u32)
+            .map(|i| {
+                let (t, lx, ly, color) = (
+                    (i % 2) as usize,
+                    (i % 64) as u8,
+                    (i / 64) as u8,
+                    (i % 7) as u8,
+                );
+                let seq = expected[t].apply(PixelChange { lx, ly, color });
+                event(64 * t as u32 + u32::from(lx), u32::from(ly), color, seq)
+            })
+            .collect();
+        assert_eq!(store.append_events(&batch).await.expect("append"), 600);
+
+        // A conflict anywhere in a large batch writes nothing of it either.
+        let mut conflicting: Vec<NewEvent> = (1..=499).map(|seq| event(130, 0, 1, seq)).collect();
+        conflicting.push(event(0, 0, 1, 300));
+        let err = store.append_events(&conflicting).await;
+        assert!(matches!(err, Err(StoreError::Conflict(_))), "{err:?}");
+
+        let restored = store.load_canvas(g, &everything).await.expect("load");
+        assert_eq!(restored.events_replayed, 600);
+        assert_eq!(restored.tiles[0], expected[0]);
+        assert_eq!(restored.tiles[1], expected[1]);
+        assert_eq!(restored.tiles[2], Tile::new());
+        // Ids keep growing after a failed batch, whichever path a batch takes.
+        let next = store
+            .append_events(&[event(130, 0, 1, 1)])
+            .await
+            .expect("append");
+        assert!(next > 600);
+        store.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_gap_in_tile_seqs_is_corruption() {
+    with_schemas("gap", |url, [schema]| async move {
+        let g = geometry();
+        let store = connect(&url, &schema).await;
+        store
+            .append_events(&[event(1, 1, 3, 1), event(1, 1, 3, 3)])
+            .await
+            .expect("the fence does not forbid gaps");
+        assert!(matches!(
+            store.load_canvas(g, &everything).await,
+            Err(StoreError::Corrupt(_))
+        ));
+
+        // A gap between a snapshot and the first event after it, on another tile.
+        let owns_1_0 = |t: TileId| t == TileId::new(1, 0);
+        store
+            .write_checkpoint(&[snapshot(TileId::new(1, 0), &[(0, 0, 1)])], 0, 1)
+            .await
+            .expect("checkpoint");
+        store
+            .append_events(&[event(64, 0, 2, 2)])
+            .await
+            .expect("append");
+        assert_eq!(
+            store.load_canvas(g, &owns_1_0).await.expect("load").tiles[1].seq(),
+            2
+        );
+        store
+            .append_events(&[event(64, 0, 2, 4)])
+            .await
+            .expect("append");
+        let err = store.load_canvas(g, &owns_1_0).await;
+        assert!(matches!(err, Err(StoreError::Corrupt(_))), "{err:?}");
+
+        // An event filed under another tile than its pixel's.
+        let admin = admin_pool(&url).await;
+        sqlx::query(&format!(
+            "INSERT INTO \"{schema}\".pixel_events \
+             (tx, ty, x, y, color, user_id, placed_at, tile_seq) VALUES (3, 3, 0, 0, 1, 1, 1, 1)"
+        ))
+        .execute(&admin)
+        .await
+        .expect("insert");
+        admin.close().await;
+        let err = store.load_canvas(g, &|t| t == TileId::new(3, 3)).await;
+        assert!(matches!(err, Err(StoreError::Corrupt(_))), "{err:?}");
+        store.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_tile_seq_written_twice_is_a_conflict_and_nothing_of_the_batch_is_written() {
+    with_schemas("conflict", |url, [schema]| async move {
+        let g = geometry();
+        let store = connect(&url, &schema).await;
+        store
+            .append_events(&[event(1, 1, 3, 1), event(1, 1, 4, 2)])
+            .await
+            .expect("append");
+
+        // Another shard (wrongly) writes seq 2 of tile 0:0 again, in a batch with a new tile.
+        let err = store
+            .append_events(&[event(100, 100, 6, 1), event(5, 5, 9, 2)])
+            .await;
+        assert!(
+            matches!(&err, Err(StoreError::Conflict(m)) if m.contains("(0, 0, 2)")),
+            "the message names the tile and seq: {err:?}"
+        );
+        // The same seq twice in one batch.
+        let err = store
+            .append_events(&[event(130, 1, 6, 1), event(131, 1, 7, 1)])
+            .await;
+        assert!(matches!(err, Err(StoreError::Conflict(_))), "{err:?}");
+
+        let restored = store.load_canvas(g, &everything).await.expect("load");
+        assert_eq!(restored.events_replayed, 2);
+        let t00 = &restored.tiles[g.tile_index(TileId::new(0, 0))];
+        assert_eq!((t00.seq(), t00.get(1, 1), t00.get(5, 5)), (2, 4, 0));
+        assert_eq!(restored.tiles[g.tile_index(TileId::new(1, 1))], Tile::new());
+        assert_eq!(restored.tiles[g.tile_index(TileId::new(2, 0))], Tile::new());
+        store.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn snapshots_never_move_backwards() {
+    with_schemas("snapshots", |url, [schema]| async move {
+        let g = geometry();
+        let tile = TileId::new(2, 1);
+        let store = connect(&url, &schema).await;
+        let newer = snapshot(tile, &[(0, 0, 1), (0, 0, 2), (0, 0, 3)]);
+        let older = snapshot(tile, &[(0, 0, 1)]);
+        store
+            .write_checkpoint(&[newer], 0, 1)
+            .await
+            .expect("checkpoint");
+        store
+            .write_checkpoint(std::slice::from_ref(&older), 0, 2)
+            .await
+            .expect("a stale checkpoint is not an error");
+        let seq_and_colour = |restored: place_store::RestoredCanvas| {
+            let t = &restored.tiles[g.tile_index(tile)];
+            (t.seq(), t.get(0, 0))
+        };
+        let restored = store.load_canvas(g, &everything).await.expect("load");
+        assert_eq!(seq_and_colour(restored), (3, 3));
+
+        // Of two snapshots of one tile in a checkpoint, the newer wins, in either order.
+        let newest = snapshot(tile, &[(0, 0, 1), (0, 0, 2), (0, 0, 3), (0, 0, 4)]);
+        store
+            .write_checkpoint(&[newest, older], 0, 3)
+            .await
+            .expect("checkpoint");
+        let restored = store.load_canvas(g, &everything).await.expect("load");
+        assert_eq!(seq_and_colour(restored), (4, 4));
+        store.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn only_owned_tiles_are_restored() {
+    with_schemas("owned", |url, [schema]| async move {
+        let g = geometry();
+        let store = connect(&url, &schema).await;
+        store
+            .append_events(&[
+                event(0, 0, 1, 1),
+                event(64, 0, 2, 1),
+                event(128, 128, 3, 1),
+                event(128, 128, 4, 2),
+            ])
+            .await
+            .expect("append");
+        store
+            .write_checkpoint(&[snapshot(TileId::new(1, 0), &[(0, 0, 2)])], 0, 1)
+            .await
+            .expect("checkpoint");
+        let mine = |t: TileId| t.tx == t.ty; // 0:0, 1:1, 2:2, 3:3
+        let restored = store.load_canvas(g, &mine).await.expect("load");
+        assert_eq!(restored.events_replayed, 3);
+        let tile = |tx, ty| &restored.tiles[g.tile_index(TileId::new(tx, ty))];
+        assert_eq!((tile(0, 0).seq(), tile(0, 0).get(0, 0)), (1, 1));
+        assert_eq!((tile(2, 2).seq(), tile(2, 2).get(0, 0)), (2, 4));
+        assert_eq!(
+            tile(1, 0),
+            &Tile::new(),
+            "not owned, though it has a snapshot"
+        );
+
+        let nothing = store.load_canvas(g, &|_| false).await.expect("load");
+        assert_eq!((nothing.events_replayed, nothing.last_event_id), (0, 0));
+        assert!(nothing.tiles.iter().all(|t| *t == Tile::new()));
+        store.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_different_canvas_size_is_refused() {
+    with_schemas("size", |url, [schema]| async move {
+        let store = connect(&url, &schema).await;
+        store
+            .check_canvas(CanvasGeometry::new(100, 100).expect("valid"))
+            .await
+            .expect("first");
+        store
+            .check_canvas(CanvasGeometry::new(100, 100).expect("valid"))
+            .await
+            .expect("same again");
+        let err = store
+            .check_canvas(CanvasGeometry::new(200, 100).expect("valid"))
+            .await;
+        assert!(
+            matches!(&err, Err(StoreError::CanvasMismatch { stored, configured })
+                if stored == "100x100" && configured == "200x100"),
+            "{err:?}"
+        );
+        store.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn schemas_are_isolated_and_migrate_independently() {
+    with_schemas("isolated", |url, [a, b]| async move {
+        let g = geometry();
+        let (store_a, store_b) = (connect(&url, &a).await, connect(&url, &b).await);
+        assert_eq!(store_a.schema(), a);
+        store_a
+            .append_events(&[event(1, 1, 1, 1)])
+            .await
+            .expect("append");
+        store_a.check_canvas(g).await.expect("size");
+        store_a.create_guest("aa", 0).await.expect("guest");
+
+        // The same seq in the other schema is no conflict, and nothing of `a` shows in `b`.
+        store_b
+            .append_events(&[event(1, 1, 2, 1)])
+            .await
+            .expect("append");
+        store_b
+            .check_canvas(CanvasGeometry::new(64, 64).expect("valid"))
+            .await
+            .expect("another size in another schema");
+        let restored = store_b.load_canvas(g, &everything).await.expect("load");
+        assert_eq!(restored.tiles[0].get(1, 1), 2);
+        assert_eq!(store_b.create_guest("aa", 0).await.expect("guest").id, 1);
+
+        // Each schema has its own migration table.
+        let admin = admin_pool(&url).await;
+        let mut with_migrations: Vec<String> = sqlx::query_scalar(
+            "SELECT table_schema::text FROM information_schema.tables \
+             WHERE table_name = '_sqlx_migrations' AND table_schema IN ($1, $2)",
+        )
+        .bind(&a)
+        .bind(&b)
+        .fetch_all(&admin)
+        .await
+        .expect("query");
+        with_migrations.sort();
+        assert_eq!(with_migrations, vec![a.clone(), b.clone()]);
+        admin.close().await;
+        store_a.close().await;
+        store_b.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn shards_starting_together_share_one_schema() {
+    with_schemas("together", |url, [schema]| async move {
+        let starts = (0..3).map(|_| {
+            let (url, schema) = (url.clone(), schema.clone());
+            tokio::spawn(async move { PgStore::connect(&url, &schema).await })
+        });
+        for start in futures_util::future::join_all(starts).await {
+            let store = start.expect("task").expect("connect");
+            store.ping().await.expect("ping");
+            store.close().await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bad_schema_names_are_refused_before_connecting() {
+    for bad in ["", "a-b", "a;DROP SCHEMA public", "pg_toast", "x\"y"] {
+        // An unroutable URL: the name is checked first.
+        let err = PgStore::connect("postgres://nobody@127.0.0.1:1/none", bad).await;
+        assert!(matches!(err, Err(StoreError::InvalidSchema(_))), "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn guests_bans_and_cooldowns() {
+    with_schemas("users", |url, [schema]| async move {
+        let store = connect(&url, &schema).await;
+        let alice = store.create_guest("a1", 10).await.expect("guest");
+        let bob = store.create_guest("b2", 11).await.expect("guest");
+        assert_eq!(alice.username, "guest-a1");
+        assert!(alice.is_guest && !alice.is_admin && !alice.banned);
+        assert_ne!(alice.id, bob.id);
+        assert_eq!(
+            store.user(alice.id).await.expect("query"),
+            Some(alice.clone())
+        );
+        assert_eq!(store.user(-5).await.expect("query"), None);
+        assert!(matches!(
+            store.create_guest("a1", 12).await,
+            Err(StoreError::Database(_))
+        ));
+
+        assert!(store.banned_users().await.expect("query").is_empty());
+        store.set_banned(bob.id, true).await.expect("ban");
+        assert_eq!(store.banned_users().await.expect("query"), vec![bob.id]);
+        assert!(
+            store
+                .user(bob.id)
+                .await
+                .expect("query")
+                .expect("bob")
+                .banned
+        );
+        store.set_banned(bob.id, false).await.expect("unban");
+        assert!(store.banned_users().await.expect("query").is_empty());
+
+        let placed = |user_id, placed_at, tile_seq| NewEvent {
+            user_id,
+            placed_at,
+            ..event(1, 1, 1, tile_seq)
+        };
+        store
+            .append_events(&[placed(alice.id, 4000, 1), placed(alice.id, 5000, 2)])
+            .await
+            .expect("append");
+        store
+            .append_events(&[placed(bob.id, 3000, 3)])
+            .await
+            .expect("append");
+        assert_eq!(
+            store.recent_placements(3500).await.expect("query"),
+            vec![(alice.id, 5000)]
+        );
+        assert!(store
+            .recent_placements(6000)
+            .await
+            .expect("query")
+            .is_empty());
+        store.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn guests_register_in_place_and_names_are_unique_in_any_case() {
+    with_schemas("accounts", |url, [schema]| async move {
+        let store = connect(&url, &schema).await;
+        let guest = store.create_guest("a1", 10).await.expect("guest");
+        let alice = store
+            .register_guest(guest.id, "Alice", "$hash")
+            .await
+            .expect("register")
+            .expect("was a guest");
+        assert_eq!((alice.id, alice.is_guest), (guest.id, false));
+        assert_eq!(
+            store.user(guest.id).await.expect("query"),
+            Some(alice.clone())
+        );
+        assert_eq!(
+            store
+                .register_guest(guest.id, "Alice2", "$hash")
+                .await
+                .expect("query"),
+            None,
+            "a registered user is no guest any more"
+        );
+        let found = store
+            .user_login("ALICE")
+            .await
+            .expect("query")
+            .expect("found");
+        assert_eq!(
+            (found.user, found.password_hash.as_deref()),
+            (alice, Some("$hash"))
+        );
+        assert!(store.user_login("nobody").await.expect("query").is_none());
+        assert!(matches!(
+            store.create_user("aLiCe", "$h", false, 11).await,
+            Err(StoreError::UsernameTaken)
+        ));
+        let other = store.create_guest("b2", 12).await.expect("guest");
+        assert!(matches!(
+            store.register_guest(other.id, "alice", "$h").await,
+            Err(StoreError::UsernameTaken)
+        ));
+        let admin = store
+            .create_user("root", "$h", true, 13)
+            .await
+            .expect("create");
+        assert!(admin.is_admin && !admin.is_guest);
+        store.close().await;
+    })
+    .await;
+}

@@ -1,0 +1,569 @@
+// The controller: wires the connection, the tile store, subscriptions,
+// placements, the renderer and the panels. Everything with a rule worth
+// testing lives in a pure module; this file only routes events between them.
+
+import { AccountPanel } from "./account";
+import { AdminPanel } from "./admin";
+import { Connection, type Status } from "./connection";
+import { attachGestures } from "./input";
+import { paletteTable } from "./palette";
+import { Placements } from "./placements";
+import {
+  encodePlace,
+  encodeSubscribe,
+  encodeUnsubscribe,
+  TILE_SIZE,
+  type CanvasInfo,
+  type ErrorMsg,
+  type ServerMsg,
+  type SubscribeEntry,
+} from "./protocol";
+import { Renderer } from "./renderer";
+import { entryFor, Subscriptions, wantedTiles } from "./subscriptions";
+import { keyTx, keyTy, tileKey, TileStore } from "./tiles";
+import { rejectionText, Ui } from "./ui";
+import {
+  canvasToScreen,
+  clampView,
+  clampZoom,
+  defaultView,
+  formatHash,
+  panBy,
+  pixelAt,
+  viewFromHash,
+  visibleTiles,
+  zoomAt,
+  type Size,
+  type View,
+} from "./view";
+
+/** Subscription changes go out at most this often (the server allows 50 frames/s). */
+const SUBSCRIBE_THROTTLE_MS = 100;
+/** The URL hash follows the view at most this often. */
+const HASH_THROTTLE_MS = 300;
+/** Overview refresh period. */
+const OVERVIEW_REFRESH_MS = 3000;
+/** Tiles kept in memory beyond those in view, to come back to without a snapshot. */
+const TILE_CACHE = 768;
+/** Extra ring of tiles subscribed around the view, so pans show live tiles at once. */
+const MARGIN_TILES = 1;
+/** Gaps found within this long are resynchronised in one subscribe frame. */
+const GAP_BATCH_MS = 20;
+/** Tapping the overview zooms in to this. */
+const TAP_ZOOM = 8;
+
+export class App {
+  private ui = new Ui();
+  private placements = new Placements();
+  private renderer = new Renderer(this.ui.board, this.placements);
+  private store = new TileStore(this.renderer);
+  private subs = new Subscriptions();
+  private conn = new Connection(wsUrl(), {
+    onOpen: () => {},
+    onMessage: (m) => this.onMessage(m),
+    onClose: () => this.onClose(),
+    onStatus: (s) => this.onStatus(s),
+  });
+  private admin = new AdminPanel({
+    highlight: (pixels) => this.renderer.setHighlights(pixels),
+    palette: () => this.info?.palette ?? [],
+    toast: (m) => this.ui.toast(m),
+  });
+  /** After a sign-in or sign-out the socket reconnects as whoever the new cookie says. */
+  private account = new AccountPanel(
+    () => this.conn.renew(),
+    (me) => this.admin.setMe(me),
+  );
+
+  private info: CanvasInfo | null = null;
+  private view: View = { cx: 0, cy: 0, zoom: 1 };
+  private size: Size = { width: window.innerWidth, height: window.innerHeight };
+  private status: Status = "connecting";
+  private live = false;
+  private overview = false;
+  private color = 0;
+  /** Epoch ms from which this user may place again. */
+  private nextPlacementAt = 0;
+  private cooldownBefore = new Map<number, number>();
+  /** Where the mouse is (CSS px), for the reticle and pointer panel. */
+  private hoverAt: { x: number; y: number } | null = null;
+  /** The pixel a tap selected (touch flow), waiting for the confirm button. */
+  private selected: { x: number; y: number } | null = null;
+  private subscribeTimer: ReturnType<typeof setTimeout> | null = null;
+  private hashTimer: ReturnType<typeof setTimeout> | null = null;
+  private overviewTimer: ReturnType<typeof setTimeout> | null = null;
+  private overviewEtag: string | null = null;
+  private overviewInFlight = false;
+  private gaps: SubscribeEntry[] = [];
+  /** Messages received, by type (debug hook). */
+  private received: Record<ServerMsg["type"], number> = { welcome: 0, tile: 0, pixels: 0, success: 0, error: 0, pong: 0, cooldown: 0 };
+
+  start(): void {
+    attachGestures(this.ui.board, {
+      pan: (dx, dy) => this.setView(panBy(this.view, dx, dy)),
+      zoomAt: (sx, sy, f) => this.zoomBy(sx, sy, f),
+      hover: (sx, sy) => {
+        this.hoverAt = { x: sx, y: sy };
+        this.updatePointer();
+      },
+      leave: () => {
+        this.hoverAt = null;
+        this.updatePointer();
+      },
+      tap: (sx, sy, touch) => this.tap(sx, sy, touch),
+    });
+    this.ui.onColor = (i) => {
+      this.color = i;
+      this.ui.selectColor(i);
+      this.updatePointer();
+    };
+    this.ui.onConfirm = () => {
+      if (this.selected) this.place(this.selected.x, this.selected.y);
+    };
+    window.addEventListener("resize", () => this.resize());
+    window.addEventListener("hashchange", () => {
+      if (!this.info || location.hash === formatHash(this.view)) return;
+      const v = viewFromHash(location.hash, this.size, this.info.width, this.info.height);
+      if (v) this.setView(v);
+    });
+    setInterval(() => this.tick(), 250);
+    this.conn.start();
+    exposeDebugHook(this);
+  }
+
+  // ---- connection events ----
+
+  private onStatus(s: Status): void {
+    this.status = s;
+    this.ui.setStatus(s);
+  }
+
+  private onClose(): void {
+    this.live = false;
+    this.subs.reset();
+    this.gaps = [];
+    for (const p of this.placements.dropUnanswered()) {
+      this.refreshPixel(p.x, p.y);
+      this.restoreCooldown(p.requestId);
+    }
+  }
+
+  private onMessage(m: ServerMsg): void {
+    this.received[m.type]++;
+    switch (m.type) {
+      case "welcome":
+        this.onWelcome(m.canvasInfo, m.cooldownRemaining);
+        void this.account.refresh();
+        break;
+      case "tile":
+        this.store.onTile(m.tx, m.ty, m.seq, m.data);
+        break;
+      case "pixels":
+        this.onPixels(m.tx, m.ty, m.firstSeq, m.events);
+        break;
+      case "success": {
+        const p = this.placements.confirm(m.requestId, Date.now());
+        this.cooldownBefore.delete(m.requestId);
+        this.setNextPlacement(m.nextPlacement);
+        if (p && (this.overview || this.truthAt(p.x, p.y) === p.color)) {
+          if (this.overview) this.renderer.setOverviewPixel(p.x, p.y, p.color);
+          this.placements.remove(p.requestId);
+          this.refreshPixel(p.x, p.y);
+        }
+        this.tick();
+        break;
+      }
+      case "error":
+        this.onError(m);
+        this.tick();
+        break;
+      case "pong":
+        break;
+      case "cooldown":
+        // An administrator changed the cooldown: the countdown follows the server's new wait.
+        if (this.info) this.info = { ...this.info, cooldownSeconds: m.cooldown };
+        this.nextPlacementAt = Date.now() + Math.max(0, m.cooldownRemaining);
+        this.ui.toast(`The cooldown is now ${m.cooldown} s`);
+        this.tick();
+        break;
+    }
+  }
+
+  private onWelcome(info: CanvasInfo, cooldownRemaining: number): void {
+    performance.mark("place:welcome");
+    const old = this.info;
+    this.info = info;
+    const resized = old !== null && (old.width !== info.width || old.height !== info.height);
+    if (resized) for (const k of [...this.store.keys()]) this.store.drop(k);
+    if (old === null || resized || old.palette.join() !== info.palette.join()) {
+      // First connection, or a server restarted with another canvas.
+      this.renderer.setCanvas(info.width, info.height, paletteTable(info.palette));
+      if (this.color >= info.palette.length || old === null) this.color = darkest(info.palette);
+      this.ui.setPalette(info.palette, this.color);
+      for (const k of this.store.keys()) this.renderer.tileReplaced(this.store.get(k)!);
+    }
+    if (old === null || resized) {
+      const v = viewFromHash(location.hash, this.size, info.width, info.height) ?? defaultView(this.size, info.width, info.height);
+      this.setView(v);
+    }
+    this.nextPlacementAt = Date.now() + Math.max(0, cooldownRemaining);
+    this.live = true;
+    this.conn.markLive();
+    // Every held tile is stale until the server answers its resubscribe.
+    this.store.markAllResyncing(performance.now());
+    this.reconcile();
+  }
+
+  private onPixels(tx: number, ty: number, firstSeq: number, events: Uint8Array): void {
+    const outcome = this.store.onPixels(tx, ty, firstSeq, events, performance.now());
+    if (outcome === "gap") {
+      const key = tileKey(tx, ty);
+      if (!this.subs.subscribed.has(key)) return;
+      // Collected for a moment and sent as one frame.
+      if (this.gaps.length === 0) setTimeout(() => this.flushGaps(), GAP_BATCH_MS);
+      this.gaps.push(entryFor(key, this.store));
+    } else if (outcome === "applied" && this.placements.size > 0) {
+      for (let i = 0; i + 2 < events.length; i += 3) {
+        const x = tx * TILE_SIZE + events[i];
+        const y = ty * TILE_SIZE + events[i + 1];
+        for (const p of this.placements.settle(x, y, events[i + 2])) this.refreshPixel(p.x, p.y);
+      }
+    }
+  }
+
+  private flushGaps(): void {
+    if (this.gaps.length > 0 && this.live) this.conn.send(encodeSubscribe(this.gaps));
+    this.gaps = [];
+  }
+
+  private onError(m: ErrorMsg): void {
+    const p = m.requestId !== undefined ? this.placements.remove(m.requestId) : undefined;
+    if (p) {
+      this.refreshPixel(p.x, p.y);
+      this.restoreCooldown(p.requestId);
+      this.ui.toast(rejectionText(m.code, m.message, m.cooldownRemaining));
+    }
+    if (m.cooldownRemaining !== undefined) this.nextPlacementAt = Date.now() + m.cooldownRemaining;
+    if (m.requestId !== undefined) return; // the answer to a placement
+    if (m.code === "TOO_MANY_TILES" || m.code === "RATE_LIMITED" || m.code === "BAD_REQUEST") {
+      // A subscription frame was refused or dropped: start the subscription over.
+      console.warn(`place: ${m.code}: ${m.message}; resubscribing`);
+      this.resubscribeAll(1000);
+    } else if (m.code !== "UNAUTHORIZED") {
+      this.ui.toast(rejectionText(m.code, m.message));
+    }
+  }
+
+  private resubscribeAll(delayMs: number): void {
+    setTimeout(() => {
+      if (!this.live) return;
+      const all = [...this.subs.subscribed].map((k) => ({ tx: keyTx(k), ty: keyTy(k) }));
+      if (all.length > 0) this.conn.send(encodeUnsubscribe(all));
+      this.subs.reset();
+      this.reconcile();
+    }, delayMs);
+  }
+
+  // ---- view and subscriptions ----
+
+  private setView(v: View): void {
+    if (!this.info) return;
+    this.view = clampView(v, this.size, this.info.width, this.info.height);
+    this.renderer.setView(this.view, this.size, window.devicePixelRatio || 1);
+    this.ui.setZoom(this.view.zoom);
+    this.updatePointer();
+    this.scheduleReconcile();
+    this.scheduleHash();
+  }
+
+  /** Zooms around a screen point; at the zoom limits the point stays put too. */
+  private zoomBy(sx: number, sy: number, factor: number): void {
+    if (!this.info) return;
+    const zoom = clampZoom(this.view.zoom * factor, this.size, this.info.width, this.info.height);
+    this.setView(zoomAt(this.view, this.size, sx, sy, zoom));
+  }
+
+  private resize(): void {
+    this.size = { width: window.innerWidth, height: window.innerHeight };
+    this.setView(this.view);
+  }
+
+  private scheduleHash(): void {
+    if (this.hashTimer) return;
+    this.hashTimer = setTimeout(() => {
+      this.hashTimer = null;
+      history.replaceState(null, "", formatHash(this.view));
+    }, HASH_THROTTLE_MS);
+  }
+
+  private scheduleReconcile(): void {
+    if (this.subscribeTimer) return;
+    this.subscribeTimer = setTimeout(() => {
+      this.subscribeTimer = null;
+      this.reconcile();
+    }, SUBSCRIBE_THROTTLE_MS);
+  }
+
+  /** Moves the subscription to the tiles in view, or to overview mode. */
+  private reconcile(): void {
+    if (!this.info || !this.live) return;
+    const { width, height, maxSubscribedTiles } = this.info;
+    const visible = visibleTiles(this.view, this.size, width, height, TILE_SIZE);
+    const margin = visibleTiles(this.view, this.size, width, height, TILE_SIZE, MARGIN_TILES);
+    const wanted = wantedTiles(visible, margin, maxSubscribedTiles);
+    this.setOverviewMode(wanted === null);
+    const plan = this.subs.plan(wanted ?? new Set(), this.store);
+    if (plan.unsubscribe.length > 0) this.conn.send(encodeUnsubscribe(plan.unsubscribe));
+    if (plan.subscribe.length > 0) {
+      // Nearest the centre first: the middle of the screen fills in first.
+      const ctx = this.view.cx / TILE_SIZE - 0.5;
+      const cty = this.view.cy / TILE_SIZE - 0.5;
+      plan.subscribe.sort((a, b) => Math.hypot(a.tx - ctx, a.ty - cty) - Math.hypot(b.tx - ctx, b.ty - cty));
+      const now = performance.now();
+      for (const e of plan.subscribe) {
+        const t = this.store.get(tileKey(e.tx, e.ty));
+        if (t) t.resyncSince = now;
+      }
+      this.conn.send(encodeSubscribe(plan.subscribe));
+    }
+    if (wanted) {
+      this.store.touch(wanted);
+      this.store.evict(TILE_CACHE, wanted);
+    }
+  }
+
+  private setOverviewMode(on: boolean): void {
+    if (on === this.overview) return;
+    this.overview = on;
+    this.renderer.setMode(on ? "overview" : "tiles");
+    this.ui.setOverview(on);
+    if (on) this.selected = null; // too small to aim at: no placing from the overview
+    this.updatePointer();
+    if (on) void this.refreshOverview();
+    else if (this.overviewTimer) {
+      clearTimeout(this.overviewTimer);
+      this.overviewTimer = null;
+    }
+  }
+
+  private async refreshOverview(): Promise<void> {
+    if (this.overviewTimer) clearTimeout(this.overviewTimer);
+    this.overviewTimer = null;
+    if (!this.overview || this.overviewInFlight) return;
+    if (document.hidden) {
+      // Nobody is looking: ask again later.
+      this.overviewTimer = setTimeout(() => void this.refreshOverview(), OVERVIEW_REFRESH_MS);
+      return;
+    }
+    this.overviewInFlight = true;
+    try {
+      const headers: HeadersInit = this.overviewEtag ? { "If-None-Match": this.overviewEtag } : {};
+      const res = await fetch("/api/v1/canvas", { headers, credentials: "same-origin" });
+      if (res.status === 200) {
+        const data = new Uint8Array(await res.arrayBuffer());
+        this.overviewEtag = res.headers.get("ETag");
+        this.renderer.setOverview(data);
+      } else if (res.status !== 304) {
+        console.warn(`place: GET /api/v1/canvas: ${res.status}`);
+      }
+    } catch (e) {
+      console.warn("place: overview:", e);
+    } finally {
+      this.overviewInFlight = false;
+      if (this.overview) this.overviewTimer = setTimeout(() => void this.refreshOverview(), OVERVIEW_REFRESH_MS);
+    }
+  }
+
+  // ---- painting ----
+
+  private tap(sx: number, sy: number, touch: boolean): void {
+    if (!this.info) return;
+    const px = pixelAt(this.view, this.size, sx, sy, this.info.width, this.info.height);
+    if (this.admin.picking && px) {
+      // The admin panel asked "who placed this?": a pick, not a placement.
+      void this.admin.pick(px.x, px.y);
+      return;
+    }
+    if (this.overview) {
+      // Too small to aim at: a tap zooms in there instead of painting.
+      this.setView(zoomAt(this.view, this.size, sx, sy, Math.max(TAP_ZOOM, this.view.zoom)));
+      return;
+    }
+    if (!px) return;
+    if (touch) {
+      this.selected = px;
+      this.updatePointer();
+    } else {
+      this.place(px.x, px.y);
+    }
+  }
+
+  private place(x: number, y: number): void {
+    if (!this.info) return;
+    if (!this.live) {
+      this.ui.toast("Not connected yet");
+      return;
+    }
+    const wait = this.nextPlacementAt - Date.now();
+    if (wait > 0) {
+      this.ui.toast(`Wait ${Math.ceil(wait / 1000)} s for your next pixel`);
+      return;
+    }
+    const requestId = this.placements.newRequestId();
+    this.placements.add({ requestId, x, y, color: this.color, sentAt: Date.now(), confirmedAt: null });
+    this.refreshPixel(x, y);
+    this.cooldownBefore.set(requestId, this.nextPlacementAt);
+    this.nextPlacementAt = Date.now() + this.info.cooldownSeconds * 1000;
+    this.conn.send(encodePlace(x, y, this.color, requestId));
+    this.selected = null;
+    this.updatePointer();
+    this.tick();
+  }
+
+  private restoreCooldown(requestId: number): void {
+    const before = this.cooldownBefore.get(requestId);
+    this.cooldownBefore.delete(requestId);
+    if (before !== undefined) this.nextPlacementAt = before;
+  }
+
+  private setNextPlacement(epochMs: number): void {
+    // Guard against a server clock far ahead of ours: never wait longer than one cooldown.
+    const max = Date.now() + (this.info?.cooldownSeconds ?? 0) * 1000 + 1000;
+    this.nextPlacementAt = Math.min(epochMs, max);
+  }
+
+  private truthAt(x: number, y: number): number | undefined {
+    return this.store.colorAt(x, y);
+  }
+
+  private refreshPixel(x: number, y: number): void {
+    this.renderer.refreshPixel(x, y, this.truthAt(x, y));
+    this.updatePointer();
+  }
+
+  // ---- panels ----
+
+  private tick(): void {
+    const now = Date.now();
+    for (const p of this.placements.expire(now)) this.refreshPixel(p.x, p.y);
+    this.ui.setCooldown(this.nextPlacementAt - now);
+    this.updateConfirm();
+  }
+
+  private updateConfirm(): void {
+    if (!this.info || !this.selected || this.overview) {
+      this.ui.setConfirm(null);
+      return;
+    }
+    this.ui.setConfirm({
+      ...this.selected,
+      color: this.info.palette[this.color],
+      waitMs: this.nextPlacementAt - Date.now(),
+    });
+  }
+
+  /** Reticle, pointer panel and confirm button follow the pointer, selection and view. */
+  private updatePointer(): void {
+    if (!this.info) return;
+    let px: { x: number; y: number } | null = this.selected;
+    if (!px && this.hoverAt) px = pixelAt(this.view, this.size, this.hoverAt.x, this.hoverAt.y, this.info.width, this.info.height);
+    if (!px) {
+      this.ui.setPointer(null);
+      this.ui.setReticle(null);
+    } else {
+      const shown = this.renderer.shownIndex(px.x, px.y, this.truthAt(px.x, px.y));
+      this.ui.setPointer({ ...px, color: shown === undefined ? "transparent" : this.info.palette[shown] });
+      const s = canvasToScreen(this.view, this.size, px.x, px.y);
+      this.ui.setReticle(!this.overview || this.selected ? { x: s.x, y: s.y, size: this.view.zoom } : null);
+    }
+    this.updateConfirm();
+  }
+
+  // ---- debug hook (read-only, for tests and the benchmark) ----
+
+  private visiblePending(): number {
+    if (!this.info || this.overview) return 0;
+    const r = visibleTiles(this.view, this.size, this.info.width, this.info.height, TILE_SIZE);
+    let n = 0;
+    for (let ty = r.ty0; ty <= r.ty1; ty++) for (let tx = r.tx0; tx <= r.tx1; tx++) if (!this.store.get(tileKey(tx, ty))) n++;
+    return n;
+  }
+
+  /** A read-only view of the client's state; each property is computed when read. */
+  debug() {
+    const app = this;
+    return Object.freeze({
+      get status() {
+        return app.status;
+      },
+      get mode() {
+        return app.overview ? "overview" : "tiles";
+      },
+      get view() {
+        return { ...app.view };
+      },
+      get info() {
+        return app.info;
+      },
+      get subscribed() {
+        return [...app.subs.subscribed].map((k) => [keyTx(k), keyTy(k)]).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+      },
+      get heldTiles() {
+        return app.store.size;
+      },
+      /** Tiles on screen whose snapshot has not arrived (tile mode). */
+      get visiblePending() {
+        return app.visiblePending();
+      },
+      get frames() {
+        return app.renderer.frames;
+      },
+      get received() {
+        return { ...app.received };
+      },
+      get nextPlacementIn() {
+        return Math.max(0, app.nextPlacementAt - Date.now());
+      },
+      get selectedColor() {
+        return app.color;
+      },
+      /** Pixels outlined by the admin panel. */
+      get highlighted() {
+        return app.renderer.highlightCount;
+      },
+      heldSeq: (tx: number, ty: number) => app.store.get(tileKey(tx, ty))?.seq,
+      colorAt: (x: number, y: number) => app.renderer.shownIndex(x, y, app.truthAt(x, y)),
+      /** CSS px of the centre of a canvas pixel. */
+      screenOf: (x: number, y: number) => canvasToScreen(app.view, app.size, x + 0.5, y + 0.5),
+      /** Drops the WebSocket as a network blip would; it comes back after `offlineMs` or more. */
+      dropConnection: (offlineMs = 0) => app.conn.drop(offlineMs),
+      setView: (x: number, y: number, zoom: number) => app.setView({ cx: x + 0.5, cy: y + 0.5, zoom }),
+      onFrame: (f: ((ms: number) => void) | null) => (app.renderer.onFrame = f),
+    });
+  }
+}
+
+function exposeDebugHook(app: App): void {
+  Object.defineProperty(window, "__place", { value: app.debug(), writable: false, configurable: false });
+}
+
+function wsUrl(): string {
+  return `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ws`;
+}
+
+/** The index of the darkest palette colour: a sensible first brush. */
+function darkest(palette: readonly string[]): number {
+  let best = 0;
+  let bestL = Infinity;
+  palette.forEach((c, i) => {
+    const m = /^#?([0-9a-f]{6})$/i.exec(c.trim());
+    if (!m) return;
+    const n = parseInt(m[1], 16);
+    const l = 0.3 * (n >> 16) + 0.59 * ((n >> 8) & 255) + 0.11 * (n & 255);
+    if (l < bestL) {
+      bestL = l;
+      best = i;
+    }
+  });
+  return best;
+}

@@ -1,0 +1,98 @@
+// Optimistic placements: a pixel the user placed shows at once, above the
+// server's truth, until the server confirms it (the tile's own event arrives)
+// or rejects it (the overlay goes and the truth shows again). Pure.
+
+export interface Placement {
+  requestId: number;
+  x: number;
+  y: number;
+  color: number;
+  sentAt: number;
+  /** Set when `success` arrived: the overlay waits for the pixel's event. */
+  confirmedAt: number | null;
+}
+
+/** A confirmed placement whose event never showed (e.g. not subscribed) is dropped after this. */
+export const CONFIRMED_TTL_MS = 5000;
+/** A placement with no answer at all is given up (and rolled back) after this. */
+export const UNANSWERED_TTL_MS = 15000;
+
+export class Placements {
+  private byRequest = new Map<number, Placement>();
+  private nextId = 1;
+
+  get size(): number {
+    return this.byRequest.size;
+  }
+
+  /** A fresh request id (u32, never 0). */
+  newRequestId(): number {
+    const id = this.nextId;
+    this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
+    return id;
+  }
+
+  add(p: Placement): void {
+    this.byRequest.set(p.requestId, p);
+  }
+
+  get(requestId: number): Placement | undefined {
+    return this.byRequest.get(requestId);
+  }
+
+  /** The overlay colour at a pixel: the latest placement there, if any. */
+  colorAt(x: number, y: number): number | undefined {
+    let found: Placement | undefined;
+    for (const p of this.byRequest.values()) if (p.x === x && p.y === y) found = p;
+    return found?.color;
+  }
+
+  all(): IterableIterator<Placement> {
+    return this.byRequest.values();
+  }
+
+  confirm(requestId: number, now: number): Placement | undefined {
+    const p = this.byRequest.get(requestId);
+    if (p) p.confirmedAt = now;
+    return p;
+  }
+
+  /** Removes a placement; returns it so the caller can redraw its pixel. */
+  remove(requestId: number): Placement | undefined {
+    const p = this.byRequest.get(requestId);
+    this.byRequest.delete(requestId);
+    return p;
+  }
+
+  /**
+   * The server's event for a pixel arrived: placements there that were
+   * confirmed, or that asked for this very colour (the event is most likely
+   * their own), are settled: the truth shows from now on.
+   */
+  settle(x: number, y: number, color: number): Placement[] {
+    const done: Placement[] = [];
+    for (const p of this.byRequest.values()) {
+      if (p.x === x && p.y === y && (p.confirmedAt !== null || p.color === color)) done.push(p);
+    }
+    for (const p of done) this.byRequest.delete(p.requestId);
+    return done;
+  }
+
+  /** Drops placements that outlived their time; returns them. */
+  expire(now: number): Placement[] {
+    const done: Placement[] = [];
+    for (const p of this.byRequest.values()) {
+      const age = p.confirmedAt !== null ? now - p.confirmedAt : now - p.sentAt;
+      if (age > (p.confirmedAt !== null ? CONFIRMED_TTL_MS : UNANSWERED_TTL_MS)) done.push(p);
+    }
+    for (const p of done) this.byRequest.delete(p.requestId);
+    return done;
+  }
+
+  /** The connection closed: unanswered placements will never be answered. */
+  dropUnanswered(): Placement[] {
+    const done = [...this.byRequest.values()].filter((p) => p.confirmedAt === null);
+    for (const p of done) this.byRequest.delete(p.requestId);
+    return done;
+  }
+}

@@ -1,0 +1,318 @@
+// Draws the canvas with canvas 2D: one 64x64 offscreen bitmap per held tile,
+// one width x height bitmap for overview mode. A frame redraws everything only
+// when the view moved; otherwise only the tiles that changed.
+
+import type { Placements } from "./placements";
+import { TILE_SIZE } from "./protocol";
+import type { HeldTile, TileListener } from "./tiles";
+import { keyTx, keyTy, tileKey } from "./tiles";
+import { visibleTiles, type Size, type View } from "./view";
+
+const BACKGROUND = "#c9c9d1";
+const PLACEHOLDER = "#ededf0";
+/** Outlines of highlighted pixels (the admin panel): a light line inside a dark one. */
+const HIGHLIGHT_OUTER = "#1d1d24";
+const HIGHLIGHT_INNER = "#ff2bd6";
+
+type Surface = OffscreenCanvas | HTMLCanvasElement;
+type Surface2D = OffscreenCanvasRenderingContext2D | CanvasRenderingContext2D;
+
+interface Bitmap {
+  img: ImageData;
+  words: Uint32Array<ArrayBuffer>;
+  surface: Surface;
+  ctx: Surface2D;
+  dirty: boolean;
+}
+
+function makeBitmap(w: number, h: number): Bitmap {
+  const surface: Surface =
+    typeof OffscreenCanvas !== "undefined" ? new OffscreenCanvas(w, h) : Object.assign(document.createElement("canvas"), { width: w, height: h });
+  const ctx = surface.getContext("2d", { alpha: false }) as Surface2D | null;
+  if (!ctx) throw new Error("no 2d context");
+  const img = new ImageData(w, h);
+  return { img, words: new Uint32Array(img.data.buffer as ArrayBuffer), surface, ctx, dirty: true };
+}
+
+function upload(b: Bitmap): void {
+  if (!b.dirty) return;
+  b.ctx.putImageData(b.img, 0, 0);
+  b.dirty = false;
+}
+
+export type Mode = "tiles" | "overview";
+
+export class Renderer implements TileListener {
+  private ctx: CanvasRenderingContext2D;
+  private table: Uint32Array = new Uint32Array(256);
+  private bitmaps = new Map<number, Bitmap>();
+  /** Bitmaps of dropped tiles, reused: making a canvas costs more than filling one. */
+  private spare: Bitmap[] = [];
+  private dirtyTiles = new Set<number>();
+  private overview: { data: Uint8Array; bitmap: Bitmap } | null = null;
+  private overviewDirty = false;
+  private viewDirty = true;
+  private frameRequested = false;
+  private view: View = { cx: 0, cy: 0, zoom: 1 };
+  private size: Size = { width: 1, height: 1 };
+  private dpr = 1;
+  private width = 0;
+  private height = 0;
+  mode: Mode = "tiles";
+  /** Frames drawn (for the benchmark and tests). */
+  frames = 0;
+  /** Pixels outlined over the canvas (an administrator's view of one user's placements). */
+  private highlights: readonly { x: number; y: number }[] = [];
+  /** Called after each drawn frame with its duration in ms. */
+  onFrame: ((ms: number) => void) | null = null;
+
+  constructor(
+    private canvas: HTMLCanvasElement,
+    /** Optimistic placements, drawn above the server's truth. */
+    private placements: Placements,
+  ) {
+    const ctx = canvas.getContext("2d", { alpha: false });
+    if (!ctx) throw new Error("no 2d context");
+    this.ctx = ctx;
+  }
+
+  setCanvas(width: number, height: number, table: Uint32Array): void {
+    this.width = width;
+    this.height = height;
+    this.table = table;
+    for (const b of this.bitmaps.values()) b.dirty = true;
+    this.viewDirty = true;
+    this.request();
+  }
+
+  setView(view: View, size: Size, dpr: number): void {
+    this.view = view;
+    this.size = size;
+    if (dpr !== this.dpr || this.canvas.width !== Math.round(size.width * dpr) || this.canvas.height !== Math.round(size.height * dpr)) {
+      this.dpr = dpr;
+      this.canvas.width = Math.round(size.width * dpr);
+      this.canvas.height = Math.round(size.height * dpr);
+    }
+    this.viewDirty = true;
+    this.request();
+  }
+
+  setMode(mode: Mode): void {
+    if (mode === this.mode) return;
+    this.mode = mode;
+    this.viewDirty = true;
+    this.request();
+  }
+
+  /** Outlines these pixels over the canvas (empty: none). */
+  setHighlights(pixels: readonly { x: number; y: number }[]): void {
+    this.highlights = pixels;
+    this.viewDirty = true;
+    this.request();
+  }
+
+  get highlightCount(): number {
+    return this.highlights.length;
+  }
+
+  // ---- TileListener ----
+
+  tileReplaced(t: HeldTile): void {
+    let b = this.bitmaps.get(t.key);
+    if (!b) {
+      b = this.spare.pop() ?? makeBitmap(TILE_SIZE, TILE_SIZE);
+      this.bitmaps.set(t.key, b);
+    }
+    const { words } = b;
+    for (let i = 0; i < words.length; i++) words[i] = this.table[t.data[i]];
+    this.applyOverlays(t.tx, t.ty, b);
+    this.markTile(t.key, b);
+  }
+
+  pixelChanged(t: HeldTile, lx: number, ly: number, color: number): void {
+    const b = this.bitmaps.get(t.key);
+    if (!b) return;
+    const x = t.tx * TILE_SIZE + lx;
+    const y = t.ty * TILE_SIZE + ly;
+    b.words[ly * TILE_SIZE + lx] = this.table[this.overlayAt(x, y) ?? color];
+    this.markTile(t.key, b);
+  }
+
+  tileDropped(key: number): void {
+    const b = this.bitmaps.get(key);
+    if (b && this.spare.length < 64) this.spare.push(b);
+    this.bitmaps.delete(key);
+    this.dirtyTiles.delete(key);
+    this.viewDirty = true;
+    this.request();
+  }
+
+  // ---- overview ----
+
+  /** A fresh whole-canvas snapshot (width*height palette indices). */
+  setOverview(data: Uint8Array): void {
+    if (data.length !== this.width * this.height) return;
+    if (!this.overview) this.overview = { data, bitmap: makeBitmap(this.width, this.height) };
+    this.overview.data = data;
+    const words = this.overview.bitmap.words;
+    for (let i = 0; i < words.length; i++) words[i] = this.table[data[i]];
+    for (const p of this.placements.all()) words[p.y * this.width + p.x] = this.table[p.color];
+    this.overview.bitmap.dirty = true;
+    this.overviewDirty = true;
+    this.request();
+  }
+
+  /** Redraws one pixel from truth and overlay (after a placement or its rollback). */
+  refreshPixel(x: number, y: number, truth: number | undefined): void {
+    const tx = Math.floor(x / TILE_SIZE);
+    const ty = Math.floor(y / TILE_SIZE);
+    const key = tileKey(tx, ty);
+    const b = this.bitmaps.get(key);
+    const ov = this.overlayAt(x, y);
+    if (b && (ov ?? truth) !== undefined) {
+      b.words[(y - ty * TILE_SIZE) * TILE_SIZE + (x - tx * TILE_SIZE)] = this.table[(ov ?? truth)!];
+      this.markTile(key, b);
+    }
+    if (this.overview) {
+      const i = y * this.width + x;
+      this.overview.bitmap.words[i] = this.table[ov ?? this.overview.data[i]];
+      this.overview.bitmap.dirty = true;
+      this.overviewDirty = true;
+      this.request();
+    }
+  }
+
+  /** Sets a pixel of the overview's truth (a placement confirmed while in overview mode). */
+  setOverviewPixel(x: number, y: number, color: number): void {
+    if (!this.overview) return;
+    this.overview.data[y * this.width + x] = color;
+  }
+
+  /** The colour shown at a canvas pixel, as palette index (tests, the pointer panel). */
+  shownIndex(x: number, y: number, truth: number | undefined): number | undefined {
+    const ov = this.overlayAt(x, y);
+    if (ov !== undefined) return ov;
+    if (this.mode === "tiles" && truth !== undefined) return truth;
+    return this.overview?.data[y * this.width + x] ?? truth;
+  }
+
+  // ---- frames ----
+
+  request(): void {
+    if (this.frameRequested) return;
+    this.frameRequested = true;
+    requestAnimationFrame(() => this.frame());
+  }
+
+  private markTile(key: number, b: Bitmap): void {
+    b.dirty = true;
+    this.dirtyTiles.add(key);
+    this.request();
+  }
+
+  private overlayAt(x: number, y: number): number | undefined {
+    return this.placements.size === 0 ? undefined : this.placements.colorAt(x, y);
+  }
+
+  private applyOverlays(tx: number, ty: number, b: Bitmap): void {
+    for (const p of this.placements.all()) {
+      if (Math.floor(p.x / TILE_SIZE) === tx && Math.floor(p.y / TILE_SIZE) === ty) {
+        b.words[(p.y - ty * TILE_SIZE) * TILE_SIZE + (p.x - tx * TILE_SIZE)] = this.table[p.color];
+      }
+    }
+  }
+
+  /** Device-pixel rectangle of a canvas-pixel rectangle, edges rounded so neighbours never leave seams. */
+  private rect(x: number, y: number, w: number, h: number): [number, number, number, number] {
+    const z = this.view.zoom * this.dpr;
+    const ox = this.canvas.width / 2 - this.view.cx * z;
+    const oy = this.canvas.height / 2 - this.view.cy * z;
+    const x0 = Math.round(ox + x * z);
+    const y0 = Math.round(oy + y * z);
+    return [x0, y0, Math.round(ox + (x + w) * z) - x0, Math.round(oy + (y + h) * z) - y0];
+  }
+
+  private frame(): void {
+    this.frameRequested = false;
+    if (this.width === 0) return;
+    const t0 = performance.now();
+    const ctx = this.ctx;
+    ctx.imageSmoothingEnabled = false;
+    const range = visibleTiles(this.view, this.size, this.width, this.height, TILE_SIZE);
+    // Outlines reach past their tile: with any shown, a changed tile redraws the whole view.
+    const outlined = this.highlights.length > 0;
+    if (this.viewDirty || (this.mode === "overview" && this.overviewDirty) || (outlined && this.dirtyTiles.size > 0)) {
+      this.drawAll(range);
+    } else {
+      for (const key of this.dirtyTiles) {
+        const tx = keyTx(key);
+        const ty = keyTy(key);
+        if (tx < range.tx0 || tx > range.tx1 || ty < range.ty0 || ty > range.ty1) continue;
+        this.drawTile(tx, ty);
+      }
+    }
+    if (outlined) this.drawHighlights();
+    this.dirtyTiles.clear();
+    this.viewDirty = false;
+    this.overviewDirty = false;
+    this.frames++;
+    this.onFrame?.(performance.now() - t0);
+  }
+
+  private drawAll(range: ReturnType<typeof visibleTiles>): void {
+    const ctx = this.ctx;
+    ctx.fillStyle = BACKGROUND;
+    ctx.fillRect(0, 0, this.canvas.width, this.canvas.height);
+    if (this.mode === "overview" && this.overview) {
+      upload(this.overview.bitmap);
+      // Only the visible part of the big bitmap is scaled.
+      const x0 = range.tx0 * TILE_SIZE;
+      const y0 = range.ty0 * TILE_SIZE;
+      const w = Math.min(this.width, (range.tx1 + 1) * TILE_SIZE) - x0;
+      const h = Math.min(this.height, (range.ty1 + 1) * TILE_SIZE) - y0;
+      if (w > 0 && h > 0) ctx.drawImage(this.overview.bitmap.surface, x0, y0, w, h, ...this.rect(x0, y0, w, h));
+      return;
+    }
+    for (let ty = range.ty0; ty <= range.ty1; ty++) for (let tx = range.tx0; tx <= range.tx1; tx++) this.drawTile(tx, ty);
+  }
+
+  /** A frame around each highlighted pixel, outside it so the pixel's colour stays visible. */
+  private drawHighlights(): void {
+    const ctx = this.ctx;
+    const d = this.dpr;
+    for (const [color, width, grow] of [
+      [HIGHLIGHT_OUTER, 4 * d, 3 * d],
+      [HIGHLIGHT_INNER, 2 * d, 3 * d],
+    ] as const) {
+      ctx.strokeStyle = color;
+      ctx.lineWidth = width;
+      ctx.beginPath();
+      for (const p of this.highlights) {
+        const [x, y, w, h] = this.rect(p.x, p.y, 1, 1);
+        if (x + w < -grow || y + h < -grow || x > this.canvas.width + grow || y > this.canvas.height + grow) continue;
+        ctx.rect(x - grow, y - grow, w + 2 * grow, h + 2 * grow);
+      }
+      ctx.stroke();
+    }
+  }
+
+  private drawTile(tx: number, ty: number): void {
+    const x0 = tx * TILE_SIZE;
+    const y0 = ty * TILE_SIZE;
+    const w = Math.min(TILE_SIZE, this.width - x0);
+    const h = Math.min(TILE_SIZE, this.height - y0);
+    const dest = this.rect(x0, y0, w, h);
+    const b = this.bitmaps.get(tileKey(tx, ty));
+    if (b) {
+      upload(b);
+      this.ctx.drawImage(b.surface, 0, 0, w, h, ...dest);
+    } else if (this.overview) {
+      // Not loaded yet: the last overview stands in until the snapshot lands.
+      upload(this.overview.bitmap);
+      this.ctx.drawImage(this.overview.bitmap.surface, x0, y0, w, h, ...dest);
+    } else {
+      this.ctx.fillStyle = PLACEHOLDER;
+      this.ctx.fillRect(...dest);
+    }
+  }
+}

@@ -1,0 +1,151 @@
+// The panels around the canvas: status, pointer, zoom, palette, cooldown,
+// confirm button, overview note and toasts. Plain DOM, updated only on change.
+
+import type { Status } from "./connection";
+
+/** The element of index.html with this id. */
+export function el<T extends HTMLElement>(id: string): T {
+  const e = document.getElementById(id);
+  if (!e) throw new Error(`#${id} missing from index.html`);
+  return e as T;
+}
+
+/** Human text for an error code of a rejected placement. */
+export function rejectionText(code: string, message: string, cooldownMs?: number): string {
+  switch (code) {
+    case "RATE_LIMITED":
+      return cooldownMs !== undefined ? `Too soon: wait ${Math.ceil(cooldownMs / 1000)} s` : "Too many requests: slow down";
+    case "BANNED":
+      return "You are banned from placing pixels";
+    case "INVALID_COORDS":
+      return "That pixel is outside the canvas";
+    case "INVALID_COLOR":
+      return "That colour is not in the palette";
+    case "UNAVAILABLE":
+      return "The server could not place it: try again";
+    case "UNAUTHORIZED":
+      return "Session expired: reconnecting";
+    default:
+      return message || code;
+  }
+}
+
+/** "Ready" or "m:ss" left. */
+export function cooldownText(ms: number): string {
+  if (ms <= 0) return "Ready";
+  const s = Math.ceil(ms / 1000);
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+}
+
+export class Ui {
+  readonly board = el<HTMLCanvasElement>("board");
+  private status = el("status");
+  private statusText = this.status.querySelector("span")!;
+  private pointer = el("pointer");
+  private pointerSwatch = el("pointer-swatch");
+  private pointerText = el("pointer-text");
+  private zoom = el("zoom");
+  private reticle = el("reticle");
+  private overviewNote = el("overview-note");
+  private toastEl = el("toast");
+  private toastTimer: ReturnType<typeof setTimeout> | null = null;
+  private cooldown = el("cooldown");
+  private confirm = el<HTMLButtonElement>("confirm");
+  private palette = el("palette");
+  private shown = new Map<HTMLElement, string>();
+
+  /** Called when the confirm button (touch flow) is pressed. */
+  onConfirm: () => void = () => {};
+  /** Called when a palette colour is chosen. */
+  onColor: (index: number) => void = () => {};
+
+  constructor() {
+    this.confirm.addEventListener("click", () => this.onConfirm());
+  }
+
+  private text(e: HTMLElement, t: string): void {
+    if (this.shown.get(e) !== t) {
+      this.shown.set(e, t);
+      e.textContent = t;
+    }
+  }
+
+  setStatus(s: Status): void {
+    this.status.className = `status ${s}`;
+    this.statusText.textContent = s;
+  }
+
+  setPalette(colors: readonly string[], selected: number): void {
+    this.palette.replaceChildren(
+      ...colors.map((c, i) => {
+        const b = document.createElement("button");
+        b.type = "button";
+        b.style.background = c;
+        b.setAttribute("role", "radio");
+        b.setAttribute("aria-label", `colour ${i} ${c}`);
+        b.dataset.index = String(i);
+        b.addEventListener("click", () => this.onColor(i));
+        return b;
+      }),
+    );
+    this.selectColor(selected);
+  }
+
+  selectColor(index: number): void {
+    for (const b of this.palette.children) {
+      (b as HTMLElement).setAttribute("aria-checked", String((b as HTMLElement).dataset.index === String(index)));
+    }
+  }
+
+  /** The pixel under the pointer (or selected), with the colour it shows. */
+  setPointer(p: { x: number; y: number; color: string } | null): void {
+    this.pointer.hidden = p === null;
+    if (!p) return;
+    this.text(this.pointerText, `(${p.x}, ${p.y})`);
+    this.pointerSwatch.style.background = p.color;
+  }
+
+  setZoom(zoom: number): void {
+    this.text(this.zoom, `${zoom >= 10 ? Math.round(zoom) : zoom.toFixed(1)}x`);
+  }
+
+  /** Outlines a screen rectangle (CSS px), or hides the reticle. */
+  setReticle(r: { x: number; y: number; size: number } | null): void {
+    this.reticle.hidden = r === null;
+    if (!r) return;
+    const pad = 2;
+    this.reticle.style.width = `${r.size + 2 * pad}px`;
+    this.reticle.style.height = `${r.size + 2 * pad}px`;
+    this.reticle.style.transform = `translate(${r.x - pad}px, ${r.y - pad}px)`;
+  }
+
+  setOverview(on: boolean): void {
+    this.overviewNote.hidden = !on;
+  }
+
+  setCooldown(ms: number): void {
+    this.text(this.cooldown, ms > 0 ? `Next pixel in ${cooldownText(ms)}` : "Ready");
+    this.cooldown.classList.toggle("waiting", ms > 0);
+  }
+
+  /** The touch flow's button: shown while a pixel is selected. */
+  setConfirm(c: { x: number; y: number; color: string; waitMs: number } | null): void {
+    this.confirm.hidden = c === null;
+    if (!c) return;
+    const swatch = document.createElement("i");
+    swatch.style.background = c.color;
+    const label = c.waitMs > 0 ? `Wait ${cooldownText(c.waitMs)}` : `Place (${c.x}, ${c.y})`;
+    if (this.shown.get(this.confirm) !== label + c.color) {
+      this.shown.set(this.confirm, label + c.color);
+      this.confirm.replaceChildren(swatch, document.createTextNode(label));
+    }
+    this.confirm.disabled = c.waitMs > 0;
+  }
+
+  toast(message: string, ms = 3000): void {
+    this.toastEl.textContent = message;
+    this.toastEl.hidden = false;
+    if (this.toastTimer) clearTimeout(this.toastTimer);
+    this.toastTimer = setTimeout(() => (this.toastEl.hidden = true), ms);
+  }
+}
