@@ -54,13 +54,53 @@ const UNNEST_MAX_BATCH: usize = 128;
 
 /// Appends a batch in one statement, so one implicit transaction: the columns travel as eight
 /// arrays, and the largest id written comes back in the same round trip.
+///
+/// The batch's tile fences are read `FOR SHARE` (in tile order, as [`RAISE_FENCES`] locks them, so
+/// the two never deadlock) and nothing is written if one of them is newer than the writer's
+/// epoch (`$10`): then no id comes back.
 const INSERT_EVENTS: &str = "\
-    WITH written AS ( \
+    WITH fences AS MATERIALIZED ( \
+        SELECT f.epoch FROM tile_fences f \
+        WHERE (f.tx, f.ty) IN (SELECT * FROM UNNEST($1::int4[], $2::int4[])) \
+        ORDER BY f.tx, f.ty FOR SHARE), \
+    written AS ( \
         INSERT INTO pixel_events (tx, ty, x, y, color, user_id, placed_at, tile_seq, action_id) \
         SELECT * FROM UNNEST($1::int4[], $2::int4[], $3::int4[], $4::int4[], $5::int2[], \
                              $6::int8[], $7::int8[], $8::int8[], $9::int8[]) \
+        WHERE NOT EXISTS (SELECT 1 FROM fences WHERE epoch > $10) \
         RETURNING id) \
     SELECT MAX(id) FROM written";
+
+/// Locks a batch's tile fences for a `COPY` (which cannot check them itself) and returns the
+/// tiles fenced against the writer's epoch (`$3`).
+const LOCK_FENCES: &str = "\
+    WITH fences AS MATERIALIZED ( \
+        SELECT f.tx, f.ty, f.epoch FROM tile_fences f \
+        WHERE (f.tx, f.ty) IN (SELECT * FROM UNNEST($1::int4[], $2::int4[])) \
+        ORDER BY f.tx, f.ty FOR SHARE) \
+    SELECT tx, ty FROM fences WHERE epoch > $3";
+
+/// The tiles of a batch fenced against the writer's epoch (`$3`), after a refused insert.
+const FENCED_TILES: &str = "\
+    SELECT f.tx, f.ty FROM tile_fences f \
+    WHERE (f.tx, f.ty) IN (SELECT * FROM UNNEST($1::int4[], $2::int4[])) AND f.epoch > $3";
+
+/// Locks tiles' fences in tile order (see [`INSERT_EVENTS`]), waiting for the writes under way.
+const LOCK_FENCES_FOR_RAISE: &str = "\
+    SELECT 1 FROM tile_fences \
+    WHERE (tx, ty) IN (SELECT * FROM UNNEST($1::int4[], $2::int4[])) \
+    ORDER BY tx, ty FOR UPDATE";
+
+/// Raises tiles' fences to an epoch (never lowers them).
+const RAISE_FENCES: &str = "\
+    UPDATE tile_fences SET epoch = $3 \
+    WHERE (tx, ty) IN (SELECT * FROM UNNEST($1::int4[], $2::int4[])) AND epoch < $3";
+
+/// Creates the fence rows of every tile of a canvas (`$1` by `$2` tiles) that lacks one.
+const CREATE_FENCES: &str = "\
+    INSERT INTO tile_fences (tx, ty, epoch) \
+    SELECT tx, ty, 0 FROM generate_series(0, $1 - 1) AS tx, generate_series(0, $2 - 1) AS ty \
+    ON CONFLICT (tx, ty) DO NOTHING";
 
 /// Appends a large batch, in the binary format of [`copy_binary`].
 const COPY_EVENTS: &str = "\
@@ -193,6 +233,32 @@ impl PgStore {
         if stored != configured {
             return Err(StoreError::CanvasMismatch { stored, configured });
         }
+        sqlx::query(CREATE_FENCES)
+            .bind(geometry.tiles_x() as i32)
+            .bind(geometry.tiles_y() as i32)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Raises the ownership fence of `tiles` to `epoch` (see the `0004_tile_fences` migration):
+    /// waits for the writes of these tiles under way to commit, and from then on refuses every
+    /// write of them at an older epoch. A tile's new owner calls it before loading the tile.
+    pub async fn raise_fences(&self, tiles: &[TileId], epoch: u64) -> Result<(), StoreError> {
+        let (tx, ty) = tile_columns(tiles);
+        let mut transaction = self.pool.begin().await?;
+        sqlx::query(LOCK_FENCES_FOR_RAISE)
+            .bind(&tx)
+            .bind(&ty)
+            .execute(&mut *transaction)
+            .await?;
+        sqlx::query(RAISE_FENCES)
+            .bind(&tx)
+            .bind(&ty)
+            .bind(epoch_to_db(epoch))
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
         Ok(())
     }
 
@@ -215,20 +281,35 @@ impl PgStore {
     /// the tile now; but a batch whose commit succeeded while its answer was lost (the connection
     /// broke) also conflicts when retried, so re-read the tile rather than assume.
     pub async fn append_events(&self, events: &[NewEvent]) -> Result<i64, StoreError> {
+        self.append_events_at_epoch(events, FENCE_IGNORED).await
+    }
+
+    /// [`PgStore::append_events`] for a shard at ring epoch `epoch`: fails with
+    /// [`StoreError::Fenced`], writing nothing, when a tile of the batch has moved to another
+    /// shard at a newer epoch (its fence was raised, see [`PgStore::raise_fences`]).
+    pub async fn append_events_at_epoch(
+        &self,
+        events: &[NewEvent],
+        epoch: u64,
+    ) -> Result<i64, StoreError> {
         if events.is_empty() {
             return Ok(0);
         }
         let rows: Vec<EventRow> = events.iter().map(EventRow::from).collect();
+        let epoch = epoch_to_db(epoch);
         let written = if rows.len() <= UNNEST_MAX_BATCH {
-            self.insert_events(&rows).await
+            self.insert_events(&rows, epoch).await
         } else {
-            self.copy_events(&rows).await
+            self.copy_events(&rows, epoch).await
         };
-        written.map_err(conflict_or_database)
+        match written.map_err(conflict_or_database)? {
+            Written::Last(id) => Ok(id),
+            Written::Fenced(tiles) => Err(StoreError::Fenced(tiles)),
+        }
     }
 
     /// Appends a small batch with one `INSERT` of arrays.
-    async fn insert_events(&self, rows: &[EventRow]) -> Result<i64, sqlx::Error> {
+    async fn insert_events(&self, rows: &[EventRow], epoch: i64) -> Result<Written, sqlx::Error> {
         let column = |f: fn(&EventRow) -> i32| rows.iter().map(f).collect::<Vec<_>>();
         let column64 = |f: fn(&EventRow) -> i64| rows.iter().map(f).collect::<Vec<_>>();
         let last: Option<i64> = sqlx::query_scalar(INSERT_EVENTS)
@@ -241,14 +322,37 @@ impl PgStore {
             .bind(column64(|r| r.placed_at))
             .bind(column64(|r| r.tile_seq))
             .bind(rows.iter().map(|r| r.action_id).collect::<Vec<_>>())
+            .bind(epoch)
             .fetch_one(&self.pool)
             .await?;
-        last.ok_or_else(|| sqlx::Error::Protocol("an insert of events returned no id".into()))
+        match last {
+            Some(id) => Ok(Written::Last(id)),
+            None => {
+                let fenced: Vec<(i32, i32)> = sqlx::query_as(FENCED_TILES)
+                    .bind(column(|r| r.tx))
+                    .bind(column(|r| r.ty))
+                    .bind(epoch)
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(Written::Fenced(fenced_tiles(&fenced)))
+            }
+        }
     }
 
-    /// Appends a large batch with `COPY`, in a transaction that also reads the last id.
-    async fn copy_events(&self, rows: &[EventRow]) -> Result<i64, sqlx::Error> {
+    /// Appends a large batch with `COPY`, in a transaction that first locks the batch's fences and
+    /// afterwards reads the last id.
+    async fn copy_events(&self, rows: &[EventRow], epoch: i64) -> Result<Written, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
+        let fenced: Vec<(i32, i32)> = sqlx::query_as(LOCK_FENCES)
+            .bind(rows.iter().map(|r| r.tx).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.ty).collect::<Vec<_>>())
+            .bind(epoch)
+            .fetch_all(&mut *tx)
+            .await?;
+        if !fenced.is_empty() {
+            tx.rollback().await?;
+            return Ok(Written::Fenced(fenced_tiles(&fenced)));
+        }
         let mut copy = tx.copy_in_raw(COPY_EVENTS).await?;
         copy.send(copy_binary(rows)).await?;
         copy.finish().await?;
@@ -256,7 +360,7 @@ impl PgStore {
             .fetch_one(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(last)
+        Ok(Written::Last(last))
     }
 
     /// Saves tile snapshots, all or nothing. A snapshot replaces a tile's stored one only if its
@@ -850,6 +954,37 @@ fn seq_from_db(seq: i64) -> Result<u64, StoreError> {
 }
 
 /// A write refused by the tile seq fence becomes [`StoreError::Conflict`].
+/// The epoch that passes every fence: for writers outside the ring (tools, tests).
+const FENCE_IGNORED: u64 = i64::MAX as u64;
+
+/// What an append did.
+enum Written {
+    /// Wrote the batch; the largest id.
+    Last(i64),
+    /// Wrote nothing: these tiles are fenced.
+    Fenced(Vec<TileId>),
+}
+
+/// An epoch as PostgreSQL stores it (epochs never come near `i64::MAX`).
+fn epoch_to_db(epoch: u64) -> i64 {
+    i64::try_from(epoch).unwrap_or(i64::MAX)
+}
+
+/// Tiles as two columns of coordinates.
+fn tile_columns(tiles: &[TileId]) -> (Vec<i32>, Vec<i32>) {
+    tiles
+        .iter()
+        .map(|t| (i32::from(t.tx), i32::from(t.ty)))
+        .unzip()
+}
+
+/// Fenced tiles as the database names them.
+fn fenced_tiles(rows: &[(i32, i32)]) -> Vec<TileId> {
+    rows.iter()
+        .map(|&(tx, ty)| TileId::new(tx as u16, ty as u16))
+        .collect()
+}
+
 fn conflict_or_database(e: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(db) = &e {
         if db.constraint() == Some(TILE_SEQ_CONSTRAINT) {

@@ -35,6 +35,10 @@ pub enum StoreError {
     /// another shard already wrote one of these tile seqs. Nothing of the batch was written.
     #[error("conflicting write: {0}")]
     Conflict(String),
+    /// A write was refused because these tiles moved to another shard at a newer ring epoch than
+    /// the writer's (their fences were raised). Nothing of the batch was written.
+    #[error("tiles {0:?} moved to another shard at a newer ring epoch")]
+    Fenced(Vec<place_tiles::TileId>),
     /// A PostgreSQL schema name that is not 1 to 63 ASCII letters, digits and underscores, or
     /// starts with the reserved `pg_`.
     #[error("PostgreSQL schema name {0:?} is invalid: use 1 to 63 ASCII letters, digits and underscores, not starting with pg_")]

@@ -584,3 +584,78 @@ async fn guests_register_in_place_and_names_are_unique_in_any_case() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_raised_fence_refuses_older_epochs_and_waits_for_writes_under_way() {
+    with_schemas("fence", |url, [schema]| async move {
+        let g = geometry();
+        let store = connect(&url, &schema).await;
+        store.check_canvas(g).await.expect("creates the fences");
+        let (a, b) = (TileId::new(0, 0), TileId::new(1, 0));
+        store
+            .append_events_at_epoch(&[event(1, 1, 3, 1)], 1)
+            .await
+            .expect("no fence raised yet");
+
+        store.raise_fences(&[a], 2).await.expect("raise");
+        // An older epoch is refused for the moved tile, whole batch, small or large (COPY).
+        let err = store
+            .append_events_at_epoch(&[event(70, 1, 4, 1), event(1, 1, 3, 2)], 1)
+            .await;
+        assert!(
+            matches!(&err, Err(StoreError::Fenced(tiles)) if tiles == &vec![a]),
+            "{err:?}"
+        );
+        let large: Vec<NewEvent> = (1..=200)
+            .map(|seq| event(70, 1, 4, seq))
+            .chain([event(1, 1, 3, 2)])
+            .collect();
+        let err = store.append_events_at_epoch(&large, 1).await;
+        assert!(matches!(&err, Err(StoreError::Fenced(tiles)) if tiles == &vec![a]));
+        let restored = store.load_canvas(g, &everything).await.expect("load");
+        assert_eq!(restored.events_replayed, 1, "nothing of a fenced batch is written");
+
+        // The new epoch writes; other tiles are untouched by the fence; fences never go down.
+        store
+            .append_events_at_epoch(&[event(1, 1, 5, 2)], 2)
+            .await
+            .expect("new owner");
+        store
+            .append_events_at_epoch(&large[..200], 1)
+            .await
+            .expect("tile b never moved");
+        store.raise_fences(&[a], 1).await.expect("no-op");
+        assert!(store
+            .append_events_at_epoch(&[event(1, 1, 5, 3)], 1)
+            .await
+            .is_err());
+
+        // Raising waits for a write of the tile that is under way (it holds the fence FOR SHARE).
+        let admin = admin_pool(&url).await;
+        let mut writer = admin.begin().await.expect("begin");
+        sqlx::query(&format!(
+            "SELECT 1 FROM \"{schema}\".tile_fences WHERE tx = 1 AND ty = 0 FOR SHARE"
+        ))
+        .execute(&mut *writer)
+        .await
+        .expect("lock");
+        let raise = tokio::spawn({
+            let store = store.clone();
+            async move { store.raise_fences(&[b], 3).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!raise.is_finished(), "the raise waits for the write");
+        writer.commit().await.expect("commit");
+        tokio::time::timeout(Duration::from_secs(5), raise)
+            .await
+            .expect("the raise goes through once the write commits")
+            .expect("join")
+            .expect("raise");
+        assert!(matches!(
+            store.append_events_at_epoch(&[event(70, 1, 4, 201)], 2).await,
+            Err(StoreError::Fenced(_))
+        ));
+        store.close().await;
+    })
+    .await;
+}
