@@ -26,7 +26,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::error::AppError;
 use crate::frame::Format;
-use crate::{admin, auth, connection, now_ms, Edge};
+use crate::{admin, auth, connection, history, now_ms, Edge};
 
 /// The session cookie.
 pub const SESSION_COOKIE: &str = "place_session";
@@ -47,6 +47,7 @@ pub fn app(edge: Arc<Edge>) -> Router {
         .route("/api/v1/auth/me", get(me))
         .merge(auth::routes())
         .merge(admin::routes())
+        .merge(history::routes())
         .route("/api/v1/canvas/info", get(canvas_info))
         .route("/api/v1/tiles/{tx}/{ty}", get(tile))
         .route("/health", get(|| async { "ok" }))

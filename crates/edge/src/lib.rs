@@ -8,6 +8,8 @@
 //! - [`shards`]: where the shards are: in this process, or across the cluster over QUIC.
 //! - [`auth`]: register, login, logout and the session cookie.
 //! - [`admin`]: the administrators' API (bans, cooldown, rollbacks, figures, audit log).
+//! - [`history`]: the public history (a pixel's, a user's, everyone's placements) and the
+//!   heatmap of recent activity.
 //! - [`moderation`]: what those do: bans, the cooldown, rollbacks and resets through the
 //!   shards, the audit log.
 //! - [`accounts`]: sessions, users, cooldowns and bans: local, or shared in Redis and
@@ -31,6 +33,7 @@ pub mod cooldown;
 pub mod credentials;
 pub mod error;
 pub mod frame;
+pub mod history;
 pub mod http;
 pub mod hub;
 pub mod live;
@@ -117,6 +120,7 @@ pub struct Edge {
     shutdown: CancellationToken,
     tasks: TaskTracker,
     canvas_cache: tokio::sync::Mutex<Option<http::CanvasImage>>,
+    heatmaps: history::HeatmapCache,
     /// Open WebSockets per user, for the players-online gauge.
     online: dashmap::DashMap<i64, u32>,
 }
@@ -148,6 +152,7 @@ impl Edge {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             canvas_cache: tokio::sync::Mutex::new(None),
+            heatmaps: history::HeatmapCache::default(),
             online: dashmap::DashMap::new(),
         });
         telemetry::handle();

@@ -933,3 +933,14 @@ async fn metrics_count_placements_connections_and_requests_and_responses_carry_r
         .contains("rplace_http_request_duration_seconds_bucket{method=\"GET\",path=\"/metrics\""));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn history_lists_pixels_users_and_recent_placements_by_pages_and_a_heatmap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(config(dir.path(), 128, 128, 0)).await;
+    let store = place::admin::UserStore::DataDir(dir.path().to_path_buf());
+    let admin = common::moderation::admin_cookie(&store, &server.base, "root").await;
+    common::history::history_pages_marks_and_heatmap(std::slice::from_ref(&server.base), &admin)
+        .await;
+    server.stop().await;
+}

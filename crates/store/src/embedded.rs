@@ -60,7 +60,7 @@ fn event_record(r: EventRow) -> EventRecord {
 /// The embedded store of `place serve`.
 #[derive(Debug, Clone)]
 pub struct EmbeddedStore {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
 }
 
 impl EmbeddedStore {

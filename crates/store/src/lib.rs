@@ -6,6 +6,8 @@
 //! - [`postgres`]: the store of the cluster's shards: PostgreSQL, one schema per deployment, events
 //!   and snapshots kept per tile so tiles can move between shards.
 //! - [`types`]: the records the stores keep (events, users) and [`StoreError`].
+//! - [`history`]: the public history (a pixel's, a user's, everyone's placements, by keyset
+//!   pages) and the heatmap of recent activity, in both stores.
 //! - [`moderation`]: what rollbacks, resets, the audit log and the admin panel read and write,
 //!   and the pure "colour before" computation both stores use.
 //!
@@ -20,11 +22,13 @@
 //! length of the log.
 
 pub mod embedded;
+pub mod history;
 pub mod moderation;
 pub mod postgres;
 pub mod types;
 
 pub use embedded::EmbeddedStore;
+pub use history::{HeatmapCounts, HistoryEntry, HistoryPage, Scope};
 pub use moderation::{
     AuditEntry, EventRecord, LoggedEvent, PlacementStats, Planner, Rect, Restore, RevertPlan,
     Selection,

@@ -178,7 +178,7 @@ fn event_record(r: EventRecordRow) -> EventRecord {
 /// The cluster store (see the module documentation).
 #[derive(Debug, Clone)]
 pub struct PgStore {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
     schema: String,
 }
 

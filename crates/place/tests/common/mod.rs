@@ -213,6 +213,7 @@ impl Client {
         }
     }
 }
+pub mod history;
 pub mod moderation;
 pub mod proxy;
 

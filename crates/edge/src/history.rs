@@ -1,0 +1,363 @@
+//! The public history API, `/api/v1/history/...`: who placed what on a pixel, a user's
+//! placements, everyone's latest, and the heatmap of recent activity. Anyone may read it, with
+//! or without a session, like the canvas itself.
+//!
+//! The listings are pages of [`place_store::history`]'s keyset queries, newest first, `limit`
+//! 1 to [`PAGE_MAX`] (default [`PAGE_DEFAULT`]). The `cursor` of the next page is opaque to
+//! clients: the listing it belongs to and the key of the last row, in URL-safe base64, so a
+//! cursor of another listing is refused (400) rather than silently misread. Every edge answers
+//! from the store beside its accounts: the embedded store in `place serve`, PostgreSQL in the
+//! cluster (the same store the admin routes read).
+//!
+//! The heatmap counts the players' placements of the last `minutes` per square cell, the cell
+//! size chosen so the canvas has at most [`HEATMAP_MAX_CELLS`] cells. It scans at most
+//! [`HEATMAP_MAX_EVENTS`] of the newest events, and each edge keeps an answer for
+//! [`HEATMAP_TTL`], so its cost is bounded however many ask.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use place_store::{HeatmapCounts, HistoryEntry, HistoryPage, Scope, StoreError};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tower_http::compression::CompressionLayer;
+
+use crate::error::AppError;
+use crate::moderation::ModerationStore;
+use crate::{now_ms, Edge};
+
+/// Placements per page, by default and at most.
+pub const PAGE_DEFAULT: i64 = 50;
+/// See [`PAGE_DEFAULT`].
+pub const PAGE_MAX: i64 = 500;
+/// The heatmap's window, in minutes, by default and at most.
+pub const HEATMAP_MINUTES_DEFAULT: u32 = 60;
+/// See [`HEATMAP_MINUTES_DEFAULT`].
+pub const HEATMAP_MINUTES_MAX: u32 = 24 * 60;
+/// The newest events a heatmap counts at most.
+pub const HEATMAP_MAX_EVENTS: i64 = 1_000_000;
+/// Cells of the canvas a heatmap has at most.
+pub const HEATMAP_MAX_CELLS: u64 = 65_536;
+/// How long an edge serves a heatmap before computing it again.
+pub const HEATMAP_TTL: Duration = Duration::from_secs(5);
+
+/// The history routes.
+pub fn routes() -> Router<Arc<Edge>> {
+    Router::new()
+        .route("/api/v1/history/pixel", get(pixel))
+        .route("/api/v1/history/user/{id}", get(user))
+        .route("/api/v1/history/recent", get(recent))
+        .route(
+            "/api/v1/history/heatmap",
+            get(heatmap).layer(CompressionLayer::new().gzip(true)),
+        )
+}
+
+/// Heatmaps computed lately, by window in minutes.
+#[derive(Default)]
+pub struct HeatmapCache {
+    entries: tokio::sync::Mutex<HashMap<u32, (Instant, Arc<Value>)>>,
+}
+
+impl ModerationStore<'_> {
+    /// A page of history.
+    pub async fn history(
+        &self,
+        scope: Scope,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<HistoryPage, StoreError> {
+        match self {
+            Self::Embedded(s) => s.history(scope, before, limit).await,
+            Self::Postgres(s) => s.history(scope, before, limit).await,
+        }
+    }
+
+    /// Recent player placements per cell.
+    pub async fn heatmap(
+        &self,
+        since_ms: i64,
+        cell: u32,
+        max_events: i64,
+    ) -> Result<HeatmapCounts, StoreError> {
+        match self {
+            Self::Embedded(s) => s.heatmap(since_ms, cell, max_events).await,
+            Self::Postgres(s) => s.heatmap(since_ms, cell, max_events).await,
+        }
+    }
+}
+
+/// `limit` and `cursor`, as given.
+#[derive(Deserialize, Default)]
+struct PageParams {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+impl PageParams {
+    fn limit(&self) -> Result<i64, AppError> {
+        let Some(text) = &self.limit else {
+            return Ok(PAGE_DEFAULT);
+        };
+        text.parse::<i64>()
+            .ok()
+            .filter(|n| (1..=PAGE_MAX).contains(n))
+            .ok_or_else(|| {
+                AppError::BadRequest(format!("limit must be a whole number from 1 to {PAGE_MAX}"))
+            })
+    }
+
+    /// The key the cursor carries; 400 for one that another listing (`tag`) made, or garbage.
+    fn before(&self, tag: &str) -> Result<Option<i64>, AppError> {
+        self.cursor
+            .as_deref()
+            .map(|c| {
+                decode_cursor(c, tag).ok_or_else(|| {
+                    AppError::BadRequest("cursor is not one this listing gave".into())
+                })
+            })
+            .transpose()
+    }
+}
+
+/// The listing a cursor belongs to, so it cannot be replayed on another.
+fn scope_tag(scope: Scope) -> String {
+    match scope {
+        Scope::Pixel { x, y } => format!("p{x},{y}"),
+        Scope::User(id) => format!("u{id}"),
+        Scope::Recent => "r".into(),
+    }
+}
+
+fn encode_cursor(tag: &str, key: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{tag}.{key}"))
+}
+
+fn decode_cursor(cursor: &str, tag: &str) -> Option<i64> {
+    if cursor.len() > 128 {
+        return None;
+    }
+    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(cursor).ok()?).ok()?;
+    let (t, key) = text.rsplit_once('.')?;
+    let key: i64 = key.parse().ok()?;
+    (t == tag && key >= 0).then_some(key)
+}
+
+/// One placement as the history shows it.
+fn entry_json(e: &HistoryEntry) -> Value {
+    json!({
+        "x": e.x,
+        "y": e.y,
+        "color": e.color,
+        "userId": e.user_id.to_string(),
+        "username": e.username,
+        "placedAt": e.placed_at,
+        "reverted": e.reverted,
+        "restore": e.restore,
+    })
+}
+
+async fn page(edge: &Edge, scope: Scope, params: &PageParams) -> Result<Value, AppError> {
+    let tag = scope_tag(scope);
+    let limit = params.limit()?;
+    let before = params.before(&tag)?;
+    let page = edge
+        .accounts
+        .moderation_store()
+        .history(scope, before, limit)
+        .await?;
+    let items: Vec<Value> = page.entries.iter().map(entry_json).collect();
+    Ok(json!({
+        "items": items,
+        "nextCursor": page.next.map(|key| encode_cursor(&tag, key)),
+    }))
+}
+
+#[derive(Deserialize)]
+struct PixelParams {
+    x: Option<String>,
+    y: Option<String>,
+    #[serde(flatten)]
+    page: PageParams,
+}
+
+async fn pixel(
+    State(edge): State<Arc<Edge>>,
+    Query(q): Query<PixelParams>,
+) -> Result<Json<Value>, AppError> {
+    let g = edge.config.geometry;
+    let coord = |v: &Option<String>| v.as_deref().and_then(|t| t.parse::<u32>().ok());
+    let (x, y) = match (coord(&q.x), coord(&q.y)) {
+        (Some(x), Some(y)) if g.contains(x, y) => (x, y),
+        _ => {
+            return Err(AppError::BadRequest(format!(
+                "x and y must be whole numbers inside the {}x{} canvas",
+                g.width(),
+                g.height()
+            )))
+        }
+    };
+    Ok(Json(page(&edge, Scope::Pixel { x, y }, &q.page).await?))
+}
+
+async fn user(
+    State(edge): State<Arc<Edge>>,
+    Path(id): Path<String>,
+    Query(q): Query<PageParams>,
+) -> Result<Json<Value>, AppError> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| AppError::BadRequest(format!("{id:?} is not a user id")))?;
+    let store = edge.accounts.moderation_store();
+    let user = store.user(id).await?.ok_or(AppError::NotFound)?;
+    let mut body = page(&edge, Scope::User(user.id), &q).await?;
+    body["user"] = json!({"userId": user.id.to_string(), "username": user.username});
+    Ok(Json(body))
+}
+
+async fn recent(
+    State(edge): State<Arc<Edge>>,
+    Query(q): Query<PageParams>,
+) -> Result<Json<Value>, AppError> {
+    Ok(Json(page(&edge, Scope::Recent, &q).await?))
+}
+
+#[derive(Deserialize)]
+struct HeatmapParams {
+    minutes: Option<String>,
+}
+
+/// The smallest power-of-two cell size that cuts a `width` x `height` canvas into at most
+/// [`HEATMAP_MAX_CELLS`] cells.
+pub fn heatmap_cell_size(width: u32, height: u32) -> u32 {
+    let mut cell: u32 = 1;
+    while u64::from(width.div_ceil(cell)) * u64::from(height.div_ceil(cell)) > HEATMAP_MAX_CELLS {
+        cell *= 2;
+    }
+    cell
+}
+
+async fn heatmap(
+    State(edge): State<Arc<Edge>>,
+    Query(q): Query<HeatmapParams>,
+) -> Result<Response, AppError> {
+    let minutes = match &q.minutes {
+        None => HEATMAP_MINUTES_DEFAULT,
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|m| (1..=HEATMAP_MINUTES_MAX).contains(m))
+            .ok_or_else(|| {
+                AppError::BadRequest(format!(
+                    "minutes must be a whole number from 1 to {HEATMAP_MINUTES_MAX}"
+                ))
+            })?,
+    };
+    let body = {
+        let mut cache = edge.heatmaps.entries.lock().await;
+        cache.retain(|_, (made, _)| made.elapsed() < HEATMAP_TTL);
+        match cache.get(&minutes) {
+            Some((_, body)) => Arc::clone(body),
+            None => {
+                let body = Arc::new(compute_heatmap(&edge, minutes).await?);
+                cache.insert(minutes, (Instant::now(), Arc::clone(&body)));
+                body
+            }
+        }
+    };
+    let max_age = HeaderValue::from_str(&format!("public, max-age={}", HEATMAP_TTL.as_secs()))
+        .map_err(|e| AppError::Unavailable(e.to_string()))?;
+    Ok(([(header::CACHE_CONTROL, max_age)], Json(body)).into_response())
+}
+
+async fn compute_heatmap(edge: &Edge, minutes: u32) -> Result<Value, AppError> {
+    let g = edge.config.geometry;
+    let cell = heatmap_cell_size(g.width(), g.height());
+    let until = now_ms();
+    let since = until - i64::from(minutes) * 60_000;
+    let started = Instant::now();
+    let counts = edge
+        .accounts
+        .moderation_store()
+        .heatmap(since, cell, HEATMAP_MAX_EVENTS)
+        .await?;
+    tracing::debug!(
+        minutes,
+        cells = counts.cells.len(),
+        total = counts.total,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "heatmap computed"
+    );
+    let max = counts.cells.iter().map(|c| c.2).max().unwrap_or(0);
+    let cells: Vec<[i64; 3]> = counts
+        .cells
+        .iter()
+        .map(|&(cx, cy, n)| [i64::from(cx), i64::from(cy), n])
+        .collect();
+    Ok(json!({
+        "minutes": minutes,
+        "since": since,
+        "until": until,
+        "cellSize": cell,
+        "columns": g.width().div_ceil(cell),
+        "rows": g.height().div_ceil(cell),
+        "total": counts.total,
+        "max": max,
+        "truncated": counts.truncated,
+        "oldest": counts.oldest_ms,
+        "cells": cells,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_come_back_only_to_their_listing() {
+        let c = encode_cursor("p3,4", 17);
+        assert_eq!(decode_cursor(&c, "p3,4"), Some(17));
+        assert_eq!(decode_cursor(&c, "p3,5"), None);
+        assert_eq!(decode_cursor(&c, "r"), None);
+        assert_eq!(decode_cursor("not base64!", "r"), None);
+        assert_eq!(decode_cursor(&URL_SAFE_NO_PAD.encode("r.-3"), "r"), None);
+        assert_eq!(decode_cursor(&URL_SAFE_NO_PAD.encode("r.x"), "r"), None);
+        assert_eq!(decode_cursor(&"A".repeat(200), "r"), None);
+    }
+
+    #[test]
+    fn limits_are_checked() {
+        let p = |limit: &str| PageParams {
+            limit: Some(limit.into()),
+            cursor: None,
+        };
+        assert_eq!(
+            PageParams::default().limit().expect("test step"),
+            PAGE_DEFAULT
+        );
+        assert_eq!(p("500").limit().expect("test step"), 500);
+        assert!(p("501").limit().is_err());
+        assert!(p("0").limit().is_err());
+        assert!(p("ten").limit().is_err());
+    }
+
+    #[test]
+    fn heatmap_cells_stay_bounded() {
+        assert_eq!(heatmap_cell_size(256, 256), 1);
+        assert_eq!(heatmap_cell_size(2000, 2000), 8);
+        assert_eq!(heatmap_cell_size(65536, 65536), 256);
+        assert_eq!(heatmap_cell_size(65536, 1), 1);
+        for (w, h) in [(1, 1), (2000, 2000), (65536, 65536), (3000, 17)] {
+            let c = heatmap_cell_size(w, h);
+            assert!(u64::from(w.div_ceil(c)) * u64::from(h.div_ceil(c)) <= HEATMAP_MAX_CELLS);
+        }
+    }
+}
