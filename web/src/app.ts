@@ -5,6 +5,7 @@
 import { AccountPanel } from "./account";
 import { AdminPanel } from "./admin";
 import { Connection, type Status } from "./connection";
+import { HistoryView } from "./history";
 import { attachGestures } from "./input";
 import { paletteTable } from "./palette";
 import { Placements } from "./placements";
@@ -69,6 +70,10 @@ export class App {
     palette: () => this.info?.palette ?? [],
     toast: (m) => this.ui.toast(m),
   });
+  private history = new HistoryView({
+    palette: () => this.info?.palette ?? [],
+    heat: (layer) => this.renderer.setHeat(layer),
+  });
   /** After a sign-in or sign-out the socket reconnects as whoever the new cookie says. */
   private account = new AccountPanel(
     () => this.conn.renew(),
@@ -100,7 +105,11 @@ export class App {
 
   start(): void {
     attachGestures(this.ui.board, {
-      pan: (dx, dy) => this.setView(panBy(this.view, dx, dy)),
+      pan: (dx, dy) => {
+        // A finger's long-press tooltip goes when the finger pans; the mouse's follows it.
+        if (!this.hoverAt) this.history.hover(null);
+        this.setView(panBy(this.view, dx, dy));
+      },
       zoomAt: (sx, sy, f) => this.zoomBy(sx, sy, f),
       hover: (sx, sy) => {
         this.hoverAt = { x: sx, y: sy };
@@ -108,9 +117,18 @@ export class App {
       },
       leave: () => {
         this.hoverAt = null;
+        this.history.hover(null);
         this.updatePointer();
       },
-      tap: (sx, sy, touch) => this.tap(sx, sy, touch),
+      tap: (sx, sy, touch) => {
+        if (touch) this.history.hover(null);
+        this.tap(sx, sy, touch);
+      },
+      longPress: (sx, sy) => {
+        if (!this.info) return;
+        const px = pixelAt(this.view, this.size, sx, sy, this.info.width, this.info.height);
+        if (px) this.history.press({ ...px, sx, sy });
+      },
     });
     this.ui.onColor = (i) => {
       this.color = i;
@@ -216,6 +234,10 @@ export class App {
 
   private onPixels(tx: number, ty: number, firstSeq: number, events: Uint8Array): void {
     const outcome = this.store.onPixels(tx, ty, firstSeq, events, performance.now());
+    if (outcome === "applied") {
+      // Whoever placed these, the history kept of those pixels is stale now.
+      for (let i = 0; i + 2 < events.length; i += 3) this.history.changed(tx * TILE_SIZE + events[i], ty * TILE_SIZE + events[i + 1]);
+    }
     if (outcome === "gap") {
       const key = tileKey(tx, ty);
       if (!this.subs.subscribed.has(key)) return;
@@ -467,6 +489,10 @@ export class App {
     if (!this.info) return;
     let px: { x: number; y: number } | null = this.selected;
     if (!px && this.hoverAt) px = pixelAt(this.view, this.size, this.hoverAt.x, this.hoverAt.y, this.info.width, this.info.height);
+    if (this.hoverAt) {
+      const hovered = this.selected ? pixelAt(this.view, this.size, this.hoverAt.x, this.hoverAt.y, this.info.width, this.info.height) : px;
+      this.history.hover(hovered && { ...hovered, sx: this.hoverAt.x, sy: this.hoverAt.y });
+    }
     if (!px) {
       this.ui.setPointer(null);
       this.ui.setReticle(null);
@@ -526,6 +552,14 @@ export class App {
       },
       get selectedColor() {
         return app.color;
+      },
+      /** Pixels whose history the tooltip keeps. */
+      get historyCached() {
+        return app.history.cached;
+      },
+      /** Whether the heatmap is laid over the canvas. */
+      get heatmap() {
+        return app.renderer.heatShown;
       },
       /** Pixels outlined by the admin panel. */
       get highlighted() {

@@ -1,6 +1,8 @@
 // Pointer, wheel and keyboard gestures on the canvas, turned into pan, zoom,
-// hover and tap callbacks. A press becomes a tap only if the pointer moved
-// less than a few px and no second finger came down: dragging never paints.
+// hover, tap and long-press callbacks. A press becomes a tap only if the
+// pointer moved less than a few px and no second finger came down: dragging
+// never paints. A finger that rests still for LONG_PRESS_MS is a long press
+// (show the pixel's history), and its release is no tap.
 
 export interface GestureHandlers {
   pan(dx: number, dy: number): void;
@@ -8,11 +10,14 @@ export interface GestureHandlers {
   hover(sx: number, sy: number): void;
   leave(): void;
   tap(sx: number, sy: number, touch: boolean): void;
+  longPress(sx: number, sy: number): void;
 }
 
 /** How far (CSS px) a press may wander and still be a tap. */
 export const TAP_SLOP_MOUSE = 4;
 export const TAP_SLOP_TOUCH = 10;
+/** How long a finger rests still before a press is a long press. */
+export const LONG_PRESS_MS = 500;
 const KEY_PAN_PX = 60;
 const KEY_ZOOM = 1.5;
 
@@ -34,6 +39,12 @@ export function attachGestures(el: HTMLElement, h: GestureHandlers): void {
   const pointers = new Map<number, Pointer>();
   let moved = false; // the current press became a drag or pinch
   let pinch: { dist: number; mx: number; my: number } | null = null;
+  let longTimer: ReturnType<typeof setTimeout> | null = null;
+  let longPressed = false; // the current press became a long press
+  const cancelLong = () => {
+    if (longTimer) clearTimeout(longTimer);
+    longTimer = null;
+  };
 
   const pinchState = () => {
     const [a, b] = [...pointers.values()];
@@ -44,8 +55,22 @@ export function attachGestures(el: HTMLElement, h: GestureHandlers): void {
     if (e.pointerType === "mouse" && e.button !== 0) return;
     el.setPointerCapture(e.pointerId);
     pointers.set(e.pointerId, { x: e.clientX, y: e.clientY, startX: e.clientX, startY: e.clientY });
-    if (pointers.size === 1) moved = false;
+    if (pointers.size === 1) {
+      moved = false;
+      longPressed = false;
+      if (e.pointerType !== "mouse") {
+        const id = e.pointerId;
+        longTimer = setTimeout(() => {
+          longTimer = null;
+          const p = pointers.get(id);
+          if (!p || moved || pointers.size !== 1) return;
+          longPressed = true;
+          h.longPress(p.x, p.y);
+        }, LONG_PRESS_MS);
+      }
+    }
     if (pointers.size === 2) {
+      cancelLong();
       moved = true;
       pinch = pinchState();
     }
@@ -71,6 +96,7 @@ export function attachGestures(el: HTMLElement, h: GestureHandlers): void {
     const slop = e.pointerType === "mouse" ? TAP_SLOP_MOUSE : TAP_SLOP_TOUCH;
     if (!moved && Math.hypot(p.x - p.startX, p.y - p.startY) >= slop) {
       moved = true;
+      cancelLong();
       el.classList.add("dragging");
       h.pan(p.x - p.startX, p.y - p.startY); // catch up with the slop
     } else if (moved) {
@@ -83,12 +109,13 @@ export function attachGestures(el: HTMLElement, h: GestureHandlers): void {
     const p = pointers.get(e.pointerId);
     if (!p) return;
     pointers.delete(e.pointerId);
+    cancelLong();
     if (pointers.size === 0) el.classList.remove("dragging");
     if (pointers.size === 1) {
       // One finger left after a pinch: it pans from where it is now, never taps.
       pinch = null;
     }
-    if (pointers.size === 0 && !moved && !cancelled) h.tap(e.clientX, e.clientY, e.pointerType !== "mouse");
+    if (pointers.size === 0 && !moved && !longPressed && !cancelled) h.tap(e.clientX, e.clientY, e.pointerType !== "mouse");
   };
   el.addEventListener("pointerup", (e) => end(e, false));
   el.addEventListener("pointercancel", (e) => end(e, true));
@@ -104,6 +131,10 @@ export function attachGestures(el: HTMLElement, h: GestureHandlers): void {
     },
     { passive: false },
   );
+  // A long press would also open the browser's menu for the canvas.
+  el.addEventListener("contextmenu", (e) => {
+    if (longTimer || longPressed) e.preventDefault();
+  });
   // Safari's own pinch gesture would zoom the page.
   el.addEventListener("gesturestart", (e) => e.preventDefault());
 

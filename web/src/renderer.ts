@@ -2,6 +2,7 @@
 // one width x height bitmap for overview mode. A frame redraws everything only
 // when the view moved; otherwise only the tiles that changed.
 
+import type { HeatLayer } from "./history";
 import type { Placements } from "./placements";
 import { TILE_SIZE } from "./protocol";
 import type { HeldTile, TileListener } from "./tiles";
@@ -34,6 +35,16 @@ function makeBitmap(w: number, h: number): Bitmap {
   return { img, words: new Uint32Array(img.data.buffer as ArrayBuffer), surface, ctx, dirty: true };
 }
 
+/** A surface holding `img` with its alpha. */
+function bitmapWithAlpha(w: number, h: number, img: ImageData): Surface {
+  const surface: Surface =
+    typeof OffscreenCanvas !== "undefined" ? new OffscreenCanvas(w, h) : Object.assign(document.createElement("canvas"), { width: w, height: h });
+  const ctx = surface.getContext("2d") as Surface2D | null;
+  if (!ctx) throw new Error("no 2d context");
+  ctx.putImageData(img, 0, 0);
+  return surface;
+}
+
 function upload(b: Bitmap): void {
   if (!b.dirty) return;
   b.ctx.putImageData(b.img, 0, 0);
@@ -63,6 +74,8 @@ export class Renderer implements TileListener {
   frames = 0;
   /** Pixels outlined over the canvas (an administrator's view of one user's placements). */
   private highlights: readonly { x: number; y: number }[] = [];
+  /** The heatmap laid over the canvas, one pixel per cell, or null. */
+  private heat: { layer: HeatLayer; surface: Surface } | null = null;
   /** Called after each drawn frame with its duration in ms. */
   onFrame: ((ms: number) => void) | null = null;
 
@@ -113,6 +126,23 @@ export class Renderer implements TileListener {
 
   get highlightCount(): number {
     return this.highlights.length;
+  }
+
+  /** Lays a heatmap over the canvas (null: none). */
+  setHeat(layer: HeatLayer | null): void {
+    if (!layer) {
+      this.heat = null;
+    } else {
+      // Translucent cells: a surface with alpha, unlike the tiles' bitmaps.
+      const surface = bitmapWithAlpha(layer.columns, layer.rows, new ImageData(layer.rgba, layer.columns, layer.rows));
+      this.heat = { layer, surface };
+    }
+    this.viewDirty = true;
+    this.request();
+  }
+
+  get heatShown(): boolean {
+    return this.heat !== null;
   }
 
   // ---- TileListener ----
@@ -239,9 +269,11 @@ export class Renderer implements TileListener {
     const ctx = this.ctx;
     ctx.imageSmoothingEnabled = false;
     const range = visibleTiles(this.view, this.size, this.width, this.height, TILE_SIZE);
-    // Outlines reach past their tile: with any shown, a changed tile redraws the whole view.
+    // Outlines reach past their tile and the heatmap lies over all: with either shown, a
+    // changed tile redraws the whole view.
     const outlined = this.highlights.length > 0;
-    if (this.viewDirty || (this.mode === "overview" && this.overviewDirty) || (outlined && this.dirtyTiles.size > 0)) {
+    const covered = outlined || this.heat !== null;
+    if (this.viewDirty || (this.mode === "overview" && this.overviewDirty) || (covered && this.dirtyTiles.size > 0)) {
       this.drawAll(range);
     } else {
       for (const key of this.dirtyTiles) {
@@ -251,6 +283,7 @@ export class Renderer implements TileListener {
         this.drawTile(tx, ty);
       }
     }
+    if (this.heat) this.drawHeat(range);
     if (outlined) this.drawHighlights();
     this.dirtyTiles.clear();
     this.viewDirty = false;
@@ -274,6 +307,22 @@ export class Renderer implements TileListener {
       return;
     }
     for (let ty = range.ty0; ty <= range.ty1; ty++) for (let tx = range.tx0; tx <= range.tx1; tx++) this.drawTile(tx, ty);
+  }
+
+  /** The visible cells of the heatmap, each stretched over its square of the canvas, blurred a little. */
+  private drawHeat(range: ReturnType<typeof visibleTiles>): void {
+    if (!this.heat) return;
+    const { layer, surface } = this.heat;
+    const c = layer.cellSize;
+    const cx0 = Math.floor((range.tx0 * TILE_SIZE) / c);
+    const cy0 = Math.floor((range.ty0 * TILE_SIZE) / c);
+    const cx1 = Math.min(layer.columns, Math.ceil(((range.tx1 + 1) * TILE_SIZE) / c));
+    const cy1 = Math.min(layer.rows, Math.ceil(((range.ty1 + 1) * TILE_SIZE) / c));
+    if (cx1 <= cx0 || cy1 <= cy0) return;
+    const ctx = this.ctx;
+    ctx.imageSmoothingEnabled = c > 1;
+    ctx.drawImage(surface, cx0, cy0, cx1 - cx0, cy1 - cy0, ...this.rect(cx0 * c, cy0 * c, (cx1 - cx0) * c, (cy1 - cy0) * c));
+    ctx.imageSmoothingEnabled = false;
   }
 
   /** A frame around each highlighted pixel, outside it so the pixel's colour stays visible. */
