@@ -44,14 +44,17 @@ fn commit(core: &mut ShardCore, placements: &[PlaceRequest], last_event: &mut i6
         for output in core.handle(input) {
             outputs += 1;
             match output {
-                Output::WriteEvents(events) => {
+                Output::WriteEvents { events, .. } => {
                     *last_event += events.len() as i64;
                     inputs.push_back(Input::EventsWritten(Ok(*last_event)));
                 }
                 Output::WriteCheckpoint { .. } => {
                     inputs.push_back(Input::CheckpointWritten(Ok(())))
                 }
-                Output::Reply { .. } | Output::Send { .. } | Output::ReloadTiles(_) => {}
+                Output::Reply { .. }
+                | Output::Send { .. }
+                | Output::ReloadTiles(_)
+                | Output::AcquireTiles { .. } => {}
             }
         }
     }

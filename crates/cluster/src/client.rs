@@ -100,6 +100,15 @@ impl ClusterClient {
         let _ = tokio::time::timeout(within, ring.changed()).await;
     }
 
+    /// Before routing again a placement that `epoch`'s owner refused as not its own: at once if
+    /// the ring has moved on since, else after `wait` or the next ring change, whichever comes
+    /// first (the edge's ring is behind, or the new owner is still loading the tile).
+    async fn before_rerouting(&self, epoch: u64, wait: Duration) {
+        if self.ring().epoch() == epoch {
+            self.ring_changed(wait).await;
+        }
+    }
+
     async fn connection(&self, shard: &ShardInfo) -> Result<quinn::Connection, ClientError> {
         if let Some(c) = self.connections.lock().get(&shard.id) {
             if c.close_reason().is_none() {
@@ -167,15 +176,18 @@ impl ClusterClient {
         Ok((send, recv))
     }
 
-    /// Places a pixel at the owner of its tile. A shard that no longer owns the tile makes the
-    /// edge wait for the new ring and try again (nothing was applied, so this is safe); a shard
-    /// that does not answer in time is `Unavailable` (it may or may not have applied it, so the
-    /// edge must not retry blindly).
+    /// Places a pixel at the owner of its tile. A shard that does not own the tile (the ring
+    /// changed, or the new owner is still loading it mid-handoff) applied nothing, so the edge
+    /// routes it again by the newest ring, with a short growing pause, until [`PLACE_TIMEOUT`]:
+    /// a reshard is invisible to the player. A shard that does not answer in time is
+    /// `Unavailable` (it may or may not have applied it, so the edge must not retry blindly).
     pub async fn place(&self, request: PlaceRequest) -> Result<Placed, PlaceError> {
         let Some((tile, _, _)) = self.geometry.locate(request.x, request.y) else {
             return Err(PlaceError::InvalidCoords);
         };
-        for _attempt in 0..3 {
+        let deadline = tokio::time::Instant::now() + PLACE_TIMEOUT;
+        let mut pause = Duration::from_millis(10);
+        while tokio::time::Instant::now() < deadline {
             let ring = self.ring();
             let owner = ring.owner(tile).clone();
             let wire = wire_place(&request, ring.epoch());
@@ -187,7 +199,7 @@ impl ClusterClient {
                     .ok_or_else(|| ClientError::Stream("no reply".into()))?;
                 Ok::<_, ClientError>(PlaceReply::decode(&frame)?)
             };
-            let reply = match tokio::time::timeout(PLACE_TIMEOUT, exchange).await {
+            let reply = match tokio::time::timeout_at(deadline, exchange).await {
                 Ok(Ok(reply)) => reply,
                 Ok(Err(error)) => {
                     warn!(shard = %owner.id, %error, "placement failed");
@@ -201,7 +213,9 @@ impl ClusterClient {
             match reply {
                 PlaceReply::Placed { seq } => return Ok(Placed { seq }),
                 PlaceReply::Refused(PlaceRefusal::NotOwner) => {
-                    self.ring_changed(Duration::from_millis(500)).await
+                    debug!(shard = %owner.id, %tile, epoch = ring.epoch(), "not the owner; routing again");
+                    self.before_rerouting(ring.epoch(), pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(200));
                 }
                 PlaceReply::Refused(why) => return Err(refusal_error(why)),
             }
@@ -223,7 +237,8 @@ impl ClusterClient {
                 None => results[i] = Err(PlaceError::InvalidCoords),
             }
         }
-        for _attempt in 0..3 {
+        let mut pause = Duration::from_millis(10);
+        for _attempt in 0..8 {
             if todo.is_empty() {
                 break;
             }
@@ -262,7 +277,8 @@ impl ClusterClient {
                 }
             }
             if !retry.is_empty() {
-                self.ring_changed(Duration::from_millis(500)).await;
+                self.before_rerouting(ring.epoch(), pause).await;
+                pause = (pause * 2).min(Duration::from_millis(400));
             }
             todo = retry;
         }
@@ -328,8 +344,29 @@ impl ClusterClient {
         Ok(TileStream { _send: send, recv })
     }
 
-    /// Every tile of the canvas, read from all shards at once.
+    /// Every tile of the canvas, read from all shards at once. Mid-handoff a moving tile may be
+    /// served by neither owner (the new one is still loading it) or by both (the old one has not
+    /// seen the ring yet; the higher seq wins): the read is repeated, briefly, until every tile
+    /// is there.
     pub async fn read_tiles(&self) -> Result<Vec<TileSnapshot>, ClientError> {
+        let deadline = tokio::time::Instant::now() + PLACE_TIMEOUT;
+        loop {
+            let tiles = self.read_tiles_once().await?;
+            if tiles.len() == self.geometry.tile_count() {
+                return Ok(tiles.into_values().collect());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ClientError::Stream(format!(
+                    "{} of {} tiles are served (tiles are moving between shards)",
+                    tiles.len(),
+                    self.geometry.tile_count()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn read_tiles_once(&self) -> Result<HashMap<TileId, TileSnapshot>, ClientError> {
         let ring = self.ring();
         let reads = ring.shards().iter().map(|shard| async move {
             let (send, mut recv) = self.open(shard, &Request::ReadTiles).await?;
@@ -342,12 +379,47 @@ impl ClusterClient {
             }
             Ok::<_, ClientError>(tiles)
         });
-        let mut all = Vec::new();
+        let mut all: HashMap<TileId, TileSnapshot> = HashMap::new();
         for result in futures_util::future::join_all(reads).await {
-            all.extend(result?);
+            for tile in result? {
+                if all.get(&tile.tile).is_none_or(|held| held.seq < tile.seq) {
+                    all.insert(tile.tile, tile);
+                }
+            }
         }
         Ok(all)
     }
+}
+
+/// Checks that a shard answers at `addr` with a certificate of the cluster's authority, and
+/// speaks the shard protocol: connects as `identity` and reads the tiles it serves (none, before
+/// it joins the ring). Returns how many tiles it served.
+pub async fn probe(identity: &NodeIdentity, addr: &str) -> Result<usize, ClientError> {
+    let shard = ShardInfo {
+        id: "probe".to_owned(),
+        addr: addr.to_owned(),
+    };
+    let ring = Ring::new(0, vec![shard.clone()]).map_err(|e| ClientError::Connect {
+        shard: shard.id.clone(),
+        addr: addr.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let (_keep, watch) = watch::channel(Arc::new(ring));
+    let client = ClusterClient::new(identity, watch, CanvasGeometry::default())?;
+    let exchange = async {
+        let (send, mut recv) = client.open(&shard, &Request::ReadTiles).await?;
+        drop(send);
+        let mut tiles = 0;
+        while read_frame(&mut recv).await?.is_some() {
+            tiles += 1;
+        }
+        Ok::<_, ClientError>(tiles)
+    };
+    let tiles = tokio::time::timeout(PLACE_TIMEOUT, exchange)
+        .await
+        .map_err(|_| ClientError::Timeout)??;
+    client.endpoint.close(quinn::VarInt::from_u32(0), b"probed");
+    Ok(tiles)
 }
 
 /// A placement as it travels, routed at `epoch`.

@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`ring`]: which shard owns which tile (consistent hashing with virtual nodes, with epochs).
 //! - [`ring_store`]: the ring in Redis, and watching it.
+//! - [`reshard`]: changing the ring while the cluster serves (one change at a time, progress,
+//!   shards' reports, failover of silent shards).
 //! - [`tls`]: the cluster's certificate authority and node identities, and the mutually
 //!   authenticated QUIC configurations built from them.
 //! - [`wire`]: the edge-shard messages and their framing on QUIC streams.
@@ -10,6 +12,7 @@
 //! - [`client`]: an edge's QUIC client: placements routed by the ring, tile streams, reads.
 
 pub mod client;
+pub mod reshard;
 pub mod ring;
 pub mod ring_store;
 pub mod shard_server;

@@ -207,15 +207,21 @@ impl Ring {
     }
 }
 
+/// Shard `i` of a test ring: `shard-i` on port `7000 + i`.
+#[cfg(test)]
+pub(crate) fn test_shard(i: usize) -> ShardInfo {
+    ShardInfo {
+        id: format!("shard-{i}"),
+        addr: format!("127.0.0.1:{}", 7000 + i),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn shard(i: usize) -> ShardInfo {
-        ShardInfo {
-            id: format!("shard-{i}"),
-            addr: format!("127.0.0.1:{}", 7000 + i),
-        }
+        test_shard(i)
     }
 
     fn ring(n: usize) -> Ring {

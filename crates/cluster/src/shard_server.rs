@@ -59,19 +59,23 @@ impl ShardServer {
         ring.tiles_of(&self.id, self.geometry).collect()
     }
 
-    /// Accepts connections until the endpoint closes.
+    /// Accepts connections until the endpoint closes. Every ring change is passed on to the
+    /// shard, which stops serving the tiles it lost and acquires those it gained.
     pub async fn run(self, endpoint: quinn::Endpoint) {
-        self.shard.set_owned(Some(self.owned())).await;
         let mut ring_changes = self.ring.clone();
         let owner_updates = {
             let server = self.clone();
             tokio::spawn(async move {
-                while ring_changes.changed().await.is_ok() {
-                    server.shard.set_owned(Some(server.owned())).await;
-                    info!(
-                        epoch = server.ring.borrow().epoch(),
-                        "ring changed; ownership updated"
-                    );
+                loop {
+                    let epoch = ring_changes.borrow_and_update().epoch();
+                    server
+                        .shard
+                        .set_ownership(epoch, Some(server.owned()))
+                        .await;
+                    info!(epoch, "ring changed; ownership updated");
+                    if ring_changes.changed().await.is_err() {
+                        return;
+                    }
                 }
             })
         };
@@ -188,7 +192,8 @@ impl ShardServer {
     }
 
     /// Streams one tile to an edge until the edge closes the stream; resets it when the edge is
-    /// too slow or the tile is not ours.
+    /// too slow or the tile is not ours (or stops being ours: the edge follows the ring to the
+    /// new owner, from the seq it holds).
     async fn stream_tile(
         &self,
         mut send: quinn::SendStream,
@@ -210,8 +215,16 @@ impl ShardServer {
             return Ok(());
         };
         self.shard.subscribe(subscriber, tile, known_seq).await;
+        let mut ring = self.ring.clone();
         let result = loop {
             tokio::select! {
+                changed = ring.changed() => {
+                    let moved = changed.is_err() || ring.borrow_and_update().owner(tile).id != self.id;
+                    if moved {
+                        let _ = send.reset(quinn::VarInt::from_u32(4));
+                        break Ok(());
+                    }
+                }
                 message = messages.recv() => match message {
                     Some(ShardMessage::Snapshot(s)) => {
                         if let Err(e) = write_frame(&mut send, &TileFrame::encode_snapshot(s.tile, s.seq, &s.pixels)).await {

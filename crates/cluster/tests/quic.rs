@@ -6,7 +6,9 @@ use std::time::Duration;
 use place_cluster::tls::{write_certs, NodeIdentity};
 use place_cluster::wire::TileFrame;
 use place_cluster::{ClusterClient, Ring, ShardInfo, ShardServer};
-use place_shard::{CheckpointPolicy, PlaceError, PlaceRequest, ShardConfig, ShardStore, ShardTask};
+use place_shard::{
+    CheckpointPolicy, Ownership, PlaceError, PlaceRequest, ShardConfig, ShardStore, ShardTask,
+};
 use place_store::EmbeddedStore;
 use place_tiles::{CanvasGeometry, TileId};
 use tokio::sync::watch;
@@ -54,7 +56,10 @@ async fn start_cluster(shards: usize) -> Cluster {
             batch_window: Duration::from_millis(5),
             checkpoint: CheckpointPolicy::default(),
         };
-        let owned = ring.tiles_of(&info.id, geometry).collect();
+        let owned = Ownership {
+            epoch: ring.epoch(),
+            tiles: ring.tiles_of(&info.id, geometry).collect(),
+        };
         let (handle, _task) = ShardTask::start(config, ShardStore::Embedded(store), Some(owned))
             .await
             .expect("shard");

@@ -9,13 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use place_cluster::reshard::{change_ring, silent_shards, ShardReport, SilenceWatch, REPORT_EVERY};
 use place_cluster::tls::NodeIdentity;
 use place_cluster::{ClusterClient, RingStore, ShardServer};
 use place_edge::accounts::{Accounts, SharedAccounts};
 use place_edge::live::{LiveBus, RedisBus};
 use place_edge::shards::Shards;
 use place_edge::Edge;
-use place_shard::{ShardHandle, ShardStore, ShardTask};
+use place_shard::{Ownership, ShardHandle, ShardStore, ShardTask};
 use place_store::PgStore;
 use redis::aio::ConnectionManager;
 use tokio::net::TcpListener;
@@ -140,6 +141,17 @@ pub fn check_database_url(url: &str) -> Result<(), ConfigError> {
     })
 }
 
+/// How a shard process runs, beyond the cluster's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct ShardOptions {
+    /// Where to listen for edges.
+    pub listen_quic: SocketAddr,
+    /// Take another shard out of the ring once it has not reported for this long (its tiles go
+    /// to their next owners, loaded from PostgreSQL; their fences shut it out should it still be
+    /// alive). `None`: never.
+    pub failover_after: Option<Duration>,
+}
+
 /// A running shard process.
 pub struct ShardNode {
     /// The local shard.
@@ -149,21 +161,24 @@ pub struct ShardNode {
     endpoint: quinn::Endpoint,
     task: tokio::task::JoinHandle<()>,
     server: tokio::task::JoinHandle<()>,
+    supervisor: tokio::task::JoinHandle<()>,
     store: PgStore,
 }
 
-/// Starts a shard: restores its tiles (by the ring in Redis) from PostgreSQL and listens for
-/// edges on `listen_quic`.
+/// Starts a shard: restores its tiles (by the ring in Redis) from PostgreSQL, listens for edges,
+/// reports itself in Redis and watches the other shards for failover.
 pub async fn start_shard(
     config: &ValidConfig,
     cluster: &ClusterSettings,
-    listen_quic: SocketAddr,
+    options: ShardOptions,
 ) -> anyhow::Result<ShardNode> {
+    let listen_quic = options.listen_quic;
     let identity = cluster.identity()?;
     let store = cluster.postgres().await?;
     store.check_canvas(config.shard.geometry).await?;
     let redis = cluster.redis().await?;
-    let ring = RingStore::new(redis, &cluster.key_prefix()).watch().await?;
+    let ring_store = RingStore::new(redis, &cluster.key_prefix());
+    let ring = ring_store.watch().await?;
     let current = ring.borrow().clone();
     if current.shard(&cluster.node_id).is_none() {
         warn!(id = %cluster.node_id, epoch = current.epoch(), "this shard is not in the ring: it owns no tiles");
@@ -174,12 +189,23 @@ pub async fn start_shard(
     let (shard, task) = ShardTask::start(
         config.shard.clone(),
         ShardStore::Postgres(store.clone()),
-        Some(owned),
+        Some(Ownership {
+            epoch: current.epoch(),
+            tiles: owned,
+        }),
     )
     .await?;
     let endpoint = quinn::Endpoint::server(identity.server_config()?, listen_quic)
         .with_context(|| format!("binding QUIC on {listen_quic}"))?;
     let quic_addr = endpoint.local_addr()?;
+    let supervisor = tokio::spawn(supervise(Supervisor {
+        id: cluster.node_id.clone(),
+        shard: shard.clone(),
+        store: ring_store,
+        ring: ring.clone(),
+        geometry: config.shard.geometry,
+        failover_after: options.failover_after,
+    }));
     let server = ShardServer::new(
         cluster.node_id.clone(),
         shard.clone(),
@@ -194,8 +220,92 @@ pub async fn start_shard(
         endpoint,
         task,
         server,
+        supervisor,
         store,
     })
+}
+
+/// What a shard's supervisor needs.
+struct Supervisor {
+    id: String,
+    shard: ShardHandle,
+    store: RingStore,
+    ring: tokio::sync::watch::Receiver<Arc<place_cluster::Ring>>,
+    geometry: place_tiles::CanvasGeometry,
+    failover_after: Option<Duration>,
+}
+
+/// How long a failover waits for the surviving shards to load the dead one's tiles.
+const FAILOVER_HANDOFF_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Reports the shard in Redis every [`REPORT_EVERY`] (its epoch, tiles, loading, rate), and
+/// takes shards that stopped reporting out of the ring after `failover_after`, one at a time.
+async fn supervise(s: Supervisor) {
+    let mut every = tokio::time::interval(REPORT_EVERY);
+    let mut last: Option<(std::time::Instant, u64)> = None;
+    let mut silence = SilenceWatch::default();
+    let mut failover: Option<tokio::task::JoinHandle<()>> = None;
+    loop {
+        every.tick().await;
+        let Some(status) = s.shard.status().await else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        let rate = last.map_or(0.0, |(at, placed)| {
+            (status.placed_total - placed) as f64 / now.duration_since(at).as_secs_f64()
+        });
+        last = Some((now, status.placed_total));
+        let report = ShardReport {
+            id: s.id.clone(),
+            epoch: status.epoch,
+            owned: status.owned.unwrap_or(0),
+            acquiring: status.acquiring,
+            placements_per_sec: (rate * 10.0).round() / 10.0,
+        };
+        if let Err(error) = s.store.report(&report).await {
+            warn!(%error, "cannot report to Redis");
+            continue;
+        }
+        let Some(after) = s.failover_after else {
+            continue;
+        };
+        if failover.as_ref().is_some_and(|f| !f.is_finished()) {
+            continue;
+        }
+        let ring = s.ring.borrow().clone();
+        if ring.shard(&s.id).is_none() {
+            continue;
+        }
+        let reports = match s.store.reports().await {
+            Ok(reports) => reports,
+            Err(error) => {
+                warn!(%error, "cannot read the shards' reports");
+                continue;
+            }
+        };
+        let silent = silent_shards(&ring, &reports, &s.id);
+        let Some(dead) = silence.dead_shards(&silent, after).into_iter().next() else {
+            continue;
+        };
+        warn!(shard = %dead, silent_for = ?after, "a shard stopped reporting; taking it out of the ring");
+        let (store, geometry, me) = (s.store.clone(), s.geometry, s.id.clone());
+        failover = Some(tokio::spawn(async move {
+            let holder = format!("failover of {dead} by {me}");
+            let outcome = change_ring(
+                &store,
+                geometry,
+                &holder,
+                |ring| ring.without_shard(&dead),
+                FAILOVER_HANDOFF_TIMEOUT,
+                |progress| info!(?progress, "failover"),
+            )
+            .await;
+            match outcome {
+                Ok(ring) => info!(shard = %dead, epoch = ring.epoch(), "failover complete"),
+                Err(error) => warn!(shard = %dead, %error, "failover did not complete"),
+            }
+        }));
+    }
 }
 
 impl ShardNode {
@@ -205,6 +315,7 @@ impl ShardNode {
     /// new shard can bind the same address.
     pub async fn crash(self) {
         self.endpoint.close(quinn::VarInt::from_u32(1), b"crashed");
+        self.supervisor.abort();
         self.task.abort();
         self.server.abort();
         let _ = self.task.await;
@@ -229,6 +340,7 @@ impl ShardNode {
     /// Runs until `shutdown`, then stops accepting, writes what is pending and checkpoints.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) {
         shutdown.await;
+        self.supervisor.abort();
         self.endpoint
             .close(quinn::VarInt::from_u32(0), b"shutting down");
         self.shard.shutdown().await;

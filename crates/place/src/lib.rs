@@ -6,11 +6,13 @@
 //! - [`config`]: the settings of `place serve`, validated before anything binds.
 //! - [`serve`]: `place serve`, the whole system in one process on the embedded store.
 //! - [`cluster`]: `place shard` and `place edge`, on Redis, PostgreSQL and QUIC.
+//! - [`ring_cli`]: `place ring`, showing and changing the shard ring while the cluster serves.
 //! - [`verify`]: `place verify`, the live canvas against a replay of the event log.
 //! - [`admin`]: `place admin`, operator commands on the stores (the first administrator).
 
 pub mod admin;
 pub mod cluster;
 pub mod config;
+pub mod ring_cli;
 pub mod serve;
 pub mod verify;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use place::config::{env, LogFormat, ServeConfig};
+use place::ring_cli::RingCommand;
 use tokio::net::TcpListener;
 
 /// Exit status for a configuration error (EX_USAGE).
@@ -138,6 +139,10 @@ struct ShardArgs {
     /// UDP address for QUIC from the edges.
     #[arg(long, env = "PLACE_LISTEN_QUIC", default_value = "127.0.0.1:7001")]
     listen_quic: std::net::SocketAddr,
+    /// Take a shard that stopped reporting out of the ring after this many seconds (its tiles go
+    /// to the next owners); 0: never.
+    #[arg(long, env = "PLACE_FAILOVER_AFTER_SECS", default_value_t = 30)]
+    failover_after_secs: u64,
     #[command(flatten)]
     cluster: ClusterArgs,
     #[command(flatten)]
@@ -173,6 +178,9 @@ struct RingArgs {
     /// Canvas height, for the tile counts [default: 2000].
     #[arg(long, default_value_t = 2000, global = true)]
     height: u32,
+    /// Seconds to wait for a handoff to complete.
+    #[arg(long, default_value_t = 120, global = true)]
+    timeout_secs: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -186,8 +194,28 @@ enum RingAction {
         #[arg(long)]
         force: bool,
     },
-    /// Print the ring: epoch, shards, and how many tiles each owns.
+    /// Print the ring: epoch, shards, how many tiles each owns and how each is doing.
     Show,
+    /// Add a running shard to the ring while the cluster serves; prints which tiles move and the
+    /// handoff's progress, and the new shard's id last once the handoff is complete.
+    Add {
+        /// The shard's id (as it runs with `--id`).
+        id: String,
+        /// Its QUIC address, HOST:PORT.
+        addr: String,
+        /// Directory of the cluster's certificates, to check the shard's.
+        #[arg(long, env = "PLACE_CERTS", default_value = "certs")]
+        certs: PathBuf,
+        /// Whose certificate (in --certs) to present to it [default: the new shard's own].
+        #[arg(long)]
+        identity: Option<String>,
+    },
+    /// Take a shard out of the ring while the cluster serves: its tiles move to the others
+    /// (which load them) before it is left idle; prints the handoff's progress.
+    Remove {
+        /// The shard's id.
+        id: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -317,7 +345,14 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Shard(args) => run_node(args.common, args.cluster, Some(args.listen_quic)),
+        Command::Shard(args) => {
+            let options = place::cluster::ShardOptions {
+                listen_quic: args.listen_quic,
+                failover_after: (args.failover_after_secs > 0)
+                    .then(|| std::time::Duration::from_secs(args.failover_after_secs)),
+            };
+            run_node(args.common, args.cluster, Some(options))
+        }
         Command::Edge(args) => run_node(args.common, args.cluster, None),
         Command::Ring(args) => match run_ring(args) {
             Ok(()) => ExitCode::SUCCESS,
@@ -379,7 +414,7 @@ fn main() -> ExitCode {
 fn run_node(
     common: ServeArgs,
     cluster: ClusterArgs,
-    listen_quic: Option<std::net::SocketAddr>,
+    shard: Option<place::cluster::ShardOptions>,
 ) -> ExitCode {
     let settings = cluster.settings();
     let config = match common
@@ -398,9 +433,9 @@ fn run_node(
         .context("starting the runtime")
         .and_then(|runtime| {
             runtime.block_on(async {
-                match listen_quic {
-                    Some(addr) => {
-                        let node = place::cluster::start_shard(&config, &settings, addr).await?;
+                match shard {
+                    Some(options) => {
+                        let node = place::cluster::start_shard(&config, &settings, options).await?;
                         println!(
                             "shard {} listening on quic://{}",
                             settings.node_id, node.quic_addr
@@ -439,7 +474,7 @@ fn run_ring(args: RingArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("connecting to Redis at {}", args.redis_url))?;
         let store = place_cluster::RingStore::new(redis, &format!("place:{}:", args.cluster));
-        match args.action {
+        let command = match args.action {
             RingAction::Init { shards, force } => {
                 let shards = shards
                     .iter()
@@ -453,13 +488,23 @@ fn run_ring(args: RingArgs) -> anyhow::Result<()> {
                         })
                     })
                     .collect::<anyhow::Result<Vec<_>>>()?;
-                let ring = place_cluster::Ring::new(1, shards)?;
-                store.init(&ring, force).await?;
-                print_ring(&ring, geometry);
+                RingCommand::Init { shards, force }
             }
-            RingAction::Show => print_ring(&store.require().await?, geometry),
-        }
-        Ok(())
+            RingAction::Show => RingCommand::Show,
+            RingAction::Add {
+                id,
+                addr,
+                certs,
+                identity,
+            } => RingCommand::Add {
+                shard: place_cluster::ShardInfo { id, addr },
+                certs,
+                identity,
+            },
+            RingAction::Remove { id } => RingCommand::Remove { id },
+        };
+        let timeout = std::time::Duration::from_secs(args.timeout_secs);
+        place::ring_cli::run(&store, geometry, command, timeout).await
     })
 }
 
@@ -548,15 +593,6 @@ fn read_new_password(name: &str) -> anyhow::Result<String> {
     let again = rpassword::prompt_password("the same again: ").context("reading the password")?;
     anyhow::ensure!(password == again, "the two passwords differ");
     Ok(password)
-}
-
-fn print_ring(ring: &place_cluster::Ring, geometry: place_tiles::CanvasGeometry) {
-    let spread = ring.spread(geometry);
-    println!("epoch {}", ring.epoch());
-    for shard in ring.shards() {
-        let tiles = spread.get(&shard.id).copied().unwrap_or(0);
-        println!("{}	{}	{} tiles", shard.id, shard.addr, tiles);
-    }
 }
 
 fn run_serve(config: place::config::ValidConfig) -> anyhow::Result<()> {

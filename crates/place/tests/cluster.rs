@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{guest, Client};
-use place::cluster::{start_edge, start_shard, ClusterSettings, ShardNode};
+use place::cluster::{start_edge, start_shard, ClusterSettings, ShardNode, ShardOptions};
 use place::config::ServeConfig;
 use place_cluster::{Ring, RingStore, ShardInfo};
 use place_protocol::{ClientMessage, ErrorCode, RequestId, ServerMessage, TileRequest};
@@ -17,6 +17,23 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 const REDIS: &str = "redis://127.0.0.1:6379";
+/// The id of the shard a resharding test adds to a running cluster: of the first few names, one
+/// that takes a fair share (a quarter) of the test canvas's 16 tiles from the three shards.
+fn spare_shard_id() -> String {
+    let geometry = place_tiles::CanvasGeometry::new(256, 256).expect("size");
+    let shard = |id: String| ShardInfo {
+        id,
+        addr: "127.0.0.1:1".into(),
+    };
+    let three = Ring::new(1, (1..=3).map(|i| shard(format!("shard-{i}"))).collect()).expect("ring");
+    (4..100)
+        .map(|i| format!("shard-{i}"))
+        .find(|id| {
+            let four = three.with_shard(shard(id.clone())).expect("add");
+            four.spread(geometry)[id] >= 4
+        })
+        .expect("some name takes four tiles")
+}
 const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 fn free_udp_port() -> SocketAddr {
@@ -65,7 +82,13 @@ impl TestCluster {
         let certs = tempfile::tempdir().expect("tempdir");
         let shard_ids: Vec<String> = (1..=shards).map(|i| format!("shard-{i}")).collect();
         let edge_ids: Vec<String> = (1..=edges).map(|i| format!("edge-{i}")).collect();
-        let all: Vec<String> = shard_ids.iter().chain(&edge_ids).cloned().collect();
+        // A spare shard identity, for the shard a resharding test adds.
+        let all: Vec<String> = shard_ids
+            .iter()
+            .chain(&edge_ids)
+            .cloned()
+            .chain([spare_shard_id()])
+            .collect();
         place_cluster::tls::write_certs(certs.path(), &all).expect("certs");
         let infos = shard_ids
             .iter()
@@ -127,10 +150,24 @@ impl TestCluster {
 
     async fn start_shard(&self, i: usize) -> ShardNode {
         let info = &self.ring.shards()[i];
-        let addr: SocketAddr = info.addr.parse().expect("socket address");
-        start_shard(&self.config, &self.settings(&info.id), addr)
+        self.start_shard_as(&info.id, info.addr.parse().expect("socket address"))
+            .await
+    }
+
+    /// Starts shard `id` on `addr` (failover off: tests take shards out themselves).
+    async fn start_shard_as(&self, id: &str, addr: SocketAddr) -> ShardNode {
+        let options = ShardOptions {
+            listen_quic: addr,
+            failover_after: None,
+        };
+        start_shard(&self.config, &self.settings(id), options)
             .await
             .expect("PostgreSQL and Redis must be running for the shard")
+    }
+
+    async fn ring_store(&self) -> RingStore {
+        let redis = self.settings("x").redis().await.expect("redis");
+        RingStore::new(redis, &self.settings("x").key_prefix())
     }
 
     async fn client(&self, edge: usize, cookie: &str) -> Client {
@@ -846,5 +883,288 @@ async fn history_is_read_from_postgresql_through_any_edge() {
     };
     let admin = common::moderation::admin_cookie(&store, &bases[0], "root").await;
     common::history::history_pages_marks_and_heatmap(&bases, &admin).await;
+    cluster.remove().await;
+}
+
+/// A change of the ring, as a test makes it.
+type RingChange = dyn FnOnce(&Ring) -> Result<Ring, place_cluster::RingError>;
+
+/// A player painting its own pixels (each pixel once) as fast as the frame limit allows,
+/// recording what was acknowledged and every refusal.
+/// Pixels are spread over every tile (4099 is prime to 65,536, so pixel `p` maps to a distinct
+/// pixel for every `p` below 65,536).
+fn paint(
+    mut client: Client,
+    player: u32,
+    players: u32,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    acked: std::sync::Arc<std::sync::Mutex<Vec<(u32, u32, u8)>>>,
+) -> tokio::task::JoinHandle<Vec<ErrorCode>> {
+    tokio::spawn(async move {
+        let mut refused = Vec::new();
+        let mut k = 0u32;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let q = (player + players * k) * 4099 % 65_536;
+            let (x, y, color) = (q % 256, q / 256, 1 + (k % 15) as u8);
+            client
+                .send(&ClientMessage::Place {
+                    x: x.into(),
+                    y: y.into(),
+                    color: color.into(),
+                    request_id: Some(RequestId::Number(k)),
+                })
+                .await;
+            match client.recv().await {
+                ServerMessage::Success { .. } => acked.lock().expect("lock").push((x, y, color)),
+                ServerMessage::Error(e) => refused.push(e.code),
+                other => panic!("unexpected {other:?}"),
+            }
+            k += 1;
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        refused
+    })
+}
+
+/// A viewer of every tile checking that each tile's seqs only ever continue: a batch follows on
+/// from what it holds, a snapshot is never older. Returns its copy of the canvas's tiles.
+fn watch_every_tile(
+    mut client: Client,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<std::collections::HashMap<TileId, place_tiles::Tile>> {
+    tokio::spawn(async move {
+        let tiles: Vec<TileRequest> = (0..4)
+            .flat_map(|ty| {
+                (0..4).map(move |tx| TileRequest {
+                    tile: TileId::new(tx, ty),
+                    seq: None,
+                })
+            })
+            .collect();
+        client.send(&ClientMessage::Subscribe { tiles }).await;
+        let mut mirror: std::collections::HashMap<TileId, place_tiles::Tile> = Default::default();
+        loop {
+            let Some(message) = client.try_recv(Duration::from_millis(500)).await else {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return mirror;
+                }
+                continue;
+            };
+            match message {
+                ServerMessage::Tile { tile, seq, pixels } => {
+                    if let Some(held) = mirror.get(&tile) {
+                        assert!(
+                            seq >= held.seq(),
+                            "tile {tile}: snapshot at {seq} older than {}",
+                            held.seq()
+                        );
+                    }
+                    mirror.insert(tile, place_tiles::Tile::from_pixels(seq, pixels));
+                }
+                ServerMessage::Pixels {
+                    tile,
+                    first_seq,
+                    changes,
+                } => {
+                    let held = mirror.get_mut(&tile).expect("pixels follow a snapshot");
+                    assert_eq!(
+                        held.apply_batch(first_seq, &changes),
+                        Ok(changes.len()),
+                        "tile {tile}: a batch from {first_seq} does not follow on from {}",
+                        held.seq()
+                    );
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_join_and_leave_while_players_paint_and_nothing_is_lost() {
+    let cluster = TestCluster::start(3, 2, 0).await;
+    let store = cluster.ring_store().await;
+    let geometry = cluster.config.shard.geometry;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let players = 8;
+    let acked: std::sync::Arc<std::sync::Mutex<Vec<(u32, u32, u8)>>> = Default::default();
+    let mut painters = Vec::new();
+    for i in 0..players {
+        let edge = (i % 2) as usize;
+        let cookie = guest(&cluster.edges[edge].0).await;
+        let client = cluster.client(edge, &cookie).await;
+        painters.push(paint(client, i, players, stop.clone(), acked.clone()));
+    }
+    let canvas_of = |edge: usize| {
+        let url = format!("{}/api/v1/canvas", cluster.edges[edge].0);
+        async move {
+            reqwest::get(url)
+                .await
+                .expect("canvas")
+                .bytes()
+                .await
+                .expect("body")
+        }
+    };
+    let watcher = {
+        let cookie = guest(&cluster.edges[1].0).await;
+        watch_every_tile(cluster.client(1, &cookie).await, stop.clone())
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+
+    // Grow: a fourth shard joins while they paint.
+    let acked_before = acked.lock().expect("lock").clone();
+    let started = std::time::Instant::now();
+    let spare = spare_shard_id();
+    let spare_addr = free_udp_port();
+    let spare_node = cluster.start_shard_as(&spare, spare_addr).await;
+    let spare_info = ShardInfo {
+        id: spare.clone(),
+        addr: spare_addr.to_string(),
+    };
+    let mut stored = None;
+    let grown = place_cluster::reshard::change_ring(
+        &store,
+        geometry,
+        "test",
+        |ring| ring.with_shard(spare_info.clone()),
+        Duration::from_secs(30),
+        |p| {
+            if let place_cluster::reshard::Progress::Stored { moves, .. } = p {
+                stored = Some(moves.clone());
+            }
+        },
+    )
+    .await
+    .expect("the handoff completes");
+    let grow_took = started.elapsed();
+    // The new owner serves what was acknowledged before the change (it loaded the tiles).
+    let canvas = canvas_of(0).await;
+    for (x, y, color) in &acked_before {
+        assert_eq!(
+            canvas[(y * 256 + x) as usize],
+            *color,
+            "pixel ({x},{y}) after the move"
+        );
+    }
+    let moves = stored.expect("progress told what moves");
+    assert_eq!(grown.epoch(), 2);
+    assert!(
+        moves.keys().all(|(_, to)| to == spare.as_str()),
+        "{moves:?}"
+    );
+    let moved: usize = moves.values().sum();
+    assert_eq!(moved, grown.spread(geometry)[spare.as_str()]);
+    assert!(moved > 0);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+
+    // Bad changes are refused with a reason, and change nothing.
+    let change = |f: Box<RingChange>| {
+        let store = store.clone();
+        async move {
+            place_cluster::reshard::change_ring(
+                &store,
+                geometry,
+                "test",
+                f,
+                Duration::from_secs(30),
+                |_| {},
+            )
+            .await
+        }
+    };
+    let again = change(Box::new({
+        let info = spare_info.clone();
+        move |r| r.with_shard(info)
+    }))
+    .await;
+    assert!(
+        matches!(
+            again,
+            Err(place_cluster::reshard::ReshardError::Ring(
+                place_cluster::RingError::DuplicateId(_)
+            ))
+        ),
+        "{again:?}"
+    );
+    let lock = store
+        .lock_changes("someone else", Duration::from_secs(5))
+        .await
+        .expect("redis")
+        .expect("free");
+    let busy = change(Box::new(|r| r.without_shard("shard-1"))).await;
+    assert!(
+        matches!(&busy, Err(place_cluster::reshard::ReshardError::Busy(holder)) if holder.contains("someone else")),
+        "{busy:?}"
+    );
+    store.unlock_changes(&lock).await.expect("unlock");
+    assert_eq!(store.require().await.expect("ring").epoch(), 2);
+
+    // Shrink: it leaves again, its tiles handed back.
+    let shrunk = change(Box::new({
+        let id = spare.clone();
+        move |r| r.without_shard(&id)
+    }))
+    .await
+    .expect("the handoff completes");
+    assert_eq!(shrunk.epoch(), 3);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut refused = Vec::new();
+    for p in painters {
+        refused.extend(p.await.expect("painter"));
+    }
+    let acked = acked.lock().expect("lock").clone();
+    println!(
+        "{} placements acknowledged, {} refused; {moved} tiles moved; handoff took {grow_took:?}",
+        acked.len(),
+        refused.len()
+    );
+    let mirror = watcher.await.expect("the viewer saw every seq in order");
+    spare_node.run_until(async {}).await;
+
+    // Players never noticed: every placement was acknowledged (a slow machine may refuse a few
+    // as UNAVAILABLE, never as anything else).
+    assert!(
+        refused.iter().all(|c| *c == ErrorCode::Unavailable) && refused.len() * 50 <= acked.len(),
+        "{} acknowledged, refused: {refused:?}",
+        acked.len()
+    );
+    assert!(acked.len() > 100, "only {} placements", acked.len());
+
+    // Nothing acknowledged was lost, nothing was applied twice, and the viewer holds the canvas.
+    let canvas = canvas_of(1).await;
+    for (x, y, color) in &acked {
+        assert_eq!(
+            canvas[(y * 256 + x) as usize],
+            *color,
+            "pixel ({x},{y}) lost"
+        );
+    }
+    let pool = sqlx::PgPool::connect(&cluster.settings("x").database_url)
+        .await
+        .expect("pg");
+    let twice: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM (SELECT 1 FROM {}.pixel_events GROUP BY x, y HAVING count(*) > 1) d",
+        cluster.name
+    ))
+    .fetch_one(&pool)
+    .await
+    .expect("count");
+    assert_eq!(twice, 0, "no placement was applied twice");
+    for (tile, held) in &mirror {
+        let (x0, y0) = tile.origin();
+        for ly in 0..64 {
+            for lx in 0..64 {
+                let served = canvas[((y0 + ly) * 256 + x0 + lx) as usize];
+                assert_eq!(
+                    held.get(lx as u8, ly as u8),
+                    served,
+                    "viewer's tile {tile} at ({lx},{ly})"
+                );
+            }
+        }
+    }
+    cluster.assert_canvas_equals_log(&cluster.edges[1].0).await;
     cluster.remove().await;
 }

@@ -142,6 +142,22 @@ pub enum Input {
     EventsWritten(Result<i64, WriteFailure>),
     /// Tiles read back from the store after a conflict, replacing the shard's copies.
     TilesReloaded(Vec<(TileId, Tile)>),
+    /// The ring changed: this shard now owns `owned` (`None`: every tile) at ring `epoch`.
+    /// Tiles it gains are acquired ([`Output::AcquireTiles`]) before they serve; tiles it loses
+    /// stop taking placements at once.
+    Ownership {
+        /// The ring's epoch.
+        epoch: u64,
+        /// The tiles owned from now on.
+        owned: Option<HashSet<TileId>>,
+    },
+    /// Tiles gained at `epoch`, loaded from the store after their fences were raised.
+    TilesAcquired {
+        /// The epoch [`Output::AcquireTiles`] named.
+        epoch: u64,
+        /// The tiles as stored.
+        tiles: Vec<(TileId, Tile)>,
+    },
     /// The checkpoint job finished.
     CheckpointWritten(Result<(), String>),
     /// Time passes: flush delta windows, start a checkpoint when due.
@@ -160,6 +176,9 @@ pub struct WriteFailure {
     /// attempt of ours that committed without our knowing. The batch's tiles must be read back
     /// before they take placements again.
     pub conflict: bool,
+    /// Tiles of the batch that moved to another shard at a newer ring epoch (their fences are
+    /// raised): nothing was written; the batch's other placements can be written again.
+    pub fenced: Vec<TileId>,
 }
 
 impl From<&str> for WriteFailure {
@@ -167,6 +186,7 @@ impl From<&str> for WriteFailure {
         Self {
             reason: reason.to_owned(),
             conflict: false,
+            fenced: Vec::new(),
         }
     }
 }
@@ -174,8 +194,22 @@ impl From<&str> for WriteFailure {
 /// What the shard asks its driver to do.
 #[derive(Debug)]
 pub enum Output {
-    /// Append these events durably, then answer `EventsWritten`.
-    WriteEvents(Vec<NewEvent>),
+    /// Append these events durably, as a shard of ring `epoch` (the store refuses tiles whose
+    /// fences are newer), then answer `EventsWritten`.
+    WriteEvents {
+        /// The events.
+        events: Vec<NewEvent>,
+        /// The shard's ring epoch.
+        epoch: u64,
+    },
+    /// Raise the fences of these tiles to `epoch` and load them from the store, then answer
+    /// `TilesAcquired`.
+    AcquireTiles {
+        /// The epoch at which they were gained.
+        epoch: u64,
+        /// The tiles.
+        tiles: Vec<TileId>,
+    },
     /// Save these tile states as covering every event up to `through_event_id`, then answer
     /// `CheckpointWritten`.
     WriteCheckpoint {
@@ -254,6 +288,15 @@ pub struct ShardCore {
     checkpoint_requested: bool,
     /// Tiles being read back after a conflict: their placements are refused meanwhile.
     reloading: HashSet<TileId>,
+    /// The ring epoch of [`ShardCore::owned`].
+    epoch: u64,
+    /// Tiles gained at a ring change and still being loaded, with the epoch of their load:
+    /// placements are refused as `NotOwner` (the edge tries again shortly) and subscriptions wait.
+    acquiring: HashMap<TileId, u64>,
+    /// Placements made durable since the shard started.
+    placed_total: u64,
+    /// Subscriptions to acquiring tiles, answered once the tile is loaded.
+    deferred: HashMap<TileId, Vec<(SubscriberId, Option<u64>)>>,
     /// The time of the last tick (epoch ms).
     now_ms: i64,
 }
@@ -290,13 +333,45 @@ impl ShardCore {
             checkpoint_policy,
             checkpoint_requested: false,
             reloading: HashSet::new(),
+            epoch: 0,
+            acquiring: HashMap::new(),
+            deferred: HashMap::new(),
+            placed_total: 0,
         }
     }
 
-    /// Sets the tiles this shard owns (`None`: all). Placements for other tiles are refused
-    /// with [`PlaceError::NotOwner`] from now on.
-    pub fn set_owned(&mut self, owned: Option<HashSet<TileId>>) {
+    /// Sets the tiles this shard starts with (`None`: all), already loaded, at ring `epoch`.
+    /// Placements for other tiles are refused with [`PlaceError::NotOwner`]. Later changes come
+    /// as [`Input::Ownership`].
+    pub fn set_owned(&mut self, epoch: u64, owned: Option<HashSet<TileId>>) {
+        self.epoch = epoch;
         self.owned = owned;
+    }
+
+    /// The ring epoch the shard works at.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// How many owned tiles are still being loaded after a ring change.
+    pub fn acquiring(&self) -> usize {
+        self.acquiring.len()
+    }
+
+    /// Placements made durable since the shard started.
+    pub fn placed_total(&self) -> u64 {
+        self.placed_total
+    }
+
+    /// How many tiles the shard owns (`None`: all of them).
+    pub fn owned_count(&self) -> Option<usize> {
+        self.owned.as_ref().map(HashSet::len)
+    }
+
+    fn owns(&self, tile: TileId) -> bool {
+        self.owned
+            .as_ref()
+            .is_none_or(|owned| owned.contains(&tile))
     }
 
     /// The current state of a tile.
@@ -316,11 +391,7 @@ impl ShardCore {
 
     /// The current state of a tile this shard owns.
     pub fn snapshot(&self, tile: TileId) -> Option<TileSnapshot> {
-        if self
-            .owned
-            .as_ref()
-            .is_some_and(|owned| !owned.contains(&tile))
-        {
+        if !self.owns(tile) || self.acquiring.contains_key(&tile) {
             return None;
         }
         let t = self.tile(tile)?;
@@ -361,7 +432,12 @@ impl ShardCore {
                 for tile in self.subscriptions.remove(&subscriber).unwrap_or_default() {
                     self.remove_subscriber(tile, subscriber);
                 }
+                for waiting in self.deferred.values_mut() {
+                    waiting.retain(|(s, _)| *s != subscriber);
+                }
             }
+            Input::Ownership { epoch, owned } => self.on_ownership(epoch, owned, &mut out),
+            Input::TilesAcquired { epoch, tiles } => self.on_tiles_acquired(epoch, tiles, &mut out),
             Input::EventsWritten(result) => self.on_events_written(result, &mut out),
             Input::TilesReloaded(tiles) => self.on_tiles_reloaded(tiles, &mut out),
             Input::CheckpointWritten(result) => {
@@ -399,11 +475,7 @@ impl ShardCore {
         if usize::from(request.color) >= self.color_count {
             return out.push(refuse(PlaceError::InvalidColor));
         }
-        if self
-            .owned
-            .as_ref()
-            .is_some_and(|owned| !owned.contains(&tile))
-        {
+        if !self.owns(tile) || self.acquiring.contains_key(&tile) {
             return out.push(refuse(PlaceError::NotOwner));
         }
         if self.pending.len() >= MAX_PENDING || self.reloading.contains(&tile) {
@@ -467,7 +539,10 @@ impl ShardCore {
             })
             .collect();
         self.in_flight = Some(Job::Events(batch));
-        out.push(Output::WriteEvents(events));
+        out.push(Output::WriteEvents {
+            events,
+            epoch: self.epoch,
+        });
     }
 
     fn on_events_written(&mut self, result: Result<i64, WriteFailure>, out: &mut Vec<Output>) {
@@ -479,6 +554,7 @@ impl ShardCore {
             Ok(last_event_id) => {
                 self.last_event_id = last_event_id;
                 self.events_since_checkpoint += batch.len() as u64;
+                self.placed_total += batch.len() as u64;
                 for p in batch {
                     let index = self.geometry.tile_index(p.tile);
                     let seq = self.tiles[index].apply(p.change);
@@ -493,6 +569,24 @@ impl ShardCore {
                         token: p.token,
                         result: Ok(Placed { seq }),
                     });
+                }
+            }
+            Err(failure) if !failure.fenced.is_empty() => {
+                tracing::warn!(tiles = ?failure.fenced, "tiles moved to another shard; their placements are refused as not ours, the others written again");
+                let fenced: HashSet<TileId> = failure.fenced.iter().copied().collect();
+                let (refused, retried): (Vec<Pending>, Vec<Pending>) =
+                    batch.into_iter().partition(|p| fenced.contains(&p.tile));
+                for p in retried.into_iter().rev() {
+                    self.pending.push_front(p);
+                }
+                out.extend(refused.into_iter().map(|p| Output::Reply {
+                    token: p.token,
+                    result: Err(PlaceError::NotOwner),
+                }));
+                if let Some(owned) = &self.owned {
+                    let kept = owned.difference(&fenced).copied().collect();
+                    self.lose_tiles(&fenced, out);
+                    self.owned = Some(kept);
                 }
             }
             Err(failure) => {
@@ -546,6 +640,82 @@ impl ShardCore {
         }
     }
 
+    /// A ring change: refuses what is queued for the tiles lost, starts acquiring those gained.
+    fn on_ownership(&mut self, epoch: u64, owned: Option<HashSet<TileId>>, out: &mut Vec<Output>) {
+        if epoch < self.epoch {
+            return;
+        }
+        let all = || self.geometry.tiles().collect::<HashSet<TileId>>();
+        let before = self.owned.clone().unwrap_or_else(all);
+        let after = owned.clone().unwrap_or_else(all);
+        let lost: HashSet<TileId> = before.difference(&after).copied().collect();
+        let mut gained: Vec<TileId> = after.difference(&before).copied().collect();
+        gained.sort_unstable();
+        self.epoch = epoch;
+        self.owned = owned;
+        if !lost.is_empty() {
+            tracing::info!(epoch, tiles = lost.len(), "tiles lost to other shards");
+            self.lose_tiles(&lost, out);
+        }
+        if !gained.is_empty() {
+            tracing::info!(
+                epoch,
+                tiles = gained.len(),
+                "acquiring tiles from other shards"
+            );
+            for &tile in &gained {
+                self.acquiring.insert(tile, epoch);
+            }
+            out.push(Output::AcquireTiles {
+                epoch,
+                tiles: gained,
+            });
+        }
+    }
+
+    /// Stops serving tiles: their queued placements are refused as not ours (the edge routes
+    /// them again), their last window goes out, their subscribers are dropped (the edges'
+    /// streams of them end with the ring change).
+    fn lose_tiles(&mut self, lost: &HashSet<TileId>, out: &mut Vec<Output>) {
+        let (refused, kept): (Vec<Pending>, Vec<Pending>) =
+            self.pending.drain(..).partition(|p| lost.contains(&p.tile));
+        self.pending = kept.into();
+        out.extend(refused.into_iter().map(|p| Output::Reply {
+            token: p.token,
+            result: Err(PlaceError::NotOwner),
+        }));
+        for &tile in lost {
+            self.flush_window(tile, out);
+            self.acquiring.remove(&tile);
+            self.deferred.remove(&tile);
+            for subscriber in self.subscribers.remove(&tile).unwrap_or_default() {
+                if let Some(tiles) = self.subscriptions.get_mut(&subscriber) {
+                    tiles.remove(&tile);
+                }
+            }
+        }
+    }
+
+    /// Tiles gained at a ring change are loaded: they serve from now on, and the subscriptions
+    /// that waited for them are answered. A load for an older acquisition is ignored.
+    fn on_tiles_acquired(&mut self, epoch: u64, tiles: Vec<(TileId, Tile)>, out: &mut Vec<Output>) {
+        for (tile, state) in tiles {
+            if self.acquiring.get(&tile) != Some(&epoch) {
+                continue;
+            }
+            self.acquiring.remove(&tile);
+            self.windows.remove(&tile);
+            self.dirty.remove(&tile);
+            self.tiles[self.geometry.tile_index(tile)] = state;
+            for (subscriber, known_seq) in self.deferred.remove(&tile).unwrap_or_default() {
+                self.on_subscribe(subscriber, tile, known_seq, out);
+            }
+        }
+        if self.acquiring.is_empty() {
+            tracing::info!(epoch, "every tile gained is loaded");
+        }
+    }
+
     fn on_subscribe(
         &mut self,
         subscriber: SubscriberId,
@@ -554,6 +724,12 @@ impl ShardCore {
         out: &mut Vec<Output>,
     ) {
         if !self.geometry.contains_tile(tile) {
+            return;
+        }
+        if self.acquiring.contains_key(&tile) {
+            let waiting = self.deferred.entry(tile).or_default();
+            waiting.retain(|(s, _)| *s != subscriber);
+            waiting.push((subscriber, known_seq));
             return;
         }
         // The reply covers whatever the tile's window holds: send the window to the other
@@ -588,6 +764,9 @@ impl ShardCore {
     }
 
     fn on_unsubscribe(&mut self, subscriber: SubscriberId, tile: TileId) {
+        if let Some(waiting) = self.deferred.get_mut(&tile) {
+            waiting.retain(|(s, _)| *s != subscriber);
+        }
         if let Some(tiles) = self.subscriptions.get_mut(&subscriber) {
             tiles.remove(&tile);
         }

@@ -59,8 +59,34 @@ enum Command {
     },
     ReadTiles(oneshot::Sender<Vec<TileSnapshot>>),
     ReadTile(TileId, oneshot::Sender<Option<TileSnapshot>>),
-    SetOwned(Option<HashSet<TileId>>),
+    SetOwnership {
+        epoch: u64,
+        owned: Option<HashSet<TileId>>,
+    },
+    Status(oneshot::Sender<ShardStatus>),
     Shutdown(oneshot::Sender<()>),
+}
+
+/// What a shard is doing, for the ring's operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardStatus {
+    /// The ring epoch it works at.
+    pub epoch: u64,
+    /// How many tiles it owns (`None`: all of them).
+    pub owned: Option<usize>,
+    /// How many of them are still being loaded after a ring change.
+    pub acquiring: usize,
+    /// Placements made durable since the shard started.
+    pub placed_total: u64,
+}
+
+/// The tiles a cluster shard owns at a ring epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ownership {
+    /// The ring's epoch.
+    pub epoch: u64,
+    /// The tiles.
+    pub tiles: HashSet<TileId>,
 }
 
 /// How an edge talks to a shard; cheap to clone.
@@ -145,9 +171,21 @@ impl ShardHandle {
         answer.await.ok()
     }
 
-    /// Sets the tiles this shard owns (`None`: all of them).
-    pub async fn set_owned(&self, owned: Option<HashSet<TileId>>) {
-        let _ = self.commands.send(Command::SetOwned(owned)).await;
+    /// Tells the shard it owns `owned` (`None`: all of them) at ring `epoch`: it stops taking
+    /// placements for tiles it lost and acquires those it gained (raising their fences, then
+    /// loading them from the store) before serving them.
+    pub async fn set_ownership(&self, epoch: u64, owned: Option<HashSet<TileId>>) {
+        let _ = self
+            .commands
+            .send(Command::SetOwnership { epoch, owned })
+            .await;
+    }
+
+    /// What the shard is doing; `None` once it has stopped.
+    pub async fn status(&self) -> Option<ShardStatus> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::Status(reply)).await.ok()?;
+        answer.await.ok()
     }
 
     /// The current state of one tile, if this shard owns it.
@@ -173,17 +211,23 @@ impl ShardHandle {
 pub struct ShardTask;
 
 impl ShardTask {
-    /// Restores the tiles from the store and starts the shard, owning `owned` (`None`: every
-    /// tile).
+    /// Restores the tiles from the store and starts the shard, owning `ownership`'s tiles
+    /// (`None`: every tile). A cluster shard first raises the fences of its tiles to its epoch,
+    /// so that a shard that owned them before can no longer write them.
     pub async fn start(
         config: ShardConfig,
         store: ShardStore,
-        owned: Option<HashSet<TileId>>,
+        ownership: Option<Ownership>,
     ) -> Result<(ShardHandle, JoinHandle<()>), StoreError> {
         let started = std::time::Instant::now();
+        if let Some(o) = &ownership {
+            let tiles: Vec<TileId> = o.tiles.iter().copied().collect();
+            store.raise_fences(&tiles, o.epoch).await?;
+        }
+        let owned = ownership.as_ref().map(|o| &o.tiles);
         let restored = store
             .load_canvas(config.geometry, &|tile| {
-                owned.as_ref().is_none_or(|o| o.contains(&tile))
+                owned.is_none_or(|o| o.contains(&tile))
             })
             .await?;
         info!(
@@ -199,7 +243,10 @@ impl ShardTask {
             restored.last_event_id,
             config.checkpoint,
         );
-        core.set_owned(owned);
+        match ownership {
+            Some(o) => core.set_owned(o.epoch, Some(o.tiles)),
+            None => core.set_owned(0, None),
+        }
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
         let task = tokio::spawn(run(
             core,
@@ -213,7 +260,10 @@ impl ShardTask {
 }
 
 enum Job {
-    Events(Vec<NewEvent>),
+    Events {
+        events: Vec<NewEvent>,
+        epoch: u64,
+    },
     Checkpoint {
         tiles: Vec<TileSnapshot>,
         through_event_id: i64,
@@ -263,14 +313,28 @@ async fn run(
         let mut inputs = vec![input];
         while let Some(input) = inputs.pop() {
             for output in core.handle(input) {
-                if let Output::ReloadTiles(tiles) = output {
-                    tokio::spawn(reload_tiles(
-                        store.clone(),
-                        geometry,
-                        tiles,
-                        reload_tx.clone(),
-                    ));
-                    continue;
+                match output {
+                    Output::ReloadTiles(tiles) => {
+                        tokio::spawn(load_tiles(
+                            store.clone(),
+                            geometry,
+                            tiles,
+                            None,
+                            reload_tx.clone(),
+                        ));
+                        continue;
+                    }
+                    Output::AcquireTiles { epoch, tiles } => {
+                        tokio::spawn(load_tiles(
+                            store.clone(),
+                            geometry,
+                            tiles,
+                            Some(epoch),
+                            reload_tx.clone(),
+                        ));
+                        continue;
+                    }
+                    _ => {}
                 }
                 if let Some(follow_up) = state.execute(output, &job_tx).await {
                     inputs.push(follow_up);
@@ -337,8 +401,14 @@ impl DriverState {
                 let _ = reply.send(core.snapshot(tile));
                 None
             }
-            Command::SetOwned(owned) => {
-                core.set_owned(owned);
+            Command::SetOwnership { epoch, owned } => Some(Input::Ownership { epoch, owned }),
+            Command::Status(reply) => {
+                let _ = reply.send(ShardStatus {
+                    epoch: core.epoch(),
+                    owned: core.owned_count(),
+                    acquiring: core.acquiring(),
+                    placed_total: core.placed_total(),
+                });
                 None
             }
             // The run loop takes shutdowns before they get here.
@@ -350,11 +420,11 @@ impl DriverState {
     /// delivered (a subscriber that is gone or too slow).
     async fn execute(&mut self, output: Output, jobs: &mpsc::Sender<Job>) -> Option<Input> {
         match output {
-            // The run loop starts reloads itself (they need the store), before this.
-            Output::ReloadTiles(_) => {}
-            Output::WriteEvents(events) => {
+            // The run loop starts loads itself (they need the store), before this.
+            Output::ReloadTiles(_) | Output::AcquireTiles { .. } => {}
+            Output::WriteEvents { events, epoch } => {
                 debug!(events = events.len(), "group commit");
-                let _ = jobs.send(Job::Events(events)).await;
+                let _ = jobs.send(Job::Events { events, epoch }).await;
             }
             Output::WriteCheckpoint {
                 tiles,
@@ -388,23 +458,38 @@ impl DriverState {
     }
 }
 
-/// Reads tiles back from the store (after a conflict), retrying until the store answers.
-async fn reload_tiles(
+/// Reads tiles from the store, retrying until the store answers: back after a conflict
+/// (`acquired_at` is `None`), or gained at a ring change (`Some(epoch)`: their fences are raised
+/// to the epoch first, so their old owner's writes are all in, and no more can come).
+async fn load_tiles(
     store: ShardStore,
     geometry: CanvasGeometry,
     tiles: Vec<TileId>,
+    acquired_at: Option<u64>,
     done: mpsc::UnboundedSender<Input>,
 ) {
     let wanted: HashSet<TileId> = tiles.iter().copied().collect();
     let mut wait = Duration::from_millis(100);
     loop {
-        match store.load_canvas(geometry, &|t| wanted.contains(&t)).await {
+        let loaded = async {
+            if let Some(epoch) = acquired_at {
+                store.raise_fences(&tiles, epoch).await?;
+            }
+            store.load_canvas(geometry, &|t| wanted.contains(&t)).await
+        };
+        match loaded.await {
             Ok(restored) => {
-                let reloaded = tiles
+                let loaded = tiles
                     .iter()
                     .map(|&t| (t, restored.tiles[geometry.tile_index(t)].clone()))
                     .collect();
-                let _ = done.send(Input::TilesReloaded(reloaded));
+                let _ = done.send(match acquired_at {
+                    Some(epoch) => Input::TilesAcquired {
+                        epoch,
+                        tiles: loaded,
+                    },
+                    None => Input::TilesReloaded(loaded),
+                });
                 return;
             }
             Err(error) => {
@@ -419,15 +504,18 @@ async fn reload_tiles(
 async fn write_jobs(store: ShardStore, mut jobs: mpsc::Receiver<Job>, done: mpsc::Sender<Input>) {
     while let Some(job) = jobs.recv().await {
         let result = match job {
-            Job::Events(events) => Input::EventsWritten(
-                store
-                    .append_events(&events)
-                    .await
-                    .map_err(|e| WriteFailure {
+            Job::Events { events, epoch } => {
+                Input::EventsWritten(store.append_events(&events, epoch).await.map_err(|e| {
+                    WriteFailure {
                         conflict: matches!(e, StoreError::Conflict(_)),
                         reason: e.to_string(),
-                    }),
-            ),
+                        fenced: match e {
+                            StoreError::Fenced(tiles) => tiles,
+                            _ => Vec::new(),
+                        },
+                    }
+                }))
+            }
             Job::Checkpoint {
                 tiles,
                 through_event_id,

@@ -16,5 +16,5 @@ pub use crate::core::{
     CheckpointPolicy, PlaceError, PlaceRequest, Placed, ShardCore, ShardMessage, SubscriberId,
     TileBatch, TileSnapshot, WriteFailure,
 };
-pub use driver::{ShardConfig, ShardHandle, ShardTask};
+pub use driver::{Ownership, ShardConfig, ShardHandle, ShardStatus, ShardTask};
 pub use store::ShardStore;

@@ -16,11 +16,22 @@ pub enum ShardStore {
 }
 
 impl ShardStore {
-    /// Appends placements in one transaction; returns the last event id.
-    pub async fn append_events(&self, events: &[NewEvent]) -> Result<i64, StoreError> {
+    /// Appends placements in one transaction, as a shard of ring `epoch`; returns the last event
+    /// id. PostgreSQL refuses the batch with [`StoreError::Fenced`] when some of its tiles moved
+    /// to another shard at a newer epoch; the embedded store has one shard and no fences.
+    pub async fn append_events(&self, events: &[NewEvent], epoch: u64) -> Result<i64, StoreError> {
         match self {
             ShardStore::Embedded(s) => s.append_events(events).await,
-            ShardStore::Postgres(s) => s.append_events(events).await,
+            ShardStore::Postgres(s) => s.append_events_at_epoch(events, epoch).await,
+        }
+    }
+
+    /// Raises the fences of tiles this shard takes over to its ring epoch (PostgreSQL; the
+    /// embedded store has nothing to fence).
+    pub async fn raise_fences(&self, tiles: &[TileId], epoch: u64) -> Result<(), StoreError> {
+        match self {
+            ShardStore::Embedded(_) => Ok(()),
+            ShardStore::Postgres(s) => s.raise_fences(tiles, epoch).await,
         }
     }
 

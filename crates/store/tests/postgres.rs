@@ -613,7 +613,10 @@ async fn a_raised_fence_refuses_older_epochs_and_waits_for_writes_under_way() {
         let err = store.append_events_at_epoch(&large, 1).await;
         assert!(matches!(&err, Err(StoreError::Fenced(tiles)) if tiles == &vec![a]));
         let restored = store.load_canvas(g, &everything).await.expect("load");
-        assert_eq!(restored.events_replayed, 1, "nothing of a fenced batch is written");
+        assert_eq!(
+            restored.events_replayed, 1,
+            "nothing of a fenced batch is written"
+        );
 
         // The new epoch writes; other tiles are untouched by the fence; fences never go down.
         store
@@ -652,7 +655,9 @@ async fn a_raised_fence_refuses_older_epochs_and_waits_for_writes_under_way() {
             .expect("join")
             .expect("raise");
         assert!(matches!(
-            store.append_events_at_epoch(&[event(70, 1, 4, 201)], 2).await,
+            store
+                .append_events_at_epoch(&[event(70, 1, 4, 201)], 2)
+                .await,
             Err(StoreError::Fenced(_))
         ));
         store.close().await;

@@ -35,7 +35,7 @@ fn replies(out: &[Output]) -> Vec<(Token, Result<Placed, PlaceError>)> {
 fn writes(out: &[Output]) -> Vec<&Vec<NewEvent>> {
     out.iter()
         .filter_map(|o| match o {
-            Output::WriteEvents(events) => Some(events),
+            Output::WriteEvents { events, .. } => Some(events),
             _ => None,
         })
         .collect()
@@ -302,7 +302,7 @@ proptest! {
             };
             for o in shard.handle(input) {
                 match o {
-                    Output::WriteEvents(events) => in_flight = events.len(),
+                    Output::WriteEvents { events, .. } => in_flight = events.len(),
                     Output::Reply { result: Ok(_), .. } => { acked += 1; in_flight = 0 }
                     Output::Reply { result: Err(_), .. } => in_flight = 0,
                     Output::Send { subscriber, message } => match message {
@@ -315,7 +315,7 @@ proptest! {
                             prop_assert_eq!(applied, Ok(b.changes.len()), "no gap and no duplicate");
                         }
                     },
-                    Output::WriteCheckpoint { .. } | Output::ReloadTiles(_) => {}
+                    Output::WriteCheckpoint { .. } | Output::ReloadTiles(_) | Output::AcquireTiles { .. } => {}
                 }
             }
         }
@@ -324,7 +324,7 @@ proptest! {
             last_id += in_flight as i64;
             for o in shard.handle(Input::EventsWritten(Ok(last_id))) {
                 match o {
-                    Output::WriteEvents(e) => in_flight = e.len(),
+                    Output::WriteEvents { events, .. } => in_flight = events.len(),
                     Output::Reply { result: Ok(_), .. } => acked += 1,
                     _ => {}
                 }
@@ -358,6 +358,7 @@ fn a_conflict_reloads_the_tiles_and_refuses_them_meanwhile() {
     let conflict = WriteFailure {
         reason: "duplicate (tile, seq)".into(),
         conflict: true,
+        fenced: Vec::new(),
     };
     let out = shard.handle(Input::EventsWritten(Err(conflict)));
     let refused = replies(&out);
@@ -425,4 +426,132 @@ fn placements_queued_behind_a_slow_write_past_the_limit_are_refused_unwritten() 
     let written = writes(&out);
     assert_eq!(written.len(), 1, "the fresh placement is still written");
     assert_eq!((written[0].len(), written[0][0].x), (1, 2));
+}
+
+/// A shard owning `tiles` of a 192x64 canvas (tiles (0,0), (1,0), (2,0)) at epoch 1.
+fn owning(tiles: &[TileId]) -> ShardCore {
+    let mut shard = core(192, 64);
+    shard.set_owned(1, Some(tiles.iter().copied().collect()));
+    shard
+}
+
+#[test]
+fn a_ring_change_refuses_lost_tiles_and_acquires_gained_ones_before_serving_them() {
+    let (a, b, c) = (TileId::new(0, 0), TileId::new(1, 0), TileId::new(2, 0));
+    let mut shard = owning(&[a, b]);
+    shard.handle(place(1, 1, 1, 2)); // tile a, in flight
+    shard.handle(place(2, 65, 1, 3)); // tile b, queued
+    shard.handle(place(3, 2, 2, 4)); // tile a, queued
+    shard.handle(Input::Subscribe {
+        subscriber: 7,
+        tile: b,
+        known_seq: None,
+    });
+
+    // Epoch 2: b moves away, c comes to us.
+    let out = shard.handle(Input::Ownership {
+        epoch: 2,
+        owned: Some([a, c].into()),
+    });
+    assert_eq!(replies(&out), vec![(2, Err(PlaceError::NotOwner))]);
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::AcquireTiles { epoch: 2, tiles } if tiles == &vec![c])));
+    assert_eq!(shard.epoch(), 2);
+    assert_eq!(shard.acquiring(), 1);
+    assert_eq!(
+        replies(&shard.handle(place(4, 130, 0, 5))),
+        vec![(4, Err(PlaceError::NotOwner))],
+        "not served while acquiring: the edge tries again"
+    );
+    assert_eq!(
+        replies(&shard.handle(place(5, 66, 0, 5))),
+        vec![(5, Err(PlaceError::NotOwner))]
+    );
+    assert!(shard.snapshot(c).is_none() && shard.snapshot(b).is_none());
+    // A subscription to the acquiring tile waits for it.
+    let out = shard.handle(Input::Subscribe {
+        subscriber: 8,
+        tile: c,
+        known_seq: Some(3),
+    });
+    assert!(out.iter().all(|o| !matches!(o, Output::Send { .. })));
+
+    // The write in flight (tile a) lands; the queued one of a goes next, at epoch 2.
+    let out = shard.handle(Input::EventsWritten(Ok(1)));
+    assert_eq!(replies(&out), vec![(1, Ok(Placed { seq: 1 }))]);
+    assert!(matches!(
+        out.iter().find(|o| matches!(o, Output::WriteEvents { .. })),
+        Some(Output::WriteEvents { epoch: 2, .. })
+    ));
+    shard.handle(Input::EventsWritten(Ok(2)));
+
+    // Tile c arrives from the store at seq 5: the waiting subscriber gets what it missed.
+    let mut stored = Tile::new();
+    for i in 0..5 {
+        stored.apply(PixelChange {
+            lx: i,
+            ly: 0,
+            color: 1,
+        });
+    }
+    let stale = shard.handle(Input::TilesAcquired {
+        epoch: 1,
+        tiles: vec![(c, Tile::new())],
+    });
+    assert!(
+        stale.is_empty(),
+        "a load for another acquisition is ignored"
+    );
+    let out = shard.handle(Input::TilesAcquired {
+        epoch: 2,
+        tiles: vec![(c, stored.clone())],
+    });
+    assert!(out.iter().any(|o| matches!(o, Output::Send { subscriber: 8, message: ShardMessage::Batch(batch) } if batch.first_seq == 4 && batch.changes.len() == 2)));
+    assert_eq!(shard.acquiring(), 0);
+    let out = shard.handle(place(6, 130, 0, 5));
+    assert_eq!(
+        writes(&out)[0][0].tile_seq,
+        6,
+        "seqs go on from the stored tile"
+    );
+}
+
+#[test]
+fn a_fenced_write_refuses_the_moved_tiles_and_writes_the_others_again() {
+    let (a, b) = (TileId::new(0, 0), TileId::new(1, 0));
+    let mut shard = owning(&[a, b]);
+    shard.handle(Input::Tick { now_ms: 1 });
+    shard.handle(place(1, 1, 1, 2));
+    shard.handle(place(2, 2, 2, 2)); // a, queued
+    shard.handle(place(3, 70, 0, 3)); // b, queued
+    let out = shard.handle(Input::EventsWritten(Ok(1)));
+    assert_eq!(writes(&out)[0].len(), 2, "one batch of both tiles");
+    let fenced = WriteFailure {
+        reason: "moved".into(),
+        conflict: false,
+        fenced: vec![a],
+    };
+    let out = shard.handle(Input::EventsWritten(Err(fenced)));
+    assert_eq!(replies(&out), vec![(2, Err(PlaceError::NotOwner))]);
+    let rewritten = writes(&out);
+    assert_eq!(rewritten.len(), 1);
+    assert_eq!(
+        (
+            rewritten[0].len(),
+            rewritten[0][0].x,
+            rewritten[0][0].tile_seq
+        ),
+        (1, 70, 1),
+        "tile b's placement is written again with the same seq"
+    );
+    assert_eq!(
+        replies(&shard.handle(place(4, 3, 3, 1))),
+        vec![(4, Err(PlaceError::NotOwner))],
+        "the fenced tile is no longer ours"
+    );
+    assert_eq!(
+        replies(&shard.handle(Input::EventsWritten(Ok(2)))),
+        vec![(3, Ok(Placed { seq: 1 }))]
+    );
 }

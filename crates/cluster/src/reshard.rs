@@ -1,0 +1,299 @@
+//! Changing the ring while the cluster serves: one change at a time, which tiles move where, the
+//! shards' reports of their progress, and waiting until the handoff is complete.
+//!
+//! A change is: take the change lock in Redis (a second change while one runs is refused, naming
+//! the holder), store the next ring (epoch + 1), then wait until every shard of the new ring
+//! reports that it works at the new epoch with no tile still loading. The handoff itself needs no
+//! orchestration beyond that: each shard follows the ring, and a shard gaining a tile raises the
+//! tile's fence in PostgreSQL (which waits for the old owner's writes under way and refuses its
+//! later ones) before loading it. The old owner stops taking the tile's placements when it sees
+//! the ring, and edges route them again (see `ClusterClient::place`).
+//!
+//! Shards report themselves under `{prefix}shard:{id}` every [`REPORT_EVERY`], with a time to
+//! live of [`REPORT_TTL`]: a missing report is a shard that is down (what the failover watchdog
+//! acts on, see [`SilenceWatch`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use place_tiles::CanvasGeometry;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::ring::{Ring, RingError};
+use crate::ring_store::{RingStore, RingStoreError};
+
+/// How often a shard reports.
+pub const REPORT_EVERY: Duration = Duration::from_millis(250);
+/// How long a report lives: a shard silent this long is down.
+pub const REPORT_TTL: Duration = Duration::from_secs(3);
+
+/// What a shard says about itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardReport {
+    /// Its id.
+    pub id: String,
+    /// The ring epoch it works at.
+    pub epoch: u64,
+    /// How many tiles it owns.
+    pub owned: usize,
+    /// How many of them it is still loading after a ring change.
+    pub acquiring: usize,
+    /// Placements it made durable per second, lately.
+    pub placements_per_sec: f64,
+}
+
+/// Why a ring change failed.
+#[derive(Debug, Error)]
+pub enum ReshardError {
+    /// The change itself is invalid (the last shard, an id that exists, ...).
+    #[error(transparent)]
+    Ring(#[from] RingError),
+    /// Redis.
+    #[error(transparent)]
+    Store(#[from] RingStoreError),
+    /// Another change is under way.
+    #[error(
+        "another ring change is under way ({0}); changes go one at a time: wait for it to finish"
+    )]
+    Busy(String),
+    /// The ring changed, but the shards did not all finish the handoff in time.
+    #[error(
+        "epoch {epoch} is stored, but after {waited:?} the handoff is not complete: {waiting}"
+    )]
+    Incomplete {
+        /// The new epoch.
+        epoch: u64,
+        /// How long it waited.
+        waited: Duration,
+        /// Who it still waits for, and why.
+        waiting: String,
+    },
+}
+
+/// Tiles that change owner between two rings: `(from, to)` shard ids and how many tiles.
+pub type Moves = BTreeMap<(String, String), usize>;
+
+/// The tiles that change owner from `before` to `after`.
+pub fn moves(before: &Ring, after: &Ring, geometry: CanvasGeometry) -> Moves {
+    let mut moves = Moves::new();
+    for tile in geometry.tiles() {
+        let (from, to) = (&before.owner(tile).id, &after.owner(tile).id);
+        if from != to {
+            *moves.entry((from.clone(), to.clone())).or_default() += 1;
+        }
+    }
+    moves
+}
+
+/// How a change is going.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    /// The new ring is stored; these tiles move.
+    Stored {
+        /// The new ring.
+        ring: Ring,
+        /// What moves.
+        moves: Moves,
+    },
+    /// Tiles loaded by their new owners so far, of all that move; shards not done yet.
+    Loading {
+        /// Tiles loaded.
+        loaded: usize,
+        /// Tiles moving.
+        total: usize,
+        /// Shards that have not finished, and why.
+        waiting: Vec<String>,
+    },
+}
+
+/// Changes the ring by `change` (one change at a time, cluster-wide), then waits up to `timeout`
+/// for the handoff to complete, telling `progress` how it goes. `holder` names who changes it,
+/// for the message a concurrent change gets.
+pub async fn change_ring(
+    store: &RingStore,
+    geometry: CanvasGeometry,
+    holder: &str,
+    change: impl FnOnce(&Ring) -> Result<Ring, RingError>,
+    timeout: Duration,
+    mut progress: impl FnMut(&Progress),
+) -> Result<Ring, ReshardError> {
+    let lock = store
+        .lock_changes(holder, timeout + Duration::from_secs(30))
+        .await?
+        .map_err(ReshardError::Busy)?;
+    let result = async {
+        let before = store.require().await?;
+        let after = change(&before)?;
+        store.replace(&lock, &after).await?;
+        let moved = moves(&before, &after, geometry);
+        progress(&Progress::Stored {
+            ring: after.clone(),
+            moves: moved.clone(),
+        });
+        wait_for_handoff(store, &before, &after, &moved, timeout, &mut progress).await?;
+        Ok(after)
+    }
+    .await;
+    store.unlock_changes(&lock).await?;
+    result
+}
+
+/// Waits until every shard of `after` works at its epoch with nothing left to load, and every
+/// shard removed either says the same or is down.
+async fn wait_for_handoff(
+    store: &RingStore,
+    before: &Ring,
+    after: &Ring,
+    moved: &Moves,
+    timeout: Duration,
+    progress: &mut impl FnMut(&Progress),
+) -> Result<(), ReshardError> {
+    let started = Instant::now();
+    let total: usize = moved.values().sum();
+    let mut gaining: HashMap<&str, usize> = HashMap::new();
+    for ((_, to), count) in moved {
+        *gaining.entry(to.as_str()).or_default() += count;
+    }
+    let removed: Vec<&str> = before
+        .shards()
+        .iter()
+        .filter(|s| after.shard(&s.id).is_none())
+        .map(|s| s.id.as_str())
+        .collect();
+    let mut last_loaded = None;
+    loop {
+        let reports = store.reports().await?;
+        let mut waiting = Vec::new();
+        let mut loaded = 0;
+        for shard in after.shards() {
+            let gains = gaining.get(shard.id.as_str()).copied().unwrap_or(0);
+            match reports.get(&shard.id) {
+                None => waiting.push(format!("{} (no report: is it running?)", shard.id)),
+                Some(r) if r.epoch < after.epoch() => {
+                    waiting.push(format!("{} (at epoch {})", shard.id, r.epoch))
+                }
+                Some(r) if r.acquiring > 0 => {
+                    loaded += gains.saturating_sub(r.acquiring);
+                    waiting.push(format!("{} (loading {} tiles)", shard.id, r.acquiring));
+                }
+                Some(_) => loaded += gains,
+            }
+        }
+        for id in &removed {
+            if let Some(r) = reports.get(*id) {
+                if r.epoch < after.epoch() {
+                    waiting.push(format!("{id} (draining, at epoch {})", r.epoch));
+                }
+            }
+        }
+        if last_loaded != Some(loaded) || waiting.is_empty() {
+            progress(&Progress::Loading {
+                loaded,
+                total,
+                waiting: waiting.clone(),
+            });
+            last_loaded = Some(loaded);
+        }
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        if started.elapsed() >= timeout {
+            return Err(ReshardError::Incomplete {
+                epoch: after.epoch(),
+                waited: started.elapsed(),
+                waiting: waiting.join(", "),
+            });
+        }
+        tokio::time::sleep(REPORT_EVERY / 2).await;
+    }
+}
+
+/// Shards of `ring` other than `me` without a report: candidates for failover once they have
+/// been silent long enough (the caller keeps time).
+pub fn silent_shards<'a>(
+    ring: &'a Ring,
+    reports: &BTreeMap<String, ShardReport>,
+    me: &str,
+) -> Vec<&'a str> {
+    ring.shards()
+        .iter()
+        .filter(|s| s.id != me && !reports.contains_key(&s.id))
+        .map(|s| s.id.as_str())
+        .collect()
+}
+
+/// Tracks how long shards have been silent, to declare them dead after `after`.
+#[derive(Debug, Default)]
+pub struct SilenceWatch {
+    since: HashMap<String, Instant>,
+}
+
+impl SilenceWatch {
+    /// Notes who is silent now; returns those silent for at least `after`.
+    pub fn dead_shards(&mut self, silent: &[&str], after: Duration) -> Vec<String> {
+        let now = Instant::now();
+        self.since.retain(|id, _| silent.contains(&id.as_str()));
+        for id in silent {
+            self.since.entry((*id).to_owned()).or_insert(now);
+        }
+        self.since
+            .iter()
+            .filter(|(_, since)| now.duration_since(**since) >= after)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ring::test_shard as shard;
+
+    #[test]
+    fn adding_a_fourth_shard_moves_a_quarter_of_the_tiles_all_to_it() {
+        let g = CanvasGeometry::default();
+        let three = Ring::new(1, (1..=3).map(shard).collect()).expect("ring");
+        let four = three.with_shard(shard(4)).expect("add");
+        let moved = moves(&three, &four, g);
+        let total: usize = moved.values().sum();
+        assert!(moved.keys().all(|(_, to)| to == "shard-4"));
+        let ideal = g.tile_count() as f64 / 4.0;
+        assert!(
+            (total as f64 - ideal).abs() / ideal < 0.2,
+            "{total} moved, ideal {ideal}"
+        );
+        let back = moves(&four, &four.without_shard("shard-4").expect("remove"), g);
+        assert_eq!(
+            back.values().sum::<usize>(),
+            total,
+            "removing moves them back"
+        );
+        assert!(back.keys().all(|(from, _)| from == "shard-4"));
+    }
+
+    #[test]
+    fn a_shard_is_dead_only_after_being_silent_long_enough() {
+        let ring = Ring::new(1, (1..=3).map(shard).collect()).expect("ring");
+        let report = |id: &str| ShardReport {
+            id: id.into(),
+            epoch: 1,
+            owned: 1,
+            acquiring: 0,
+            placements_per_sec: 0.0,
+        };
+        let reports: BTreeMap<String, ShardReport> = [("shard-2".to_owned(), report("shard-2"))]
+            .into_iter()
+            .collect();
+        let silent = silent_shards(&ring, &reports, "shard-1");
+        assert_eq!(silent, vec!["shard-3"]);
+        let mut watch = SilenceWatch::default();
+        assert!(watch
+            .dead_shards(&silent, Duration::from_secs(60))
+            .is_empty());
+        assert_eq!(watch.dead_shards(&silent, Duration::ZERO), vec!["shard-3"]);
+        // Heard from again: the clock starts over.
+        assert!(watch.dead_shards(&[], Duration::ZERO).is_empty());
+    }
+}

@@ -1,0 +1,214 @@
+//! `place ring init|show|add|remove`: the operator's view of the shard ring, and changing it while
+//! the cluster serves (see `place_cluster::reshard` for how a change proceeds).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use place_cluster::reshard::{change_ring, Progress, ReshardError};
+use place_cluster::tls::NodeIdentity;
+use place_cluster::{Ring, RingStore, ShardInfo};
+use place_tiles::CanvasGeometry;
+
+/// How long a new shard may take to show up in Redis before `ring add` gives up on it.
+const REPORT_WAIT: Duration = Duration::from_secs(5);
+
+/// What to do to the ring.
+#[derive(Debug)]
+pub enum RingCommand {
+    /// Store the first ring.
+    Init {
+        /// The shards.
+        shards: Vec<ShardInfo>,
+        /// Replace an existing ring.
+        force: bool,
+    },
+    /// Print the ring and how each shard is doing.
+    Show,
+    /// Add a running shard.
+    Add {
+        /// The shard.
+        shard: ShardInfo,
+        /// The cluster's certificates, to check the shard's.
+        certs: PathBuf,
+        /// Whose certificate to present (default: the new shard's own).
+        identity: Option<String>,
+    },
+    /// Take a shard out, its tiles handed to the others first.
+    Remove {
+        /// Its id.
+        id: String,
+    },
+}
+
+/// Runs a ring command against the ring in Redis under `prefix`; progress goes to standard
+/// output. `timeout` bounds the wait for a handoff.
+pub async fn run(
+    store: &RingStore,
+    geometry: CanvasGeometry,
+    command: RingCommand,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    match command {
+        RingCommand::Init { shards, force } => {
+            let epoch = match store.load().await? {
+                // A replaced ring continues the epochs, so that no shard's fence is ahead of it.
+                Some(existing) if force => existing.epoch() + 1,
+                _ => 1,
+            };
+            let ring = Ring::new(epoch, shards)?;
+            store.init(&ring, force).await?;
+            show(store, &ring, geometry).await
+        }
+        RingCommand::Show => show(store, &store.require().await?, geometry).await,
+        RingCommand::Add {
+            shard,
+            certs,
+            identity,
+        } => {
+            let current = store.require().await?;
+            current.with_shard(shard.clone())?; // refuse a known id before probing
+            let name = identity.unwrap_or_else(|| shard.id.clone());
+            let identity = NodeIdentity::load(&certs, &name).with_context(|| {
+                format!(
+                    "loading the certificate of {name} from {} to check the new shard",
+                    certs.display()
+                )
+            })?;
+            place_cluster::client::probe(&identity, &shard.addr)
+                .await
+                .with_context(|| {
+                    format!(
+                        "{} does not answer as a shard of this cluster (QUIC with a certificate \
+                         of its authority)",
+                        shard.addr
+                    )
+                })?;
+            wait_for_report(store, &shard.id).await?;
+            let id = shard.id.clone();
+            let ring = change(store, geometry, "ring add", timeout, move |r| {
+                r.with_shard(shard)
+            })
+            .await?;
+            show(store, &ring, geometry).await?;
+            println!("{id}");
+            Ok(())
+        }
+        RingCommand::Remove { id } => {
+            let ring = change(store, geometry, "ring remove", timeout, move |r| {
+                r.without_shard(&id)
+            })
+            .await?;
+            show(store, &ring, geometry).await
+        }
+    }
+}
+
+/// Waits until shard `id` reports itself in Redis: it runs, under that id, in this cluster.
+async fn wait_for_report(store: &RingStore, id: &str) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while started.elapsed() < REPORT_WAIT {
+        if store.reports().await?.contains_key(id) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!(
+        "shard {id} answers but does not report in Redis: is it running with --id {id} and this \
+         cluster's name and Redis?"
+    )
+}
+
+/// Makes one change, printing what moves and the handoff's progress.
+async fn change(
+    store: &RingStore,
+    geometry: CanvasGeometry,
+    what: &str,
+    timeout: Duration,
+    change: impl FnOnce(&Ring) -> Result<Ring, place_cluster::RingError>,
+) -> anyhow::Result<Ring> {
+    let started = Instant::now();
+    let holder = format!("`place {what}`");
+    let outcome = change_ring(store, geometry, &holder, change, timeout, |p| {
+        print_progress(p, geometry)
+    })
+    .await;
+    match outcome {
+        Ok(ring) => {
+            println!(
+                "handoff complete in {:.1} s: epoch {}",
+                started.elapsed().as_secs_f64(),
+                ring.epoch()
+            );
+            Ok(ring)
+        }
+        Err(e @ ReshardError::Incomplete { .. }) => Err(e.into()),
+        Err(e) => Err(anyhow::Error::new(e).context("the ring was not changed")),
+    }
+}
+
+fn print_progress(progress: &Progress, geometry: CanvasGeometry) {
+    match progress {
+        Progress::Stored { ring, moves } => {
+            let total: usize = moves.values().sum();
+            println!(
+                "epoch {}: {total} of {} tiles move",
+                ring.epoch(),
+                geometry.tile_count()
+            );
+            for ((from, to), count) in moves {
+                println!("  {from} -> {to}: {count} tiles");
+            }
+        }
+        Progress::Loading {
+            loaded,
+            total,
+            waiting,
+        } => {
+            if waiting.is_empty() {
+                println!("handoff: {loaded}/{total} tiles loaded by their new owners");
+            } else {
+                println!(
+                    "handoff: {loaded}/{total} tiles loaded; waiting for {}",
+                    waiting.join(", ")
+                );
+            }
+        }
+    }
+    let _ = std::io::stdout().flush();
+}
+
+/// Prints the ring: its epoch, and per shard its address, tiles, and what it reports.
+async fn show(store: &RingStore, ring: &Ring, geometry: CanvasGeometry) -> anyhow::Result<()> {
+    let spread = ring.spread(geometry);
+    let reports = store.reports().await?;
+    println!("epoch {}", ring.epoch());
+    println!("shard\taddress\ttiles\tstatus");
+    for shard in ring.shards() {
+        let tiles = spread.get(&shard.id).copied().unwrap_or(0);
+        let status = match reports.get(&shard.id) {
+            None => "no report (down?)".to_owned(),
+            Some(r) if r.acquiring > 0 => format!(
+                "epoch {}, loading {} tiles, {} placements/s",
+                r.epoch, r.acquiring, r.placements_per_sec
+            ),
+            Some(r) => format!("epoch {}, {} placements/s", r.epoch, r.placements_per_sec),
+        };
+        println!("{}\t{}\t{tiles}\t{status}", shard.id, shard.addr);
+    }
+    let idle: Vec<&String> = reports
+        .keys()
+        .filter(|id| ring.shard(id).is_none())
+        .collect();
+    if !idle.is_empty() {
+        println!(
+            "running but not in the ring: {}",
+            idle.iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(())
+}
