@@ -13,18 +13,26 @@
 //! size chosen so the canvas has at most [`HEATMAP_MAX_CELLS`] cells. It scans at most
 //! [`HEATMAP_MAX_EVENTS`] of the newest events, and each edge keeps an answer for
 //! [`HEATMAP_TTL`], so its cost is bounded however many ask.
+//!
+//! Each client address may make [`RATE_PER_SECOND`] history requests a second on each edge,
+//! in bursts of up to [`RATE_BURST`] (a page hovering pixels makes at most four a second);
+//! beyond, 429 `RATE_LIMITED` with `Retry-After`, so no one scrapes the store at full speed.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, HeaderValue};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use place_store::{HeatmapCounts, HistoryEntry, HistoryPage, Scope, StoreError};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -48,9 +56,13 @@ pub const HEATMAP_MAX_EVENTS: i64 = 1_000_000;
 pub const HEATMAP_MAX_CELLS: u64 = 65_536;
 /// How long an edge serves a heatmap before computing it again.
 pub const HEATMAP_TTL: Duration = Duration::from_secs(5);
+/// History requests per second and client address, on each edge.
+pub const RATE_PER_SECOND: u32 = 10;
+/// The burst allowed above [`RATE_PER_SECOND`].
+pub const RATE_BURST: u32 = 50;
 
-/// The history routes.
-pub fn routes() -> Router<Arc<Edge>> {
+/// The history routes, behind the per-address limit.
+pub fn routes(edge: &Arc<Edge>) -> Router<Arc<Edge>> {
     Router::new()
         .route("/api/v1/history/pixel", get(pixel))
         .route("/api/v1/history/user/{id}", get(user))
@@ -59,12 +71,46 @@ pub fn routes() -> Router<Arc<Edge>> {
             "/api/v1/history/heatmap",
             get(heatmap).layer(CompressionLayer::new().gzip(true)),
         )
+        .layer(middleware::from_fn_with_state(Arc::clone(edge), limit))
 }
 
-/// Heatmaps computed lately, by window in minutes.
-#[derive(Default)]
-pub struct HeatmapCache {
-    entries: tokio::sync::Mutex<HashMap<u32, (Instant, Arc<Value>)>>,
+/// What an edge keeps for the history: heatmaps computed lately, by window in minutes, and the
+/// request rate per client address.
+pub struct HistoryState {
+    heatmaps: tokio::sync::Mutex<HashMap<u32, (Instant, Arc<Value>)>>,
+    limiter: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+impl Default for HistoryState {
+    fn default() -> Self {
+        let per_second = NonZeroU32::new(RATE_PER_SECOND).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(RATE_BURST).unwrap_or(NonZeroU32::MIN);
+        Self {
+            heatmaps: tokio::sync::Mutex::default(),
+            limiter: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
+        }
+    }
+}
+
+impl HistoryState {
+    /// Forgets the addresses whose limit has recovered.
+    pub fn prune(&self) {
+        self.limiter.retain_recent();
+    }
+}
+
+/// 429 for a client address past its rate (a request without a peer address is not limited).
+async fn limit(State(edge): State<Arc<Edge>>, request: Request, next: Next) -> Response {
+    if let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() {
+        let ip = crate::auth::client_ip(&edge, *peer, request.headers());
+        if let Err(not_until) = edge.history.limiter.check_key(&ip) {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
+            return AppError::RateLimited(wait.as_secs() + 1).into_response();
+        }
+    }
+    next.run(request).await
 }
 
 impl ModerationStore<'_> {
@@ -262,7 +308,7 @@ async fn heatmap(
             })?,
     };
     let body = {
-        let mut cache = edge.heatmaps.entries.lock().await;
+        let mut cache = edge.history.heatmaps.lock().await;
         cache.retain(|_, (made, _)| made.elapsed() < HEATMAP_TTL);
         match cache.get(&minutes) {
             Some((_, body)) => Arc::clone(body),

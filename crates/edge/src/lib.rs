@@ -120,7 +120,7 @@ pub struct Edge {
     shutdown: CancellationToken,
     tasks: TaskTracker,
     canvas_cache: tokio::sync::Mutex<Option<http::CanvasImage>>,
-    heatmaps: history::HeatmapCache,
+    history: history::HistoryState,
     /// Open WebSockets per user, for the players-online gauge.
     online: dashmap::DashMap<i64, u32>,
 }
@@ -152,7 +152,7 @@ impl Edge {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             canvas_cache: tokio::sync::Mutex::new(None),
-            heatmaps: history::HeatmapCache::default(),
+            history: history::HistoryState::default(),
             online: dashmap::DashMap::new(),
         });
         telemetry::handle();
@@ -300,6 +300,7 @@ async fn prune_cooldowns(edge: std::sync::Weak<Edge>) {
         let Some(edge) = edge.upgrade() else { return };
         edge.accounts.prune(now_ms());
         edge.login_limiter.prune();
+        edge.history.prune();
         if let Some(limiter) = &edge.guest_limiter {
             limiter.retain_recent();
         }

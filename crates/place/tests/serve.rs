@@ -944,3 +944,40 @@ async fn history_lists_pixels_users_and_recent_placements_by_pages_and_a_heatmap
         .await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn history_requests_are_limited_per_address() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(config(dir.path(), 64, 64, 0)).await;
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for _ in 0..120 {
+        let r = client
+            .get(format!("{}/api/v1/history/recent?limit=1", server.base))
+            .send()
+            .await
+            .expect("request");
+        if r.status() == 429 {
+            let retry: u64 = r.headers()["retry-after"]
+                .to_str()
+                .expect("ascii")
+                .parse()
+                .expect("seconds");
+            assert!((1..=10).contains(&retry), "Retry-After {retry}");
+        }
+        statuses.push(r.status().as_u16());
+    }
+    assert!(
+        statuses[..50].iter().all(|&s| s == 200),
+        "a burst of 50 is allowed"
+    );
+    assert!(statuses.contains(&429), "120 at once are not");
+    // Other routes are not counted against it.
+    let info = client
+        .get(format!("{}/api/v1/canvas/info", server.base))
+        .send()
+        .await
+        .expect("info");
+    assert_eq!(info.status(), 200);
+    server.stop().await;
+}
