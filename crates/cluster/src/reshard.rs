@@ -25,8 +25,9 @@ use crate::ring_store::{RingStore, RingStoreError};
 
 /// How often a shard reports.
 pub const REPORT_EVERY: Duration = Duration::from_millis(250);
-/// How long a report lives: a shard silent this long is down.
-pub const REPORT_TTL: Duration = Duration::from_secs(3);
+/// How long a report lives: a shard silent this long (four reports missed) is down. A failover
+/// acts after a further silence of the shards' `--failover-after-secs`.
+pub const REPORT_TTL: Duration = Duration::from_secs(1);
 
 /// What a shard says about itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,6 +1,6 @@
 //! The ring in Redis: one JSON value under the cluster's key prefix, read by every edge and
-//! shard. Watchers poll it (four times a second), so a change reaches every node within about
-//! 250 ms without depending on a pub/sub connection staying up.
+//! shard. Watchers poll it (twenty times a second), so a change reaches every node within about
+//! 50 ms without depending on a pub/sub connection staying up.
 //!
 //! Beside it: the lock that makes ring changes go one at a time (`{prefix}ring:lock`), and each
 //! shard's report of itself (`{prefix}shard:{id}`, see [`crate::reshard`]).
@@ -28,7 +28,10 @@ const UNLOCK_SCRIPT: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0";
 
-const POLL_EVERY: Duration = Duration::from_millis(250);
+/// How often watchers read the ring: a change reaches every node within this (plus a round
+/// trip), which bounds how long a moving tile waits for its edges and shards to agree. An
+/// unchanged ring costs one small `GET` and no parsing.
+const POLL_EVERY: Duration = Duration::from_millis(50);
 
 /// What can go wrong with the stored ring.
 #[derive(Debug, Error)]
@@ -227,13 +230,31 @@ impl RingStore {
         let store = self.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(POLL_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last_raw: Option<String> = None;
             loop {
                 every.tick().await;
                 if tx.is_closed() {
                     return;
                 }
-                match store.load().await {
-                    Ok(Some(ring)) if ring.epoch() > tx.borrow().epoch() => {
+                let raw: Result<Option<String>, _> = redis::cmd("GET")
+                    .arg(&store.key)
+                    .query_async(&mut store.redis.clone())
+                    .await;
+                let raw = match raw {
+                    Ok(Some(raw)) => raw,
+                    Ok(None) => continue,
+                    Err(error) => {
+                        warn!(%error, "cannot read the ring; keeping the last one");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                if last_raw.as_deref() == Some(raw.as_str()) {
+                    continue;
+                }
+                match serde_json::from_str::<Ring>(&raw) {
+                    Ok(ring) if ring.epoch() > tx.borrow().epoch() => {
                         info!(
                             epoch = ring.epoch(),
                             shards = ring.shards().len(),
@@ -242,8 +263,9 @@ impl RingStore {
                         let _ = tx.send(Arc::new(ring));
                     }
                     Ok(_) => {}
-                    Err(error) => warn!(%error, "cannot read the ring; keeping the last one"),
+                    Err(error) => warn!(%error, "the stored ring is invalid; keeping the last one"),
                 }
+                last_raw = Some(raw);
             }
         });
         Ok(rx)

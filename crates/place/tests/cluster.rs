@@ -51,6 +51,14 @@ struct TestCluster {
     edges: Vec<(String, oneshot::Sender<()>)>,
     edge_handles: Vec<std::sync::Arc<place_edge::Edge>>,
     shards: Vec<Option<ShardNode>>,
+    failover_after: Option<Duration>,
+}
+
+/// Where a test cluster's services are, and how its shards fail over.
+struct ClusterOptions {
+    failover_after: Option<Duration>,
+    redis_url: String,
+    database_url: String,
 }
 
 impl TestCluster {
@@ -65,9 +73,24 @@ impl TestCluster {
     }
 
     async fn start(shards: usize, edges: usize, cooldown_secs: u64) -> TestCluster {
+        TestCluster::start_with(shards, edges, cooldown_secs, None).await
+    }
+
+    /// Starts a cluster whose shards take a shard silent for `failover_after` out of the ring.
+    async fn start_with(
+        shards: usize,
+        edges: usize,
+        cooldown_secs: u64,
+        failover_after: Option<Duration>,
+    ) -> TestCluster {
         let redis_url = std::env::var("PLACE_TEST_REDIS_URL").unwrap_or(REDIS.into());
         let database_url = std::env::var("PLACE_TEST_DATABASE_URL").unwrap_or(POSTGRES.into());
-        TestCluster::start_on(shards, edges, cooldown_secs, redis_url, database_url).await
+        let options = ClusterOptions {
+            failover_after,
+            redis_url,
+            database_url,
+        };
+        TestCluster::start_on(shards, edges, cooldown_secs, options).await
     }
 
     /// Starts a cluster whose nodes reach Redis and PostgreSQL at the given URLs.
@@ -75,9 +98,13 @@ impl TestCluster {
         shards: usize,
         edges: usize,
         cooldown_secs: u64,
-        redis_url: String,
-        database_url: String,
+        options: ClusterOptions,
     ) -> TestCluster {
+        let ClusterOptions {
+            failover_after,
+            redis_url,
+            database_url,
+        } = options;
         let name = format!("t{}_{}", std::process::id(), rand_suffix());
         let certs = tempfile::tempdir().expect("tempdir");
         let shard_ids: Vec<String> = (1..=shards).map(|i| format!("shard-{i}")).collect();
@@ -118,6 +145,7 @@ impl TestCluster {
             edges: Vec::new(),
             edge_handles: Vec::new(),
             shards: Vec::new(),
+            failover_after,
         };
         let redis = cluster
             .settings("x")
@@ -154,11 +182,11 @@ impl TestCluster {
             .await
     }
 
-    /// Starts shard `id` on `addr` (failover off: tests take shards out themselves).
+    /// Starts shard `id` on `addr`.
     async fn start_shard_as(&self, id: &str, addr: SocketAddr) -> ShardNode {
         let options = ShardOptions {
             listen_quic: addr,
-            failover_after: None,
+            failover_after: self.failover_after,
         };
         start_shard(&self.config, &self.settings(id), options)
             .await
@@ -554,8 +582,11 @@ async fn redis_and_postgres_outages_refuse_placements_and_heal_by_themselves() {
         1,
         1,
         0,
-        format!("redis://{}", redis_proxy.addr),
-        format!("postgres://postgres@{}/test", pg_proxy.addr),
+        ClusterOptions {
+            failover_after: None,
+            redis_url: format!("redis://{}", redis_proxy.addr),
+            database_url: format!("postgres://postgres@{}/test", pg_proxy.addr),
+        },
     )
     .await;
     let base = cluster.edges[0].0.clone();
@@ -886,6 +917,36 @@ async fn history_is_read_from_postgresql_through_any_edge() {
     cluster.remove().await;
 }
 
+/// When a placement was sent, to which tile, and how long its answer took.
+struct PlacementTiming {
+    tile: TileId,
+    sent: std::time::Instant,
+    took: Duration,
+}
+
+/// The p99 latency of the placements sent in `window`, and the longest any of them waited for
+/// its answer (the longest a tile kept a player waiting), with that tile.
+fn handoff_figures(
+    timings: &[PlacementTiming],
+    window: std::ops::Range<std::time::Instant>,
+) -> (Duration, Duration, TileId) {
+    let during: Vec<&PlacementTiming> = timings
+        .iter()
+        .filter(|t| window.contains(&t.sent))
+        .collect();
+    let mut took: Vec<Duration> = during.iter().map(|t| t.took).collect();
+    took.sort_unstable();
+    let p99 = took
+        .get((took.len() * 99 / 100).min(took.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or_default();
+    let longest = during
+        .iter()
+        .max_by_key(|t| t.took)
+        .map_or((Duration::ZERO, TileId::new(0, 0)), |t| (t.took, t.tile));
+    (p99, longest.0, longest.1)
+}
+
 /// A change of the ring, as a test makes it.
 type RingChange = dyn FnOnce(&Ring) -> Result<Ring, place_cluster::RingError>;
 
@@ -899,6 +960,7 @@ fn paint(
     players: u32,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     acked: std::sync::Arc<std::sync::Mutex<Vec<(u32, u32, u8)>>>,
+    timings: std::sync::Arc<std::sync::Mutex<Vec<PlacementTiming>>>,
 ) -> tokio::task::JoinHandle<Vec<ErrorCode>> {
     tokio::spawn(async move {
         let mut refused = Vec::new();
@@ -906,6 +968,7 @@ fn paint(
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
             let q = (player + players * k) * 4099 % 65_536;
             let (x, y, color) = (q % 256, q / 256, 1 + (k % 15) as u8);
+            let sent = std::time::Instant::now();
             client
                 .send(&ClientMessage::Place {
                     x: x.into(),
@@ -914,7 +977,13 @@ fn paint(
                     request_id: Some(RequestId::Number(k)),
                 })
                 .await;
-            match client.recv().await {
+            let answer = client.recv().await;
+            timings.lock().expect("lock").push(PlacementTiming {
+                tile: TileId::new((x / 64) as u16, (y / 64) as u16),
+                sent,
+                took: sent.elapsed(),
+            });
+            match answer {
                 ServerMessage::Success { .. } => acked.lock().expect("lock").push((x, y, color)),
                 ServerMessage::Error(e) => refused.push(e.code),
                 other => panic!("unexpected {other:?}"),
@@ -981,29 +1050,49 @@ fn watch_every_tile(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shards_join_and_leave_while_players_paint_and_nothing_is_lost() {
-    let cluster = TestCluster::start(3, 2, 0).await;
+async fn shards_join_leave_and_die_while_players_paint_and_nothing_is_lost() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let failover_after = Duration::from_secs(2);
+    let mut cluster = TestCluster::start_with(3, 2, 0, Some(failover_after)).await;
     let store = cluster.ring_store().await;
     let geometry = cluster.config.shard.geometry;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let players = 8;
     let acked: std::sync::Arc<std::sync::Mutex<Vec<(u32, u32, u8)>>> = Default::default();
+    let timings: std::sync::Arc<std::sync::Mutex<Vec<PlacementTiming>>> = Default::default();
     let mut painters = Vec::new();
     for i in 0..players {
         let edge = (i % 2) as usize;
         let cookie = guest(&cluster.edges[edge].0).await;
         let client = cluster.client(edge, &cookie).await;
-        painters.push(paint(client, i, players, stop.clone(), acked.clone()));
+        painters.push(paint(
+            client,
+            i,
+            players,
+            stop.clone(),
+            acked.clone(),
+            timings.clone(),
+        ));
     }
     let canvas_of = |edge: usize| {
         let url = format!("{}/api/v1/canvas", cluster.edges[edge].0);
         async move {
-            reqwest::get(url)
+            let canvas = reqwest::get(url)
                 .await
                 .expect("canvas")
                 .bytes()
                 .await
-                .expect("body")
+                .expect("body");
+            assert_eq!(
+                canvas.len(),
+                256 * 256,
+                "the canvas, not {:?}",
+                String::from_utf8_lossy(&canvas)
+            );
+            canvas
         }
     };
     let watcher = {
@@ -1018,6 +1107,7 @@ async fn shards_join_and_leave_while_players_paint_and_nothing_is_lost() {
     let spare = spare_shard_id();
     let spare_addr = free_udp_port();
     let spare_node = cluster.start_shard_as(&spare, spare_addr).await;
+    cluster.shards.push(Some(spare_node));
     let spare_info = ShardInfo {
         id: spare.clone(),
         addr: spare_addr.to_string(),
@@ -1038,6 +1128,7 @@ async fn shards_join_and_leave_while_players_paint_and_nothing_is_lost() {
     .await
     .expect("the handoff completes");
     let grow_took = started.elapsed();
+    let grow_window = started..std::time::Instant::now();
     // The new owner serves what was acknowledged before the change (it loaded the tiles).
     let canvas = canvas_of(0).await;
     for (x, y, color) in &acked_before {
@@ -1100,14 +1191,43 @@ async fn shards_join_and_leave_while_players_paint_and_nothing_is_lost() {
     store.unlock_changes(&lock).await.expect("unlock");
     assert_eq!(store.require().await.expect("ring").epoch(), 2);
 
-    // Shrink: it leaves again, its tiles handed back.
-    let shrunk = change(Box::new({
-        let id = spare.clone();
-        move |r| r.without_shard(&id)
-    }))
-    .await
-    .expect("the handoff completes");
+    // Shrink: an original shard is drained and leaves.
+    let started = std::time::Instant::now();
+    let shrunk = change(Box::new(|r| r.without_shard("shard-1")))
+        .await
+        .expect("the handoff completes");
+    let shrink_window = started..std::time::Instant::now();
     assert_eq!(shrunk.epoch(), 3);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+
+    // Die: another is killed; the survivors notice its silence and take its tiles over.
+    let killed_at = std::time::Instant::now();
+    cluster.shards[1]
+        .take()
+        .expect("shard-2 runs")
+        .crash()
+        .await;
+    let deadline = killed_at + failover_after + Duration::from_secs(20);
+    loop {
+        let ring = store.require().await.expect("ring");
+        let reports = store.reports().await.expect("reports");
+        let settled = ring.shard("shard-2").is_none()
+            && ring.shards().iter().all(|s| {
+                reports
+                    .get(&s.id)
+                    .is_some_and(|r| r.epoch == ring.epoch() && r.acquiring == 0)
+            });
+        if settled {
+            assert_eq!(ring.epoch(), 4);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no failover of shard-2: {ring:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let failover_window = killed_at..std::time::Instant::now();
     tokio::time::sleep(Duration::from_millis(700)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut refused = Vec::new();
@@ -1116,17 +1236,27 @@ async fn shards_join_and_leave_while_players_paint_and_nothing_is_lost() {
     }
     let acked = acked.lock().expect("lock").clone();
     println!(
-        "{} placements acknowledged, {} refused; {moved} tiles moved; handoff took {grow_took:?}",
+        "{} placements acknowledged, {} refused; adding a shard moved {moved} tiles, handoff \
+         took {grow_took:?}",
         acked.len(),
         refused.len()
     );
+    let timings = std::mem::take(&mut *timings.lock().expect("lock"));
+    for (what, window) in [("add", grow_window), ("remove", shrink_window)] {
+        let (p99, pause, tile) = handoff_figures(&timings, window);
+        println!("{what}: p99 placement latency {p99:?}; longest wait {pause:?} (tile {tile})");
+    }
+    let (p99, pause, tile) = handoff_figures(&timings, failover_window);
+    println!(
+        "kill -9, failover after {failover_after:?} of silence: p99 {p99:?}; longest wait \
+         {pause:?} (tile {tile})"
+    );
     let mirror = watcher.await.expect("the viewer saw every seq in order");
-    spare_node.run_until(async {}).await;
 
-    // Players never noticed: every placement was acknowledged (a slow machine may refuse a few
-    // as UNAVAILABLE, never as anything else).
+    // Players never noticed a planned change; a dead shard's tiles are refused as UNAVAILABLE
+    // (retryable) until the failover, and nothing is refused as anything else.
     assert!(
-        refused.iter().all(|c| *c == ErrorCode::Unavailable) && refused.len() * 50 <= acked.len(),
+        refused.iter().all(|c| *c == ErrorCode::Unavailable),
         "{} acknowledged, refused: {refused:?}",
         acked.len()
     );

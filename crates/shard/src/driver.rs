@@ -472,10 +472,19 @@ async fn load_tiles(
     let mut wait = Duration::from_millis(100);
     loop {
         let loaded = async {
+            let started = std::time::Instant::now();
             if let Some(epoch) = acquired_at {
                 store.raise_fences(&tiles, epoch).await?;
             }
-            store.load_canvas(geometry, &|t| wanted.contains(&t)).await
+            let fenced = started.elapsed();
+            let restored = store.load_canvas(geometry, &|t| wanted.contains(&t)).await;
+            info!(
+                tiles = tiles.len(),
+                fence_ms = fenced.as_millis() as u64,
+                load_ms = (started.elapsed() - fenced).as_millis() as u64,
+                "tiles loaded"
+            );
+            restored
         };
         match loaded.await {
             Ok(restored) => {
