@@ -172,11 +172,11 @@ struct RingArgs {
     /// The cluster's name.
     #[arg(long, env = "PLACE_CLUSTER", default_value = "place", global = true)]
     cluster: String,
-    /// Canvas width, for the tile counts [default: 2000].
-    #[arg(long, default_value_t = 2000, global = true)]
+    /// Canvas width, for the tile counts.
+    #[arg(long, env = "PLACE_WIDTH", default_value_t = 2000, global = true)]
     width: u32,
-    /// Canvas height, for the tile counts [default: 2000].
-    #[arg(long, default_value_t = 2000, global = true)]
+    /// Canvas height, for the tile counts.
+    #[arg(long, env = "PLACE_HEIGHT", default_value_t = 2000, global = true)]
     height: u32,
     /// Seconds to wait for a handoff to complete.
     #[arg(long, default_value_t = 120, global = true)]

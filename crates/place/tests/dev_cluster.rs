@@ -3,6 +3,7 @@
 //! players reconnect through nginx to the other edge and lose nothing, cooldown included.
 //! `kill -9` of a shard under placement load: its tiles fail fast, the others keep working, and
 //! after a restart every acknowledged pixel is there and watchers resync without reloading.
+//! `add-shard` and `remove-shard` under placement load: players notice nothing, nothing is lost.
 
 mod common;
 
@@ -45,10 +46,11 @@ impl DevCluster {
         c
     }
 
-    /// The load balancer's port; the nodes take the next 13 (see `scripts/dev-cluster`). All
-    /// stay below 32768, where Linux's ephemeral ports start, so no client socket holds one.
+    /// The load balancer's port; the nodes take the next 14 (see `scripts/dev-cluster`; one
+    /// more shard with add-shard). All stay below 32768, where Linux's ephemeral ports start, so
+    /// no client socket holds one.
     fn port(&self) -> u16 {
-        20_000 + (std::process::id() % 380) as u16 * 32 + self.tag * 16
+        20_000 + (std::process::id() % 250) as u16 * 48 + self.tag * 16
     }
 
     fn up(tag: u16, cooldown_secs: u32) -> DevCluster {
@@ -525,5 +527,96 @@ async fn kill_9_of_a_shard_under_load_fails_its_tiles_fast_and_loses_no_acknowle
         }
     }
 
+    cluster.assert_canvas_equals_log(&lb).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_shard_and_remove_shard_while_players_paint_lose_nothing() {
+    let cluster = DevCluster::up(2, 0);
+    let lb = cluster.urls[2].clone();
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let (_down_tx, down) = tokio::sync::watch::channel(false);
+    let no_dead_tiles = std::sync::Arc::new(std::collections::HashSet::new());
+    let painters = 6;
+    let mut tasks = Vec::new();
+    for i in 0..painters {
+        tasks.push(tokio::spawn(paint(
+            cluster.lb_ws(),
+            guest(&lb).await,
+            i,
+            painters,
+            stop.clone(),
+            down.clone(),
+            no_dead_tiles.clone(),
+        )));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let added = tokio::task::spawn_blocking({
+        let mut add = cluster.command("add-shard");
+        move || add.output().expect("run add-shard")
+    })
+    .await
+    .expect("join");
+    let stdout = String::from_utf8_lossy(&added.stdout).into_owned();
+    assert!(
+        added.status.success(),
+        "add-shard failed: {stdout}{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    assert!(
+        stdout.contains("tiles move") && stdout.contains("handoff complete"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.lines().last(),
+        Some("shard-4"),
+        "the id comes last: {stdout}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let removed = tokio::task::spawn_blocking({
+        let mut remove = cluster.command("remove-shard");
+        remove.arg("shard-2");
+        move || remove.output().expect("run remove-shard")
+    })
+    .await
+    .expect("join");
+    assert!(
+        removed.status.success(),
+        "remove-shard failed: {}{}",
+        String::from_utf8_lossy(&removed.stdout),
+        String::from_utf8_lossy(&removed.stderr)
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop_tx.send(true).expect("stop");
+    let mut acked = Vec::new();
+    let mut slowest = Duration::ZERO;
+    for task in tasks {
+        // `paint` asserts that nothing is refused: no dead tiles here.
+        let log = task.await.expect("painter");
+        acked.extend(log.acked);
+        slowest = slowest.max(log.slowest);
+    }
+    println!(
+        "{} placements acknowledged; slowest answer {slowest:?}",
+        acked.len()
+    );
+    assert!(acked.len() > 50, "the load placed {} pixels", acked.len());
+
+    let canvas = reqwest::get(format!("{lb}/api/v1/canvas"))
+        .await
+        .expect("canvas")
+        .bytes()
+        .await
+        .expect("body");
+    assert_eq!(canvas.len(), 256 * 256);
+    for (x, y, color) in &acked {
+        assert_eq!(
+            canvas[(y * 256 + x) as usize],
+            *color,
+            "pixel ({x},{y}) lost"
+        );
+    }
     cluster.assert_canvas_equals_log(&lb).await;
 }
