@@ -126,6 +126,9 @@ pub struct Counters {
     pub strays: AtomicU64,
     /// Subscriptions never answered.
     pub unanswered_subscriptions: AtomicU64,
+    /// The slowest acknowledgement of the run and its tile, packed by [`Metrics::slow_ack`]: how
+    /// long one tile kept a player waiting at worst (a shard's failure or a handoff shows here).
+    pub slowest_ack: AtomicU64,
     /// Frames that could not be decoded.
     pub undecodable: AtomicU64,
 }
@@ -171,6 +174,26 @@ pub fn get(counter: &AtomicU64) -> u64 {
 }
 
 impl Metrics {
+    /// Notes an acknowledgement that took `took` for a placement on `tile`, keeping the slowest.
+    pub fn slow_ack(&self, took: Duration, tile: place_tiles::TileId) {
+        // Microseconds above 22 bits of tile (tx, ty below 2,048 each: canvases up to 131,072).
+        let micros = (took.as_micros() as u64).min(1 << 41);
+        let packed = micros << 22 | u64::from(tile.tx & 0x7ff) << 11 | u64::from(tile.ty & 0x7ff);
+        self.counters
+            .slowest_ack
+            .fetch_max(packed, Ordering::Relaxed);
+    }
+
+    /// The slowest acknowledgement and its tile, if any.
+    pub fn slowest_ack(&self) -> Option<(Duration, place_tiles::TileId)> {
+        let packed = get(&self.counters.slowest_ack);
+        (packed > 0).then(|| {
+            let tile =
+                place_tiles::TileId::new(((packed >> 11) & 0x7ff) as u16, (packed & 0x7ff) as u16);
+            (Duration::from_micros(packed >> 22), tile)
+        })
+    }
+
     /// Counts an error answer.
     pub fn error(&self, code: ErrorCode) {
         bump(&self.errors[usize::from(code.to_byte()) - 1]);
@@ -269,6 +292,20 @@ impl Drop for Recorder<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_slowest_acknowledgement_keeps_its_tile() {
+        let metrics = Metrics::default();
+        assert_eq!(metrics.slowest_ack(), None);
+        let (a, b) = (
+            place_tiles::TileId::new(3, 1000),
+            place_tiles::TileId::new(1023, 7),
+        );
+        metrics.slow_ack(Duration::from_millis(40), a);
+        metrics.slow_ack(Duration::from_millis(250), b);
+        metrics.slow_ack(Duration::from_millis(90), a);
+        assert_eq!(metrics.slowest_ack(), Some((Duration::from_millis(250), b)));
+    }
 
     #[test]
     fn recorders_merge_into_one_set_of_histograms() {

@@ -365,6 +365,9 @@ impl<'a> Player<'a> {
             .is_some_and(|m| placed.sent_at >= m)
         {
             self.recorder.time(Kind::Ack, now - placed.sent_at);
+            self.shared
+                .metrics
+                .slow_ack(now - placed.sent_at, placed.tile);
         }
         if let PlacePlan::Cooldown { .. } = self.shared.settled.place {
             let wait = Duration::from_millis(next_placement.saturating_sub(epoch_ms()));

@@ -141,6 +141,11 @@ pub struct Placements {
     pub unanswered: u64,
     /// Acknowledged per second during the steady phase.
     pub acked_per_sec: f64,
+    /// The slowest acknowledgement (ms) and its tile: the longest one tile kept a player
+    /// waiting.
+    pub slowest_ack_ms: Option<f64>,
+    /// The tile of the slowest acknowledgement, `tx:ty`.
+    pub slowest_ack_tile: Option<String>,
 }
 
 /// The delivery checks: all zero in a healthy run, except `events` and `strays`.
@@ -320,6 +325,9 @@ impl Report {
             "placements: {} sent, {} acked ({:.0}/s steady), {} refused, {} unanswered",
             pl.sent, pl.acked, pl.acked_per_sec, pl.rejected, pl.unanswered
         );
+        if let (Some(ms), Some(tile)) = (pl.slowest_ack_ms, &pl.slowest_ack_tile) {
+            let _ = writeln!(out, "slowest acknowledgement: {ms:.1} ms (tile {tile})");
+        }
         let d = &self.delivery;
         let _ = writeln!(
             out,

@@ -320,6 +320,8 @@ fn build_report(
             rejected: get(&c.placements_rejected),
             unanswered: unanswered(m),
             acked_per_sec: f.acked_steady as f64 / f.steady.as_secs_f64().max(1e-9),
+            slowest_ack_ms: m.slowest_ack().map(|(d, _)| d.as_secs_f64() * 1000.0),
+            slowest_ack_tile: m.slowest_ack().map(|(_, t)| t.to_string()),
         },
         delivery: report::Delivery {
             events: get(&c.events),

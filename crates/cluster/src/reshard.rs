@@ -127,7 +127,14 @@ pub async fn change_ring(
     let result = async {
         let before = store.require().await?;
         let after = change(&before)?;
-        store.replace(&lock, &after).await?;
+        if let Err(error) = store.replace(&lock, &after).await {
+            // A Redis timeout may come after the write: look before calling it a failure.
+            let stored = store.load().await.ok().flatten();
+            if stored.as_ref() != Some(&after) {
+                return Err(error.into());
+            }
+            tracing::warn!(%error, "storing the ring timed out, but it is stored");
+        }
         let moved = moves(&before, &after, geometry);
         progress(&Progress::Stored {
             ring: after.clone(),
@@ -137,7 +144,10 @@ pub async fn change_ring(
         Ok(after)
     }
     .await;
-    store.unlock_changes(&lock).await?;
+    if let Err(error) = store.unlock_changes(&lock).await {
+        // It expires by itself.
+        tracing::warn!(%error, "could not release the ring change lock");
+    }
     result
 }
 
@@ -165,8 +175,15 @@ async fn wait_for_handoff(
         .collect();
     let mut last_loaded = None;
     loop {
-        let reports = store.reports().await?;
         let mut waiting = Vec::new();
+        let reports = match store.reports().await {
+            Ok(reports) => reports,
+            Err(error) => {
+                // Redis slow or away for a moment: keep waiting (within the timeout).
+                waiting.push(format!("Redis ({error})"));
+                Default::default()
+            }
+        };
         let mut loaded = 0;
         for shard in after.shards() {
             let gains = gaining.get(shard.id.as_str()).copied().unwrap_or(0);

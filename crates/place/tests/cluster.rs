@@ -1209,8 +1209,15 @@ async fn shards_join_leave_and_die_while_players_paint_and_nothing_is_lost() {
         .await;
     let deadline = killed_at + failover_after + Duration::from_secs(20);
     loop {
-        let ring = store.require().await.expect("ring");
-        let reports = store.reports().await.expect("reports");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no failover of shard-2"
+        );
+        // A busy machine may make Redis answer late: ask again.
+        let (Ok(ring), Ok(reports)) = (store.require().await, store.reports().await) else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
         let settled = ring.shard("shard-2").is_none()
             && ring.shards().iter().all(|s| {
                 reports
@@ -1221,10 +1228,6 @@ async fn shards_join_leave_and_die_while_players_paint_and_nothing_is_lost() {
             assert_eq!(ring.epoch(), 4);
             break;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no failover of shard-2: {ring:?}"
-        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let failover_window = killed_at..std::time::Instant::now();
