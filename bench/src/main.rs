@@ -82,9 +82,9 @@ enum Command {
         /// Criterion's output directory, to include the micro-benchmarks.
         #[arg(long)]
         criterion: Option<PathBuf>,
-        /// A Markdown file appended as the analysis.
+        /// Markdown files appended in order (hand-measured sections, the analysis); repeatable.
         #[arg(long)]
-        analysis: Option<PathBuf>,
+        analysis: Vec<PathBuf>,
     },
 }
 

@@ -152,8 +152,8 @@ pub struct Inputs {
     pub mode: String,
     /// Criterion's output directory (`target/criterion`), if the micro-benchmarks ran.
     pub criterion: Option<PathBuf>,
-    /// Hand-written analysis appended to the report.
-    pub analysis: Option<PathBuf>,
+    /// Hand-written sections appended to the report, in order (measured by hand, the analysis).
+    pub analysis: Vec<PathBuf>,
 }
 
 /// Writes RESULTS.md and the plots.
@@ -302,11 +302,9 @@ pub fn write(inputs: &Inputs) -> anyhow::Result<()> {
     if let Some(dir) = &inputs.criterion {
         crate::criterion::section(&mut md, dir);
     }
-    if let Some(text) = inputs
-        .analysis
-        .as_ref()
-        .and_then(|p| std::fs::read_to_string(p).ok())
-    {
+    for path in &inputs.analysis {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         md.push('\n');
         md.push_str(&text);
     }

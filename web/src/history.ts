@@ -48,9 +48,9 @@ export const TOOLTIP_ITEMS = 3;
 export const CACHE_PIXELS = 256;
 /** A kept history is asked for again after this long (changes are also seen live). */
 export const CACHE_TTL_MS = 60_000;
-/** The heatmap's window and refresh period. */
+/** The heatmap's window and refresh period (the server keeps it a sixtieth of the window). */
 export const HEATMAP_MINUTES = 60;
-export const HEATMAP_REFRESH_MS = 10_000;
+export const HEATMAP_REFRESH_MS = 30_000;
 
 /** "just now", "42 s ago", "5 min ago", "3 h ago", "2 d ago". */
 export function agoText(epochMs: number, now: number): string {

@@ -9,16 +9,17 @@
 //! from the store beside its accounts: the embedded store in `place serve`, PostgreSQL in the
 //! cluster (the same store the admin routes read).
 //!
-//! The heatmap counts the players' placements of the last `minutes` per square cell, the cell
-//! size chosen so the canvas has at most [`HEATMAP_MAX_CELLS`] cells. It scans at most
-//! [`HEATMAP_MAX_EVENTS`] of the newest events, and each edge keeps an answer for
-//! [`HEATMAP_TTL`], so its cost is bounded however many ask.
+//! The heatmap counts the players' placements of the last `minutes` (one of
+//! [`HEATMAP_WINDOWS`]) per square cell, the cell size chosen so the canvas has at most
+//! [`HEATMAP_MAX_CELLS`] cells. It scans at most [`HEATMAP_MAX_EVENTS`] of the newest events,
+//! and each edge keeps an answer for a sixtieth of its window ([`heatmap_ttl`]: 5 s for the last
+//! 5 minutes, a minute for the last hour), computing each window at most once at a time, so its
+//! cost is bounded however many ask.
 //!
 //! Each client address may make [`RATE_PER_SECOND`] history requests a second on each edge,
 //! in bursts of up to [`RATE_BURST`] (a page hovering pixels makes at most four a second);
 //! beyond, 429 `RATE_LIMITED` with `Retry-After`, so no one scrapes the store at full speed.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -46,16 +47,14 @@ use crate::{now_ms, Edge};
 pub const PAGE_DEFAULT: i64 = 50;
 /// See [`PAGE_DEFAULT`].
 pub const PAGE_MAX: i64 = 500;
-/// The heatmap's window, in minutes, by default and at most.
+/// The heatmap's windows, in minutes.
+pub const HEATMAP_WINDOWS: [u32; 5] = [5, 15, 60, 360, 1440];
+/// The window when none is asked for.
 pub const HEATMAP_MINUTES_DEFAULT: u32 = 60;
-/// See [`HEATMAP_MINUTES_DEFAULT`].
-pub const HEATMAP_MINUTES_MAX: u32 = 24 * 60;
 /// The newest events a heatmap counts at most.
 pub const HEATMAP_MAX_EVENTS: i64 = 1_000_000;
 /// Cells of the canvas a heatmap has at most.
 pub const HEATMAP_MAX_CELLS: u64 = 65_536;
-/// How long an edge serves a heatmap before computing it again.
-pub const HEATMAP_TTL: Duration = Duration::from_secs(5);
 /// History requests per second and client address, on each edge.
 pub const RATE_PER_SECOND: u32 = 10;
 /// The burst allowed above [`RATE_PER_SECOND`].
@@ -77,7 +76,7 @@ pub fn routes(edge: &Arc<Edge>) -> Router<Arc<Edge>> {
 /// What an edge keeps for the history: heatmaps computed lately, by window in minutes, and the
 /// request rate per client address.
 pub struct HistoryState {
-    heatmaps: tokio::sync::Mutex<HashMap<u32, (Instant, Arc<Value>)>>,
+    heatmaps: [HeatmapSlot; HEATMAP_WINDOWS.len()],
     limiter: DefaultKeyedRateLimiter<IpAddr>,
 }
 
@@ -86,7 +85,7 @@ impl Default for HistoryState {
         let per_second = NonZeroU32::new(RATE_PER_SECOND).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(RATE_BURST).unwrap_or(NonZeroU32::MIN);
         Self {
-            heatmaps: tokio::sync::Mutex::default(),
+            heatmaps: Default::default(),
             limiter: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
         }
     }
@@ -97,6 +96,15 @@ impl HistoryState {
     pub fn prune(&self) {
         self.limiter.retain_recent();
     }
+}
+
+/// The last heatmap of one window and when it was made; locked while it is computed, so one
+/// window is computed once at a time however many ask.
+type HeatmapSlot = tokio::sync::Mutex<Option<(Instant, Arc<Value>)>>;
+
+/// How long an edge serves the heatmap of a `minutes` window: a sixtieth of it.
+pub fn heatmap_ttl(minutes: u32) -> Duration {
+    Duration::from_secs(u64::from(minutes))
 }
 
 /// 429 for a client address past its rate (a request without a peer address is not limited).
@@ -295,31 +303,29 @@ async fn heatmap(
     State(edge): State<Arc<Edge>>,
     Query(q): Query<HeatmapParams>,
 ) -> Result<Response, AppError> {
-    let minutes = match &q.minutes {
-        None => HEATMAP_MINUTES_DEFAULT,
-        Some(text) => text
-            .parse::<u32>()
-            .ok()
-            .filter(|m| (1..=HEATMAP_MINUTES_MAX).contains(m))
-            .ok_or_else(|| {
-                AppError::BadRequest(format!(
-                    "minutes must be a whole number from 1 to {HEATMAP_MINUTES_MAX}"
-                ))
-            })?,
-    };
+    let slot = HEATMAP_WINDOWS
+        .iter()
+        .position(|&m| match &q.minutes {
+            None => m == HEATMAP_MINUTES_DEFAULT,
+            Some(text) => m.to_string() == *text,
+        })
+        .ok_or_else(|| {
+            AppError::BadRequest(format!("minutes must be one of {HEATMAP_WINDOWS:?}"))
+        })?;
+    let minutes = HEATMAP_WINDOWS[slot];
+    let ttl = heatmap_ttl(minutes);
     let body = {
-        let mut cache = edge.history.heatmaps.lock().await;
-        cache.retain(|_, (made, _)| made.elapsed() < HEATMAP_TTL);
-        match cache.get(&minutes) {
-            Some((_, body)) => Arc::clone(body),
-            None => {
+        let mut kept = edge.history.heatmaps[slot].lock().await;
+        match kept.as_ref() {
+            Some((made, body)) if made.elapsed() < ttl => Arc::clone(body),
+            _ => {
                 let body = Arc::new(compute_heatmap(&edge, minutes).await?);
-                cache.insert(minutes, (Instant::now(), Arc::clone(&body)));
+                *kept = Some((Instant::now(), Arc::clone(&body)));
                 body
             }
         }
     };
-    let max_age = HeaderValue::from_str(&format!("public, max-age={}", HEATMAP_TTL.as_secs()))
+    let max_age = HeaderValue::from_str(&format!("public, max-age={}", ttl.as_secs()))
         .map_err(|e| AppError::Unavailable(e.to_string()))?;
     Ok(([(header::CACHE_CONTROL, max_age)], Json(body)).into_response())
 }
@@ -393,6 +399,13 @@ mod tests {
         assert!(p("501").limit().is_err());
         assert!(p("0").limit().is_err());
         assert!(p("ten").limit().is_err());
+    }
+
+    #[test]
+    fn every_heatmap_window_is_kept_a_sixtieth_of_it() {
+        assert!(HEATMAP_WINDOWS.contains(&HEATMAP_MINUTES_DEFAULT));
+        assert_eq!(heatmap_ttl(5), Duration::from_secs(5));
+        assert_eq!(heatmap_ttl(60), Duration::from_secs(60));
     }
 
     #[test]

@@ -127,6 +127,7 @@ pub async fn history_pages_marks_and_heatmap(bases: &[String], admin: &str) {
         "/api/v1/history/user/alice",
         "/api/v1/history/heatmap?minutes=0",
         "/api/v1/history/heatmap?minutes=1441",
+        "/api/v1/history/heatmap?minutes=7",
     ] {
         let (status, body) = get(last, path).await;
         assert_eq!(status, 400, "{path}: {body}");
