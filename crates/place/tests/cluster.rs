@@ -1219,6 +1219,22 @@ async fn shards_join_leave_and_die_while_players_paint_and_nothing_is_lost() {
         "{busy:?}"
     );
     store.unlock_changes(&lock).await.expect("unlock");
+    let nobody = place::ring_cli::run(
+        &store,
+        geometry,
+        place::ring_cli::RingCommand::Add {
+            shard: ShardInfo {
+                id: "shard-nobody".into(),
+                addr: free_udp_port().to_string(),
+            },
+            certs: cluster.certs.path().to_path_buf(),
+            identity: Some("shard-1".into()),
+        },
+        Duration::from_secs(5),
+    )
+    .await;
+    let refusal = format!("{:#}", nobody.expect_err("nobody answers there"));
+    assert!(refusal.contains("does not answer"), "{refusal}");
     assert_eq!(store.require().await.expect("ring").epoch(), 2);
 
     // Shrink: an original shard is drained and leaves.
