@@ -20,8 +20,12 @@ use place_tiles::CanvasGeometry;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::ring::{Ring, RingError};
+use crate::ring::{Ring, RingError, ShardInfo};
 use crate::ring_store::{RingStore, RingStoreError};
+use crate::tls::NodeIdentity;
+
+/// How long a new shard may take to show up in Redis before it is refused.
+const REPORT_WAIT: Duration = Duration::from_secs(5);
 
 /// How often a shard reports.
 pub const REPORT_EVERY: Duration = Duration::from_millis(250);
@@ -54,6 +58,17 @@ pub enum ReshardError {
     /// Redis.
     #[error(transparent)]
     Store(#[from] RingStoreError),
+    /// The new shard's address does not answer as a shard of this cluster.
+    #[error("{addr} does not answer as a shard of this cluster (QUIC with a certificate of its authority): {reason}")]
+    Unreachable {
+        /// The address.
+        addr: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The new shard answers but does not report itself under its id.
+    #[error("shard {0} answers but does not report in Redis: is it running with --id {0} and this cluster's name and Redis?")]
+    NotReporting(String),
     /// Another change is under way.
     #[error(
         "another ring change is under way ({0}); changes go one at a time: wait for it to finish"
@@ -107,6 +122,31 @@ pub enum Progress {
         /// Shards that have not finished, and why.
         waiting: Vec<String>,
     },
+}
+
+/// Checks a shard before it joins: it is not in the ring yet, it answers at its address over
+/// QUIC with a certificate of the cluster's authority (connecting as `identity`), and it reports
+/// itself in Redis under its id (so it runs, as that id, in this cluster).
+pub async fn check_new_shard(
+    store: &RingStore,
+    identity: &NodeIdentity,
+    shard: &ShardInfo,
+) -> Result<(), ReshardError> {
+    store.require().await?.with_shard(shard.clone())?;
+    crate::client::probe(identity, &shard.addr)
+        .await
+        .map_err(|e| ReshardError::Unreachable {
+            addr: shard.addr.clone(),
+            reason: e.to_string(),
+        })?;
+    let started = Instant::now();
+    while started.elapsed() < REPORT_WAIT {
+        if store.reports().await?.contains_key(&shard.id) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(ReshardError::NotReporting(shard.id.clone()))
 }
 
 /// Changes the ring by `change` (one change at a time, cluster-wide), then waits up to `timeout`

@@ -26,6 +26,9 @@ pub enum AppError {
     /// 409: registration with a name someone has (in any letter case).
     #[error("this username is taken")]
     UsernameTaken,
+    /// 409: the state does not allow it now (another ring change is under way).
+    #[error("{0}")]
+    Conflict(String),
     /// 429: too many requests; retry after this many seconds.
     #[error("too many requests")]
     RateLimited(u64),
@@ -45,6 +48,7 @@ impl AppError {
             Self::UsernameTaken => (StatusCode::CONFLICT, "USERNAME_TAKEN"),
             Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "CONFLICT"),
         }
     }
 }

@@ -47,6 +47,7 @@ pub fn app(edge: Arc<Edge>) -> Router {
         .route("/api/v1/auth/me", get(me))
         .merge(auth::routes())
         .merge(admin::routes())
+        .merge(crate::ring_admin::routes())
         .merge(history::routes(&edge))
         .route("/api/v1/canvas/info", get(canvas_info))
         .route("/api/v1/tiles/{tx}/{ty}", get(tile))

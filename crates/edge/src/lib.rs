@@ -39,6 +39,7 @@ pub mod hub;
 pub mod live;
 pub mod login_limit;
 pub mod moderation;
+pub mod ring_admin;
 pub mod shards;
 pub mod telemetry;
 
@@ -123,6 +124,8 @@ pub struct Edge {
     history: history::HistoryState,
     /// Open WebSockets per user, for the players-online gauge.
     online: dashmap::DashMap<i64, u32>,
+    /// The ring, for the admin API (a cluster's edges only).
+    ring_admin: std::sync::OnceLock<ring_admin::RingAdmin>,
 }
 
 impl Edge {
@@ -154,6 +157,7 @@ impl Edge {
             canvas_cache: tokio::sync::Mutex::new(None),
             history: history::HistoryState::default(),
             online: dashmap::DashMap::new(),
+            ring_admin: std::sync::OnceLock::new(),
         });
         telemetry::handle();
         tokio::spawn(prune_cooldowns(Arc::downgrade(&edge)));
@@ -161,6 +165,11 @@ impl Edge {
             tokio::spawn(live::follow(Arc::downgrade(&edge)));
         }
         edge
+    }
+
+    /// Lets administrators change the ring through this edge (a cluster's edges).
+    pub fn enable_ring_admin(&self, admin: ring_admin::RingAdmin) {
+        let _ = self.ring_admin.set(admin);
     }
 
     /// The configuration.

@@ -359,9 +359,8 @@ pub async fn start_edge(
     let redis = cluster.redis().await?;
     let users = cluster.postgres().await?;
     users.check_canvas(config.edge.geometry).await?;
-    let ring = RingStore::new(redis.clone(), &cluster.key_prefix())
-        .watch()
-        .await?;
+    let ring_store = RingStore::new(redis.clone(), &cluster.key_prefix());
+    let ring = ring_store.watch().await?;
     let client = ClusterClient::new(&identity, ring, config.edge.geometry)?;
     let live_bus = LiveBus::Redis(Box::new(RedisBus::new(
         cluster.redis_client()?,
@@ -377,12 +376,17 @@ pub async fn start_edge(
         node_id: cluster.node_id.clone(),
         ..config.edge.clone()
     };
-    Ok(Edge::new(
+    let edge = Edge::new(
         edge_config,
         accounts,
         Shards::Cluster(Arc::new(client)),
         live_bus,
-    ))
+    );
+    edge.enable_ring_admin(place_edge::ring_admin::RingAdmin {
+        store: ring_store,
+        identity,
+    });
+    Ok(edge)
 }
 
 /// Serves an edge on a bound listener until `shutdown`.

@@ -5,14 +5,11 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use place_cluster::reshard::{change_ring, Progress, ReshardError};
 use place_cluster::tls::NodeIdentity;
 use place_cluster::{Ring, RingStore, ShardInfo};
 use place_tiles::CanvasGeometry;
-
-/// How long a new shard may take to show up in Redis before `ring add` gives up on it.
-const REPORT_WAIT: Duration = Duration::from_secs(5);
 
 /// What to do to the ring.
 #[derive(Debug)]
@@ -67,8 +64,6 @@ pub async fn run(
             certs,
             identity,
         } => {
-            let current = store.require().await?;
-            current.with_shard(shard.clone())?; // refuse a known id before probing
             let name = identity.unwrap_or_else(|| shard.id.clone());
             let identity = NodeIdentity::load(&certs, &name).with_context(|| {
                 format!(
@@ -76,16 +71,7 @@ pub async fn run(
                     certs.display()
                 )
             })?;
-            place_cluster::client::probe(&identity, &shard.addr)
-                .await
-                .with_context(|| {
-                    format!(
-                        "{} does not answer as a shard of this cluster (QUIC with a certificate \
-                         of its authority)",
-                        shard.addr
-                    )
-                })?;
-            wait_for_report(store, &shard.id).await?;
+            place_cluster::reshard::check_new_shard(store, &identity, &shard).await?;
             let id = shard.id.clone();
             let ring = change(store, geometry, "ring add", timeout, move |r| {
                 r.with_shard(shard)
@@ -103,21 +89,6 @@ pub async fn run(
             show(store, &ring, geometry).await
         }
     }
-}
-
-/// Waits until shard `id` reports itself in Redis: it runs, under that id, in this cluster.
-async fn wait_for_report(store: &RingStore, id: &str) -> anyhow::Result<()> {
-    let started = Instant::now();
-    while started.elapsed() < REPORT_WAIT {
-        if store.reports().await?.contains_key(id) {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!(
-        "shard {id} answers but does not report in Redis: is it running with --id {id} and this \
-         cluster's name and Redis?"
-    )
 }
 
 /// Makes one change, printing what moves and the handoff's progress.

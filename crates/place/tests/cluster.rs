@@ -1343,3 +1343,110 @@ async fn shards_join_leave_and_die_while_players_paint_and_nothing_is_lost() {
     cluster.assert_canvas_equals_log(&cluster.edges[1].0).await;
     cluster.remove().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn administrators_show_and_change_the_ring_through_any_edge() {
+    use common::moderation::{admin_cookie, call};
+    let cluster = TestCluster::start(3, 2, 0).await;
+    let bases: Vec<String> = cluster.edges.iter().map(|(base, _)| base.clone()).collect();
+    let store = place::admin::UserStore::Cluster {
+        database_url: cluster.database_url.clone(),
+        name: cluster.name.clone(),
+    };
+    let admin = admin_cookie(&store, &bases[0], "root").await;
+
+    let shown = call(&bases[1], "GET", "/api/v1/admin/ring", Some(&admin), None).await;
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    assert_eq!(shown.body["epoch"], 1);
+    let shards = shown.body["shards"].as_array().expect("shards");
+    assert_eq!(shards.len(), 3);
+    let tiles: u64 = shards
+        .iter()
+        .map(|s| s["tiles"].as_u64().expect("tiles"))
+        .sum();
+    assert_eq!(tiles, 16);
+    // Reports arrive within a few hundred milliseconds of the shards' start.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let shown = call(&bases[1], "GET", "/api/v1/admin/ring", Some(&admin), None).await;
+    assert!(
+        shown.body["shards"]
+            .as_array()
+            .expect("shards")
+            .iter()
+            .all(|s| s["reporting"] == true && s["epoch"] == 1),
+        "{}",
+        shown.body
+    );
+
+    // Refused with a reason, nothing changed.
+    let nobody = serde_json::json!({"id": "shard-9", "addr": free_udp_port().to_string()});
+    let refused = call(
+        &bases[0],
+        "POST",
+        "/api/v1/admin/ring/shards",
+        Some(&admin),
+        Some(nobody),
+    )
+    .await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(refused.body["error"]["message"]
+        .as_str()
+        .expect("message")
+        .contains("does not answer"));
+    let unknown = call(
+        &bases[0],
+        "DELETE",
+        "/api/v1/admin/ring/shards/shard-9",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(unknown.status, 400, "{}", unknown.body);
+
+    // Draining a shard through edge 2: answered once the handoff is complete, and audited.
+    let removed = call(
+        &bases[1],
+        "DELETE",
+        "/api/v1/admin/ring/shards/shard-3",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(removed.status, 200, "{}", removed.body);
+    assert_eq!(removed.body["epoch"], 2);
+    let moved: u64 = removed.body["moves"]
+        .as_array()
+        .expect("moves")
+        .iter()
+        .map(|m| {
+            assert_eq!(m["from"], "shard-3");
+            m["tiles"].as_u64().expect("tiles")
+        })
+        .sum();
+    assert_eq!(
+        moved,
+        shards
+            .iter()
+            .find(|s| s["id"] == "shard-3")
+            .expect("shard-3")["tiles"]
+            .as_u64()
+            .expect("tiles")
+    );
+    let shown = call(&bases[0], "GET", "/api/v1/admin/ring", Some(&admin), None).await;
+    assert_eq!(shown.body["shards"].as_array().expect("shards").len(), 2);
+    let audit = call(
+        &bases[0],
+        "GET",
+        "/api/v1/admin/audit-log",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert!(
+        audit.body.to_string().contains("ring-remove"),
+        "{}",
+        audit.body
+    );
+    cluster.assert_canvas_equals_log(&bases[0]).await;
+    cluster.remove().await;
+}

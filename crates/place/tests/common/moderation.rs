@@ -24,6 +24,9 @@ pub const ADMIN_ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/admin/users?name=a"),
     ("GET", "/api/v1/admin/users/1/placements"),
     ("GET", "/api/v1/admin/pixel?x=0&y=0"),
+    ("GET", "/api/v1/admin/ring"),
+    ("POST", "/api/v1/admin/ring/shards"),
+    ("DELETE", "/api/v1/admin/ring/shards/shard-1"),
 ];
 
 /// A request to `base` + `path` with a cookie and a JSON body.

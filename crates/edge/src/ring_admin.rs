@@ -1,0 +1,177 @@
+//! The shard ring through the admin API, for a cluster's edges: `GET /api/v1/admin/ring` (epoch,
+//! each shard's tiles and report), `POST /api/v1/admin/ring/shards {id, addr}` (add a running
+//! shard) and `DELETE /api/v1/admin/ring/shards/{id}` (drain and remove one). A change answers
+//! once its handoff is complete, with what moved; it is the same change as `place ring add` and
+//! `remove` (one at a time, cluster-wide) and is written to the audit log. `place serve` has no
+//! ring: these routes answer 404 there.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use place_cluster::reshard::{change_ring, check_new_shard, Progress, ReshardError};
+use place_cluster::tls::NodeIdentity;
+use place_cluster::{Ring, RingError, RingStore, ShardInfo};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::admin::Admin;
+use crate::error::AppError;
+use crate::Edge;
+
+/// How long a change through the API waits for its handoff.
+const HANDOFF_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What an edge needs to change the ring: where it is, and a certificate to check new shards.
+pub struct RingAdmin {
+    /// The ring in Redis.
+    pub store: RingStore,
+    /// This edge's identity, presented to a new shard to check its certificate.
+    pub identity: NodeIdentity,
+}
+
+/// The ring routes.
+pub fn routes() -> Router<Arc<Edge>> {
+    Router::new()
+        .route("/api/v1/admin/ring", get(show))
+        .route("/api/v1/admin/ring/shards", axum::routing::post(add))
+        .route("/api/v1/admin/ring/shards/{id}", delete(remove))
+}
+
+fn ring_admin(edge: &Edge) -> Result<&RingAdmin, AppError> {
+    edge.ring_admin.get().ok_or(AppError::NotFound)
+}
+
+async fn show(State(edge): State<Arc<Edge>>, Admin(_): Admin) -> Result<Json<Value>, AppError> {
+    let admin = ring_admin(&edge)?;
+    let ring = admin.store.require().await.map_err(unavailable)?;
+    let reports = admin.store.reports().await.map_err(unavailable)?;
+    let spread = ring.spread(edge.config.geometry);
+    let shards: Vec<Value> = ring
+        .shards()
+        .iter()
+        .map(|s| {
+            let report = reports.get(&s.id);
+            json!({
+                "id": s.id,
+                "addr": s.addr,
+                "tiles": spread.get(&s.id).copied().unwrap_or(0),
+                "reporting": report.is_some(),
+                "epoch": report.map(|r| r.epoch),
+                "loading": report.map(|r| r.acquiring),
+                "placementsPerSec": report.map(|r| r.placements_per_sec),
+            })
+        })
+        .collect();
+    let idle: Vec<&String> = reports
+        .keys()
+        .filter(|id| ring.shard(id).is_none())
+        .collect();
+    Ok(Json(json!({
+        "epoch": ring.epoch(),
+        "shards": shards,
+        "runningOutsideTheRing": idle,
+    })))
+}
+
+#[derive(Deserialize)]
+struct NewShard {
+    id: String,
+    addr: String,
+}
+
+async fn add(
+    State(edge): State<Arc<Edge>>,
+    Admin(user): Admin,
+    Json(new): Json<NewShard>,
+) -> Result<Json<Value>, AppError> {
+    let admin = ring_admin(&edge)?;
+    let shard = ShardInfo {
+        id: new.id,
+        addr: new.addr,
+    };
+    check_new_shard(&admin.store, &admin.identity, &shard)
+        .await
+        .map_err(reshard_error)?;
+    let details = json!({"shard": shard.id, "addr": shard.addr});
+    let outcome = change(&edge, &user, "ring-add", details, move |r| {
+        r.with_shard(shard)
+    })
+    .await?;
+    Ok(Json(outcome))
+}
+
+async fn remove(
+    State(edge): State<Arc<Edge>>,
+    Admin(user): Admin,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    let details = json!({"shard": id});
+    let outcome = change(&edge, &user, "ring-remove", details, move |r| {
+        r.without_shard(&id)
+    })
+    .await?;
+    Ok(Json(outcome))
+}
+
+/// Makes a change, waits for its handoff, writes the audit log; answers the new epoch, what
+/// moved and how long it took.
+async fn change(
+    edge: &Edge,
+    user: &place_store::User,
+    action: &str,
+    details: Value,
+    change: impl FnOnce(&Ring) -> Result<Ring, RingError>,
+) -> Result<Value, AppError> {
+    let admin = ring_admin(edge)?;
+    let started = Instant::now();
+    let mut moved = Vec::new();
+    let holder = format!(
+        "{action} by {} through {}",
+        user.username, edge.config.node_id
+    );
+    let ring = change_ring(
+        &admin.store,
+        edge.config.geometry,
+        &holder,
+        change,
+        HANDOFF_TIMEOUT,
+        |progress| {
+            if let Progress::Stored { moves, .. } = progress {
+                moved = moves
+                    .iter()
+                    .map(|((from, to), tiles)| json!({"from": from, "to": to, "tiles": tiles}))
+                    .collect();
+            }
+        },
+    )
+    .await
+    .map_err(reshard_error)?;
+    let mut details = details;
+    details["epoch"] = json!(ring.epoch());
+    details["moves"] = json!(moved);
+    edge.audit(user, action, &details).await?;
+    Ok(json!({
+        "epoch": ring.epoch(),
+        "moves": moved,
+        "elapsedMs": started.elapsed().as_millis() as u64,
+    }))
+}
+
+fn unavailable(e: impl std::fmt::Display) -> AppError {
+    AppError::Unavailable(format!("the ring in Redis: {e}"))
+}
+
+fn reshard_error(e: ReshardError) -> AppError {
+    match e {
+        ReshardError::Ring(_)
+        | ReshardError::Unreachable { .. }
+        | ReshardError::NotReporting(_) => AppError::BadRequest(e.to_string()),
+        ReshardError::Busy(_) => AppError::Conflict(e.to_string()),
+        ReshardError::Store(_) | ReshardError::Incomplete { .. } => {
+            AppError::Unavailable(e.to_string())
+        }
+    }
+}
