@@ -215,7 +215,7 @@ impl ClusterClient {
                 PlaceReply::Refused(PlaceRefusal::NotOwner) => {
                     debug!(shard = %owner.id, %tile, epoch = ring.epoch(), "not the owner; routing again");
                     self.before_rerouting(ring.epoch(), pause).await;
-                    pause = (pause * 2).min(Duration::from_millis(200));
+                    pause = (pause * 2).min(Duration::from_millis(50));
                 }
                 PlaceReply::Refused(why) => return Err(refusal_error(why)),
             }

@@ -291,10 +291,12 @@ pub struct ShardCore {
     /// The ring epoch of [`ShardCore::owned`].
     epoch: u64,
     /// Tiles gained at a ring change and still being loaded, with the epoch of their load:
-    /// placements are refused as `NotOwner` (the edge tries again shortly) and subscriptions wait.
+    /// placements and subscriptions wait for the load (placements at most `MAX_QUEUE_WAIT_MS`).
     acquiring: HashMap<TileId, u64>,
     /// Placements made durable since the shard started.
     placed_total: u64,
+    /// Placements of acquiring tiles, queued once the tile is loaded.
+    parked: HashMap<TileId, Vec<Pending>>,
     /// Subscriptions to acquiring tiles, answered once the tile is loaded.
     deferred: HashMap<TileId, Vec<(SubscriberId, Option<u64>)>>,
     /// The time of the last tick (epoch ms).
@@ -336,6 +338,7 @@ impl ShardCore {
             epoch: 0,
             acquiring: HashMap::new(),
             deferred: HashMap::new(),
+            parked: HashMap::new(),
             placed_total: 0,
         }
     }
@@ -475,7 +478,7 @@ impl ShardCore {
         if usize::from(request.color) >= self.color_count {
             return out.push(refuse(PlaceError::InvalidColor));
         }
-        if !self.owns(tile) || self.acquiring.contains_key(&tile) {
+        if !self.owns(tile) {
             return out.push(refuse(PlaceError::NotOwner));
         }
         if self.pending.len() >= MAX_PENDING || self.reloading.contains(&tile) {
@@ -486,13 +489,18 @@ impl ShardCore {
             ly,
             color: request.color,
         };
-        self.pending.push_back(Pending {
+        let placement = Pending {
             token,
             queued_at_ms: self.now_ms,
             request,
             tile,
             change,
-        });
+        };
+        if self.acquiring.contains_key(&tile) {
+            // Held until the tile is loaded, then queued.
+            return self.parked.entry(tile).or_default().push(placement);
+        }
+        self.pending.push_back(placement);
     }
 
     fn start_write(&mut self, out: &mut Vec<Output>) {
@@ -687,6 +695,16 @@ impl ShardCore {
         for &tile in lost {
             self.flush_window(tile, out);
             self.acquiring.remove(&tile);
+            out.extend(
+                self.parked
+                    .remove(&tile)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|p| Output::Reply {
+                        token: p.token,
+                        result: Err(PlaceError::NotOwner),
+                    }),
+            );
             self.deferred.remove(&tile);
             for subscriber in self.subscribers.remove(&tile).unwrap_or_default() {
                 if let Some(tiles) = self.subscriptions.get_mut(&subscriber) {
@@ -710,6 +728,10 @@ impl ShardCore {
             for (subscriber, known_seq) in self.deferred.remove(&tile).unwrap_or_default() {
                 self.on_subscribe(subscriber, tile, known_seq, out);
             }
+            // Their wait counts from their arrival: held past `MAX_QUEUE_WAIT_MS` (a slow load),
+            // they are refused unwritten like any placement queued that long.
+            self.pending
+                .extend(self.parked.remove(&tile).unwrap_or_default());
         }
         if self.acquiring.is_empty() {
             tracing::info!(epoch, "every tile gained is loaded");
