@@ -46,11 +46,17 @@ pub async fn verify(base_url: &str, source: &LogSource) -> anyhow::Result<Report
         .json()
         .await?;
     let geometry = CanvasGeometry::new(info.width, info.height)?;
-    let live = reqwest::get(format!("{base}/api/v1/canvas"))
+    let response = reqwest::get(format!("{base}/api/v1/canvas"))
         .await
-        .with_context(|| format!("reading {base}/api/v1/canvas"))?
-        .bytes()
-        .await?;
+        .with_context(|| format!("reading {base}/api/v1/canvas"))?;
+    let status = response.status();
+    let live = response.bytes().await?;
+    if !status.is_success() {
+        bail!(
+            "{base}/api/v1/canvas answered {status}: {}",
+            String::from_utf8_lossy(&live[..live.len().min(300)])
+        );
+    }
     let replayed = match source {
         LogSource::DataDir(dir) => EmbeddedStore::open(dir).await?.replay_log(geometry).await?,
         LogSource::Postgres { url, cluster } => {
