@@ -88,8 +88,8 @@ pub enum ReshardError {
     },
 }
 
-/// Tiles that change owner between two rings: `(from, to)` shard ids and how many tiles.
-pub type Moves = BTreeMap<(String, String), usize>;
+/// Tiles that change owner between two rings: by `(from, to)` shard ids, the tiles.
+pub type Moves = BTreeMap<(String, String), Vec<place_tiles::TileId>>;
 
 /// The tiles that change owner from `before` to `after`.
 pub fn moves(before: &Ring, after: &Ring, geometry: CanvasGeometry) -> Moves {
@@ -97,7 +97,10 @@ pub fn moves(before: &Ring, after: &Ring, geometry: CanvasGeometry) -> Moves {
     for tile in geometry.tiles() {
         let (from, to) = (&before.owner(tile).id, &after.owner(tile).id);
         if from != to {
-            *moves.entry((from.clone(), to.clone())).or_default() += 1;
+            moves
+                .entry((from.clone(), to.clone()))
+                .or_default()
+                .push(tile);
         }
     }
     moves
@@ -202,10 +205,10 @@ async fn wait_for_handoff(
     progress: &mut impl FnMut(&Progress),
 ) -> Result<(), ReshardError> {
     let started = Instant::now();
-    let total: usize = moved.values().sum();
+    let total: usize = moved.values().map(Vec::len).sum();
     let mut gaining: HashMap<&str, usize> = HashMap::new();
-    for ((_, to), count) in moved {
-        *gaining.entry(to.as_str()).or_default() += count;
+    for ((_, to), tiles) in moved {
+        *gaining.entry(to.as_str()).or_default() += tiles.len();
     }
     let removed: Vec<&str> = before
         .shards()
@@ -315,7 +318,7 @@ mod tests {
         let three = Ring::new(1, (1..=3).map(shard).collect()).expect("ring");
         let four = three.with_shard(shard(4)).expect("add");
         let moved = moves(&three, &four, g);
-        let total: usize = moved.values().sum();
+        let total: usize = moved.values().map(Vec::len).sum();
         assert!(moved.keys().all(|(_, to)| to == "shard-4"));
         let ideal = g.tile_count() as f64 / 4.0;
         assert!(
@@ -324,7 +327,7 @@ mod tests {
         );
         let back = moves(&four, &four.without_shard("shard-4").expect("remove"), g);
         assert_eq!(
-            back.values().sum::<usize>(),
+            back.values().map(Vec::len).sum::<usize>(),
             total,
             "removing moves them back"
         );

@@ -142,7 +142,10 @@ async fn change(
             if let Progress::Stored { moves, .. } = progress {
                 moved = moves
                     .iter()
-                    .map(|((from, to), tiles)| json!({"from": from, "to": to, "tiles": tiles}))
+                    .map(|((from, to), tiles)| {
+                        let ids: Vec<String> = tiles.iter().map(|t| t.to_string()).collect();
+                        json!({"from": from, "to": to, "tiles": tiles.len(), "tileIds": ids})
+                    })
                     .collect();
             }
         },

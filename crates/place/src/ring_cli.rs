@@ -122,14 +122,18 @@ async fn change(
 fn print_progress(progress: &Progress, geometry: CanvasGeometry) {
     match progress {
         Progress::Stored { ring, moves } => {
-            let total: usize = moves.values().sum();
+            let total: usize = moves.values().map(Vec::len).sum();
             println!(
                 "epoch {}: {total} of {} tiles move",
                 ring.epoch(),
                 geometry.tile_count()
             );
-            for ((from, to), count) in moves {
-                println!("  {from} -> {to}: {count} tiles");
+            for ((from, to), tiles) in moves {
+                println!(
+                    "  {from} -> {to}: {} tiles: {}",
+                    tiles.len(),
+                    tile_list(tiles)
+                );
             }
         }
         Progress::Loading {
@@ -148,6 +152,16 @@ fn print_progress(progress: &Progress, geometry: CanvasGeometry) {
         }
     }
     let _ = std::io::stdout().flush();
+}
+
+/// Tiles as `tx:ty`, the first 24 of them.
+fn tile_list(tiles: &[place_tiles::TileId]) -> String {
+    const SHOWN: usize = 24;
+    let mut list: Vec<String> = tiles.iter().take(SHOWN).map(|t| t.to_string()).collect();
+    if tiles.len() > SHOWN {
+        list.push(format!("and {} more", tiles.len() - SHOWN));
+    }
+    list.join(" ")
 }
 
 /// Prints the ring: its epoch, and per shard its address, tiles, and what it reports.

@@ -1174,7 +1174,7 @@ async fn shards_join_leave_and_die_while_players_paint_and_nothing_is_lost() {
         moves.keys().all(|(_, to)| to == spare.as_str()),
         "{moves:?}"
     );
-    let moved: usize = moves.values().sum();
+    let moved: usize = moves.values().map(Vec::len).sum();
     assert_eq!(moved, grown.spread(geometry)[spare.as_str()]);
     assert!(moved > 0);
     tokio::time::sleep(Duration::from_millis(700)).await;
