@@ -355,6 +355,8 @@ async fn paint(
             })
             .await;
         log.slowest = log.slowest.max(started.elapsed());
+        // Stay under the per-connection frame limit (50 a second), however fast answers come.
+        tokio::time::sleep(Duration::from_millis(25)).await;
         match answer {
             ServerMessage::Success { .. } => {
                 log.acked.push((x, y, color));
