@@ -192,11 +192,16 @@ impl RingStore {
 
     /// The stored ring, if any.
     pub async fn load(&self) -> Result<Option<Ring>, RingStoreError> {
-        let value: Option<String> = redis::cmd("GET")
+        let value = self.load_json().await?;
+        Ok(value.map(|v| serde_json::from_str(&v)).transpose()?)
+    }
+
+    /// The stored ring as its JSON text, if any.
+    async fn load_json(&self) -> Result<Option<String>, redis::RedisError> {
+        redis::cmd("GET")
             .arg(&self.key)
             .query_async(&mut self.redis.clone())
-            .await?;
-        Ok(value.map(|v| serde_json::from_str(&v)).transpose()?)
+            .await
     }
 
     /// The stored ring, which must exist.
@@ -237,11 +242,7 @@ impl RingStore {
                 if tx.is_closed() {
                     return;
                 }
-                let raw: Result<Option<String>, _> = redis::cmd("GET")
-                    .arg(&store.key)
-                    .query_async(&mut store.redis.clone())
-                    .await;
-                let raw = match raw {
+                let raw = match store.load_json().await {
                     Ok(Some(raw)) => raw,
                     Ok(None) => continue,
                     Err(error) => {
