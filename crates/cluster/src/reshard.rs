@@ -47,6 +47,13 @@ pub struct ShardReport {
     pub acquiring: usize,
     /// Placements it made durable per second, lately.
     pub placements_per_sec: f64,
+    /// When it began to work at `epoch` (epoch ms): it stopped taking placements for the tiles
+    /// it lost then, and began loading those it gained.
+    #[serde(default)]
+    pub epoch_since_ms: Option<i64>,
+    /// When every tile it gained at `epoch` was loaded and serving (epoch ms).
+    #[serde(default)]
+    pub ready_at_ms: Option<i64>,
 }
 
 /// Why a ring change failed.
@@ -125,6 +132,64 @@ pub enum Progress {
         /// Shards that have not finished, and why.
         waiting: Vec<String>,
     },
+    /// The handoff is complete: how long the tiles of each move paused.
+    Complete {
+        /// By move, the longest first.
+        pauses: Vec<HandoffPause>,
+    },
+}
+
+/// How long the tiles moving from one shard to another could take no placement, as the shards
+/// saw it: from the first of the two to work at the new epoch (the old owner stops taking the
+/// tiles' placements, or the new one raises their fences) to the new owner serving them. Edges
+/// follow the ring within one poll of it, so a player may wait up to that much longer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandoffPause {
+    /// The old owner.
+    pub from: String,
+    /// The new owner.
+    pub to: String,
+    /// How many tiles moved.
+    pub tiles: usize,
+    /// The pause.
+    pub pause: Duration,
+}
+
+/// The pauses of a complete handoff to `epoch`, by move, longest first; a move whose new owner's
+/// report lacks the times is left out. An old owner without a report (down) counts from when the
+/// new owner began.
+pub fn handoff_pauses(
+    moved: &Moves,
+    reports: &BTreeMap<String, ShardReport>,
+    epoch: u64,
+) -> Vec<HandoffPause> {
+    let since = |id: &str| {
+        reports
+            .get(id)
+            .filter(|r| r.epoch == epoch)
+            .and_then(|r| r.epoch_since_ms)
+    };
+    let mut pauses: Vec<HandoffPause> = moved
+        .iter()
+        .filter_map(|((from, to), tiles)| {
+            let ready = reports
+                .get(to)
+                .filter(|r| r.epoch == epoch)
+                .and_then(|r| r.ready_at_ms)?;
+            let began = match (since(from), since(to)) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => a.or(b)?,
+            };
+            Some(HandoffPause {
+                from: from.clone(),
+                to: to.clone(),
+                tiles: tiles.len(),
+                pause: Duration::from_millis(ready.saturating_sub(began).max(0) as u64),
+            })
+        })
+        .collect();
+    pauses.sort_by_key(|p| std::cmp::Reverse(p.pause));
+    pauses
 }
 
 /// Checks a shard before it joins: it is not in the ring yet, it answers at its address over
@@ -258,6 +323,9 @@ async fn wait_for_handoff(
             last_loaded = Some(loaded);
         }
         if waiting.is_empty() {
+            progress(&Progress::Complete {
+                pauses: handoff_pauses(moved, &reports, after.epoch()),
+            });
             return Ok(());
         }
         if started.elapsed() >= timeout {
@@ -343,6 +411,8 @@ mod tests {
             owned: 1,
             acquiring: 0,
             placements_per_sec: 0.0,
+            epoch_since_ms: None,
+            ready_at_ms: None,
         };
         let reports: BTreeMap<String, ShardReport> = [("shard-2".to_owned(), report("shard-2"))]
             .into_iter()
@@ -356,5 +426,55 @@ mod tests {
         assert_eq!(watch.dead_shards(&silent, Duration::ZERO), vec!["shard-3"]);
         // Heard from again: the clock starts over.
         assert!(watch.dead_shards(&[], Duration::ZERO).is_empty());
+    }
+
+    #[test]
+    fn a_handoff_pauses_from_the_first_shard_at_the_new_epoch_to_the_new_owner_serving() {
+        let report = |id: &str, epoch: u64, since: i64, ready: Option<i64>| {
+            (
+                id.to_owned(),
+                ShardReport {
+                    id: id.into(),
+                    epoch,
+                    owned: 1,
+                    acquiring: 0,
+                    placements_per_sec: 0.0,
+                    epoch_since_ms: Some(since),
+                    ready_at_ms: ready,
+                },
+            )
+        };
+        let tile = |x| place_tiles::TileId::new(x, 0);
+        let moved: Moves = [
+            (("shard-1".into(), "shard-4".into()), vec![tile(0), tile(1)]),
+            (("shard-2".into(), "shard-4".into()), vec![tile(2)]),
+            (("shard-3".into(), "shard-4".into()), vec![tile(3)]),
+        ]
+        .into_iter()
+        .collect();
+        let reports: BTreeMap<String, ShardReport> = [
+            // shard-1 saw the ring before the new owner did: its pause starts there.
+            report("shard-1", 2, 1_000, Some(1_000)),
+            // shard-2 saw it after: the pause starts when shard-4 raised the fences.
+            report("shard-2", 2, 1_030, Some(1_030)),
+            // shard-3 is down: no report.
+            report("shard-4", 2, 1_010, Some(1_090)),
+        ]
+        .into_iter()
+        .collect();
+        let pauses = handoff_pauses(&moved, &reports, 2);
+        let summary: Vec<(&str, usize, u64)> = pauses
+            .iter()
+            .map(|p| (p.from.as_str(), p.tiles, p.pause.as_millis() as u64))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![("shard-1", 2, 90), ("shard-2", 1, 80), ("shard-3", 1, 80)]
+        );
+        // A new owner still at the old epoch has no pause to give yet.
+        let stale: BTreeMap<String, ShardReport> = [report("shard-4", 1, 1_010, Some(1_090))]
+            .into_iter()
+            .collect();
+        assert!(handoff_pauses(&moved, &stale, 2).is_empty());
     }
 }

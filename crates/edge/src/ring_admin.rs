@@ -138,8 +138,8 @@ async fn change(
         &holder,
         change,
         HANDOFF_TIMEOUT,
-        |progress| {
-            if let Progress::Stored { moves, .. } = progress {
+        |progress| match progress {
+            Progress::Stored { moves, .. } => {
                 moved = moves
                     .iter()
                     .map(|((from, to), tiles)| {
@@ -148,6 +148,17 @@ async fn change(
                     })
                     .collect();
             }
+            Progress::Complete { pauses } => {
+                for pause in pauses {
+                    let this_move = moved
+                        .iter_mut()
+                        .find(|m| m["from"] == pause.from.as_str() && m["to"] == pause.to.as_str());
+                    if let Some(m) = this_move {
+                        m["pauseMs"] = json!(pause.pause.as_millis() as u64);
+                    }
+                }
+            }
+            Progress::Loading { .. } => {}
         },
     )
     .await

@@ -261,6 +261,8 @@ async fn supervise(s: Supervisor) {
             owned: status.owned.unwrap_or(0),
             acquiring: status.acquiring,
             placements_per_sec: (rate * 10.0).round() / 10.0,
+            epoch_since_ms: Some(status.epoch_since_ms),
+            ready_at_ms: status.ready_at_ms,
         };
         if let Err(error) = s.store.report(&report).await {
             warn!(%error, "cannot report to Redis");

@@ -150,6 +150,17 @@ fn print_progress(progress: &Progress, geometry: CanvasGeometry) {
                 );
             }
         }
+        Progress::Complete { pauses } => {
+            if let Some(longest) = pauses.first() {
+                println!(
+                    "longest tile pause: {} ms ({} -> {}, {} tiles), as the shards saw it",
+                    longest.pause.as_millis(),
+                    longest.from,
+                    longest.to,
+                    longest.tiles
+                );
+            }
+        }
     }
     let _ = std::io::stdout().flush();
 }

@@ -1143,16 +1143,17 @@ async fn shards_join_leave_and_die_while_players_paint_and_nothing_is_lost() {
         addr: spare_addr.to_string(),
     };
     let mut stored = None;
+    let mut paused = None;
     let grown = place_cluster::reshard::change_ring(
         &store,
         geometry,
         "test",
         |ring| ring.with_shard(spare_info.clone()),
         Duration::from_secs(30),
-        |p| {
-            if let place_cluster::reshard::Progress::Stored { moves, .. } = p {
-                stored = Some(moves.clone());
-            }
+        |p| match p {
+            place_cluster::reshard::Progress::Stored { moves, .. } => stored = Some(moves.clone()),
+            place_cluster::reshard::Progress::Complete { pauses } => paused = Some(pauses.clone()),
+            place_cluster::reshard::Progress::Loading { .. } => {}
         },
     )
     .await
@@ -1177,6 +1178,11 @@ async fn shards_join_leave_and_die_while_players_paint_and_nothing_is_lost() {
     let moved: usize = moves.values().map(Vec::len).sum();
     assert_eq!(moved, grown.spread(geometry)[spare.as_str()]);
     assert!(moved > 0);
+    // Every move's pause is measured by the shards, and none outlasts the handoff itself.
+    let pauses = paused.expect("the handoff completed with its pauses");
+    assert_eq!(pauses.len(), moves.len(), "{pauses:?}");
+    assert!(pauses.iter().all(|p| p.pause <= grow_took), "{pauses:?}");
+    println!("adding a shard: longest tile pause {:?}", pauses[0]);
     tokio::time::sleep(Duration::from_millis(700)).await;
 
     // Bad changes are refused with a reason, and change nothing.

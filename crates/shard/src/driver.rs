@@ -78,6 +78,12 @@ pub struct ShardStatus {
     pub acquiring: usize,
     /// Placements made durable since the shard started.
     pub placed_total: u64,
+    /// When it began to work at `epoch` (epoch ms): the tiles it lost stopped taking placements
+    /// then, and the loading of those it gained began.
+    pub epoch_since_ms: i64,
+    /// When every tile gained at `epoch` was loaded and serving (epoch ms); `None` while some
+    /// still load.
+    pub ready_at_ms: Option<i64>,
 }
 
 /// The tiles a cluster shard owns at a ring epoch.
@@ -283,7 +289,10 @@ async fn run(
     let writer = tokio::spawn(write_jobs(store.clone(), job_rx, done_tx));
     let mut tick = tokio::time::interval(window);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut state = DriverState::default();
+    let mut state = DriverState {
+        epoch_since_ms: now_ms(),
+        ..DriverState::default()
+    };
     let mut stopped: Option<oneshot::Sender<()>> = None;
     let mut accepting = true;
 
@@ -341,6 +350,9 @@ async fn run(
                 }
             }
         }
+        if state.ready_at_ms.is_none() && core.acquiring() == 0 {
+            state.ready_at_ms = Some(now_ms());
+        }
         if !accepting && core.is_idle() && !core.checkpoint_pending() {
             break;
         }
@@ -358,6 +370,10 @@ struct DriverState {
     next_token: Token,
     replies: HashMap<Token, oneshot::Sender<Result<Placed, PlaceError>>>,
     subscribers: HashMap<SubscriberId, mpsc::Sender<ShardMessage>>,
+    /// When the core began to work at its epoch, and when it had loaded every tile gained at it:
+    /// the two ends of a handoff, for [`ShardStatus`].
+    epoch_since_ms: i64,
+    ready_at_ms: Option<i64>,
 }
 
 impl DriverState {
@@ -401,13 +417,21 @@ impl DriverState {
                 let _ = reply.send(core.snapshot(tile));
                 None
             }
-            Command::SetOwnership { epoch, owned } => Some(Input::Ownership { epoch, owned }),
+            Command::SetOwnership { epoch, owned } => {
+                if epoch > core.epoch() {
+                    self.epoch_since_ms = now_ms();
+                    self.ready_at_ms = None;
+                }
+                Some(Input::Ownership { epoch, owned })
+            }
             Command::Status(reply) => {
                 let _ = reply.send(ShardStatus {
                     epoch: core.epoch(),
                     owned: core.owned_count(),
                     acquiring: core.acquiring(),
                     placed_total: core.placed_total(),
+                    epoch_since_ms: self.epoch_since_ms,
+                    ready_at_ms: self.ready_at_ms,
                 });
                 None
             }
