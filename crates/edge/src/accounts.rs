@@ -73,10 +73,15 @@ struct SessionRecord {
 /// How long `/health/ready` waits for each backing service before calling it unavailable.
 pub const READINESS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Checks and takes a cooldown in one step. The key holds the user's last placement time
-/// (KEYS[1]); ARGV: now, the cooldown, how long to remember the placement (all ms). Returns the
-/// milliseconds left, or 0 after recording `now` as the last placement.
-const ACQUIRE_SCRIPT: &str = r"
+/// Admits a placement in one round trip: refuses a banned user (the set KEYS[2] holds ARGV[4]),
+/// then checks and takes the cooldown. KEYS[1] holds the user's last placement time; ARGV: now,
+/// the cooldown, how long to remember the placement (all ms), the user id. Returns -1 for a
+/// banned user, the milliseconds left of a cooldown, or 0 after recording `now` as the last
+/// placement.
+static ADMIT_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+if redis.call('SISMEMBER', KEYS[2], ARGV[4]) == 1 then return -1 end
 local last = redis.call('GET', KEYS[1])
 if last then
   local left = tonumber(last) + tonumber(ARGV[2]) - tonumber(ARGV[1])
@@ -84,7 +89,26 @@ if last then
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 return 0
-";
+",
+    )
+});
+
+/// Whether a user may place now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Yes: its cooldown is taken; it may place again at this time (epoch ms).
+    Admitted {
+        /// When the user may place next.
+        next_at_ms: i64,
+    },
+    /// No: the user is banned.
+    Banned,
+    /// No: the cooldown has this many milliseconds left.
+    CoolingDown {
+        /// Milliseconds left.
+        remaining_ms: i64,
+    },
+}
 
 /// Gives a cooldown back only if it is still the one this placement took.
 const RELEASE_SCRIPT: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
@@ -283,34 +307,46 @@ impl Accounts {
         }
     }
 
-    /// Takes the user's cooldown if it has run out, atomically across every socket and edge,
-    /// recording `now_ms` as its last placement: `Ok(Ok(next))` (when it may place next), or
-    /// `Ok(Err(ms_left))`.
-    pub async fn try_acquire_cooldown(
+    /// Admits a placement by `user` at `now_ms`: refused if the user is banned or still cooling
+    /// down; otherwise takes the cooldown, atomically across every socket and edge, recording
+    /// `now_ms` as its last placement. In the cluster this is one Redis round trip.
+    pub async fn admit_placement(
         &self,
         user: i64,
         now_ms: i64,
         cooldown_ms: i64,
-    ) -> Result<Result<i64, i64>, AccountsError> {
-        match self {
-            Accounts::Embedded { cooldowns, .. } => {
-                Ok(cooldowns.try_acquire(user, now_ms, cooldown_ms))
+    ) -> Result<Admission, AccountsError> {
+        let left = match self {
+            Accounts::Embedded {
+                cooldowns, bans, ..
+            } => {
+                if bans.contains(&user) {
+                    return Ok(Admission::Banned);
+                }
+                match cooldowns.try_acquire(user, now_ms, cooldown_ms) {
+                    Ok(_) => 0,
+                    Err(left) => left,
+                }
             }
             Accounts::Shared(s) => {
-                let left: i64 = redis::Script::new(ACQUIRE_SCRIPT)
+                ADMIT_SCRIPT
                     .key(s.key(&format!("cooldown:{user}")))
+                    .key(s.key("bans"))
                     .arg(now_ms)
                     .arg(cooldown_ms)
                     .arg(MAX_COOLDOWN_MS)
+                    .arg(user)
                     .invoke_async(&mut s.redis.clone())
-                    .await?;
-                Ok(if left > 0 {
-                    Err(left)
-                } else {
-                    Ok(now_ms + cooldown_ms)
-                })
+                    .await?
             }
-        }
+        };
+        Ok(match left {
+            ..0 => Admission::Banned,
+            0 => Admission::Admitted {
+                next_at_ms: now_ms + cooldown_ms,
+            },
+            remaining_ms => Admission::CoolingDown { remaining_ms },
+        })
     }
 
     /// Gives back the cooldown taken at `taken_at_ms` for a placement that was not made, unless
@@ -350,18 +386,6 @@ impl Accounts {
                     .await?;
                 Ok(last.map_or(0, |last| (last + cooldown_ms - now_ms).max(0)))
             }
-        }
-    }
-
-    /// Whether the user is banned from placing.
-    pub async fn is_banned(&self, user: i64) -> Result<bool, AccountsError> {
-        match self {
-            Accounts::Embedded { bans, .. } => Ok(bans.contains(&user)),
-            Accounts::Shared(s) => Ok(redis::cmd("SISMEMBER")
-                .arg(s.key("bans"))
-                .arg(user)
-                .query_async(&mut s.redis.clone())
-                .await?),
         }
     }
 

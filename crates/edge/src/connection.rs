@@ -24,6 +24,7 @@ use place_tiles::TileId;
 use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, info_span, Instrument};
 
+use crate::accounts::Admission;
 use crate::frame::{Format, SharedFrame};
 use crate::hub::{ConnId, LagSignal, Outbound};
 use crate::{now_ms, Edge};
@@ -493,45 +494,34 @@ async fn place_checked(
     let fail = |code, message: &str, request_id| {
         ServerMessage::Error(ErrorMessage::new(code, message).with_request_id(request_id))
     };
-    match edge.accounts.is_banned(user_id).await {
-        Ok(false) => {}
-        Ok(true) => {
+    let now = now_ms();
+    let next = match edge
+        .accounts
+        .admit_placement(user_id, now, edge.cooldown_ms())
+        .await
+    {
+        Ok(Admission::Admitted { next_at_ms }) => next_at_ms,
+        Ok(Admission::Banned) => {
             return fail(
                 ErrorCode::Banned,
                 "you are banned from placing pixels",
                 request_id,
             )
         }
-        Err(error) => {
-            tracing::warn!(%error, "ban check failed");
-            return fail(
-                ErrorCode::Unavailable,
-                "accounts are unavailable; try again",
-                request_id,
-            );
-        }
-    }
-    let now = now_ms();
-    let next = match edge
-        .accounts
-        .try_acquire_cooldown(user_id, now, edge.cooldown_ms())
-        .await
-    {
-        Ok(Ok(next)) => next,
-        Ok(Err(remaining)) => {
+        Ok(Admission::CoolingDown { remaining_ms }) => {
             let mut error = ErrorMessage::new(
                 ErrorCode::RateLimited,
-                format!("cooldown: {:.1} s left", remaining as f64 / 1000.0),
+                format!("cooldown: {:.1} s left", remaining_ms as f64 / 1000.0),
             )
             .with_request_id(request_id);
-            error.cooldown_remaining = Some(remaining as u64);
+            error.cooldown_remaining = Some(remaining_ms as u64);
             return ServerMessage::Error(error);
         }
         Err(error) => {
-            tracing::warn!(%error, "cooldown check failed");
+            tracing::warn!(%error, "placement admission failed");
             return fail(
                 ErrorCode::Unavailable,
-                "cooldowns are unavailable; try again",
+                "accounts are unavailable; try again",
                 request_id,
             );
         }
