@@ -1,26 +1,32 @@
 //! The ring in Redis: one JSON value under the cluster's key prefix, read by every edge and
-//! shard. Watchers poll it (twenty times a second), so a change reaches every node within about
-//! 50 ms without depending on a pub/sub connection staying up.
+//! shard. A change is announced on the channel `{prefix}ring:changed` in the same script that
+//! stores it, so watchers that follow the channel read the new ring within a round trip; every
+//! watcher also polls it (twenty times a second), so a change reaches every node within about
+//! 50 ms even while its pub/sub connection is down.
 //!
 //! Beside it: the lock that makes ring changes go one at a time (`{prefix}ring:lock`), and each
 //! shard's report of itself (`{prefix}shard:{id}`, see [`crate::reshard`]).
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
+
+use futures_util::StreamExt;
 
 use redis::aio::ConnectionManager;
 use thiserror::Error;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tracing::{info, warn};
 
 use crate::reshard::{ShardReport, REPORT_TTL};
 use crate::ring::{Ring, RingError};
 
-/// Stores the ring only while the caller holds the change lock (`KEYS[1]` lock, `KEYS[2]` ring,
-/// `ARGV[1]` the holder's token, `ARGV[2]` the ring).
+/// Stores the ring only while the caller holds the change lock, and announces it (`KEYS[1]`
+/// lock, `KEYS[2]` ring, `KEYS[3]` the channel, `ARGV[1]` the holder's token, `ARGV[2]` the ring,
+/// `ARGV[3]` its epoch).
 const REPLACE_SCRIPT: &str = r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[2], ARGV[2])
+redis.call('PUBLISH', KEYS[3], ARGV[3])
 return 1";
 
 /// Releases the change lock if the caller still holds it.
@@ -60,6 +66,8 @@ pub enum RingStoreError {
 #[derive(Clone)]
 pub struct RingStore {
     redis: ConnectionManager,
+    /// For the pub/sub connection of [`RingStore::watch`], when it follows announcements.
+    announcements: Option<redis::Client>,
     prefix: String,
     key: String,
 }
@@ -75,9 +83,21 @@ impl RingStore {
     pub fn new(redis: ConnectionManager, prefix: &str) -> Self {
         Self {
             redis,
+            announcements: None,
             prefix: prefix.to_owned(),
             key: format!("{prefix}ring"),
         }
+    }
+
+    /// Makes [`RingStore::watch`] follow the announcements of changes too, over a pub/sub
+    /// connection of `client`, so nodes see a change within a round trip instead of a poll.
+    pub fn following_announcements(mut self, client: redis::Client) -> Self {
+        self.announcements = Some(client);
+        self
+    }
+
+    fn channel(&self) -> String {
+        format!("{}ring:changed", self.prefix)
     }
 
     fn lock_key(&self) -> String {
@@ -136,8 +156,10 @@ impl RingStore {
         let stored: i64 = redis::Script::new(REPLACE_SCRIPT)
             .key(self.lock_key())
             .key(&self.key)
+            .key(self.channel())
             .arg(&lock.token)
             .arg(serde_json::to_string(ring)?)
+            .arg(ring.epoch())
             .invoke_async(&mut self.redis.clone())
             .await?;
         if stored == 1 {
@@ -233,12 +255,23 @@ impl RingStore {
         let first = self.require().await?;
         let (tx, rx) = watch::channel(Arc::new(first));
         let store = self.clone();
+        let announced = Arc::new(Notify::new());
+        if let Some(client) = self.announcements.clone() {
+            tokio::spawn(follow_announcements(
+                client,
+                self.channel(),
+                Arc::downgrade(&announced),
+            ));
+        }
         tokio::spawn(async move {
             let mut every = tokio::time::interval(POLL_EVERY);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut last_raw: Option<String> = None;
             loop {
-                every.tick().await;
+                tokio::select! {
+                    _ = every.tick() => {}
+                    _ = announced.notified() => {}
+                }
                 if tx.is_closed() {
                     return;
                 }
@@ -270,5 +303,101 @@ impl RingStore {
             }
         });
         Ok(rx)
+    }
+}
+
+/// Wakes the ring's watcher (`wake`) whenever a change is announced on `channel`, for as long as
+/// the watcher lives, subscribing again after a break (with backoff and jitter; the watcher's
+/// poll covers the gap).
+async fn follow_announcements(client: redis::Client, channel: String, wake: Weak<Notify>) {
+    let mut backoff = Duration::from_millis(100);
+    while wake.strong_count() > 0 {
+        match client.get_async_pubsub().await {
+            Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
+                Ok(()) => {
+                    backoff = Duration::from_millis(100);
+                    let mut messages = pubsub.on_message();
+                    loop {
+                        // Checks now and then that the watcher still lives, even when nothing
+                        // is announced.
+                        match tokio::time::timeout(Duration::from_secs(1), messages.next()).await {
+                            Ok(Some(_)) => match wake.upgrade() {
+                                Some(wake) => wake.notify_one(),
+                                None => return,
+                            },
+                            Ok(None) => break,
+                            Err(_) if wake.strong_count() == 0 => return,
+                            Err(_) => {}
+                        }
+                    }
+                    warn!("the ring's announcements stopped; subscribing again");
+                }
+                Err(error) => warn!(%error, "cannot follow the ring's announcements"),
+            },
+            Err(error) => warn!(%error, "cannot connect to follow the ring's announcements"),
+        }
+        let jitter = Duration::from_millis(rand::random::<u64>() % 100);
+        tokio::time::sleep(backoff + jitter).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ring::test_shard as shard;
+
+    #[tokio::test]
+    async fn a_stored_change_is_announced_and_wakes_the_watchers_that_follow() {
+        let client = redis::Client::open("redis://127.0.0.1:6379").expect("url");
+        let redis = client
+            .get_connection_manager()
+            .await
+            .expect("Redis must be running on 127.0.0.1:6379");
+        let prefix = format!("place:test_announce_{}:", rand::random::<u32>());
+        let store = RingStore::new(redis.clone(), &prefix);
+        let wake = Arc::new(Notify::new());
+        tokio::spawn(follow_announcements(
+            client,
+            store.channel(),
+            Arc::downgrade(&wake),
+        ));
+        // Wait until the follower listens.
+        let started = std::time::Instant::now();
+        loop {
+            let (_, listeners): (String, u32) = redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg(store.channel())
+                .query_async(&mut redis.clone())
+                .await
+                .expect("numsub");
+            if listeners > 0 {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "never subscribed"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let first = Ring::new(1, vec![shard(1)]).expect("ring");
+        store.init(&first, false).await.expect("init");
+        let lock = store
+            .lock_changes("test", Duration::from_secs(5))
+            .await
+            .expect("redis")
+            .expect("free");
+        store
+            .replace(&lock, &first.with_shard(shard(2)).expect("add"))
+            .await
+            .expect("replace");
+        let announced = tokio::time::timeout(Duration::from_secs(2), wake.notified()).await;
+        store.unlock_changes(&lock).await.expect("unlock");
+        let _: () = redis::cmd("DEL")
+            .arg(&store.key)
+            .query_async(&mut redis.clone())
+            .await
+            .expect("clean up");
+        announced.expect("the change woke the follower");
     }
 }

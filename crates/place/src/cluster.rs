@@ -177,7 +177,8 @@ pub async fn start_shard(
     let store = cluster.postgres().await?;
     store.check_canvas(config.shard.geometry).await?;
     let redis = cluster.redis().await?;
-    let ring_store = RingStore::new(redis, &cluster.key_prefix());
+    let ring_store = RingStore::new(redis, &cluster.key_prefix())
+        .following_announcements(cluster.redis_client()?);
     let ring = ring_store.watch().await?;
     let current = ring.borrow().clone();
     if current.shard(&cluster.node_id).is_none() {
@@ -361,7 +362,8 @@ pub async fn start_edge(
     let redis = cluster.redis().await?;
     let users = cluster.postgres().await?;
     users.check_canvas(config.edge.geometry).await?;
-    let ring_store = RingStore::new(redis.clone(), &cluster.key_prefix());
+    let ring_store = RingStore::new(redis.clone(), &cluster.key_prefix())
+        .following_announcements(cluster.redis_client()?);
     let ring = ring_store.watch().await?;
     let client = ClusterClient::new(&identity, ring, config.edge.geometry)?;
     let live_bus = LiveBus::Redis(Box::new(RedisBus::new(
