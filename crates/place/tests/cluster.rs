@@ -1426,6 +1426,7 @@ async fn administrators_show_and_change_the_ring_through_any_edge() {
         .iter()
         .map(|m| {
             assert_eq!(m["from"], "shard-3");
+            assert!(m["pauseMs"].is_u64(), "each move's pause is measured: {m}");
             m["tiles"].as_u64().expect("tiles")
         })
         .sum();
