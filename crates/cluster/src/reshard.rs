@@ -192,6 +192,54 @@ pub fn handoff_pauses(
     pauses
 }
 
+/// The ring as operators see it: each shard with its share of the tiles and its latest report,
+/// and the shards that report but are not in the ring.
+#[derive(Debug, Clone)]
+pub struct RingView {
+    /// The ring's epoch.
+    pub epoch: u64,
+    /// The ring's shards, in ring order.
+    pub shards: Vec<ShardView>,
+    /// Shards that report themselves but are not in the ring (started, not added yet; or
+    /// removed, not stopped yet).
+    pub outside: Vec<String>,
+}
+
+/// One shard of a [`RingView`].
+#[derive(Debug, Clone)]
+pub struct ShardView {
+    /// Its id and address.
+    pub info: ShardInfo,
+    /// How many tiles the ring gives it.
+    pub tiles: usize,
+    /// Its latest report; `None` when it has not reported lately (down?).
+    pub report: Option<ShardReport>,
+}
+
+/// What [`RingView`] shows of `ring`, with the shards' reports from `store`.
+pub async fn ring_view(
+    store: &RingStore,
+    ring: &Ring,
+    geometry: CanvasGeometry,
+) -> Result<RingView, RingStoreError> {
+    let mut reports = store.reports().await?;
+    let spread = ring.spread(geometry);
+    let shards = ring
+        .shards()
+        .iter()
+        .map(|s| ShardView {
+            info: s.clone(),
+            tiles: spread.get(&s.id).copied().unwrap_or(0),
+            report: reports.remove(&s.id),
+        })
+        .collect();
+    Ok(RingView {
+        epoch: ring.epoch(),
+        shards,
+        outside: reports.into_keys().collect(),
+    })
+}
+
 /// Checks a shard before it joins: it is not in the ring yet, it answers at its address over
 /// QUIC with a certificate of the cluster's authority (connecting as `identity`), and it reports
 /// itself in Redis under its id (so it runs, as that id, in this cluster).

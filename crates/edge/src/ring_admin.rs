@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use axum::extract::{Path, State};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
-use place_cluster::reshard::{change_ring, check_new_shard, Progress, ReshardError};
+use place_cluster::reshard::{change_ring, check_new_shard, ring_view, Progress, ReshardError};
 use place_cluster::tls::NodeIdentity;
 use place_cluster::{Ring, RingError, RingStore, ShardInfo};
 use serde::Deserialize;
@@ -47,17 +47,18 @@ fn ring_admin(edge: &Edge) -> Result<&RingAdmin, AppError> {
 async fn show(State(edge): State<Arc<Edge>>, Admin(_): Admin) -> Result<Json<Value>, AppError> {
     let admin = ring_admin(&edge)?;
     let ring = admin.store.require().await.map_err(unavailable)?;
-    let reports = admin.store.reports().await.map_err(unavailable)?;
-    let spread = ring.spread(edge.config.geometry);
-    let shards: Vec<Value> = ring
-        .shards()
+    let view = ring_view(&admin.store, &ring, edge.config.geometry)
+        .await
+        .map_err(unavailable)?;
+    let shards: Vec<Value> = view
+        .shards
         .iter()
         .map(|s| {
-            let report = reports.get(&s.id);
+            let report = s.report.as_ref();
             json!({
-                "id": s.id,
-                "addr": s.addr,
-                "tiles": spread.get(&s.id).copied().unwrap_or(0),
+                "id": s.info.id,
+                "addr": s.info.addr,
+                "tiles": s.tiles,
                 "reporting": report.is_some(),
                 "epoch": report.map(|r| r.epoch),
                 "loading": report.map(|r| r.acquiring),
@@ -65,14 +66,10 @@ async fn show(State(edge): State<Arc<Edge>>, Admin(_): Admin) -> Result<Json<Val
             })
         })
         .collect();
-    let idle: Vec<&String> = reports
-        .keys()
-        .filter(|id| ring.shard(id).is_none())
-        .collect();
     Ok(Json(json!({
-        "epoch": ring.epoch(),
+        "epoch": view.epoch,
         "shards": shards,
-        "runningOutsideTheRing": idle,
+        "runningOutsideTheRing": view.outside,
     })))
 }
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use place_cluster::reshard::{change_ring, Progress, ReshardError};
+use place_cluster::reshard::{change_ring, ring_view, Progress, ReshardError};
 use place_cluster::tls::NodeIdentity;
 use place_cluster::{Ring, RingStore, ShardInfo};
 use place_tiles::CanvasGeometry;
@@ -177,13 +177,11 @@ fn tile_list(tiles: &[place_tiles::TileId]) -> String {
 
 /// Prints the ring: its epoch, and per shard its address, tiles, and what it reports.
 async fn show(store: &RingStore, ring: &Ring, geometry: CanvasGeometry) -> anyhow::Result<()> {
-    let spread = ring.spread(geometry);
-    let reports = store.reports().await?;
-    println!("epoch {}", ring.epoch());
+    let view = ring_view(store, ring, geometry).await?;
+    println!("epoch {}", view.epoch);
     println!("shard\taddress\ttiles\tstatus");
-    for shard in ring.shards() {
-        let tiles = spread.get(&shard.id).copied().unwrap_or(0);
-        let status = match reports.get(&shard.id) {
+    for shard in &view.shards {
+        let status = match &shard.report {
             None => "no report (down?)".to_owned(),
             Some(r) if r.acquiring > 0 => format!(
                 "epoch {}, loading {} tiles, {} placements/s",
@@ -191,20 +189,13 @@ async fn show(store: &RingStore, ring: &Ring, geometry: CanvasGeometry) -> anyho
             ),
             Some(r) => format!("epoch {}, {} placements/s", r.epoch, r.placements_per_sec),
         };
-        println!("{}\t{}\t{tiles}\t{status}", shard.id, shard.addr);
-    }
-    let idle: Vec<&String> = reports
-        .keys()
-        .filter(|id| ring.shard(id).is_none())
-        .collect();
-    if !idle.is_empty() {
         println!(
-            "running but not in the ring: {}",
-            idle.iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            "{}\t{}\t{}\t{status}",
+            shard.info.id, shard.info.addr, shard.tiles
         );
+    }
+    if !view.outside.is_empty() {
+        println!("running but not in the ring: {}", view.outside.join(", "));
     }
     Ok(())
 }
