@@ -108,7 +108,7 @@ pub fn heatmap_ttl(minutes: u32) -> Duration {
 }
 
 /// 429 for a client address past its rate (a request without a peer address is not limited).
-async fn limit(State(edge): State<Arc<Edge>>, request: Request, next: Next) -> Response {
+pub(crate) async fn limit(State(edge): State<Arc<Edge>>, request: Request, next: Next) -> Response {
     if let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() {
         let ip = crate::auth::client_ip(&edge, *peer, request.headers());
         if let Err(not_until) = edge.history.limiter.check_key(&ip) {

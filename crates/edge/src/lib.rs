@@ -20,6 +20,7 @@
 //! - [`live`]: changes every edge applies at once: the cooldown, ended sessions.
 //! - [`frame`]: outgoing messages, encoded once per format.
 //! - [`telemetry`]: Prometheus metrics (`GET /metrics`).
+//! - [`timelapse`]: the timelapse API: snapshots, exact frames at any time, render jobs.
 //! - [`error`]: [`error::AppError`], the one way HTTP handlers fail.
 //!
 //! The edge talks to its shard through a [`place_shard::ShardHandle`]; in `place serve` that
@@ -42,6 +43,7 @@ pub mod moderation;
 pub mod ring_admin;
 pub mod shards;
 pub mod telemetry;
+pub mod timelapse;
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -126,6 +128,8 @@ pub struct Edge {
     online: dashmap::DashMap<i64, u32>,
     /// The ring, for the admin API (a cluster's edges only).
     ring_admin: std::sync::OnceLock<ring_admin::RingAdmin>,
+    /// The timelapse (snapshots, frames, render jobs).
+    timelapse: std::sync::OnceLock<Arc<place_timelapse::service::Timelapse>>,
 }
 
 impl Edge {
@@ -158,6 +162,7 @@ impl Edge {
             history: history::HistoryState::default(),
             online: dashmap::DashMap::new(),
             ring_admin: std::sync::OnceLock::new(),
+            timelapse: std::sync::OnceLock::new(),
         });
         telemetry::handle();
         tokio::spawn(prune_cooldowns(Arc::downgrade(&edge)));
@@ -170,6 +175,11 @@ impl Edge {
     /// Lets administrators change the ring through this edge (a cluster's edges).
     pub fn enable_ring_admin(&self, admin: ring_admin::RingAdmin) {
         let _ = self.ring_admin.set(admin);
+    }
+
+    /// Serves the timelapse API (both modes, once their store and job dispatch are set up).
+    pub fn enable_timelapse(&self, timelapse: Arc<place_timelapse::service::Timelapse>) {
+        let _ = self.timelapse.set(timelapse);
     }
 
     /// The configuration.

@@ -18,6 +18,10 @@ use place_edge::shards::Shards;
 use place_edge::Edge;
 use place_shard::{Ownership, ShardHandle, ShardStore, ShardTask};
 use place_store::PgStore;
+use place_timelapse::jobs::JobContext;
+use place_timelapse::queue::JobQueue;
+use place_timelapse::service::{Dispatch, Timelapse};
+use place_timelapse::Source;
 use redis::aio::ConnectionManager;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
@@ -39,6 +43,8 @@ pub struct ClusterSettings {
     pub certs: PathBuf,
     /// This node's id: its certificate's name, and for a shard its id in the ring.
     pub node_id: String,
+    /// RabbitMQ, where edges publish timelapse render jobs for `place worker`.
+    pub amqp_url: String,
 }
 
 impl ClusterSettings {
@@ -374,7 +380,7 @@ pub async fn start_edge(
     let accounts = Accounts::Shared(SharedAccounts {
         redis,
         prefix: cluster.key_prefix(),
-        users,
+        users: users.clone(),
     });
     let edge_config = place_edge::EdgeConfig {
         node_id: cluster.node_id.clone(),
@@ -390,6 +396,17 @@ pub async fn start_edge(
         store: ring_store,
         identity,
     });
+    let jobs = JobContext {
+        source: Source::Postgres(users),
+        geometry: config.edge.geometry,
+        palette: config.edge.palette.clone(),
+        throttle: Duration::ZERO,
+    };
+    let queue = JobQueue::new(&cluster.amqp_url, &cluster.name);
+    edge.enable_timelapse(Arc::new(Timelapse::new(
+        jobs,
+        Dispatch::Queue(Arc::new(queue)),
+    )));
     Ok(edge)
 }
 

@@ -41,6 +41,8 @@ pub mod env {
     pub const SECURE_COOKIES: &str = "PLACE_SECURE_COOKIES";
     /// `trust_proxy`.
     pub const TRUST_PROXY: &str = "PLACE_TRUST_PROXY";
+    /// `timelapse_snapshot_secs`.
+    pub const TIMELAPSE_SNAPSHOT_SECS: &str = "PLACE_TIMELAPSE_SNAPSHOT_SECS";
 }
 
 /// Every setting of `place serve`, with its default. The TOML file uses these names.
@@ -78,6 +80,9 @@ pub struct ServeConfig {
     /// per-IP limits (guest sessions, logins). Never without such a proxy, or clients could
     /// choose their address. Default false.
     pub trust_proxy: bool,
+    /// Seconds between two timelapse snapshots of the canvas, 1 to 86400 (taken by `place serve`,
+    /// or by the cluster's `place worker`). Default 600.
+    pub timelapse_snapshot_secs: u64,
 }
 
 /// How logs are written.
@@ -107,6 +112,7 @@ impl Default for ServeConfig {
             log_format: LogFormat::Pretty,
             secure_cookies: false,
             trust_proxy: false,
+            timelapse_snapshot_secs: 600,
         }
     }
 }
@@ -156,6 +162,8 @@ pub struct ValidConfig {
     pub shard: ShardConfig,
     /// The log format.
     pub log_format: LogFormat,
+    /// Time between two timelapse snapshots.
+    pub timelapse_snapshot_interval: Duration,
 }
 
 impl ServeConfig {
@@ -185,6 +193,12 @@ impl ServeConfig {
         in_range("batch_window_ms", self.batch_window_ms, 1, 1000)?;
         in_range("max_tiles_per_client", self.max_tiles_per_client, 1, 65_536)?;
         in_range("checkpoint_secs", self.checkpoint_secs, 1, 3600)?;
+        in_range(
+            "timelapse_snapshot_secs",
+            self.timelapse_snapshot_secs,
+            1,
+            86_400,
+        )?;
         let palette = match &self.palette {
             Some(colors) => Palette::from_hex(colors).map_err(|e| bad("palette", e.to_string()))?,
             None => Palette::default_with(self.colors).map_err(|e| bad("colors", e.to_string()))?,
@@ -215,6 +229,7 @@ impl ServeConfig {
                 },
             },
             log_format: self.log_format,
+            timelapse_snapshot_interval: Duration::from_secs(self.timelapse_snapshot_secs),
         })
     }
 }

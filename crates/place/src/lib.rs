@@ -9,10 +9,14 @@
 //! - [`ring_cli`]: `place ring`, showing and changing the shard ring while the cluster serves.
 //! - [`verify`]: `place verify`, the live canvas against a replay of the event log.
 //! - [`admin`]: `place admin`, operator commands on the stores (the first administrator).
+//! - [`timelapse_cli`]: `place timelapse`, a timelapse rendered from a store into a file.
+//! - [`worker`]: `place worker`, the cluster's timelapse renderer and snapshot taker.
 
 pub mod admin;
 pub mod cluster;
 pub mod config;
 pub mod ring_cli;
 pub mod serve;
+pub mod timelapse_cli;
 pub mod verify;
+pub mod worker;

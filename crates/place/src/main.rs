@@ -40,6 +40,70 @@ enum Command {
     Verify(VerifyArgs),
     /// Operator commands on the stores (no server needed).
     Admin(AdminArgs),
+    /// Render a timelapse of the canvas (or a rectangle) between two times from the event log,
+    /// exact at every frame, into an animated GIF, an animated PNG or a directory of PNGs.
+    Timelapse(TimelapseArgs),
+    /// Run a cluster's timelapse worker: renders the jobs queued in RabbitMQ, takes snapshots.
+    Worker(WorkerArgs),
+}
+
+#[derive(Args, Debug)]
+struct TimelapseArgs {
+    /// The first frame's time: epoch ms, RFC 3339, `now-2h` (s, m, h, d), or `start`.
+    #[arg(long)]
+    from: String,
+    /// The last frame's time (as --from).
+    #[arg(long, default_value = "now")]
+    to: String,
+    /// A rectangle `x,y,width,height` [default: the whole canvas].
+    #[arg(long)]
+    rect: Option<String>,
+    /// Frames, evenly spaced from --from to --to.
+    #[arg(long, default_value_t = 60)]
+    frames: u32,
+    /// Milliseconds each frame is shown.
+    #[arg(long, default_value_t = 100)]
+    delay_ms: u32,
+    /// `file.gif`, `file.png` (animated PNG), or `dir/` for one PNG per frame.
+    #[arg(long)]
+    out: PathBuf,
+    /// The cluster's name (its PostgreSQL schema); without it, the data directory's store.
+    #[arg(long, env = "PLACE_CLUSTER")]
+    cluster: Option<String>,
+    /// PostgreSQL URL (with --cluster).
+    #[arg(
+        long,
+        env = "PLACE_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    database_url: String,
+    #[command(flatten)]
+    common: ServeArgs,
+}
+
+#[derive(Args, Debug)]
+struct WorkerArgs {
+    /// The cluster's name: its PostgreSQL schema and its job queue.
+    #[arg(long, env = "PLACE_CLUSTER", default_value = "place")]
+    cluster: String,
+    /// PostgreSQL URL.
+    #[arg(
+        long,
+        env = "PLACE_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    database_url: String,
+    /// RabbitMQ URL.
+    #[arg(long, env = "PLACE_AMQP_URL", default_value = place_timelapse::queue::DEFAULT_AMQP_URL)]
+    amqp_url: String,
+    /// This worker's name [default: worker-PID].
+    #[arg(long, env = "PLACE_NODE_ID")]
+    id: Option<String>,
+    /// Pause after each frame, in ms (tests that kill a worker mid-job).
+    #[arg(long, default_value_t = 0, hide = true)]
+    throttle_ms: u64,
+    #[command(flatten)]
+    common: ServeArgs,
 }
 
 #[derive(Args, Debug)]
@@ -120,6 +184,9 @@ struct ClusterArgs {
     /// Directory with ca.pem and this node's certificate (`place certs`).
     #[arg(long, env = "PLACE_CERTS", default_value = "certs")]
     certs: PathBuf,
+    /// RabbitMQ URL (edges publish timelapse render jobs there for `place worker`).
+    #[arg(long, env = "PLACE_AMQP_URL", default_value = place_timelapse::queue::DEFAULT_AMQP_URL)]
+    amqp_url: String,
 }
 
 impl ClusterArgs {
@@ -130,6 +197,7 @@ impl ClusterArgs {
             name: self.cluster.clone(),
             certs: self.certs.clone(),
             node_id: self.id.clone(),
+            amqp_url: self.amqp_url.clone(),
         }
     }
 }
@@ -274,6 +342,9 @@ struct ServeArgs {
     /// [default: false].
     #[arg(long, env = env::TRUST_PROXY, num_args = 0..=1, default_missing_value = "true")]
     trust_proxy: Option<bool>,
+    /// Seconds between two timelapse snapshots [default: 600].
+    #[arg(long, env = env::TIMELAPSE_SNAPSHOT_SECS)]
+    timelapse_snapshot_secs: Option<u64>,
 }
 
 impl ServeArgs {
@@ -320,6 +391,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.trust_proxy {
             c.trust_proxy = v;
+        }
+        if let Some(v) = self.timelapse_snapshot_secs {
+            c.timelapse_snapshot_secs = v;
         }
         if self.colors.is_some() {
             c.palette = None;
@@ -389,6 +463,8 @@ fn main() -> ExitCode {
             };
             run_create_user(&store, &name, admin)
         }
+        Command::Timelapse(args) => run_timelapse(args),
+        Command::Worker(args) => run_worker(args),
         Command::Serve(args) => {
             let config = match args.into_config().and_then(|c| c.validate()) {
                 Ok(config) => config,
@@ -608,6 +684,102 @@ fn run_serve(config: place::config::ValidConfig) -> anyhow::Result<()> {
         println!("listening on http://{local}");
         services.serve(listener, shutdown_signal()).await
     })
+}
+
+fn run_timelapse(args: TimelapseArgs) -> ExitCode {
+    let config = match args.common.into_config().and_then(|c| c.validate()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("place: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let request = place::timelapse_cli::Request {
+        from: args.from,
+        to: args.to,
+        rect: args.rect,
+        frames: args.frames,
+        delay_ms: args.delay_ms,
+        out: args.out,
+    };
+    let result = tokio::runtime::Runtime::new()
+        .context("starting the runtime")
+        .and_then(|runtime| {
+            runtime.block_on(async {
+                let geometry = config.edge.geometry;
+                let source = match &args.cluster {
+                    Some(cluster) => {
+                        let store = place_store::PgStore::connect(&args.database_url, cluster)
+                            .await
+                            .with_context(|| format!("connecting to {}", args.database_url))?;
+                        store.check_canvas(geometry).await?;
+                        place_timelapse::Source::Postgres(store)
+                    }
+                    None => {
+                        let store = place_store::EmbeddedStore::open(&config.data_dir)
+                            .await
+                            .with_context(|| format!("opening {}", config.data_dir.display()))?;
+                        store.check_canvas(geometry).await?;
+                        place_timelapse::Source::Embedded(store)
+                    }
+                };
+                place::timelapse_cli::run(&source, geometry, &config.edge.palette, &request).await
+            })
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("place: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_worker(args: WorkerArgs) -> ExitCode {
+    let settings = place::worker::WorkerSettings {
+        database_url: args.database_url,
+        cluster: args.cluster,
+        amqp_url: args.amqp_url,
+        id: args
+            .id
+            .unwrap_or_else(|| format!("worker-{}", std::process::id())),
+        throttle: std::time::Duration::from_millis(args.throttle_ms),
+    };
+    let config = match args
+        .common
+        .into_config()
+        .and_then(|c| c.validate())
+        .and_then(|c| settings.validate().map(|()| c))
+    {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("place: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    init_logging(config.log_format);
+    let result = tokio::runtime::Runtime::new()
+        .context("starting the runtime")
+        .and_then(|runtime| {
+            runtime.block_on(async {
+                let stop = tokio_util::sync::CancellationToken::new();
+                let on_signal = stop.clone();
+                tokio::spawn(async move {
+                    shutdown_signal().await;
+                    on_signal.cancel();
+                });
+                println!("worker {} ready", settings.id);
+                place::worker::run(&config, &settings, stop).await
+            })
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("place: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn init_logging(format: LogFormat) {

@@ -12,8 +12,12 @@ use place_edge::shards::Shards;
 use place_edge::Edge;
 use place_shard::{ShardHandle, ShardStore, ShardTask};
 use place_store::EmbeddedStore;
+use place_timelapse::jobs::{JobContext, LocalRunner};
+use place_timelapse::service::{Dispatch, Timelapse};
+use place_timelapse::Source;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::config::ValidConfig;
@@ -27,6 +31,7 @@ pub struct Services {
     /// The edge.
     pub edge: Arc<Edge>,
     shard_task: JoinHandle<()>,
+    snapshots: CancellationToken,
 }
 
 /// Opens the store, restores the canvas and starts the shard and the edge.
@@ -53,6 +58,7 @@ pub async fn start(config: &ValidConfig) -> anyhow::Result<Services> {
         Shards::Local(shard.clone()),
         LiveBus::Local,
     );
+    let snapshots = start_timelapse(config, &store, &edge).await?;
     info!(
         width = config.edge.geometry.width(),
         height = config.edge.geometry.height(),
@@ -65,7 +71,36 @@ pub async fn start(config: &ValidConfig) -> anyhow::Result<Services> {
         shard,
         edge,
         shard_task,
+        snapshots,
     })
+}
+
+/// The timelapse of `place serve`: snapshots taken by this process, render jobs rendered in it
+/// one at a time (those a previous run left unfinished first). Returns what stops the snapshots.
+async fn start_timelapse(
+    config: &ValidConfig,
+    store: &EmbeddedStore,
+    edge: &Edge,
+) -> anyhow::Result<CancellationToken> {
+    let ctx = JobContext {
+        source: Source::Embedded(store.clone()),
+        geometry: config.edge.geometry,
+        palette: config.edge.palette.clone(),
+        throttle: std::time::Duration::ZERO,
+    };
+    let runner = LocalRunner::start(ctx.clone());
+    for id in store.unfinished_jobs().await? {
+        runner.submit(id);
+    }
+    let stop = CancellationToken::new();
+    tokio::spawn(place_timelapse::snapshot::run(
+        ctx.source.clone(),
+        ctx.geometry,
+        config.timelapse_snapshot_interval,
+        stop.clone(),
+    ));
+    edge.enable_timelapse(Arc::new(Timelapse::new(ctx, Dispatch::Local(runner))));
+    Ok(stop)
 }
 
 impl Services {
@@ -79,6 +114,7 @@ impl Services {
         place_edge::serve(listener, Arc::clone(&self.edge), shutdown)
             .await
             .context("serving HTTP")?;
+        self.snapshots.cancel();
         self.shard.shutdown().await;
         let _ = self.shard_task.await;
         self.store.close().await;

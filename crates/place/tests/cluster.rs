@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 const REDIS: &str = "redis://127.0.0.1:6379";
+const AMQP: &str = place_timelapse::queue::DEFAULT_AMQP_URL;
 /// The id of the shard a resharding test adds to a running cluster: of the first few names, one
 /// that takes a fair share (a quarter) of the test canvas's 16 tiles from the three shards.
 fn spare_shard_id() -> String {
@@ -69,6 +70,7 @@ impl TestCluster {
             name: self.name.clone(),
             certs: self.certs.path().to_path_buf(),
             node_id: node.into(),
+            amqp_url: AMQP.into(),
         }
     }
 

@@ -981,3 +981,73 @@ async fn history_requests_are_limited_per_address() {
     assert_eq!(info.status(), 200);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timelapse_snapshots_frames_jobs_and_the_cli_equal_replays_of_the_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(ServeConfig {
+        timelapse_snapshot_secs: 1,
+        ..config(dir.path(), 128, 96, 0)
+    })
+    .await;
+    let store = place_store::EmbeddedStore::open(dir.path())
+        .await
+        .expect("the same store");
+    let source = place_timelapse::Source::Embedded(store.clone());
+    let geometry = place_tiles::CanvasGeometry::new(128, 96).expect("size");
+    let bases = [server.base.clone()];
+    common::timelapse::frames_equal_replays(&bases, &source, geometry, Duration::from_secs(1))
+        .await;
+
+    // `place timelapse` into a GIF and into a directory of PNGs, from the same store.
+    let palette = place_tiles::Palette::default_with(16).expect("palette");
+    let (first, last) = store
+        .event_time_range()
+        .await
+        .expect("range")
+        .expect("events");
+    let out = tempfile::tempdir().expect("tempdir");
+    let rect = place_store::Rect {
+        x: 10,
+        y: 0,
+        width: 100,
+        height: 96,
+    };
+    let mut request = place::timelapse_cli::Request {
+        from: "start".into(),
+        to: last.to_string(),
+        rect: Some("10,0,100,96".into()),
+        frames: 7,
+        delay_ms: 100,
+        out: out.path().join("t.gif"),
+    };
+    let summary = place::timelapse_cli::render(&source, geometry, &palette, &request, false)
+        .await
+        .expect("render the GIF");
+    assert_eq!((summary.frames, summary.span), (7, (first, last)));
+    let gif = std::fs::read(out.path().join("t.gif")).expect("the GIF");
+    let frames = common::timelapse::gif_frames(&gif);
+    request.out = out.path().join("frames/");
+    place::timelapse_cli::render(&source, geometry, &palette, &request, false)
+        .await
+        .expect("render PNGs");
+    let spec = place_timelapse::render::RenderSpec {
+        from: first,
+        to: last,
+        x: 10,
+        y: 0,
+        width: 100,
+        height: 96,
+        frames: 7,
+        delay_ms: 100,
+        format: place_timelapse::render::Format::Gif,
+    };
+    for (i, t) in spec.frame_times().into_iter().enumerate() {
+        let replay = store.replay_log_until(geometry, t).await.expect("replay");
+        let expected = common::timelapse::crop(&replay, 128, rect);
+        assert_eq!(frames[i], expected, "GIF frame {i} at {t}");
+        let png = std::fs::read(out.path().join(format!("frames/frame-{i:05}.png"))).expect("png");
+        assert_eq!(common::timelapse::png_pixels(&png).2, expected, "PNG {i}");
+    }
+    server.stop().await;
+}

@@ -169,77 +169,35 @@ impl EmbeddedStore {
         &self,
         geometry: CanvasGeometry,
     ) -> Result<RestoredCanvas, StoreError> {
-        let mut tiles: Vec<Tile> = (0..geometry.tile_count()).map(|_| Tile::new()).collect();
-        let rows = sqlx::query("SELECT tx, ty, seq, data FROM tile_snapshots")
-            .fetch_all(&self.pool)
-            .await?;
-        for row in rows {
-            let tile = TileId::new(
-                row.try_get::<i64, _>("tx")? as u16,
-                row.try_get::<i64, _>("ty")? as u16,
-            );
-            if !geometry.contains_tile(tile) {
-                return Err(StoreError::Corrupt(format!(
-                    "snapshot of tile {tile} outside the canvas"
-                )));
-            }
-            let pixels = decompress_tile(row.try_get::<&[u8], _>("data")?)
-                .map_err(|e| StoreError::Corrupt(format!("snapshot of tile {tile}: {e}")))?;
-            let seq = row.try_get::<i64, _>("seq")? as u64;
-            tiles[geometry.tile_index(tile)] = Tile::from_pixels(seq, pixels);
-        }
-        let through: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(through_event_id), 0) FROM checkpoints")
-                .fetch_one(&self.pool)
-                .await?;
-        let mut replayed = 0u64;
-        let mut last_event_id = through;
-        let mut events = sqlx::query_as::<_, (i64, i64, i64, i64, i64)>(
-            "SELECT id, x, y, color, tile_seq FROM pixel_events WHERE id > ? ORDER BY id",
-        )
-        .bind(through)
-        .fetch(&self.pool);
-        while let Some((id, x, y, color, tile_seq)) = events.try_next().await? {
-            let (tile_id, lx, ly) = geometry.locate(x as u32, y as u32).ok_or_else(|| {
-                StoreError::Corrupt(format!("event {id} at ({x},{y}) is outside the canvas"))
-            })?;
-            let tile = &mut tiles[geometry.tile_index(tile_id)];
-            let tile_seq = tile_seq as u64;
-            if tile_seq <= tile.seq() {
-                // Already in the snapshot (a checkpoint written while this batch was in flight).
-                last_event_id = id;
-                continue;
-            }
-            if tile_seq != tile.seq() + 1 {
-                return Err(StoreError::Corrupt(format!(
-                    "event {id} has seq {tile_seq} but tile {tile_id} is at {}",
-                    tile.seq()
-                )));
-            }
-            tile.apply(PixelChange {
-                lx,
-                ly,
-                color: color as u8,
-            });
-            replayed += 1;
-            last_event_id = id;
-        }
-        info!(events_replayed = replayed, last_event_id, "canvas restored");
-        Ok(RestoredCanvas {
-            tiles,
-            last_event_id,
-            events_replayed: replayed,
-        })
+        let mut conn = self.pool.acquire().await?;
+        let restored = load_canvas_on(&mut conn, geometry).await?;
+        info!(
+            events_replayed = restored.events_replayed,
+            last_event_id = restored.last_event_id,
+            "canvas restored"
+        );
+        Ok(restored)
     }
 
     /// The canvas as the event log alone says it is (every event replayed in order, snapshots
     /// ignored): `width*height` palette indices, row-major. For `place verify`.
     pub async fn replay_log(&self, geometry: CanvasGeometry) -> Result<Vec<u8>, StoreError> {
+        self.replay_log_until(geometry, i64::MAX).await
+    }
+
+    /// [`EmbeddedStore::replay_log`] of only the events placed at or before `until_ms`: the
+    /// canvas as it was then (what every timelapse frame must equal).
+    pub async fn replay_log_until(
+        &self,
+        geometry: CanvasGeometry,
+        until_ms: i64,
+    ) -> Result<Vec<u8>, StoreError> {
         let width = geometry.width() as usize;
         let mut canvas = vec![0u8; width * geometry.height() as usize];
         let mut events = sqlx::query_as::<_, (i64, i64, i64)>(
-            "SELECT x, y, color FROM pixel_events ORDER BY id",
+            "SELECT x, y, color FROM pixel_events WHERE placed_at <= ? ORDER BY id",
         )
+        .bind(until_ms)
         .fetch(&self.pool);
         while let Some((x, y, color)) = events.try_next().await? {
             if !geometry.contains(x as u32, y as u32) {
@@ -625,6 +583,74 @@ async fn insert_audit<'e>(
     .bind(now_ms)
     .fetch_one(executor)
     .await?)
+}
+
+/// [`EmbeddedStore::load_canvas`] on one connection (or inside a transaction, for a consistent
+/// read: [`EmbeddedStore::read_canvas`]).
+pub(crate) async fn load_canvas_on(
+    conn: &mut sqlx::SqliteConnection,
+    geometry: CanvasGeometry,
+) -> Result<RestoredCanvas, StoreError> {
+    let mut tiles: Vec<Tile> = (0..geometry.tile_count()).map(|_| Tile::new()).collect();
+    let rows = sqlx::query("SELECT tx, ty, seq, data FROM tile_snapshots")
+        .fetch_all(&mut *conn)
+        .await?;
+    for row in rows {
+        let tile = TileId::new(
+            row.try_get::<i64, _>("tx")? as u16,
+            row.try_get::<i64, _>("ty")? as u16,
+        );
+        if !geometry.contains_tile(tile) {
+            return Err(StoreError::Corrupt(format!(
+                "snapshot of tile {tile} outside the canvas"
+            )));
+        }
+        let pixels = decompress_tile(row.try_get::<&[u8], _>("data")?)
+            .map_err(|e| StoreError::Corrupt(format!("snapshot of tile {tile}: {e}")))?;
+        let seq = row.try_get::<i64, _>("seq")? as u64;
+        tiles[geometry.tile_index(tile)] = Tile::from_pixels(seq, pixels);
+    }
+    let through: i64 =
+        sqlx::query_scalar("SELECT COALESCE(MAX(through_event_id), 0) FROM checkpoints")
+            .fetch_one(&mut *conn)
+            .await?;
+    let mut replayed = 0u64;
+    let mut last_event_id = through;
+    let mut events = sqlx::query_as::<_, (i64, i64, i64, i64, i64)>(
+        "SELECT id, x, y, color, tile_seq FROM pixel_events WHERE id > ? ORDER BY id",
+    )
+    .bind(through)
+    .fetch(&mut *conn);
+    while let Some((id, x, y, color, tile_seq)) = events.try_next().await? {
+        let (tile_id, lx, ly) = geometry.locate(x as u32, y as u32).ok_or_else(|| {
+            StoreError::Corrupt(format!("event {id} at ({x},{y}) is outside the canvas"))
+        })?;
+        let tile = &mut tiles[geometry.tile_index(tile_id)];
+        let tile_seq = tile_seq as u64;
+        if tile_seq <= tile.seq() {
+            // Already in the snapshot (a checkpoint written while this batch was in flight).
+            last_event_id = id;
+            continue;
+        }
+        if tile_seq != tile.seq() + 1 {
+            return Err(StoreError::Corrupt(format!(
+                "event {id} has seq {tile_seq} but tile {tile_id} is at {}",
+                tile.seq()
+            )));
+        }
+        tile.apply(PixelChange {
+            lx,
+            ly,
+            color: color as u8,
+        });
+        replayed += 1;
+        last_event_id = id;
+    }
+    Ok(RestoredCanvas {
+        tiles,
+        last_event_id,
+        events_replayed: replayed,
+    })
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@
 //! - [`types`]: the records the stores keep (events, users) and [`StoreError`].
 //! - [`history`]: the public history (a pixel's, a user's, everyone's placements, by keyset
 //!   pages) and the heatmap of recent activity, in both stores.
+//! - [`timelapse`]: canvas snapshots at exact positions of the log, the events of a time
+//!   window, and timelapse render jobs, in both stores.
 //! - [`moderation`]: what rollbacks, resets, the audit log and the admin panel read and write,
 //!   and the pure "colour before" computation both stores use.
 //!
@@ -25,6 +27,7 @@ pub mod embedded;
 pub mod history;
 pub mod moderation;
 pub mod postgres;
+pub mod timelapse;
 pub mod types;
 
 pub use embedded::EmbeddedStore;
@@ -34,4 +37,5 @@ pub use moderation::{
     Selection,
 };
 pub use postgres::PgStore;
+pub use timelapse::TimedEvent;
 pub use types::{NewEvent, RestoredCanvas, StoreError, TileSnapshotRecord, User, UserLogin};

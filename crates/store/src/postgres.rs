@@ -410,59 +410,35 @@ impl PgStore {
         geometry: CanvasGeometry,
         owned: &(dyn Fn(TileId) -> bool + Sync),
     ) -> Result<RestoredCanvas, StoreError> {
-        let mut tiles: Vec<Tile> = (0..geometry.tile_count()).map(|_| Tile::new()).collect();
-        let owned: Vec<TileId> = geometry.tiles().filter(|&t| owned(t)).collect();
-        let owned_tx: Vec<i32> = owned.iter().map(|t| i32::from(t.tx)).collect();
-        let owned_ty: Vec<i32> = owned.iter().map(|t| i32::from(t.ty)).collect();
-
-        let mut snapshots = sqlx::query(SELECT_SNAPSHOTS)
-            .bind(&owned_tx)
-            .bind(&owned_ty)
-            .fetch(&self.pool);
-        while let Some(row) = snapshots.try_next().await? {
-            let tile = tile_of(row.try_get("tx")?, row.try_get("ty")?, geometry)?;
-            let pixels = decompress_tile(row.try_get::<&[u8], _>("data")?)
-                .map_err(|e| StoreError::Corrupt(format!("snapshot of tile {tile}: {e}")))?;
-            let seq = seq_from_db(row.try_get("seq")?)?;
-            tiles[geometry.tile_index(tile)] = Tile::from_pixels(seq, pixels);
-        }
-        drop(snapshots);
-
-        let after: Vec<i64> = owned
-            .iter()
-            .map(|&t| seq_to_db(tiles[geometry.tile_index(t)].seq()))
-            .collect();
-        let mut replayed = 0u64;
-        let mut last_event_id = 0;
-        let mut rows = sqlx::query_as::<_, TileEventsRow>(SELECT_EVENTS_AFTER)
-            .bind(&owned_tx)
-            .bind(&owned_ty)
-            .bind(&after)
-            .fetch(&self.pool);
-        while let Some((tx, ty, ids, seqs, xs, ys, colors)) = rows.try_next().await? {
-            let tile_id = tile_of(tx, ty, geometry)?;
-            let mut events = stored_changes(geometry, tile_id, &ids, &seqs, &xs, &ys, &colors)?;
-            let tile = &mut tiles[geometry.tile_index(tile_id)];
-            replayed += replay(tile_id, tile, &mut events)?;
-            last_event_id = ids.iter().copied().fold(last_event_id, i64::max);
-        }
-        drop(rows);
-        info!(events_replayed = replayed, last_event_id, "tiles restored");
-        Ok(RestoredCanvas {
-            tiles,
-            last_event_id,
-            events_replayed: replayed,
-        })
+        let mut conn = self.pool.acquire().await?;
+        let restored = load_canvas_on(&mut conn, geometry, owned).await?;
+        info!(
+            events_replayed = restored.events_replayed,
+            last_event_id = restored.last_event_id,
+            "tiles restored"
+        );
+        Ok(restored)
     }
 
     /// The canvas as the event log alone says it is (each tile's events replayed in seq order,
     /// snapshots ignored): `width*height` palette indices, row-major. For `place verify`.
     pub async fn replay_log(&self, geometry: CanvasGeometry) -> Result<Vec<u8>, StoreError> {
+        self.replay_log_until(geometry, i64::MAX).await
+    }
+
+    /// [`PgStore::replay_log`] of only the events placed at or before `until_ms`: the canvas as
+    /// it was then (what every timelapse frame must equal).
+    pub async fn replay_log_until(
+        &self,
+        geometry: CanvasGeometry,
+        until_ms: i64,
+    ) -> Result<Vec<u8>, StoreError> {
         let width = geometry.width() as usize;
         let mut canvas = vec![0u8; width * geometry.height() as usize];
         let mut events = sqlx::query_as::<_, (i32, i32, i16)>(
-            "SELECT x, y, color FROM pixel_events ORDER BY tx, ty, tile_seq",
+            "SELECT x, y, color FROM pixel_events WHERE placed_at <= $1 ORDER BY tx, ty, tile_seq",
         )
+        .bind(until_ms)
         .fetch(&self.pool);
         while let Some((x, y, color)) = events.try_next().await? {
             if x < 0 || y < 0 || !geometry.contains(x as u32, y as u32) {
@@ -746,6 +722,57 @@ impl PgStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// [`PgStore::load_canvas`] on one connection (or inside a transaction, for a consistent read:
+/// [`PgStore::read_canvas`]).
+pub(crate) async fn load_canvas_on(
+    conn: &mut sqlx::PgConnection,
+    geometry: CanvasGeometry,
+    owned: &(dyn Fn(TileId) -> bool + Sync),
+) -> Result<RestoredCanvas, StoreError> {
+    let mut tiles: Vec<Tile> = (0..geometry.tile_count()).map(|_| Tile::new()).collect();
+    let owned: Vec<TileId> = geometry.tiles().filter(|&t| owned(t)).collect();
+    let owned_tx: Vec<i32> = owned.iter().map(|t| i32::from(t.tx)).collect();
+    let owned_ty: Vec<i32> = owned.iter().map(|t| i32::from(t.ty)).collect();
+
+    let mut snapshots = sqlx::query(SELECT_SNAPSHOTS)
+        .bind(&owned_tx)
+        .bind(&owned_ty)
+        .fetch(&mut *conn);
+    while let Some(row) = snapshots.try_next().await? {
+        let tile = tile_of(row.try_get("tx")?, row.try_get("ty")?, geometry)?;
+        let pixels = decompress_tile(row.try_get::<&[u8], _>("data")?)
+            .map_err(|e| StoreError::Corrupt(format!("snapshot of tile {tile}: {e}")))?;
+        let seq = seq_from_db(row.try_get("seq")?)?;
+        tiles[geometry.tile_index(tile)] = Tile::from_pixels(seq, pixels);
+    }
+    drop(snapshots);
+
+    let after: Vec<i64> = owned
+        .iter()
+        .map(|&t| seq_to_db(tiles[geometry.tile_index(t)].seq()))
+        .collect();
+    let mut replayed = 0u64;
+    let mut last_event_id = 0;
+    let mut rows = sqlx::query_as::<_, TileEventsRow>(SELECT_EVENTS_AFTER)
+        .bind(&owned_tx)
+        .bind(&owned_ty)
+        .bind(&after)
+        .fetch(&mut *conn);
+    while let Some((tx, ty, ids, seqs, xs, ys, colors)) = rows.try_next().await? {
+        let tile_id = tile_of(tx, ty, geometry)?;
+        let mut events = stored_changes(geometry, tile_id, &ids, &seqs, &xs, &ys, &colors)?;
+        let tile = &mut tiles[geometry.tile_index(tile_id)];
+        replayed += replay(tile_id, tile, &mut events)?;
+        last_event_id = ids.iter().copied().fold(last_event_id, i64::max);
+    }
+    drop(rows);
+    Ok(RestoredCanvas {
+        tiles,
+        last_event_id,
+        events_replayed: replayed,
+    })
 }
 
 /// Writes an audit log row through `executor` (the pool, or a transaction); returns its id.

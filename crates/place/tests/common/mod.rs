@@ -216,6 +216,7 @@ impl Client {
 pub mod history;
 pub mod moderation;
 pub mod proxy;
+pub mod timelapse;
 
 /// An answer of the account API: status, headers and JSON body (`Null` when empty).
 pub struct Answer {

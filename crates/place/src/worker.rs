@@ -1,0 +1,76 @@
+//! `place worker`: a cluster's timelapse worker. It renders the render jobs the edges publish to
+//! RabbitMQ (one at a time, acknowledged only once the result is in PostgreSQL, so a worker that
+//! dies leaves its job to another) and takes the timelapse snapshots (one per interval whatever
+//! the number of workers; see [`place_timelapse::snapshot`]). No edge or shard renders anything.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use place_timelapse::jobs::JobContext;
+use place_timelapse::queue::JobQueue;
+use place_timelapse::Source;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::cluster::check_database_url;
+use crate::config::{ConfigError, ValidConfig};
+
+/// Where a worker finds its cluster.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// PostgreSQL.
+    pub database_url: String,
+    /// The cluster's name (its schema, and its queue `place.NAME.timelapse`).
+    pub cluster: String,
+    /// RabbitMQ.
+    pub amqp_url: String,
+    /// This worker's name (its consumer tag).
+    pub id: String,
+    /// A pause after each frame (tests that kill a worker mid-job); zero otherwise.
+    pub throttle: Duration,
+}
+
+impl WorkerSettings {
+    /// Checks what can be checked without connecting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        crate::cluster::check_cluster_name(&self.cluster)?;
+        check_database_url(&self.database_url)?;
+        if !self.amqp_url.starts_with("amqp://") {
+            return Err(ConfigError {
+                setting: "amqp_url",
+                reason: format!("{:?} is not an amqp:// URL", self.amqp_url),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Runs a worker until `shutdown`.
+pub async fn run(
+    config: &ValidConfig,
+    settings: &WorkerSettings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let store = place_store::PgStore::connect(&settings.database_url, &settings.cluster)
+        .await
+        .with_context(|| format!("connecting to PostgreSQL at {}", settings.database_url))?;
+    store.check_canvas(config.edge.geometry).await?;
+    let ctx = JobContext {
+        source: Source::Postgres(store),
+        geometry: config.edge.geometry,
+        palette: config.edge.palette.clone(),
+        throttle: settings.throttle,
+    };
+    let snapshots = tokio::spawn(place_timelapse::snapshot::run(
+        ctx.source.clone(),
+        ctx.geometry,
+        config.timelapse_snapshot_interval,
+        shutdown.clone(),
+    ));
+    let queue = JobQueue::new(&settings.amqp_url, &settings.cluster);
+    info!(worker = %settings.id, queue = queue.name(), "timelapse worker ready");
+    queue.work(ctx, &settings.id, shutdown).await;
+    let _ = snapshots.await;
+    info!("worker stopped");
+    Ok(())
+}
