@@ -21,6 +21,7 @@ import {
 } from "./protocol";
 import { Renderer } from "./renderer";
 import { entryFor, Subscriptions, wantedTiles } from "./subscriptions";
+import { TimelapseView } from "./timelapse";
 import { keyTx, keyTy, tileKey, TileStore } from "./tiles";
 import { rejectionText, Ui } from "./ui";
 import {
@@ -74,6 +75,7 @@ export class App {
     palette: () => this.info?.palette ?? [],
     heat: (layer) => this.renderer.setHeat(layer),
   });
+  private timelapse = new TimelapseView({ toast: (m) => this.ui.toast(m) });
   /** After a sign-in or sign-out the socket reconnects as whoever the new cookie says. */
   private account = new AccountPanel(
     () => this.conn.renew(),
@@ -560,6 +562,10 @@ export class App {
       /** Whether the heatmap is laid over the canvas. */
       get heatmap() {
         return app.renderer.heatShown;
+      },
+      /** The timelapse viewer: the moment shown, and whether it is shown exactly. */
+      get timelapse() {
+        return { open: app.timelapse.open, at: app.timelapse.at, exactAt: app.timelapse.exactAt };
       },
       /** Pixels outlined by the admin panel. */
       get highlighted() {

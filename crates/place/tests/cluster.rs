@@ -1459,3 +1459,118 @@ async fn administrators_show_and_change_the_ring_through_any_edge() {
     cluster.assert_canvas_equals_log(&bases[0]).await;
     cluster.remove().await;
 }
+
+/// A `place worker` of `cluster` in this process, until the token is cancelled.
+fn start_worker(
+    cluster: &TestCluster,
+    id: &str,
+) -> (
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
+    let mut config = cluster.config.clone();
+    config.timelapse_snapshot_interval = Duration::from_secs(1);
+    let settings = place::worker::WorkerSettings {
+        database_url: cluster.database_url.clone(),
+        cluster: cluster.name.clone(),
+        amqp_url: AMQP.into(),
+        id: id.into(),
+        throttle: Duration::ZERO,
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let token = stop.clone();
+    let task = tokio::spawn(async move {
+        place::worker::run(&config, &settings, token)
+            .await
+            .expect("RabbitMQ must be running on 127.0.0.1:5672 for the worker");
+    });
+    (stop, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timelapse_jobs_go_to_workers_and_a_killed_workers_job_completes_on_another() {
+    let cluster = TestCluster::start(2, 2, 0).await;
+    let bases: Vec<String> = cluster.edges.iter().map(|(base, _)| base.clone()).collect();
+    let store = place_store::PgStore::connect(&cluster.database_url, &cluster.name)
+        .await
+        .expect("postgres");
+    let source = place_timelapse::Source::Postgres(store);
+    let geometry = cluster.config.edge.geometry;
+    let (stop_a, worker_a) = start_worker(&cluster, "worker-a");
+    common::timelapse::frames_equal_replays(&bases, &source, geometry, Duration::from_secs(1))
+        .await;
+    stop_a.cancel();
+    worker_a.await.expect("worker a stops");
+
+    // A slow job, its worker killed with SIGKILL mid-job: the broker hands it to another.
+    let mut slow = std::process::Command::new(env!("CARGO_BIN_EXE_place"))
+        .args(["worker", "--id", "worker-slow", "--throttle-ms", "150"])
+        .args([
+            "--cluster",
+            &cluster.name,
+            "--database-url",
+            &cluster.database_url,
+        ])
+        .args(["--amqp-url", AMQP, "--width", "256", "--height", "256"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start place worker");
+    let player = common::moderation::Player::join(&bases[0]).await;
+    let now = place_edge::now_ms();
+    let spec = serde_json::json!({"from": now - 60_000, "to": now, "frames": 40, "delayMs": 50,
+                                  "x": 0, "y": 0, "width": 128, "height": 128});
+    let accepted = common::moderation::call(
+        &bases[1],
+        "POST",
+        "/api/v1/timelapse/render",
+        Some(&player.cookie),
+        Some(spec),
+    )
+    .await;
+    assert_eq!(accepted.status, 202, "{}", accepted.body);
+    let id = accepted.body["jobId"].as_str().expect("jobId").to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let job = common::moderation::call(
+            &bases[0],
+            "GET",
+            &format!("/api/v1/timelapse/jobs/{id}"),
+            None,
+            None,
+        )
+        .await;
+        let done = job.body["framesDone"].as_u64().unwrap_or(0);
+        if job.body["status"] == "running" && done >= 3 {
+            assert!(done < 40, "the slow worker is mid-job: {}", job.body);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never ran: {}",
+            job.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    slow.kill().expect("kill -9 the worker");
+    slow.wait().expect("reaped");
+    let (stop_b, worker_b) = start_worker(&cluster, "worker-b");
+    let done = common::timelapse::wait_for_job(&bases[1], &id, Duration::from_secs(60)).await;
+    assert_eq!(
+        (done["attempts"].as_u64(), done["framesDone"].as_u64()),
+        (Some(2), Some(40))
+    );
+    let gif = reqwest::get(format!("{}/api/v1/timelapse/jobs/{id}/download", bases[0]))
+        .await
+        .expect("download")
+        .bytes()
+        .await
+        .expect("body");
+    assert_eq!(common::timelapse::gif_frames(&gif).len(), 40);
+    stop_b.cancel();
+    worker_b.await.expect("worker b stops");
+    place_timelapse::queue::JobQueue::new(AMQP, &cluster.name)
+        .delete()
+        .await
+        .expect("delete the queue");
+    cluster.remove().await;
+}
