@@ -33,8 +33,9 @@ pub const REPORT_EVERY: Duration = Duration::from_millis(250);
 /// acts after a further silence of the shards' `--failover-after-secs`.
 pub const REPORT_TTL: Duration = Duration::from_secs(1);
 
-/// What a shard says about itself.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What a shard says about itself. The figures after `placements_per_sec` are for operators
+/// (an edge's `/metrics` shows them per shard); absent in an older shard's report, they read 0.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ShardReport {
     /// Its id.
@@ -54,6 +55,18 @@ pub struct ShardReport {
     /// When every tile it gained at `epoch` was loaded and serving (epoch ms).
     #[serde(default)]
     pub ready_at_ms: Option<i64>,
+    /// Placements it made durable since it started.
+    #[serde(default)]
+    pub placed_total: u64,
+    /// Placements waiting to be written.
+    #[serde(default)]
+    pub queue_depth: usize,
+    /// Group commits since it started.
+    #[serde(default)]
+    pub writes_total: u64,
+    /// How long a group commit takes lately (a moving average), in seconds.
+    #[serde(default)]
+    pub write_seconds: f64,
 }
 
 /// Why a ring change failed.
@@ -458,9 +471,7 @@ mod tests {
             epoch: 1,
             owned: 1,
             acquiring: 0,
-            placements_per_sec: 0.0,
-            epoch_since_ms: None,
-            ready_at_ms: None,
+            ..ShardReport::default()
         };
         let reports: BTreeMap<String, ShardReport> = [("shard-2".to_owned(), report("shard-2"))]
             .into_iter()
@@ -489,6 +500,7 @@ mod tests {
                     placements_per_sec: 0.0,
                     epoch_since_ms: Some(since),
                     ready_at_ms: ready,
+                    ..ShardReport::default()
                 },
             )
         };

@@ -232,7 +232,7 @@ impl ShardServer {
                         }
                     }
                     Some(ShardMessage::Batch(b)) => {
-                        if let Err(e) = write_frame(&mut send, &TileFrame::encode_batch(b.tile, b.first_seq, &b.changes)).await {
+                        if let Err(e) = write_frame(&mut send, &TileFrame::encode_batch(b.tile, b.first_seq, &b.changes, b.applied_at_ms)).await {
                             break Err(e);
                         }
                     }

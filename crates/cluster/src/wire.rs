@@ -16,7 +16,10 @@
 //!
 //! Frames are a `u32` little-endian length and the payload. Tile snapshots and batches use the
 //! client protocol's binary `tile` (0x82) and `pixels` (0x83) layouts (`docs/PROTOCOL.md`), so
-//! the shard encodes a batch once for all edges and the codec is already fuzzed.
+//! the codec is already fuzzed. A batch is sent stamped: `0xB3`, the time its first change was
+//! applied (`i64` LE, epoch ms of the shard's clock), then the `pixels` message; the edge times
+//! its fan-out from that stamp (the broadcast latency). An unstamped `pixels` frame is accepted
+//! too, with no time.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use place_protocol::{binary, ServerMessage};
@@ -150,6 +153,8 @@ const PLACE_BATCH: u8 = 4;
 const PLACED: u8 = 0x10;
 const REFUSED: u8 = 0x11;
 const BATCH_REPLY: u8 = 0x12;
+/// A tile batch with the time it was applied (a tag no client message uses).
+const STAMPED_BATCH: u8 = 0xB3;
 
 impl PlaceRefusal {
     fn code(self) -> u8 {
@@ -327,6 +332,8 @@ pub enum TileFrame {
         first_seq: u64,
         /// The changes.
         changes: Vec<PixelChange>,
+        /// When the first change was applied at the shard (epoch ms); 0 when not known.
+        applied_at_ms: i64,
     },
 }
 
@@ -336,15 +343,33 @@ impl TileFrame {
         binary::encode_tile(tile, seq, pixels)
     }
 
-    /// Encodes a batch frame.
-    pub fn encode_batch(tile: TileId, first_seq: u64, changes: &[PixelChange]) -> Bytes {
-        binary::encode_pixels(tile, first_seq, changes)
+    /// Encodes a batch frame, stamped with when its first change was applied (epoch ms).
+    pub fn encode_batch(
+        tile: TileId,
+        first_seq: u64,
+        changes: &[PixelChange],
+        applied_at_ms: i64,
+    ) -> Bytes {
+        let pixels = binary::encode_pixels(tile, first_seq, changes);
+        let mut b = BytesMut::with_capacity(9 + pixels.len());
+        b.put_u8(STAMPED_BATCH);
+        b.put_i64_le(applied_at_ms);
+        b.put_slice(&pixels);
+        b.freeze()
     }
 
     /// Decodes a tile frame.
-    pub fn decode(b: &[u8]) -> Result<Self, WireError> {
+    pub fn decode(mut b: &[u8]) -> Result<Self, WireError> {
+        let mut stamp = None;
+        if b.first() == Some(&STAMPED_BATCH) {
+            if b.len() < 9 {
+                return Err(WireError::Malformed("stamped batch too short".into()));
+            }
+            b.advance(1);
+            stamp = Some(b.get_i64_le());
+        }
         match binary::decode_server(b).map_err(|e| WireError::Malformed(e.reason))? {
-            ServerMessage::Tile { tile, seq, pixels } => {
+            ServerMessage::Tile { tile, seq, pixels } if stamp.is_none() => {
                 Ok(TileFrame::Snapshot { tile, seq, pixels })
             }
             ServerMessage::Pixels {
@@ -355,6 +380,7 @@ impl TileFrame {
                 tile,
                 first_seq,
                 changes,
+                applied_at_ms: stamp.unwrap_or(0),
             }),
             other => Err(WireError::Malformed(format!("not a tile frame: {other:?}"))),
         }
@@ -440,19 +466,37 @@ mod tests {
             BatchReply::decode(&statuses.encode()).expect("valid"),
             statuses
         );
-        let batch = TileFrame::encode_batch(
-            TileId::new(1, 2),
-            5,
-            &[PixelChange {
-                lx: 1,
-                ly: 2,
-                color: 3,
-            }],
-        );
+        let change = PixelChange {
+            lx: 1,
+            ly: 2,
+            color: 3,
+        };
+        let batch = TileFrame::encode_batch(TileId::new(1, 2), 5, &[change], 1_764_000_000_123);
         assert!(matches!(
             TileFrame::decode(&batch),
-            Ok(TileFrame::Batch { first_seq: 5, .. })
+            Ok(TileFrame::Batch {
+                first_seq: 5,
+                applied_at_ms: 1_764_000_000_123,
+                ..
+            })
         ));
+        // An unstamped batch (the client protocol's `pixels`) has no time.
+        let plain = binary::encode_pixels(TileId::new(1, 2), 5, &[change]);
+        assert!(matches!(
+            TileFrame::decode(&plain),
+            Ok(TileFrame::Batch {
+                applied_at_ms: 0,
+                ..
+            })
+        ));
+        let snapshot = TileFrame::encode_snapshot(TileId::new(0, 0), 1, &[0; TILE_AREA]);
+        let mut stamped_snapshot = vec![STAMPED_BATCH];
+        stamped_snapshot.extend_from_slice(&7i64.to_le_bytes());
+        stamped_snapshot.extend_from_slice(&snapshot);
+        assert!(
+            TileFrame::decode(&stamped_snapshot).is_err(),
+            "only batches are stamped"
+        );
     }
 
     proptest! {

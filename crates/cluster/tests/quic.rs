@@ -137,8 +137,14 @@ async fn placements_reach_their_owner_and_stream_to_subscribers() {
                 tile: t,
                 first_seq: 1,
                 changes,
+                applied_at_ms,
             }) => {
                 assert_eq!(t, tile);
+                let age = place_shard::driver::now_ms() - applied_at_ms;
+                assert!(
+                    (0..5_000).contains(&age),
+                    "stamped when applied, {age} ms ago"
+                );
                 assert_eq!((changes[0].lx, changes[0].ly, changes[0].color), (3, 4, 5));
             }
             other => panic!("expected the batch, got {other:?}"),

@@ -225,6 +225,7 @@ async fn write_frames(
 ) {
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.reset();
+    let mut written = Vec::with_capacity(FRAMES_PER_FLUSH);
     let ending = loop {
         tokio::select! {
             biased;
@@ -244,7 +245,11 @@ async fn write_frames(
             },
             frame = frames.recv() => match frame {
                 Some(frame) => {
-                    if send_ready(&mut sink, &mut frames, frame, format).await.is_err() {
+                    let sent = send_ready(&mut sink, &mut frames, frame, format, &mut written).await;
+                    // Frames are released once flushed: a batch's broadcast latency is taken
+                    // when the last socket it went to has written it.
+                    written.clear();
+                    if sent.is_err() {
                         break None;
                     }
                 }
@@ -268,17 +273,23 @@ const FRAMES_PER_FLUSH: usize = 64;
 
 /// Writes `first` and every frame already queued behind it (up to [`FRAMES_PER_FLUSH`]), then
 /// flushes once: under load a socket gets one system call for many small frames instead of one
-/// each (a profile of fan-out showed half the server's CPU in `sendto`).
+/// each (a profile of fan-out showed half the server's CPU in `sendto`). The frames written are
+/// kept in `written` until the flush is done.
 async fn send_ready(
     sink: &mut SplitSink<WebSocket, Message>,
     frames: &mut mpsc::Receiver<Arc<SharedFrame>>,
     first: Arc<SharedFrame>,
     format: Format,
+    written: &mut Vec<Arc<SharedFrame>>,
 ) -> Result<(), axum::Error> {
     sink.feed(first.to_ws(format)).await?;
+    written.push(first);
     for _ in 1..FRAMES_PER_FLUSH {
         match frames.try_recv() {
-            Ok(frame) => sink.feed(frame.to_ws(format)).await?,
+            Ok(frame) => {
+                sink.feed(frame.to_ws(format)).await?;
+                written.push(frame);
+            }
             Err(_) => break,
         }
     }

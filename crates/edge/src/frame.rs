@@ -1,4 +1,9 @@
 //! Outgoing messages, encoded at most once per format however many clients receive them.
+//!
+//! A frame carrying a tile batch is stamped with the time the batch was applied at its shard;
+//! when the last socket it was queued for has written it (the last reference is dropped, which
+//! each socket's writer does after its flush), the time since is recorded as the broadcast
+//! latency ([`crate::telemetry::BROADCAST_DURATION`]).
 
 use std::sync::{Arc, OnceLock};
 
@@ -23,15 +28,24 @@ pub struct SharedFrame {
     message: ServerMessage,
     binary: OnceLock<Bytes>,
     json: OnceLock<Utf8Bytes>,
+    /// When the batch it carries was applied at its shard (epoch ms); 0 for other frames.
+    applied_at_ms: i64,
 }
 
 impl SharedFrame {
     /// Wraps a message for sharing.
     pub fn new(message: ServerMessage) -> Arc<Self> {
+        Self::stamped(message, 0)
+    }
+
+    /// Wraps a tile batch applied at its shard at `applied_at_ms` (epoch ms, 0: unknown): its
+    /// broadcast latency is recorded once every socket it was queued for has written it.
+    pub fn stamped(message: ServerMessage, applied_at_ms: i64) -> Arc<Self> {
         Arc::new(Self {
             message,
             binary: OnceLock::new(),
             json: OnceLock::new(),
+            applied_at_ms,
         })
     }
 
@@ -53,6 +67,17 @@ impl SharedFrame {
                     .get_or_init(|| json::encode_server(&self.message).into())
                     .clone(),
             ),
+        }
+    }
+}
+
+impl Drop for SharedFrame {
+    fn drop(&mut self) {
+        if self.applied_at_ms > 0 {
+            // Wall clocks: in a cluster the shard's and the edge's, which agree only as well as
+            // the machines' clocks do (on one machine, exactly). A clock behind counts as 0.
+            let ms = (crate::now_ms() - self.applied_at_ms).max(0);
+            metrics::histogram!(crate::telemetry::BROADCAST_DURATION).record(ms as f64 / 1000.0);
         }
     }
 }

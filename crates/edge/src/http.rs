@@ -303,8 +303,14 @@ fn request_span(request: &Request) -> tracing::Span {
     tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path())
 }
 
-/// `GET /metrics`: Prometheus text format.
-async fn metrics() -> Response {
+/// `GET /metrics`: Prometheus text format, with the shards' figures as of now.
+async fn metrics(State(edge): State<Arc<Edge>>) -> Response {
+    let reports = edge.ring_admin.get().map(|admin| &admin.store);
+    let figures = edge
+        .shards
+        .figures(reports, edge.config.geometry.tile_count())
+        .await;
+    crate::telemetry::record_shards(&figures);
     match crate::telemetry::handle() {
         Some(handle) => (
             [(

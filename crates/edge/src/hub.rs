@@ -301,11 +301,18 @@ impl TileHub {
             Ok(applied) => {
                 entry.snapshot = None;
                 let skip = batch.changes.len() - applied;
-                let frame = SharedFrame::new(ServerMessage::Pixels {
+                let message = ServerMessage::Pixels {
                     tile: batch.tile,
                     first_seq: batch.first_seq + skip as u64,
                     changes: batch.changes[skip..].to_vec(),
-                });
+                };
+                // Timed only when someone watches: the fan-out is what is measured.
+                let stamp = if entry.clients.is_empty() {
+                    0
+                } else {
+                    batch.applied_at_ms
+                };
+                let frame = SharedFrame::stamped(message, stamp);
                 entry.clients.retain(|_, out| out.send(Arc::clone(&frame)));
             }
             Err(gap) => {
@@ -481,10 +488,12 @@ async fn follow_tile(
                         tile,
                         first_seq,
                         changes,
+                        applied_at_ms,
                     } => hub.on_batch(&TileBatch {
                         tile,
                         first_seq,
                         changes,
+                        applied_at_ms,
                     }),
                 }
             },

@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use place_cluster::wire::TileFrame;
-use place_cluster::ClusterClient;
+use place_cluster::{ClusterClient, RingStore};
 use place_shard::{PlaceError, PlaceRequest, Placed, ShardHandle, TileSnapshot};
 use place_tiles::TileId;
 
 use crate::hub::TileHub;
+use crate::telemetry::ShardFigures;
 
 /// How long the in-process shard may take to answer a health check.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
@@ -62,6 +63,84 @@ impl Shards {
                 .into_iter()
                 .map(|(shard, ok)| (shard.id, shard.addr, ok))
                 .collect(),
+        }
+    }
+
+    /// Each shard's figures: the in-process shard's status, or, in a cluster, the report in
+    /// Redis (`reports`) of every shard of the ring (down when it has none) and of any shard
+    /// reporting outside it (one joining). `tile_count`: the canvas's tiles, all of which the
+    /// in-process shard owns.
+    pub async fn figures(
+        &self,
+        reports: Option<&RingStore>,
+        tile_count: usize,
+    ) -> Vec<ShardFigures> {
+        match self {
+            Shards::Local(shard) => {
+                let status = tokio::time::timeout(HEALTH_TIMEOUT, shard.status())
+                    .await
+                    .ok()
+                    .flatten();
+                let Some(status) = status else {
+                    return vec![ShardFigures {
+                        id: "serve".into(),
+                        ..ShardFigures::default()
+                    }];
+                };
+                vec![ShardFigures {
+                    id: "serve".into(),
+                    up: true,
+                    epoch: status.epoch,
+                    tiles_owned: status.owned.unwrap_or(tile_count),
+                    tiles_acquiring: status.acquiring,
+                    placed_total: status.placed_total,
+                    placements_per_sec: None,
+                    queue_depth: status.queue_depth,
+                    writes_total: status.writes_total,
+                    write_seconds: status.write_seconds,
+                }]
+            }
+            Shards::Cluster(client) => {
+                let reports = match reports {
+                    Some(store) => tokio::time::timeout(HEALTH_TIMEOUT, store.reports())
+                        .await
+                        .map_err(|_| "timed out".to_owned())
+                        .and_then(|r| r.map_err(|e| e.to_string()))
+                        .unwrap_or_else(|error| {
+                            tracing::warn!(%error, "cannot read the shards' reports");
+                            Default::default()
+                        }),
+                    None => Default::default(),
+                };
+                let ring = client.ring();
+                let mut ids: Vec<String> = ring.shards().iter().map(|s| s.id.clone()).collect();
+                let joining: Vec<String> = reports
+                    .keys()
+                    .filter(|id| !ids.contains(id))
+                    .cloned()
+                    .collect();
+                ids.extend(joining);
+                ids.into_iter()
+                    .map(|id| match reports.get(&id) {
+                        Some(r) => ShardFigures {
+                            id,
+                            up: true,
+                            epoch: r.epoch,
+                            tiles_owned: r.owned,
+                            tiles_acquiring: r.acquiring,
+                            placed_total: r.placed_total,
+                            placements_per_sec: Some(r.placements_per_sec),
+                            queue_depth: r.queue_depth,
+                            writes_total: r.writes_total,
+                            write_seconds: r.write_seconds,
+                        },
+                        None => ShardFigures {
+                            id,
+                            ..ShardFigures::default()
+                        },
+                    })
+                    .collect()
+            }
         }
     }
 

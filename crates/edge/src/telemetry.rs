@@ -1,19 +1,27 @@
 //! Prometheus metrics of an edge (in `place serve`, of the whole server), served at `GET /metrics`.
 //!
 //! The names follow the seed's (`rplace_*`): placements by colour, open connections, players
-//! online, HTTP requests with their durations, rate-limit hits, and the edge's placement latency
-//! (from a placement's arrival to its durable acknowledgement). The `metrics` facade records them;
-//! `metrics-exporter-prometheus` renders them. A process has one recorder, installed by the first
-//! edge it starts.
+//! online, HTTP requests with their durations, rate-limit hits, the edge's placement latency
+//! (from a placement's arrival to its durable acknowledgement) and its broadcast latency (from a
+//! batch's application at its shard to its last write to a socket watching the tile), and the
+//! figures of every shard the edge knows ([`ShardFigures`]: its own in `place serve`, the
+//! shards' reports in Redis in a cluster), refreshed at each scrape. The `metrics` facade records
+//! them; `metrics-exporter-prometheus` renders them. A process has one recorder, installed by the
+//! first edge it starts, with a thread that drains histogram samples every few seconds so memory
+//! stays bounded when nobody scrapes.
 
+use std::collections::BTreeSet;
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, histogram, Unit};
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
+};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use parking_lot::Mutex;
 
 /// Placements acknowledged durably, by colour.
 pub const PIXELS_PLACED: &str = "rplace_pixels_placed_total";
@@ -31,6 +39,28 @@ pub const RATE_LIMIT_HITS: &str = "rplace_rate_limit_hits_total";
 pub const PLACEMENT_DURATION: &str = "rplace_placement_duration_seconds";
 /// Placements refused, by error code.
 pub const PLACEMENTS_REFUSED: &str = "rplace_placements_refused_total";
+/// From a tile batch's application at its shard to this edge having written it to every socket
+/// watching the tile: one sample per batch and edge.
+pub const BROADCAST_DURATION: &str = "rplace_broadcast_duration_seconds";
+/// Per shard (`shard` label): 1 while it reports (cluster) or answers (serve), else 0.
+pub const SHARD_UP: &str = "rplace_shard_up";
+/// Per shard: the ring epoch it works at.
+pub const SHARD_EPOCH: &str = "rplace_shard_epoch";
+/// Per shard: tiles it owns.
+pub const SHARD_TILES: &str = "rplace_shard_tiles_owned";
+/// Per shard: tiles it is still loading after a ring change.
+pub const SHARD_ACQUIRING: &str = "rplace_shard_tiles_acquiring";
+/// Per shard: placements it made durable since it started.
+pub const SHARD_PLACED: &str = "rplace_shard_placements_total";
+/// Per shard: placements waiting to be written.
+pub const SHARD_QUEUE: &str = "rplace_shard_queue_depth";
+/// Per shard: group commits since it started.
+pub const SHARD_WRITES: &str = "rplace_shard_writes_total";
+/// Per shard: how long a group commit takes lately (a moving average), in seconds.
+pub const SHARD_WRITE_SECONDS: &str = "rplace_shard_write_batch_seconds";
+
+/// How often histogram samples are drained into their buckets when nobody scrapes.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// Histogram buckets in seconds: 1 ms to 2.5 s.
 const BUCKETS: [f64; 11] = [
@@ -50,6 +80,16 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
             match installed {
                 Ok(handle) => {
                     describe();
+                    let upkeep = handle.clone();
+                    let spawned = std::thread::Builder::new()
+                        .name("metrics-upkeep".into())
+                        .spawn(move || loop {
+                            std::thread::sleep(UPKEEP_EVERY);
+                            upkeep.run_upkeep();
+                        });
+                    if let Err(error) = spawned {
+                        tracing::warn!(%error, "no metrics upkeep thread: histograms grow until scraped");
+                    }
                     Some(handle)
                 }
                 Err(error) => {
@@ -74,6 +114,92 @@ fn describe() {
         "From a placement's arrival at the edge to its durable acknowledgement"
     );
     describe_counter!(PLACEMENTS_REFUSED, "Placements refused, by error code");
+    describe_histogram!(
+        BROADCAST_DURATION,
+        Unit::Seconds,
+        "From a tile batch's application at its shard to its last write to a socket watching the tile (wall clocks)"
+    );
+    describe_gauge!(SHARD_UP, "1 while the shard reports or answers, else 0");
+    describe_gauge!(SHARD_EPOCH, "The ring epoch the shard works at");
+    describe_gauge!(SHARD_TILES, "Tiles the shard owns");
+    describe_gauge!(
+        SHARD_ACQUIRING,
+        "Tiles the shard is loading after a ring change"
+    );
+    describe_counter!(
+        SHARD_PLACED,
+        "Placements the shard made durable since it started"
+    );
+    describe_gauge!(SHARD_QUEUE, "Placements waiting to be written by the shard");
+    describe_counter!(SHARD_WRITES, "Group commits of the shard since it started");
+    describe_gauge!(
+        SHARD_WRITE_SECONDS,
+        Unit::Seconds,
+        "How long a group commit of the shard takes lately (moving average)"
+    );
+    describe_histogram!(
+        place_shard::driver::WRITE_DURATION,
+        Unit::Seconds,
+        "How long each group commit of this process's shard took"
+    );
+    describe_histogram!(
+        place_shard::driver::WRITE_BATCH_SIZE,
+        "Placements per group commit of this process's shard"
+    );
+}
+
+/// One shard's figures, from its status (`place serve`) or its report in Redis (a cluster).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ShardFigures {
+    /// Its id.
+    pub id: String,
+    /// It reports (or answers).
+    pub up: bool,
+    /// Its ring epoch.
+    pub epoch: u64,
+    /// Tiles it owns.
+    pub tiles_owned: usize,
+    /// Tiles it is loading.
+    pub tiles_acquiring: usize,
+    /// Placements made durable since it started.
+    pub placed_total: u64,
+    /// Placements per second lately, when the shard says.
+    pub placements_per_sec: Option<f64>,
+    /// Placements waiting to be written.
+    pub queue_depth: usize,
+    /// Group commits since it started.
+    pub writes_total: u64,
+    /// A group commit's duration lately, in seconds.
+    pub write_seconds: f64,
+}
+
+/// Shards this process has shown figures of: one that is no longer listed reads as down.
+static SHARDS_SEEN: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+/// Sets the per-shard series to `figures`; a shard shown before and missing now is down.
+pub fn record_shards(figures: &[ShardFigures]) {
+    let mut seen = SHARDS_SEEN.lock();
+    for gone in seen
+        .iter()
+        .filter(|id| figures.iter().all(|f| &f.id != *id))
+    {
+        gauge!(SHARD_UP, "shard" => gone.clone()).set(0.0);
+    }
+    for f in figures {
+        seen.insert(f.id.clone());
+        let shard = || [("shard", f.id.clone())];
+        gauge!(SHARD_UP, &shard()).set(if f.up { 1.0 } else { 0.0 });
+        if !f.up {
+            continue;
+        }
+        gauge!(SHARD_EPOCH, &shard()).set(f.epoch as f64);
+        gauge!(SHARD_TILES, &shard()).set(f.tiles_owned as f64);
+        gauge!(SHARD_ACQUIRING, &shard()).set(f.tiles_acquiring as f64);
+        counter!(SHARD_PLACED, &shard()).absolute(f.placed_total);
+        gauge!(SHARD_QUEUE, &shard()).set(f.queue_depth as f64);
+        counter!(SHARD_WRITES, &shard()).absolute(f.writes_total);
+        gauge!(SHARD_WRITE_SECONDS, &shard()).set(f.write_seconds);
+    }
 }
 
 /// Counts and times every HTTP request by its route (the pattern, never the raw path, so ids

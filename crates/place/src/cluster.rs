@@ -270,6 +270,10 @@ async fn supervise(s: Supervisor) {
             placements_per_sec: (rate * 10.0).round() / 10.0,
             epoch_since_ms: Some(status.epoch_since_ms),
             ready_at_ms: status.ready_at_ms,
+            placed_total: status.placed_total,
+            queue_depth: status.queue_depth,
+            writes_total: status.writes_total,
+            write_seconds: status.write_seconds,
         };
         if let Err(error) = s.store.report(&report).await {
             warn!(%error, "cannot report to Redis");

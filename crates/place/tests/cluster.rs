@@ -1574,3 +1574,31 @@ async fn timelapse_jobs_go_to_workers_and_a_killed_workers_job_completes_on_anot
         .expect("delete the queue");
     cluster.remove().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_the_broadcast_latency_across_edges_and_every_shards_figures() {
+    let cluster = TestCluster::start(3, 2, 30).await;
+    let (painter_base, watcher_base) = (cluster.edges[0].0.clone(), cluster.edges[1].0.clone());
+    let mut painter = cluster.client(0, &guest(&painter_base).await).await;
+    let mut watcher = cluster.client(1, &guest(&watcher_base).await).await;
+    common::observability::metrics_after_placements(
+        &painter_base,
+        &mut painter,
+        &watcher_base,
+        &mut watcher,
+        &["shard-1", "shard-2", "shard-3"],
+    )
+    .await;
+    // The ring's 16 tiles, each owned by one shard.
+    let text = common::observability::scrape(&watcher_base).await;
+    let owned: f64 = (1..=3)
+        .filter_map(|i| {
+            common::observability::metric(
+                &text,
+                &format!("rplace_shard_tiles_owned{{shard=\"shard-{i}\"}}"),
+            )
+        })
+        .sum();
+    assert_eq!(owned, 16.0, "{text}");
+    cluster.remove().await;
+}

@@ -881,56 +881,43 @@ async fn moderation_bans_and_a_cooldown_that_outlives_a_restart() {
     server.stop().await;
 }
 
-/// The value of the first series of `/metrics` whose line starts with `series`.
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(series))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 #[tokio::test]
-async fn metrics_count_placements_connections_and_requests_and_responses_carry_request_ids() {
+async fn metrics_show_placements_broadcasts_the_shard_and_requests_with_request_ids() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(config(dir.path(), 64, 64, 30)).await;
-    let scrape = || async {
-        reqwest::get(format!("{}/metrics", server.base))
-            .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("body")
-    };
-    // The recorder is per process and other tests run beside this one: compare before and after.
-    let before = scrape().await;
-    let placed =
-        |text: &str| metric(text, "rplace_pixels_placed_total{color=\"13\"}").unwrap_or(0.0);
-    let limited =
-        |text: &str| metric(text, "rplace_rate_limit_hits_total{why=\"cooldown\"}").unwrap_or(0.0);
-
-    let mut c = server.client(&server.guest().await, false).await;
-    c.send(&place(1, 1, 13, 1)).await;
-    expect_success(&mut c).await;
-    c.send(&place(2, 1, 13, 2)).await;
-    expect_error(&mut c, ErrorCode::RateLimited).await;
-
-    let after = scrape().await;
-    assert_eq!(placed(&after) - placed(&before), 1.0, "{after}");
-    assert!(limited(&after) - limited(&before) >= 1.0, "{after}");
-    assert!(metric(&after, "rplace_active_connections").unwrap_or(0.0) >= 1.0);
-    assert!(metric(&after, "rplace_active_users").unwrap_or(0.0) >= 1.0);
+    let mut painter = server.client(&server.guest().await, false).await;
+    let mut watcher = server.client(&server.guest().await, true).await;
+    common::observability::metrics_after_placements(
+        &server.base,
+        &mut painter,
+        &server.base,
+        &mut watcher,
+        &["serve"],
+    )
+    .await;
+    let text = common::observability::scrape(&server.base).await;
+    let tiles = common::observability::metric(&text, "rplace_shard_tiles_owned{shard=\"serve\"}");
+    assert_eq!(tiles, Some(1.0), "a 64x64 canvas is one tile");
     assert!(
-        metric(&after, "rplace_placement_duration_seconds_count").unwrap_or(0.0) >= 1.0,
-        "{after}"
+        text.contains("rplace_shard_write_duration_seconds_count"),
+        "the in-process shard's own histogram"
     );
-    assert!(
-        after.contains(
-            "rplace_http_requests_total{method=\"POST\",path=\"/api/v1/auth/guest\",status=\"200\"}"
-        ),
-        "{after}"
-    );
-    assert!(after
-        .contains("rplace_http_request_duration_seconds_bucket{method=\"GET\",path=\"/metrics\""));
+    // Every response names its correlation id: the client's, or a fresh one.
+    let client = reqwest::Client::new();
+    let mine = client
+        .get(format!("{}/api/v1/canvas/info", server.base))
+        .header("x-request-id", "my-request-7")
+        .send()
+        .await
+        .expect("info");
+    assert_eq!(mine.headers()["x-request-id"], "my-request-7");
+    let fresh = client
+        .get(format!("{}/api/v1/canvas/info", server.base))
+        .send()
+        .await
+        .expect("info");
+    let id = fresh.headers()["x-request-id"].to_str().expect("ascii");
+    assert_eq!(id.len(), 36, "a UUID: {id}");
     server.stop().await;
 }
 

@@ -99,6 +99,10 @@ pub struct TileBatch {
     pub first_seq: u64,
     /// The changes (possibly none: "you are current").
     pub changes: Vec<PixelChange>,
+    /// When the first of these changes was applied (made durable) at the shard, epoch ms of the
+    /// shard's clock; 0 when not known (a catch-up of older changes). Edges time the fan-out
+    /// from it (the broadcast latency).
+    pub applied_at_ms: i64,
 }
 
 /// What the shard sends a subscriber: shared, so a batch is built once for all of them.
@@ -420,6 +424,23 @@ impl ShardCore {
         self.checkpoint_requested || matches!(self.in_flight, Some(Job::Checkpoint { .. }))
     }
 
+    /// Tells the shard the time (epoch ms) between ticks, so that what it stamps (a batch's
+    /// `applied_at_ms`) is not a batch window late. The clock never goes back.
+    pub fn set_clock(&mut self, now_ms: i64) {
+        if self.now_ms == 0 {
+            // The first time it is told: what arrived before arrived now.
+            for p in &mut self.pending {
+                p.queued_at_ms = now_ms;
+            }
+        }
+        self.now_ms = self.now_ms.max(now_ms);
+    }
+
+    /// Placements waiting: queued for the next write, or held for a tile being loaded.
+    pub fn queue_depth(&self) -> usize {
+        self.pending.len() + self.parked.values().map(Vec::len).sum::<usize>()
+    }
+
     /// Handles one input and returns what to do.
     pub fn handle(&mut self, input: Input) -> Vec<Output> {
         let mut out = Vec::new();
@@ -452,13 +473,7 @@ impl ShardCore {
                 }
             }
             Input::Tick { now_ms } => {
-                if self.now_ms == 0 {
-                    // The first tick: what arrived before it arrived now.
-                    for p in &mut self.pending {
-                        p.queued_at_ms = now_ms;
-                    }
-                }
-                self.now_ms = self.now_ms.max(now_ms);
+                self.set_clock(now_ms);
                 self.flush_windows(&mut out);
                 self.maybe_checkpoint(now_ms);
             }
@@ -571,6 +586,7 @@ impl ShardCore {
                         tile: p.tile,
                         first_seq: seq,
                         changes: Vec::new(),
+                        applied_at_ms: self.now_ms,
                     });
                     window.changes.push(p.change);
                     out.push(Output::Reply {
@@ -766,6 +782,7 @@ impl ShardCore {
                     tile,
                     first_seq,
                     changes,
+                    applied_at_ms: 0,
                 }))
             }
             Some(Catchup::Snapshot) | None => ShardMessage::Snapshot(Arc::new(TileSnapshot {

@@ -3,9 +3,15 @@
 //! channels.
 //!
 //! The driver makes no decisions: it feeds the core its inputs (commands, write results, a tick
-//! every batch window) and carries out the core's outputs.
+//! every batch window, the time with each write result) and carries out the core's outputs.
+//!
+//! It records the shard's own figures through the `metrics` facade (seen at `/metrics` wherever
+//! the process installed a recorder): [`WRITE_DURATION`] and [`WRITE_BATCH_SIZE`] per group
+//! commit; and keeps totals for [`ShardStatus`], which a cluster shard reports in Redis.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use place_store::{NewEvent, StoreError, TileSnapshotRecord};
@@ -19,6 +25,11 @@ use crate::core::{
     SubscriberId, TileSnapshot, Token, WriteFailure,
 };
 use crate::store::ShardStore;
+
+/// Histogram: how long one group commit (one write of a batch of events) took, in seconds.
+pub const WRITE_DURATION: &str = "rplace_shard_write_duration_seconds";
+/// Histogram: placements per group commit.
+pub const WRITE_BATCH_SIZE: &str = "rplace_shard_write_batch_size";
 
 /// Messages a subscriber may have queued before it counts as too slow and is dropped (it then
 /// re-attaches and catches up by seq).
@@ -68,7 +79,7 @@ enum Command {
 }
 
 /// What a shard is doing, for the ring's operators.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ShardStatus {
     /// The ring epoch it works at.
     pub epoch: u64,
@@ -84,6 +95,42 @@ pub struct ShardStatus {
     /// When every tile gained at `epoch` was loaded and serving (epoch ms); `None` while some
     /// still load.
     pub ready_at_ms: Option<i64>,
+    /// Placements waiting to be written (queued, or held for a tile being loaded).
+    pub queue_depth: usize,
+    /// Group commits written since the shard started.
+    pub writes_total: u64,
+    /// How long a group commit takes lately, in seconds: a moving average (each write weighs
+    /// [`WRITE_AVERAGE_WEIGHT`]).
+    pub write_seconds: f64,
+}
+
+/// The weight of the newest write in [`ShardStatus::write_seconds`].
+pub const WRITE_AVERAGE_WEIGHT: f64 = 0.1;
+
+/// Totals of the writer task, read by [`ShardHandle::status`].
+#[derive(Debug, Default)]
+struct WriteTotals {
+    writes: AtomicU64,
+    /// The moving average in seconds, as `f64` bits (only the writer task stores it).
+    average_bits: AtomicU64,
+}
+
+impl WriteTotals {
+    fn record(&self, seconds: f64) {
+        let first = self.writes.fetch_add(1, Ordering::Relaxed) == 0;
+        let before = f64::from_bits(self.average_bits.load(Ordering::Relaxed));
+        let average = if first {
+            seconds
+        } else {
+            before + WRITE_AVERAGE_WEIGHT * (seconds - before)
+        };
+        self.average_bits
+            .store(average.to_bits(), Ordering::Relaxed);
+    }
+
+    fn average(&self) -> f64 {
+        f64::from_bits(self.average_bits.load(Ordering::Relaxed))
+    }
 }
 
 /// The tiles a cluster shard owns at a ring epoch.
@@ -286,7 +333,13 @@ async fn run(
     let (job_tx, job_rx) = mpsc::channel::<Job>(1);
     let (done_tx, mut done_rx) = mpsc::channel::<Input>(1);
     let (reload_tx, mut reload_rx) = mpsc::unbounded_channel::<Input>();
-    let writer = tokio::spawn(write_jobs(store.clone(), job_rx, done_tx));
+    let totals = Arc::new(WriteTotals::default());
+    let writer = tokio::spawn(write_jobs(
+        store.clone(),
+        job_rx,
+        done_tx,
+        Arc::clone(&totals),
+    ));
     let mut tick = tokio::time::interval(window);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut state = DriverState {
@@ -305,7 +358,7 @@ async fn run(
                     core.request_checkpoint();
                     Input::Tick { now_ms: now_ms() }
                 }
-                Some(command) => match state.command(command, &mut core) {
+                Some(command) => match state.command(command, &mut core, &totals) {
                     Some(input) => input,
                     None => continue,
                 },
@@ -315,7 +368,11 @@ async fn run(
                     Input::Tick { now_ms: now_ms() }
                 }
             },
-            Some(done) = done_rx.recv() => done,
+            Some(done) = done_rx.recv() => {
+                // What the write made durable is stamped with now, not with the last tick.
+                core.set_clock(now_ms());
+                done
+            }
             Some(reloaded) = reload_rx.recv() => reloaded,
             _ = tick.tick() => Input::Tick { now_ms: now_ms() },
         };
@@ -378,7 +435,12 @@ struct DriverState {
 
 impl DriverState {
     /// Turns a command into the core's input, or handles it here when the core has no part in it.
-    fn command(&mut self, command: Command, core: &mut ShardCore) -> Option<Input> {
+    fn command(
+        &mut self,
+        command: Command,
+        core: &mut ShardCore,
+        totals: &WriteTotals,
+    ) -> Option<Input> {
         match command {
             Command::Place { request, reply } => {
                 self.next_token += 1;
@@ -432,6 +494,9 @@ impl DriverState {
                     placed_total: core.placed_total(),
                     epoch_since_ms: self.epoch_since_ms,
                     ready_at_ms: self.ready_at_ms,
+                    queue_depth: core.queue_depth(),
+                    writes_total: totals.writes.load(Ordering::Relaxed),
+                    write_seconds: totals.average(),
                 });
                 None
             }
@@ -534,19 +599,28 @@ async fn load_tiles(
     }
 }
 
-async fn write_jobs(store: ShardStore, mut jobs: mpsc::Receiver<Job>, done: mpsc::Sender<Input>) {
+async fn write_jobs(
+    store: ShardStore,
+    mut jobs: mpsc::Receiver<Job>,
+    done: mpsc::Sender<Input>,
+    totals: Arc<WriteTotals>,
+) {
     while let Some(job) = jobs.recv().await {
         let result = match job {
             Job::Events { events, epoch } => {
-                Input::EventsWritten(store.append_events(&events, epoch).await.map_err(|e| {
-                    WriteFailure {
-                        conflict: matches!(e, StoreError::Conflict(_)),
-                        reason: e.to_string(),
-                        fenced: match e {
-                            StoreError::Fenced(tiles) => tiles,
-                            _ => Vec::new(),
-                        },
-                    }
+                let started = std::time::Instant::now();
+                let written = store.append_events(&events, epoch).await;
+                let elapsed = started.elapsed();
+                metrics::histogram!(WRITE_DURATION).record(elapsed.as_secs_f64());
+                metrics::histogram!(WRITE_BATCH_SIZE).record(events.len() as f64);
+                totals.record(elapsed.as_secs_f64());
+                Input::EventsWritten(written.map_err(|e| WriteFailure {
+                    conflict: matches!(e, StoreError::Conflict(_)),
+                    reason: e.to_string(),
+                    fenced: match e {
+                        StoreError::Fenced(tiles) => tiles,
+                        _ => Vec::new(),
+                    },
                 }))
             }
             Job::Checkpoint {
@@ -591,4 +665,25 @@ pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_write_average_starts_at_the_first_write_and_follows_the_recent_ones() {
+        let totals = WriteTotals::default();
+        totals.record(0.010);
+        assert_eq!(totals.average(), 0.010);
+        for _ in 0..100 {
+            totals.record(0.002);
+        }
+        assert!(
+            (totals.average() - 0.002).abs() < 1e-6,
+            "{}",
+            totals.average()
+        );
+        assert_eq!(totals.writes.load(Ordering::Relaxed), 101);
+    }
 }

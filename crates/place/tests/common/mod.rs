@@ -215,6 +215,7 @@ impl Client {
 }
 pub mod history;
 pub mod moderation;
+pub mod observability;
 pub mod proxy;
 pub mod timelapse;
 

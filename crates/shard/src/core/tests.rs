@@ -167,6 +167,50 @@ fn subscribers_get_a_snapshot_then_each_batch_once() {
 }
 
 #[test]
+fn a_batch_carries_when_its_first_change_was_applied() {
+    let mut shard = core(64, 64);
+    let tile = TileId::new(0, 0);
+    shard.handle(Input::Subscribe {
+        subscriber: 1,
+        tile,
+        known_seq: None,
+    });
+    shard.handle(Input::Tick { now_ms: 1_000 });
+    shard.handle(place(1, 1, 1, 2));
+    // The driver tells the time with the write's result: the batch is stamped then, not at the
+    // last tick.
+    shard.set_clock(1_004);
+    shard.handle(Input::EventsWritten(Ok(1)));
+    shard.set_clock(1_007);
+    shard.handle(place(2, 2, 1, 2));
+    shard.handle(Input::EventsWritten(Ok(2)));
+    shard.set_clock(900); // the clock never goes back
+    let out = shard.handle(Input::Tick { now_ms: 1_010 });
+    let stamps: Vec<(u64, usize, i64)> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Send {
+                message: ShardMessage::Batch(b),
+                ..
+            } => Some((b.first_seq, b.changes.len(), b.applied_at_ms)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stamps, vec![(1, 2, 1_004)], "the oldest change's time");
+    assert_eq!(shard.queue_depth(), 0);
+    shard.handle(place(3, 3, 1, 2));
+    shard.handle(place(4, 4, 1, 2));
+    assert_eq!(shard.queue_depth(), 1, "one written, one queued behind it");
+    // A catch-up is not stamped: its changes were applied long ago.
+    let out = shard.handle(Input::Subscribe {
+        subscriber: 2,
+        tile,
+        known_seq: Some(1),
+    });
+    assert!(out.iter().any(|o| matches!(o, Output::Send { subscriber: 2, message: ShardMessage::Batch(b) } if b.applied_at_ms == 0)));
+}
+
+#[test]
 fn a_subscriber_holding_a_seq_gets_exactly_what_it_missed() {
     let mut shard = core(64, 64);
     for i in 0..5 {
