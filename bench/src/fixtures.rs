@@ -48,6 +48,7 @@ pub fn placements(geometry: CanvasGeometry, n: usize, seed: u64) -> Vec<PlaceReq
             user_id: (i % 1000) as i64 + 1,
             placed_at: 1_700_000_000_000 + i as i64,
             action_id: None,
+            placement_id: 0,
         })
         .collect()
 }

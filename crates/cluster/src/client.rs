@@ -432,6 +432,7 @@ fn wire_place(r: &PlaceRequest, epoch: u64) -> WirePlace {
         placed_at: r.placed_at,
         epoch,
         action_id: r.action_id,
+        placement_id: r.placement_id,
     }
 }
 

@@ -122,12 +122,22 @@ impl ShardServer {
         };
         match Request::decode(&frame)? {
             Request::Place(p) => {
-                let reply = self.place(p).await;
+                // The edge's correlation id: this shard's lines for the placement name it too.
+                let span = tracing::info_span!(
+                    "placement",
+                    placement_id = %format!("{:016x}", p.placement_id),
+                    x = p.x,
+                    y = p.y,
+                    user_id = p.user_id
+                );
+                let reply = self.place(p).instrument(span).await;
                 write_frame(&mut send, &reply.encode()).await?;
                 let _ = send.finish();
             }
             Request::PlaceBatch(places) => {
-                let reply = self.place_batch(places).await;
+                let action = places.first().and_then(|p| p.action_id);
+                let span = tracing::info_span!("place_batch", action_id = ?action, placements = places.len());
+                let reply = self.place_batch(places).instrument(span).await;
                 write_frame(&mut send, &reply.encode()).await?;
                 let _ = send.finish();
             }
@@ -153,8 +163,14 @@ impl ShardServer {
 
     async fn place(&self, p: WirePlace) -> PlaceReply {
         match self.place_owned(p).await {
-            Ok(placed) => PlaceReply::Placed { seq: placed.seq },
-            Err(why) => PlaceReply::Refused(why),
+            Ok(placed) => {
+                debug!(seq = placed.seq, "placement applied");
+                PlaceReply::Placed { seq: placed.seq }
+            }
+            Err(why) => {
+                debug!(?why, "placement refused");
+                PlaceReply::Refused(why)
+            }
         }
     }
 
@@ -182,6 +198,7 @@ impl ShardServer {
             user_id: p.user_id,
             placed_at: p.placed_at,
             action_id: p.action_id,
+            placement_id: p.placement_id,
         };
         self.shard.place(request).await.map_err(|e| match e {
             PlaceError::InvalidCoords => PlaceRefusal::InvalidCoords,

@@ -3,8 +3,9 @@
 //! Every exchange is one bidirectional stream opened by the edge, so a slow placement or a slow
 //! tile never holds up another (no head-of-line blocking across streams):
 //!
-//! - **place**: the edge sends a [`Request::Place`]; the shard answers one [`PlaceReply`] and
-//!   finishes the stream.
+//! - **place**: the edge sends a [`Request::Place`] (with the placement's correlation id, which
+//!   the shard's log lines for it name); the shard answers one [`PlaceReply`] and finishes the
+//!   stream.
 //! - **subscribe**: the edge sends a [`Request::Subscribe`] for one tile; the shard answers with
 //!   the tile (a snapshot, or the changes after the edge's seq) and then streams every batch of
 //!   that tile, until the edge closes the stream (unsubscribe) or the shard resets it (the edge
@@ -31,7 +32,7 @@ pub const MAX_FRAME: usize = 1 << 20;
 /// The most placements one [`Request::PlaceBatch`] carries.
 pub const MAX_PLACE_BATCH: usize = 4096;
 /// Bytes of one encoded [`WirePlace`].
-const PLACE_LEN: usize = 38;
+const PLACE_LEN: usize = 46;
 
 /// A malformed or oversize frame, or a broken stream.
 #[derive(Debug, Error)]
@@ -67,6 +68,8 @@ pub struct WirePlace {
     pub epoch: u64,
     /// The moderation action this placement carries out (a restore), if any.
     pub action_id: Option<i64>,
+    /// The placement's correlation id (0: none): the shard's log lines for it name it too.
+    pub placement_id: u64,
 }
 
 impl WirePlace {
@@ -79,6 +82,7 @@ impl WirePlace {
         b.put_u64_le(self.epoch);
         b.put_u8(u8::from(self.action_id.is_some()));
         b.put_i64_le(self.action_id.unwrap_or(0));
+        b.put_u64_le(self.placement_id);
     }
 
     /// Reads one from `b`, which holds at least [`PLACE_LEN`] bytes.
@@ -91,10 +95,12 @@ impl WirePlace {
             placed_at: b.get_i64_le(),
             epoch: b.get_u64_le(),
             action_id: None,
+            placement_id: 0,
         };
         let has_action = b.get_u8() == 1;
         let action = b.get_i64_le();
         place.action_id = has_action.then_some(action);
+        place.placement_id = b.get_u64_le();
         place
     }
 }
@@ -428,6 +434,7 @@ mod tests {
                 placed_at: 1_764_000_000_000,
                 epoch: 9,
                 action_id: None,
+                placement_id: 0x0123_4567_89ab_cdef,
             }),
             Request::PlaceBatch(vec![
                 WirePlace {
@@ -438,6 +445,7 @@ mod tests {
                     placed_at: 5,
                     epoch: 6,
                     action_id: Some(77),
+                    placement_id: 0,
                 };
                 3
             ]),

@@ -95,6 +95,7 @@ fn request(x: u32, y: u32, color: u8) -> PlaceRequest {
         user_id: 7,
         placed_at: 1000,
         action_id: None,
+        placement_id: 0,
     }
 }
 

@@ -458,13 +458,22 @@ impl Reader {
         let edge = Arc::clone(&self.edge);
         let outbound = self.outbound.clone();
         let user_id = self.user.id;
-        // A correlation id per placement, unique in this process, on every log line it causes.
-        let placement = self.edge.next_conn_id();
-        let span = info_span!("placement", placement, x, y, color, user_id);
+        // A correlation id per placement (never 0, which means none), on every log line it
+        // causes here and, carried over the wire, at the shard that applies it.
+        let placement_id = rand::random::<u64>() | 1;
+        let span = info_span!(
+            "placement",
+            placement_id = %format!("{placement_id:016x}"),
+            x,
+            y,
+            color,
+            user_id
+        );
         self.edge.tasks.spawn(
             async move {
                 let started = std::time::Instant::now();
-                let message = place_checked(&edge, user_id, x, y, color, request_id).await;
+                let message =
+                    place_checked(&edge, user_id, (x, y, color), placement_id, request_id).await;
                 record_placement(&message, color, started);
                 outbound.send(SharedFrame::new(message));
             }
@@ -497,9 +506,8 @@ fn record_placement(answer: &ServerMessage, color: u8, started: std::time::Insta
 async fn place_checked(
     edge: &Edge,
     user_id: i64,
-    x: u32,
-    y: u32,
-    color: u8,
+    (x, y, color): (u32, u32, u8),
+    placement_id: u64,
     request_id: Option<RequestId>,
 ) -> ServerMessage {
     let fail = |code, message: &str, request_id| {
@@ -544,6 +552,7 @@ async fn place_checked(
         user_id,
         placed_at: now,
         action_id: None,
+        placement_id,
     };
     match edge.shards.place(request).await {
         Ok(placed) => {

@@ -274,6 +274,7 @@ impl Edge {
                 user_id: actor,
                 placed_at,
                 action_id: Some(plan.action_id),
+                placement_id: 0,
             })
             .collect();
         // Tile by tile, so a batch touches few tiles (and, in the cluster, few shards).

@@ -599,9 +599,11 @@ async fn redis_and_postgres_outages_refuse_placements_and_heal_by_themselves() {
     ));
     let (status, body) = readiness(&base).await;
     assert_eq!(
-        (status, &body["redis"], &body["postgres"]),
-        (200, &"ok".into(), &"ok".into())
+        (status, &body["status"], &body["redis"], &body["postgres"]),
+        (200, &"ok".into(), &"ok".into(), &"ok".into())
     );
+    assert!(body["uptime"].as_f64().is_some_and(|u| u >= 0.0), "{body}");
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
 
     // Redis away: readiness names it, placements are refused with the retryable code.
     redis_proxy.cut();
@@ -1600,5 +1602,80 @@ async fn metrics_show_the_broadcast_latency_across_edges_and_every_shards_figure
         })
         .sum();
     assert_eq!(owned, 16.0, "{text}");
+    cluster.remove().await;
+}
+
+/// A writer into a shared buffer, for the log lines of this test process.
+#[derive(Clone)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The JSON log lines of the edges' connections and the shards' QUIC servers in this process,
+/// from the first call on (a process has one subscriber: the first test to ask installs it).
+fn placement_logs() -> &'static LogBuffer {
+    static LOGS: std::sync::OnceLock<LogBuffer> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer = LogBuffer(Default::default());
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_env_filter("place_edge::connection=debug,place_cluster::shard_server=debug")
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+        buffer
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_placements_correlation_id_names_its_log_lines_on_the_edge_and_the_shard() {
+    let logs = placement_logs();
+    let cluster = TestCluster::start(3, 1, 0).await;
+    let mut player = cluster.client(0, &guest(&cluster.edges[0].0).await).await;
+    let (x, y) = (77, 203);
+    assert!(matches!(
+        place_once(&mut player, x, y, 9).await,
+        ServerMessage::Success { .. }
+    ));
+    let lines = || -> Vec<serde_json::Value> {
+        let text = String::from_utf8(logs.0.lock().expect("lock").clone()).expect("utf-8");
+        text.lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON log line"))
+            .collect()
+    };
+    let of_this_pixel = |l: &serde_json::Value| l["span"]["x"] == x && l["span"]["y"] == y;
+    let edge_line = lines()
+        .into_iter()
+        .find(|l| {
+            l["target"] == "place_edge::connection"
+                && l["fields"]["message"] == "placed"
+                && of_this_pixel(l)
+        })
+        .expect("the edge logs the placement in its span");
+    let id = edge_line["span"]["placement_id"]
+        .as_str()
+        .expect("a placement id")
+        .to_owned();
+    assert_eq!(id.len(), 16, "{edge_line}");
+    assert_eq!(edge_line["span"]["name"], "placement");
+    let shard_line = lines()
+        .into_iter()
+        .find(|l| l["target"] == "place_cluster::shard_server" && of_this_pixel(l))
+        .expect("the shard logs the placement");
+    assert_eq!(shard_line["fields"]["message"], "placement applied");
+    assert_eq!(
+        shard_line["span"]["placement_id"], id,
+        "the shard's line names the edge's id: {shard_line}"
+    );
     cluster.remove().await;
 }

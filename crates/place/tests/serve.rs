@@ -1038,3 +1038,38 @@ async fn timelapse_snapshots_frames_jobs_and_the_cli_equal_replays_of_the_log() 
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn readiness_names_the_store_and_answers_503_without_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(config(dir.path(), 64, 64, 0)).await;
+    let ready = || async {
+        let r = reqwest::get(format!("{}/health/ready", server.base))
+            .await
+            .expect("ready");
+        let status = r.status().as_u16();
+        (status, r.json::<serde_json::Value>().await.expect("json"))
+    };
+    let (status, body) = ready().await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (&body["status"], &body["store"]),
+        (&"ok".into(), &"ok".into())
+    );
+    assert!(body["uptime"].as_f64().is_some_and(|u| u >= 0.0), "{body}");
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+    assert!(body.get("redis").is_none() && body.get("postgres").is_none());
+    // The store goes away: not ready, and it says which service.
+    server.store.close().await;
+    let (status, body) = ready().await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        (&body["status"], &body["store"]),
+        (&"unavailable".into(), &"unavailable".into())
+    );
+    let live = reqwest::get(format!("{}/health", server.base))
+        .await
+        .expect("health");
+    assert_eq!(live.status(), 200, "still alive");
+    server.stop_anyway().await;
+}

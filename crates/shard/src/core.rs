@@ -53,6 +53,9 @@ pub struct PlaceRequest {
     /// The moderation action (audit log id) this placement carries out, when it restores a pixel
     /// for a rollback or a reset (placed by the acting administrator); `None` for a player's.
     pub action_id: Option<i64>,
+    /// The placement's correlation id (0: none), named by every log line it causes, on the
+    /// edge and, carried over the wire, on the shard.
+    pub placement_id: u64,
 }
 
 /// A placement that is applied and durable.

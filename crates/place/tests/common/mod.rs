@@ -26,6 +26,7 @@ pub struct Server {
     pub ws: String,
     pub edge: std::sync::Arc<place_edge::Edge>,
     pub shard: place_shard::ShardHandle,
+    pub store: place_store::EmbeddedStore,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -50,6 +51,7 @@ impl Server {
         let addr = listener.local_addr().expect("addr");
         let services = place::serve::start(&valid).await.expect("start");
         let (edge, shard) = (services.edge.clone(), services.shard.clone());
+        let store = services.store.clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(services.serve(listener, async {
             let _ = stopped.await;
@@ -59,6 +61,7 @@ impl Server {
             ws: format!("ws://{addr}/ws"),
             edge,
             shard,
+            store,
             stop: Some(stop),
             task: Some(task),
         }
@@ -71,6 +74,16 @@ impl Server {
         }
         if let Some(task) = self.task.take() {
             task.await.expect("join").expect("clean stop");
+        }
+    }
+
+    /// Stops, whether or not the stop is clean (the store may have been taken away).
+    pub async fn stop_anyway(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
         }
     }
 

@@ -19,6 +19,7 @@ fn place(token: Token, x: u32, y: u32, color: u8) -> Input {
             user_id: 1,
             placed_at: 1000,
             action_id: None,
+            placement_id: 0,
         },
     }
 }
