@@ -1,8 +1,12 @@
 // The admin panel: shown only to an administrator (GET /api/v1/auth/me says
-// isAdmin). Find a user by name or by picking a pixel, see and highlight their
-// recent placements, ban or unban them, roll their placements back, change the
-// cooldown, read the audit log. Talks to /api/v1/admin/*; the formatting and
-// the rules are pure functions, tested in tests/unit.
+// isAdmin). The figures (players online, placements per minute, top placers,
+// bans, shard health; refreshed while the panel is open); find a user by name
+// or by picking a pixel, see and highlight their recent placements, ban or
+// unban them, roll their placements back; select a rectangle on the canvas and
+// roll it back over a time window or reset it (or the whole canvas), each
+// after a confirm step; change the cooldown; page through the audit log.
+// Talks to /api/v1/admin/*; the formatting and the rules are pure functions,
+// tested in tests/unit.
 
 import type { Me } from "./account";
 import { el } from "./ui";
@@ -37,6 +41,35 @@ export interface AuditEntry {
   createdAt: number;
 }
 
+/** GET /api/v1/admin/stats. */
+export interface Stats {
+  playersOnline: number;
+  placementsLastMinute: number;
+  topPlacers: { userId: string; username: string; placements: number }[];
+  bannedUsers: number;
+  cooldownSeconds: number;
+  shards: ShardStat[];
+}
+
+/** A shard as the stats show it; the figures are there while it reports. */
+export interface ShardStat {
+  id: string;
+  addr: string;
+  status: string;
+  tiles?: number;
+  queueDepth?: number;
+  placementsPerSec?: number | null;
+  writeMs?: number;
+}
+
+/** A rectangle of the canvas, in pixels. */
+export interface Rect {
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+}
+
 /** Rollback windows offered, in minutes; 0 is "all of them". */
 export const ROLLBACK_WINDOWS: readonly { minutes: number; label: string }[] = [
   { minutes: 10, label: "last 10 min" },
@@ -47,6 +80,8 @@ export const ROLLBACK_WINDOWS: readonly { minutes: number; label: string }[] = [
 
 /** How many audit entries and placements are asked for. */
 const AUDIT_LIMIT = 20;
+/** How often the figures are asked for while the panel is open. */
+export const STATS_REFRESH_MS = 5000;
 const PLACEMENTS_LIMIT = 100;
 /** The server's bound on the cooldown. */
 const MAX_COOLDOWN_SECONDS = 3600;
@@ -67,6 +102,81 @@ export function highlightPixels(placements: readonly Placement[]): { x: number; 
     out.push({ x: p.x, y: p.y });
   }
   return out;
+}
+
+/** The rectangle with these two pixels as opposite corners, both inside it. */
+export function rectFromCorners(a: { x: number; y: number }, b: { x: number; y: number }): Rect {
+  const x = Math.min(a.x, b.x);
+  const y = Math.min(a.y, b.y);
+  return { x, y, width: Math.abs(a.x - b.x) + 1, height: Math.abs(a.y - b.y) + 1 };
+}
+
+/** "(10, 20) to (29, 34): 20 × 15 px". */
+export function rectText(r: Rect): string {
+  return `(${r.x}, ${r.y}) to (${r.x + r.width - 1}, ${r.y + r.height - 1}): ${r.width} × ${r.height} px`;
+}
+
+/** One line of a shard's health: "shard-1 ok · 342 tiles · queue 0 · 12.5/s · write 3.1 ms". */
+export function shardText(s: ShardStat): string {
+  const parts = [`${s.id} ${s.status}`];
+  if (s.tiles !== undefined) parts.push(`${s.tiles} tiles`);
+  if (s.queueDepth !== undefined) parts.push(`queue ${s.queueDepth}`);
+  if (typeof s.placementsPerSec === "number") parts.push(`${s.placementsPerSec}/s`);
+  if (s.writeMs !== undefined) parts.push(`write ${s.writeMs} ms`);
+  return parts.join(" · ");
+}
+
+/**
+ * The audit log's pages, newest first: the `before` cursor of each page seen
+ * so far, so "Newer" goes back exactly to the page it came from.
+ */
+export class AuditPager {
+  private cursors: (string | undefined)[] = [undefined];
+  private next: string | null = null;
+
+  /** The `before` of the page shown (undefined: the newest). */
+  get before(): string | undefined {
+    return this.cursors[this.cursors.length - 1];
+  }
+
+  /** 1 for the newest page. */
+  get page(): number {
+    return this.cursors.length;
+  }
+
+  get hasNewer(): boolean {
+    return this.cursors.length > 1;
+  }
+
+  get hasOlder(): boolean {
+    return this.next !== null;
+  }
+
+  /** The page shown was answered with this `next` (null: it is the oldest). */
+  loaded(next: string | null): void {
+    this.next = next;
+  }
+
+  /** Moves to the older page; false when there is none. */
+  older(): boolean {
+    if (this.next === null) return false;
+    this.cursors.push(this.next);
+    this.next = null;
+    return true;
+  }
+
+  /** Moves to the newer page; false when this is the newest. */
+  newer(): boolean {
+    if (this.cursors.length <= 1) return false;
+    this.cursors.pop();
+    return true;
+  }
+
+  /** Back to the newest page. */
+  reset(): void {
+    this.cursors = [undefined];
+    this.next = null;
+  }
 }
 
 /** Why a cooldown cannot be set, or null. */
@@ -94,6 +204,21 @@ export function auditText(e: AuditEntry): string {
           .join(" ")
       : "";
   return `${e.actorName} ${e.action}${details ? ` ${details}` : ""}`;
+}
+
+/** The answer of a rollback or a reset. */
+export interface Outcome {
+  reverted: number;
+  restored: number;
+  failed: number;
+}
+
+/** "Rolled back 3 placements, 2 pixels restored" (and what failed). */
+export function outcomeText(verb: string, r: Outcome): string {
+  return (
+    `${verb} ${r.reverted} placement${r.reverted === 1 ? "" : "s"}, ${r.restored} pixel${r.restored === 1 ? "" : "s"} restored` +
+    (r.failed > 0 ? `, ${r.failed} failed: do it again` : "")
+  );
 }
 
 /** What to tell the administrator about a refused request. */
@@ -140,6 +265,8 @@ function item(text: string, onClick?: () => void): HTMLLIElement {
 export interface AdminHooks {
   /** Outline these pixels on the canvas (empty: none). */
   highlight(pixels: { x: number; y: number }[]): void;
+  /** Frame this rectangle on the canvas (null: none). */
+  outline(rect: Rect | null): void;
   /** The palette, to show a placement's colour. */
   palette(): readonly string[];
   toast(message: string): void;
@@ -159,10 +286,26 @@ export class AdminPanel {
   private placementsList = el<HTMLUListElement>("admin-placements");
   private cooldownInput = el<HTMLInputElement>("admin-cooldown");
   private auditList = el<HTMLUListElement>("admin-audit");
+  private auditNewer = el<HTMLButtonElement>("admin-audit-newer");
+  private auditOlder = el<HTMLButtonElement>("admin-audit-older");
+  private auditPage = el("admin-audit-page");
+  private selectButton = el<HTMLButtonElement>("admin-select");
+  private areaText = el("admin-area-text");
+  private areaSince = el<HTMLSelectElement>("admin-area-since");
+  private areaRollback = el<HTMLButtonElement>("admin-area-rollback");
+  private areaReset = el<HTMLButtonElement>("admin-area-reset");
+  private confirmBox = el("admin-confirm");
+  private confirmText = el("admin-confirm-text");
   private error = el("admin-error");
   private user: AdminUser | null = null;
-  /** While on, a click on the canvas asks who placed that pixel instead of painting. */
-  picking = false;
+  private pager = new AuditPager();
+  private area: Rect | null = null;
+  /** The first corner of a rectangle being selected. */
+  private corner: { x: number; y: number } | null = null;
+  /** What a click on the canvas does while the panel wants one: ask who placed the pixel, or set a corner. */
+  private tapMode: "none" | "pick" | "corners" = "none";
+  private pendingConfirm: (() => Promise<void>) | null = null;
+  private statsTimer: ReturnType<typeof setInterval> | null = null;
 
   constructor(private hooks: AdminHooks) {
     this.toggle.addEventListener("click", () => this.setOpen(this.panel.hidden));
@@ -171,17 +314,54 @@ export class AdminPanel {
       e.preventDefault();
       void this.run(() => this.findByName(this.nameInput.value.trim()));
     });
-    this.pickButton.addEventListener("click", () => this.setPicking(!this.picking));
+    this.pickButton.addEventListener("click", () => this.setTapMode(this.tapMode === "pick" ? "none" : "pick"));
     this.banButton.addEventListener("click", () => void this.run(() => this.setBanned(!this.user?.banned)));
     el("admin-rollback").addEventListener("click", () => void this.run(() => this.rollback()));
     el<HTMLFormElement>("admin-settings").addEventListener("submit", (e) => {
       e.preventDefault();
       void this.run(() => this.saveCooldown());
     });
-    el("admin-audit-refresh").addEventListener("click", () => void this.run(() => this.loadAudit()));
-    this.since.replaceChildren(
-      ...ROLLBACK_WINDOWS.map((w) => Object.assign(document.createElement("option"), { value: String(w.minutes), textContent: w.label })),
-    );
+    el("admin-audit-refresh").addEventListener("click", () => void this.run(() => this.loadAudit(true)));
+    this.auditOlder.addEventListener("click", () => {
+      if (this.pager.older()) void this.run(() => this.loadAudit(false));
+    });
+    this.auditNewer.addEventListener("click", () => {
+      if (this.pager.newer()) void this.run(() => this.loadAudit(false));
+    });
+    this.selectButton.addEventListener("click", () => this.setTapMode(this.tapMode === "corners" ? "none" : "corners"));
+    this.areaRollback.addEventListener("click", () => this.askAreaRollback());
+    this.areaReset.addEventListener("click", () => this.askReset(this.area));
+    el("admin-reset-all").addEventListener("click", () => this.askReset(null));
+    el("admin-confirm-yes").addEventListener("click", () => {
+      const action = this.pendingConfirm;
+      this.hideConfirm();
+      if (action) void this.run(action);
+    });
+    el("admin-confirm-no").addEventListener("click", () => this.hideConfirm());
+    for (const select of [this.since, this.areaSince]) {
+      select.replaceChildren(
+        ...ROLLBACK_WINDOWS.map((w) => Object.assign(document.createElement("option"), { value: String(w.minutes), textContent: w.label })),
+      );
+    }
+  }
+
+  /** Whether a click on the canvas is for the panel (a pick or a corner) rather than a placement. */
+  get capturesTaps(): boolean {
+    return this.tapMode !== "none";
+  }
+
+  /** A click on the canvas at pixel (x, y) while {@link capturesTaps}. */
+  async tapAt(x: number, y: number): Promise<void> {
+    if (this.tapMode === "pick") return this.pick(x, y);
+    if (this.tapMode !== "corners") return;
+    if (!this.corner) {
+      this.corner = { x, y };
+      this.setArea(rectFromCorners(this.corner, this.corner));
+      this.areaText.textContent = `From (${x}, ${y}): click the opposite corner`;
+      return;
+    }
+    this.setArea(rectFromCorners(this.corner, { x, y }));
+    this.setTapMode("none");
   }
 
   /** Shows the "Admin" button to administrators only; closes the panel for anyone else. */
@@ -193,7 +373,7 @@ export class AdminPanel {
 
   /** The answer to a pick: who placed the pixel at (x, y), most recent first. */
   async pick(x: number, y: number): Promise<void> {
-    this.setPicking(false);
+    this.setTapMode("none");
     await this.run(async () => {
       const { placements } = await api<{ placements: Placement[] }>("GET", `pixel?x=${x}&y=${y}`);
       const last = placements.find((p) => !p.reverted) ?? placements[0];
@@ -207,20 +387,100 @@ export class AdminPanel {
     this.toggle.setAttribute("aria-expanded", String(open));
     if (open) {
       void this.run(async () => {
-        await Promise.all([this.loadSettings(), this.loadAudit()]);
+        await Promise.all([this.loadSettings(), this.loadAudit(true), this.loadStats()]);
       });
+      if (this.statsTimer === null) {
+        this.statsTimer = setInterval(() => void this.run(() => this.loadStats()), STATS_REFRESH_MS);
+      }
     } else {
-      this.setPicking(false);
+      if (this.statsTimer !== null) clearInterval(this.statsTimer);
+      this.statsTimer = null;
+      this.setTapMode("none");
       this.user = null;
       this.userBox.hidden = true;
       this.hooks.highlight([]);
+      this.setArea(null);
+      this.hideConfirm();
     }
   }
 
-  private setPicking(on: boolean): void {
-    this.picking = on;
-    this.pickButton.setAttribute("aria-pressed", String(on));
-    this.pickButton.textContent = on ? "Click a pixel…" : "Pick a pixel";
+  private setTapMode(mode: "none" | "pick" | "corners"): void {
+    this.tapMode = mode;
+    this.corner = null;
+    const picking = mode === "pick";
+    this.pickButton.setAttribute("aria-pressed", String(picking));
+    this.pickButton.textContent = picking ? "Click a pixel…" : "Pick a pixel";
+    const selecting = mode === "corners";
+    this.selectButton.setAttribute("aria-pressed", String(selecting));
+    this.selectButton.textContent = selecting ? "Click two corners…" : "Select a rectangle";
+    if (selecting) this.areaText.textContent = "Click one corner of the rectangle on the canvas";
+    else if (!this.area) this.areaText.textContent = "No rectangle selected";
+    else this.areaText.textContent = rectText(this.area);
+  }
+
+  private setArea(rect: Rect | null): void {
+    this.area = rect;
+    this.hooks.outline(rect);
+    this.areaRollback.disabled = rect === null;
+    this.areaReset.disabled = rect === null;
+    this.areaText.textContent = rect ? rectText(rect) : "No rectangle selected";
+  }
+
+  /** Shows the confirm step for a destructive action; it runs only on "Confirm". */
+  private ask(text: string, action: () => Promise<void>): void {
+    this.pendingConfirm = action;
+    this.confirmText.textContent = text;
+    this.confirmBox.hidden = false;
+  }
+
+  private hideConfirm(): void {
+    this.pendingConfirm = null;
+    this.confirmBox.hidden = true;
+  }
+
+  private askAreaRollback(): void {
+    const rect = this.area;
+    if (!rect) return;
+    const minutes = Number(this.areaSince.value);
+    const window = ROLLBACK_WINDOWS.find((w) => w.minutes === minutes)?.label ?? "";
+    this.ask(`Roll back every placement in ${rectText(rect)}, ${window}?`, async () => {
+      const now = Date.now();
+      const r = await api<Outcome>("POST", "rollback", { ...rect, from: rollbackSince(minutes, now), to: now });
+      this.hooks.toast(outcomeText("Rolled back", r));
+      await this.afterAreaAction();
+    });
+  }
+
+  /** A reset of `rect`, or of the whole canvas when null. */
+  private askReset(rect: Rect | null): void {
+    const what = rect ? rectText(rect) : "the WHOLE canvas";
+    this.ask(`Reset ${what} to colour 0? Every placement in it is rolled back.`, async () => {
+      const r = await api<Outcome>("POST", "reset-canvas", rect ?? undefined);
+      this.hooks.toast(outcomeText("Reset", r));
+      await this.afterAreaAction();
+    });
+  }
+
+  private async afterAreaAction(): Promise<void> {
+    const selected = this.user?.userId;
+    await Promise.all([this.loadAudit(true), this.loadStats(), selected ? this.select(selected) : Promise.resolve()]);
+  }
+
+  private async loadStats(): Promise<void> {
+    const s = await api<Stats>("GET", "stats");
+    el("admin-stat-online").textContent = String(s.playersOnline);
+    el("admin-stat-rate").textContent = String(s.placementsLastMinute);
+    el("admin-stat-banned").textContent = String(s.bannedUsers);
+    el("admin-stat-cooldown").textContent = `${s.cooldownSeconds} s`;
+    const top = s.topPlacers.map((p) => item(`${p.username} #${p.userId}: ${p.placements}`, () => void this.run(() => this.select(p.userId))));
+    el("admin-top").replaceChildren(...(top.length ? top : [item("Nobody yet")]));
+    el("admin-shards").replaceChildren(
+      ...s.shards.map((sh) => {
+        const li = item(shardText(sh));
+        li.classList.toggle("down", sh.status !== "ok");
+        return li;
+      }),
+    );
   }
 
   /** Runs a request, showing its error in the panel. */
@@ -283,18 +543,15 @@ export class AdminPanel {
     const u = await api<AdminUser>("POST", ban ? "ban-user" : "unban-user", { userId: this.user.userId });
     this.showUser(u);
     this.hooks.toast(`${u.username} is ${u.banned ? "banned" : "no longer banned"}`);
-    await this.loadAudit();
+    await this.loadAudit(true);
   }
 
   private async rollback(): Promise<void> {
     if (!this.user) return;
     const since = rollbackSince(Number(this.since.value), Date.now());
-    const r = await api<{ reverted: number; restored: number; failed: number }>("POST", "rollback", { userId: this.user.userId, since });
-    this.hooks.toast(
-      `Rolled back ${r.reverted} placement${r.reverted === 1 ? "" : "s"}, ${r.restored} pixel${r.restored === 1 ? "" : "s"} restored` +
-        (r.failed > 0 ? `, ${r.failed} failed: roll back again` : ""),
-    );
-    await Promise.all([this.select(this.user.userId), this.loadAudit()]);
+    const r = await api<Outcome>("POST", "rollback", { userId: this.user.userId, since });
+    this.hooks.toast(outcomeText("Rolled back", r));
+    await Promise.all([this.select(this.user.userId), this.loadAudit(true)]);
   }
 
   private async loadSettings(): Promise<void> {
@@ -309,13 +566,21 @@ export class AdminPanel {
       cooldownSeconds: Number(this.cooldownInput.value),
     });
     this.cooldownInput.value = String(cooldownSeconds);
-    await this.loadAudit();
+    await this.loadAudit(true);
   }
 
-  private async loadAudit(): Promise<void> {
-    const { entries } = await api<{ entries: AuditEntry[] }>("GET", `audit-log?limit=${AUDIT_LIMIT}`);
+  /** The audit log page the pager is on (the newest after `fromStart`). */
+  private async loadAudit(fromStart = false): Promise<void> {
+    if (fromStart) this.pager.reset();
+    const before = this.pager.before;
+    const query = `audit-log?limit=${AUDIT_LIMIT}${before ? `&before=${encodeURIComponent(before)}` : ""}`;
+    const { entries, next } = await api<{ entries: AuditEntry[]; next: string | null }>("GET", query);
+    this.pager.loaded(next);
     const now = Date.now();
     this.auditList.replaceChildren(...entries.map((e) => item(`${timeText(e.createdAt, now)} ${auditText(e)}`)));
     if (entries.length === 0) this.auditList.replaceChildren(item("Nothing yet"));
+    this.auditNewer.disabled = !this.pager.hasNewer;
+    this.auditOlder.disabled = !this.pager.hasOlder;
+    this.auditPage.textContent = `Page ${this.pager.page}`;
   }
 }

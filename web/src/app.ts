@@ -68,6 +68,7 @@ export class App {
   });
   private admin = new AdminPanel({
     highlight: (pixels) => this.renderer.setHighlights(pixels),
+    outline: (rect) => this.renderer.setSelection(rect),
     palette: () => this.info?.palette ?? [],
     toast: (m) => this.ui.toast(m),
   });
@@ -403,9 +404,9 @@ export class App {
   private tap(sx: number, sy: number, touch: boolean): void {
     if (!this.info) return;
     const px = pixelAt(this.view, this.size, sx, sy, this.info.width, this.info.height);
-    if (this.admin.picking && px) {
-      // The admin panel asked "who placed this?": a pick, not a placement.
-      void this.admin.pick(px.x, px.y);
+    if (this.admin.capturesTaps && px) {
+      // The admin panel asked "who placed this?" or for a rectangle's corner: not a placement.
+      void this.admin.tapAt(px.x, px.y);
       return;
     }
     if (this.overview) {
@@ -570,6 +571,10 @@ export class App {
       /** Pixels outlined by the admin panel. */
       get highlighted() {
         return app.renderer.highlightCount;
+      },
+      /** The rectangle the admin panel framed, if any. */
+      get selection() {
+        return app.renderer.selected;
       },
       heldSeq: (tx: number, ty: number) => app.store.get(tileKey(tx, ty))?.seq,
       colorAt: (x: number, y: number) => app.renderer.shownIndex(x, y, app.truthAt(x, y)),

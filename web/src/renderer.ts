@@ -14,6 +14,8 @@ const PLACEHOLDER = "#ededf0";
 /** Outlines of highlighted pixels (the admin panel): a light line inside a dark one. */
 const HIGHLIGHT_OUTER = "#1d1d24";
 const HIGHLIGHT_INNER = "#ff2bd6";
+/** The frame of the rectangle the admin panel selected: dashed, over a dark line. */
+const SELECTION = "#ffd400";
 
 type Surface = OffscreenCanvas | HTMLCanvasElement;
 type Surface2D = OffscreenCanvasRenderingContext2D | CanvasRenderingContext2D;
@@ -74,6 +76,7 @@ export class Renderer implements TileListener {
   frames = 0;
   /** Pixels outlined over the canvas (an administrator's view of one user's placements). */
   private highlights: readonly { x: number; y: number }[] = [];
+  private selection: { x: number; y: number; width: number; height: number } | null = null;
   /** The heatmap laid over the canvas, one pixel per cell, or null. */
   private heat: { layer: HeatLayer; surface: Surface } | null = null;
   /** Called after each drawn frame with its duration in ms. */
@@ -126,6 +129,17 @@ export class Renderer implements TileListener {
 
   get highlightCount(): number {
     return this.highlights.length;
+  }
+
+  /** Frames this rectangle of the canvas (null: none). */
+  setSelection(rect: { x: number; y: number; width: number; height: number } | null): void {
+    this.selection = rect;
+    this.viewDirty = true;
+    this.request();
+  }
+
+  get selected(): { x: number; y: number; width: number; height: number } | null {
+    return this.selection;
   }
 
   /** Lays a heatmap over the canvas (null: none). */
@@ -271,7 +285,7 @@ export class Renderer implements TileListener {
     const range = visibleTiles(this.view, this.size, this.width, this.height, TILE_SIZE);
     // Outlines reach past their tile and the heatmap lies over all: with either shown, a
     // changed tile redraws the whole view.
-    const outlined = this.highlights.length > 0;
+    const outlined = this.highlights.length > 0 || this.selection !== null;
     const covered = outlined || this.heat !== null;
     if (this.viewDirty || (this.mode === "overview" && this.overviewDirty) || (covered && this.dirtyTiles.size > 0)) {
       this.drawAll(range);
@@ -285,6 +299,7 @@ export class Renderer implements TileListener {
     }
     if (this.heat) this.drawHeat(range);
     if (outlined) this.drawHighlights();
+    if (this.selection) this.drawSelection(this.selection);
     this.dirtyTiles.clear();
     this.viewDirty = false;
     this.overviewDirty = false;
@@ -343,6 +358,23 @@ export class Renderer implements TileListener {
       }
       ctx.stroke();
     }
+  }
+
+  /** A frame just outside the selected rectangle: a dark line under a dashed bright one. */
+  private drawSelection(r: { x: number; y: number; width: number; height: number }): void {
+    const ctx = this.ctx;
+    const d = this.dpr;
+    const [x, y, w, h] = this.rect(r.x, r.y, r.width, r.height);
+    const grow = 2 * d;
+    ctx.lineWidth = 3 * d;
+    ctx.strokeStyle = HIGHLIGHT_OUTER;
+    ctx.setLineDash([]);
+    ctx.strokeRect(x - grow, y - grow, w + 2 * grow, h + 2 * grow);
+    ctx.lineWidth = 2 * d;
+    ctx.strokeStyle = SELECTION;
+    ctx.setLineDash([6 * d, 4 * d]);
+    ctx.strokeRect(x - grow, y - grow, w + 2 * grow, h + 2 * grow);
+    ctx.setLineDash([]);
   }
 
   private drawTile(tx: number, ty: number): void {

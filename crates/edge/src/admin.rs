@@ -337,10 +337,13 @@ async fn rollback(
 
 async fn stats(State(edge): State<Arc<Edge>>, Admin(_): Admin) -> Result<Json<Value>, AppError> {
     let store = edge.accounts.moderation_store();
-    let (placements, online, shards) = tokio::join!(
+    let reports = edge.ring_admin.get().map(|admin| &admin.store);
+    let (placements, online, shards, figures) = tokio::join!(
         store.placement_stats(),
         edge.players_online(),
-        edge.shards.health()
+        edge.shards.health(),
+        edge.shards
+            .figures(reports, edge.config.geometry.tile_count())
     );
     let placements = placements?;
     let top: Vec<Value> = placements
@@ -352,7 +355,17 @@ async fn stats(State(edge): State<Arc<Edge>>, Admin(_): Admin) -> Result<Json<Va
         .collect();
     let shards: Vec<Value> = shards
         .into_iter()
-        .map(|(id, addr, ok)| json!({"id": id, "addr": addr, "status": if ok { "ok" } else { "unavailable" }}))
+        .map(|(id, addr, ok)| {
+            let mut shard =
+                json!({"id": id, "addr": addr, "status": if ok { "ok" } else { "unavailable" }});
+            if let Some(f) = figures.iter().find(|f| f.id == id && f.up) {
+                shard["tiles"] = json!(f.tiles_owned);
+                shard["queueDepth"] = json!(f.queue_depth);
+                shard["placementsPerSec"] = json!(f.placements_per_sec);
+                shard["writeMs"] = json!((f.write_seconds * 10_000.0).round() / 10.0);
+            }
+            shard
+        })
         .collect();
     Ok(Json(json!({
         "playersOnline": online,

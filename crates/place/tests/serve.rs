@@ -835,6 +835,11 @@ async fn account_requests_from_foreign_origins_are_refused() {
     server.stop().await;
 }
 
+#[test]
+fn the_list_of_admin_routes_whose_refusals_are_tested_has_every_admin_route() {
+    common::moderation::admin_routes_are_all_listed();
+}
+
 #[tokio::test]
 async fn moderation_rolls_back_to_exact_colours_and_the_log_still_replays() {
     use common::moderation;

@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { hexRgb, jsonClient, launchBrowser, openPage, screenshot, serverCanvas, startServer, waitForCanvasRgb } from "./helpers.mjs";
+import { hexRgb, jsonClient, launchBrowser, openAdminPanel, openPage, screenshot, serverCanvas, startServer, waitForCanvasRgb } from "./helpers.mjs";
 
 const ADMIN = { name: "mod_alice", password: "a long admin password" };
 
@@ -61,14 +61,7 @@ describe("admin panel", () => {
     await waitForCanvasRgb(page, 23, 22, hexRgb(palette[5]));
 
     // Sign in through the account dialog: the "Admin" button appears.
-    await page.click("#account-button");
-    await page.waitForSelector("#account-dialog[open]");
-    await page.fill("#account-username", ADMIN.name);
-    await page.fill("#account-password", ADMIN.password);
-    await page.click("#account-login");
-    await page.waitForSelector("#admin-button:not([hidden])");
-    await page.click("#admin-button");
-    await page.waitForSelector("#admin-panel:not([hidden])");
+    await openAdminPanel(page, ADMIN);
     await page.waitForFunction(() => document.getElementById("admin-cooldown").value === "0");
 
     // Pick mode: a click on a pixel asks who placed it instead of painting.

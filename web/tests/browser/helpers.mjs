@@ -234,3 +234,15 @@ export async function paintMany(baseUrl, pixels, clients = 8) {
   );
   for (const bot of bots) bot.close();
 }
+
+/** Signs `admin` ({name, password}) in through the account dialog and opens the admin panel. */
+export async function openAdminPanel(page, admin) {
+  await page.click("#account-button");
+  await page.waitForSelector("#account-dialog[open]");
+  await page.fill("#account-username", admin.name);
+  await page.fill("#account-password", admin.password);
+  await page.click("#account-login");
+  await page.waitForSelector("#admin-button:not([hidden])");
+  await page.click("#admin-button");
+  await page.waitForSelector("#admin-panel:not([hidden])");
+}

@@ -1,5 +1,18 @@
 import { describe, expect, it } from "vitest";
-import { adminErrorText, auditText, cooldownProblem, highlightPixels, rollbackSince, timeText, type Placement } from "../../src/admin";
+import {
+  adminErrorText,
+  AuditPager,
+  auditText,
+  cooldownProblem,
+  highlightPixels,
+  outcomeText,
+  rectFromCorners,
+  rectText,
+  rollbackSince,
+  shardText,
+  timeText,
+  type Placement,
+} from "../../src/admin";
 
 const placement = (x: number, y: number, reverted = false): Placement => ({
   x,
@@ -51,5 +64,51 @@ describe("admin panel rules", () => {
     expect(adminErrorText(404, "NOT_FOUND", undefined)).toBe("No such user");
     expect(adminErrorText(400, "BAD_REQUEST", "the pixel is outside the canvas")).toBe("the pixel is outside the canvas");
     expect(adminErrorText(503, "UNAVAILABLE", undefined)).toMatch(/unavailable/);
+  });
+
+  it("two corners make a rectangle holding both, in any order", () => {
+    expect(rectFromCorners({ x: 10, y: 20 }, { x: 29, y: 34 })).toEqual({ x: 10, y: 20, width: 20, height: 15 });
+    expect(rectFromCorners({ x: 29, y: 34 }, { x: 10, y: 20 })).toEqual({ x: 10, y: 20, width: 20, height: 15 });
+    expect(rectFromCorners({ x: 5, y: 40 }, { x: 7, y: 38 })).toEqual({ x: 5, y: 38, width: 3, height: 3 });
+    expect(rectFromCorners({ x: 3, y: 3 }, { x: 3, y: 3 })).toEqual({ x: 3, y: 3, width: 1, height: 1 });
+    expect(rectText({ x: 10, y: 20, width: 20, height: 15 })).toBe("(10, 20) to (29, 34): 20 × 15 px");
+  });
+
+  it("the audit pager goes back to exactly the page it came from", () => {
+    const pager = new AuditPager();
+    expect([pager.page, pager.before, pager.hasNewer, pager.hasOlder]).toEqual([1, undefined, false, false]);
+    expect(pager.older()).toBe(false);
+    pager.loaded("41");
+    expect(pager.hasOlder).toBe(true);
+    expect(pager.older()).toBe(true);
+    expect([pager.page, pager.before, pager.hasOlder]).toEqual([2, "41", false]);
+    pager.loaded("21");
+    expect(pager.older()).toBe(true);
+    pager.loaded(null);
+    expect([pager.page, pager.before, pager.hasOlder, pager.hasNewer]).toEqual([3, "21", false, true]);
+    expect(pager.newer()).toBe(true);
+    expect(pager.before).toBe("41");
+    expect(pager.newer()).toBe(true);
+    expect(pager.newer()).toBe(false);
+    expect([pager.page, pager.before]).toEqual([1, undefined]);
+    pager.loaded("41");
+    pager.older();
+    pager.reset();
+    expect([pager.page, pager.before, pager.hasOlder]).toEqual([1, undefined, false]);
+  });
+
+  it("a shard's line says what it reports", () => {
+    expect(shardText({ id: "shard-1", addr: "a", status: "ok", tiles: 342, queueDepth: 0, placementsPerSec: 12.5, writeMs: 3.1 })).toBe(
+      "shard-1 ok · 342 tiles · queue 0 · 12.5/s · write 3.1 ms",
+    );
+    expect(shardText({ id: "serve", addr: "in-process", status: "ok", tiles: 1, queueDepth: 2, placementsPerSec: null, writeMs: 0.4 })).toBe(
+      "serve ok · 1 tiles · queue 2 · write 0.4 ms",
+    );
+    expect(shardText({ id: "shard-2", addr: "a", status: "unavailable" })).toBe("shard-2 unavailable");
+  });
+
+  it("an outcome counts what happened", () => {
+    expect(outcomeText("Reset", { reverted: 1, restored: 3, failed: 0 })).toBe("Reset 1 placement, 3 pixels restored");
+    expect(outcomeText("Rolled back", { reverted: 2, restored: 1, failed: 1 })).toMatch(/1 failed: do it again$/);
   });
 });

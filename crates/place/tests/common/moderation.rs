@@ -507,3 +507,69 @@ pub async fn bans_and_settings_reach_every_edge(bases: &[String], admin: &str) {
         audit.body
     );
 }
+
+/// Every `(method, route pattern)` the edge serves under `/api/v1/admin/`, read from its source
+/// (`.route("...", get(..).put(..))` in `admin.rs` and `ring_admin.rs`), so a new admin route
+/// not in [`ADMIN_ROUTES`] fails [`admin_routes_are_all_listed`].
+pub fn admin_routes_in_source() -> Vec<(String, String)> {
+    let sources = [
+        include_str!("../../../edge/src/admin.rs"),
+        include_str!("../../../edge/src/ring_admin.rs"),
+    ];
+    let mut routes = Vec::new();
+    for source in sources {
+        for (start, _) in source.match_indices(".route(\"/api/v1/admin") {
+            let call = &source[start + ".route(".len()..];
+            let mut depth = 1;
+            let end = call
+                .char_indices()
+                .find(|&(_, c)| {
+                    depth += match c {
+                        '(' => 1,
+                        ')' => -1,
+                        _ => 0,
+                    };
+                    depth == 0
+                })
+                .map(|(i, _)| i)
+                .expect("a closed .route(...)");
+            let call = &call[..end];
+            let path = call.split('"').nth(1).expect("a quoted path").to_owned();
+            for method in ["get", "post", "put", "delete", "patch"] {
+                let named = call.match_indices(&format!("{method}(")).any(|(i, _)| {
+                    i == 0
+                        || !call.as_bytes()[i - 1].is_ascii_alphanumeric()
+                            && call.as_bytes()[i - 1] != b'_'
+                });
+                if named {
+                    routes.push((method.to_uppercase(), path.clone()));
+                }
+            }
+        }
+    }
+    routes
+}
+
+/// Whether a concrete request path (query allowed) matches a route pattern with `{param}`s.
+fn matches_pattern(path: &str, pattern: &str) -> bool {
+    let path = path.split('?').next().unwrap_or(path);
+    let (a, b): (Vec<&str>, Vec<&str>) = (path.split('/').collect(), pattern.split('/').collect());
+    a.len() == b.len()
+        && a.iter()
+            .zip(&b)
+            .all(|(p, q)| p == q || (q.starts_with('{') && q.ends_with('}')))
+}
+
+/// Every admin route of the source is in [`ADMIN_ROUTES`], which the 401/403 checks walk.
+pub fn admin_routes_are_all_listed() {
+    let routes = admin_routes_in_source();
+    assert!(routes.len() >= 14, "the admin routes are found: {routes:?}");
+    for (method, pattern) in &routes {
+        assert!(
+            ADMIN_ROUTES
+                .iter()
+                .any(|(m, p)| m == method && matches_pattern(p, pattern)),
+            "{method} {pattern} is an admin route missing from ADMIN_ROUTES: add it, so that its 401 and 403 are tested"
+        );
+    }
+}
