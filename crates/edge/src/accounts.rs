@@ -6,6 +6,14 @@
 //! last placement time, checked and set by one Lua script per placement) and bans (`bans`) in
 //! Redis under the cluster's key prefix, users in PostgreSQL.
 //!
+//! Who is an administrator is the users table's `is_admin`. In `place serve` a session's user is
+//! read with it on every request, so a promotion (`place admin promote`) counts at once. In the
+//! cluster a session record in Redis names its user, and the user's `is_admin` is the Redis set
+//! `admins` (checked in the same round trip as the record, by a script): `place admin
+//! promote`/`demote` change PostgreSQL, then the set, so every edge sees it at its next request;
+//! edges rewrite the set from PostgreSQL when they start and every [`ADMINS_SYNC_EVERY`]
+//! (after a Redis restart, say).
+//!
 //! A session is a random 256-bit id in an HTTP-only cookie. Registering or logging in always
 //! starts a new session and revokes the one the request came with ([`Accounts::revoke_session`]),
 //! so a session id seen before sign-in is worthless after it. Registering as a guest turns that
@@ -68,6 +76,38 @@ struct SessionRecord {
     username: String,
     is_guest: bool,
     is_admin: bool,
+}
+
+/// How often a cluster's edge rewrites the Redis set of administrators from PostgreSQL.
+pub const ADMINS_SYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The session record (KEYS[1]) and whether its user is in the set of administrators (KEYS[2]),
+/// in one round trip; nil when there is no such session.
+const SESSION_SCRIPT: &str = r#"
+local record = redis.call('GET', KEYS[1])
+if not record then return false end
+local id = string.match(record, '"id":(%-?%d+)')
+return {record, redis.call('SISMEMBER', KEYS[2], id or '')}
+"#;
+
+/// The Redis key of a cluster's set of administrators (user ids), under its key `prefix`.
+pub fn admins_key(prefix: &str) -> String {
+    format!("{prefix}admins")
+}
+
+/// Adds a user to the cluster's Redis set of administrators, or takes them out: the edges'
+/// sessions of that user have (or lose) administrator rights at their next request.
+pub async fn set_admin_in_redis(
+    redis: &mut impl redis::aio::ConnectionLike,
+    prefix: &str,
+    user_id: i64,
+    is_admin: bool,
+) -> Result<(), redis::RedisError> {
+    redis::cmd(if is_admin { "SADD" } else { "SREM" })
+        .arg(admins_key(prefix))
+        .arg(user_id)
+        .query_async(redis)
+        .await
 }
 
 /// How long `/health/ready` waits for each backing service before calling it unavailable.
@@ -138,11 +178,12 @@ impl Accounts {
         match self {
             Accounts::Embedded { store, .. } => Ok(store.session_user(session_id, now_ms).await?),
             Accounts::Shared(s) => {
-                let record: Option<String> = redis::cmd("GET")
-                    .arg(s.key(&format!("session:{session_id}")))
-                    .query_async(&mut s.redis.clone())
+                let found: Option<(String, bool)> = redis::Script::new(SESSION_SCRIPT)
+                    .key(s.key(&format!("session:{session_id}")))
+                    .key(admins_key(&s.prefix))
+                    .invoke_async(&mut s.redis.clone())
                     .await?;
-                let Some(record) = record else {
+                let Some((record, is_admin)) = found else {
                     return Ok(None);
                 };
                 let r: SessionRecord = serde_json::from_str(&record)?;
@@ -150,7 +191,8 @@ impl Accounts {
                     id: r.id,
                     username: r.username,
                     is_guest: r.is_guest,
-                    is_admin: r.is_admin,
+                    // The set, not the record: a promotion or demotion counts at once.
+                    is_admin,
                     banned: false,
                 }))
             }
@@ -433,6 +475,23 @@ impl Accounts {
                 vec![("redis", redis_ok), ("postgres", postgres_ok)]
             }
         }
+    }
+
+    /// Rewrites the cluster's Redis set of administrators from PostgreSQL (nothing to do in
+    /// `place serve`); returns how many there are.
+    pub async fn sync_admins(&self) -> Result<usize, AccountsError> {
+        let Accounts::Shared(s) = self else {
+            return Ok(0);
+        };
+        let ids = s.users.admin_ids().await?;
+        let key = admins_key(&s.prefix);
+        let mut pipe = redis::pipe();
+        pipe.atomic().cmd("DEL").arg(&key).ignore();
+        if !ids.is_empty() {
+            pipe.cmd("SADD").arg(&key).arg(&ids).ignore();
+        }
+        pipe.query_async::<()>(&mut s.redis.clone()).await?;
+        Ok(ids.len())
     }
 
     /// Forgets local placement times no cooldown can reach any more (Redis expires its own).

@@ -166,6 +166,9 @@ impl Edge {
         });
         telemetry::handle();
         tokio::spawn(prune_cooldowns(Arc::downgrade(&edge)));
+        if matches!(edge.accounts, Accounts::Shared(_)) {
+            tokio::spawn(sync_admins(Arc::downgrade(&edge)));
+        }
         if matches!(edge.live_bus, LiveBus::Redis(_)) {
             tokio::spawn(live::follow(Arc::downgrade(&edge)));
         }
@@ -312,6 +315,20 @@ impl Edge {
 }
 
 /// Forgets expired cooldowns now and then, so the table holds only users in their cooldown.
+/// Rewrites the cluster's Redis set of administrators from PostgreSQL now and then (see
+/// [`accounts`]); the first time at once.
+async fn sync_admins(edge: std::sync::Weak<Edge>) {
+    let mut every = tokio::time::interval(accounts::ADMINS_SYNC_EVERY);
+    loop {
+        every.tick().await;
+        let Some(edge) = edge.upgrade() else { return };
+        match edge.accounts.sync_admins().await {
+            Ok(admins) => tracing::debug!(admins, "administrators synced to Redis"),
+            Err(error) => tracing::warn!(%error, "cannot sync the administrators to Redis"),
+        }
+    }
+}
+
 async fn prune_cooldowns(edge: std::sync::Weak<Edge>) {
     let mut every = tokio::time::interval(Duration::from_secs(60));
     loop {

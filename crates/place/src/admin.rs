@@ -4,6 +4,11 @@
 //! administrator: in the embedded store of `place serve` (`--data-dir`), or in a cluster's
 //! PostgreSQL schema (`--cluster`, `--database-url`). The name and password follow the same rules
 //! as `POST /api/v1/auth/register`, and the password is hashed the same way (argon2id).
+//!
+//! `place admin promote NAME` and `demote NAME` make an existing registered user an
+//! administrator or not. It counts at once, with the servers running: `place serve` reads a
+//! session's user with it, and in a cluster the user is also added to (or taken out of) the Redis
+//! set of administrators the edges check (`--redis-url`; see `place_edge::accounts`).
 
 use std::path::PathBuf;
 
@@ -21,8 +26,10 @@ pub enum UserStore {
     Cluster {
         /// PostgreSQL.
         database_url: String,
-        /// The cluster's name (its schema).
+        /// The cluster's name (its schema, and its Redis key prefix).
         name: String,
+        /// Redis, where the edges look up who is an administrator.
+        redis_url: String,
     },
 }
 
@@ -44,6 +51,17 @@ pub enum AdminError {
     /// Hashing failed.
     #[error(transparent)]
     Hash(#[from] HashError),
+    /// No registered user has this name.
+    #[error("no registered user is named {0:?}")]
+    NoSuchUser(String),
+    /// PostgreSQL has the change, Redis could not be told: the edges do not see it yet.
+    #[error("the user is changed in PostgreSQL, but Redis ({url}) could not be told, so the edges do not see it yet: run the command again ({reason})")]
+    Redis {
+        /// Where Redis was looked for.
+        url: String,
+        /// What failed.
+        reason: String,
+    },
 }
 
 impl AdminError {
@@ -62,32 +80,112 @@ pub async fn create_user(
 ) -> Result<User, AdminError> {
     credentials::check_new_username(username)?;
     credentials::check_password(&password)?;
-    if let UserStore::Cluster { database_url, name } = store {
+    check_store(store)?;
+    let hash = credentials::hash_password(password).await?;
+    let now = place_edge::now_ms();
+    let users = Users::open(store).await?;
+    let created = match &users {
+        Users::Embedded(s) => s.create_user(username, &hash, is_admin, now).await,
+        Users::Cluster(s) => s.create_user(username, &hash, is_admin, now).await,
+    };
+    users.close().await;
+    let user = created.map_err(|e| match e {
+        StoreError::UsernameTaken => AdminError::Taken(username.to_owned()),
+        e => AdminError::Store(e),
+    })?;
+    if user.is_admin {
+        tell_the_edges(store, &user).await?;
+    }
+    Ok(user)
+}
+
+/// Makes the registered user `username` an administrator (`is_admin`) or not, at once for every
+/// session of theirs.
+pub async fn set_admin(
+    store: &UserStore,
+    username: &str,
+    is_admin: bool,
+) -> Result<User, AdminError> {
+    check_store(store)?;
+    let users = Users::open(store).await?;
+    let changed = match &users {
+        Users::Embedded(s) => s.set_admin(username, is_admin).await,
+        Users::Cluster(s) => s.set_admin(username, is_admin).await,
+    };
+    users.close().await;
+    let user = changed
+        .map_err(AdminError::Store)?
+        .ok_or_else(|| AdminError::NoSuchUser(username.to_owned()))?;
+    tell_the_edges(store, &user).await?;
+    Ok(user)
+}
+
+/// The users' store, opened.
+enum Users {
+    Embedded(EmbeddedStore),
+    Cluster(PgStore),
+}
+
+impl Users {
+    async fn open(store: &UserStore) -> Result<Self, AdminError> {
+        Ok(match store {
+            UserStore::DataDir(dir) => {
+                Users::Embedded(EmbeddedStore::open(dir).await.map_err(AdminError::Store)?)
+            }
+            UserStore::Cluster {
+                database_url, name, ..
+            } => Users::Cluster(
+                PgStore::connect(database_url, name)
+                    .await
+                    .map_err(AdminError::Store)?,
+            ),
+        })
+    }
+
+    async fn close(self) {
+        match self {
+            Users::Embedded(s) => s.close().await,
+            Users::Cluster(s) => s.close().await,
+        }
+    }
+}
+
+/// A cluster's name and database URL, checked before anything is touched.
+fn check_store(store: &UserStore) -> Result<(), AdminError> {
+    if let UserStore::Cluster {
+        database_url, name, ..
+    } = store
+    {
         crate::cluster::check_cluster_name(name)?;
         crate::cluster::check_database_url(database_url)?;
     }
-    let hash = credentials::hash_password(password).await?;
-    let now = place_edge::now_ms();
-    let created = match store {
-        UserStore::DataDir(dir) => {
-            let store = EmbeddedStore::open(dir).await.map_err(AdminError::Store)?;
-            let created = store.create_user(username, &hash, is_admin, now).await;
-            store.close().await;
-            created
-        }
-        UserStore::Cluster { database_url, name } => {
-            let store = PgStore::connect(database_url, name)
-                .await
-                .map_err(AdminError::Store)?;
-            let created = store.create_user(username, &hash, is_admin, now).await;
-            store.close().await;
-            created
-        }
+    Ok(())
+}
+
+/// In a cluster, puts the user in (or out of) the Redis set of administrators the edges check.
+async fn tell_the_edges(store: &UserStore, user: &User) -> Result<(), AdminError> {
+    let UserStore::Cluster {
+        name, redis_url, ..
+    } = store
+    else {
+        return Ok(());
     };
-    created.map_err(|e| match e {
-        StoreError::UsernameTaken => AdminError::Taken(username.to_owned()),
-        e => AdminError::Store(e),
-    })
+    let failed = |reason: String| AdminError::Redis {
+        url: redis_url.clone(),
+        reason,
+    };
+    let client = redis::Client::open(redis_url.as_str()).map_err(|e| failed(e.to_string()))?;
+    let mut redis = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        client.get_multiplexed_async_connection(),
+    )
+    .await
+    .map_err(|_| failed("no answer in 5 s".into()))?
+    .map_err(|e| failed(e.to_string()))?;
+    let prefix = format!("place:{name}:");
+    place_edge::accounts::set_admin_in_redis(&mut redis, &prefix, user.id, user.is_admin)
+        .await
+        .map_err(|e| failed(e.to_string()))
 }
 
 #[cfg(test)]
@@ -111,6 +209,7 @@ mod tests {
         let bad_cluster = UserStore::Cluster {
             database_url: "mysql://x".into(),
             name: "demo".into(),
+            redis_url: "redis://127.0.0.1:1".into(),
         };
         let err = create_user(&bad_cluster, "alice", "12345678".into(), true)
             .await
@@ -129,5 +228,25 @@ mod tests {
         assert!(admin.is_admin && !admin.is_guest);
         let again = create_user(&store, "ROOT", "a long password".into(), false).await;
         assert!(matches!(again, Err(AdminError::Taken(_))));
+    }
+
+    #[tokio::test]
+    async fn a_registered_user_is_promoted_and_demoted_by_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = UserStore::DataDir(dir.path().to_path_buf());
+        create_user(&store, "carol", "a long password".into(), false)
+            .await
+            .expect("created");
+        let promoted = set_admin(&store, "CAROL", true).await.expect("promoted");
+        assert!(promoted.is_admin);
+        assert_eq!(promoted.username, "carol");
+        let demoted = set_admin(&store, "carol", false).await.expect("demoted");
+        assert!(!demoted.is_admin);
+        let nobody = set_admin(&store, "nobody", true).await;
+        assert!(
+            matches!(nobody, Err(AdminError::NoSuchUser(_))),
+            "{nobody:?}"
+        );
+        assert!(!nobody.expect_err("refused").is_usage());
     }
 }

@@ -386,6 +386,12 @@ pub async fn start_edge(
         prefix: cluster.key_prefix(),
         users: users.clone(),
     });
+    // Administrators made before this edge started have their rights from its first request on.
+    let admins = accounts
+        .sync_admins()
+        .await
+        .context("copying the administrators from PostgreSQL to Redis")?;
+    info!(admins, "administrators synced");
     let edge_config = place_edge::EdgeConfig {
         node_id: cluster.node_id.clone(),
         ..config.edge.clone()

@@ -122,20 +122,63 @@ enum AdminAction {
         /// Make an administrator.
         #[arg(long)]
         admin: bool,
-        /// The embedded store's directory (`place serve`).
-        #[arg(long, conflicts_with = "cluster")]
-        data_dir: Option<PathBuf>,
-        /// The cluster's name (its PostgreSQL schema).
-        #[arg(long, visible_alias = "cluster-name", env = "PLACE_CLUSTER")]
-        cluster: Option<String>,
-        /// PostgreSQL URL (with --cluster).
-        #[arg(
-            long,
-            env = "PLACE_DATABASE_URL",
-            default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-        )]
-        database_url: String,
+        #[command(flatten)]
+        store: UserStoreArgs,
     },
+    /// Make a registered user an administrator, at once for their sessions on every edge.
+    Promote {
+        /// The username (any letter case).
+        name: String,
+        #[command(flatten)]
+        store: UserStoreArgs,
+    },
+    /// Take a user's administrator rights away, at once for their sessions on every edge.
+    Demote {
+        /// The username (any letter case).
+        name: String,
+        #[command(flatten)]
+        store: UserStoreArgs,
+    },
+}
+
+/// Where `place admin` finds the users.
+#[derive(Args, Debug)]
+struct UserStoreArgs {
+    /// The embedded store's directory (`place serve`).
+    #[arg(long, conflicts_with = "cluster")]
+    data_dir: Option<PathBuf>,
+    /// The cluster's name (its PostgreSQL schema and Redis key prefix).
+    #[arg(long, visible_alias = "cluster-name", env = "PLACE_CLUSTER")]
+    cluster: Option<String>,
+    /// PostgreSQL URL (with --cluster).
+    #[arg(
+        long,
+        env = "PLACE_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    database_url: String,
+    /// Redis URL (with --cluster): the edges check administrators there.
+    #[arg(
+        long,
+        env = "PLACE_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    redis_url: String,
+}
+
+impl UserStoreArgs {
+    /// The store named, or `None` when neither `--data-dir` nor `--cluster` is given.
+    fn store(self) -> Option<place::admin::UserStore> {
+        match (self.data_dir, self.cluster) {
+            (Some(dir), _) => Some(place::admin::UserStore::DataDir(dir)),
+            (None, Some(name)) => Some(place::admin::UserStore::Cluster {
+                database_url: self.database_url,
+                name,
+                redis_url: self.redis_url,
+            }),
+            (None, None) => None,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -443,25 +486,22 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Admin(AdminArgs {
-            action:
-                AdminAction::CreateUser {
-                    name,
-                    admin,
-                    data_dir,
-                    cluster,
-                    database_url,
-                },
-        }) => {
-            let store = match (data_dir, cluster) {
-                (Some(dir), _) => place::admin::UserStore::DataDir(dir),
-                (None, Some(name)) => place::admin::UserStore::Cluster { database_url, name },
-                (None, None) => {
-                    eprintln!("place: say where the users are: --data-dir DIR or --cluster NAME");
-                    return ExitCode::from(EXIT_CONFIG);
+        Command::Admin(AdminArgs { action }) => {
+            let (name, store_args, change) = match action {
+                AdminAction::CreateUser { name, admin, store } => {
+                    (name, store, AdminChange::Create { admin })
                 }
+                AdminAction::Promote { name, store } => (name, store, AdminChange::SetAdmin(true)),
+                AdminAction::Demote { name, store } => (name, store, AdminChange::SetAdmin(false)),
             };
-            run_create_user(&store, &name, admin)
+            let Some(store) = store_args.store() else {
+                eprintln!("place: say where the users are: --data-dir DIR or --cluster NAME");
+                return ExitCode::from(EXIT_CONFIG);
+            };
+            match change {
+                AdminChange::Create { admin } => run_create_user(&store, &name, admin),
+                AdminChange::SetAdmin(admin) => run_set_admin(&store, &name, admin),
+            }
         }
         Command::Timelapse(args) => run_timelapse(args),
         Command::Worker(args) => run_worker(args),
@@ -614,6 +654,24 @@ fn run_verify(args: VerifyArgs) -> anyhow::Result<bool> {
     Ok(false)
 }
 
+/// What `place admin` does to a user.
+enum AdminChange {
+    Create { admin: bool },
+    SetAdmin(bool),
+}
+
+/// `place admin promote` and `demote`.
+fn run_set_admin(store: &place::admin::UserStore, name: &str, admin: bool) -> ExitCode {
+    run_admin(place::admin::set_admin(store, name, admin), |user| {
+        let now = if user.is_admin {
+            "an administrator"
+        } else {
+            "no longer an administrator"
+        };
+        format!("{} (id {}) is {now}", user.username, user.id)
+    })
+}
+
 fn run_create_user(store: &place::admin::UserStore, name: &str, admin: bool) -> ExitCode {
     let password = match read_new_password(name) {
         Ok(password) => password,
@@ -622,22 +680,36 @@ fn run_create_user(store: &place::admin::UserStore, name: &str, admin: bool) -> 
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let created = tokio::runtime::Runtime::new()
-        .context("starting the runtime")
-        .map_err(|e| (false, format!("{e:#}")))
-        .and_then(|runtime| {
-            runtime
-                .block_on(place::admin::create_user(store, name, password, admin))
-                .map_err(|e| (e.is_usage(), e.to_string()))
-        });
-    match created {
-        Ok(user) => {
+    run_admin(
+        place::admin::create_user(store, name, password, admin),
+        |user| {
             let kind = if user.is_admin {
                 "administrator"
             } else {
                 "user"
             };
-            println!("created {kind} {} (id {})", user.username, user.id);
+            format!("created {kind} {} (id {})", user.username, user.id)
+        },
+    )
+}
+
+/// Runs a `place admin` command: prints what `done` says of its user, or the error (exit 64 for
+/// a usage error, else 1).
+fn run_admin(
+    command: impl std::future::Future<Output = Result<place_store::User, place::admin::AdminError>>,
+    done: impl FnOnce(&place_store::User) -> String,
+) -> ExitCode {
+    let outcome = tokio::runtime::Runtime::new()
+        .context("starting the runtime")
+        .map_err(|e| (false, format!("{e:#}")))
+        .and_then(|runtime| {
+            runtime
+                .block_on(command)
+                .map_err(|e| (e.is_usage(), e.to_string()))
+        });
+    match outcome {
+        Ok(user) => {
+            println!("{}", done(&user));
             ExitCode::SUCCESS
         }
         Err((usage, message)) => {

@@ -850,6 +850,8 @@ async fn admin_create_user_makes_a_cluster_administrator() {
         .arg(&cluster.name)
         .arg("--database-url")
         .arg(&cluster.database_url)
+        .arg("--redis-url")
+        .arg(&cluster.redis_url)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -875,6 +877,69 @@ async fn admin_create_user_makes_a_cluster_administrator() {
     .await;
     assert_eq!(login.status, 200, "{}", login.body);
     assert_eq!(login.body["isAdmin"], true);
+    let cookie = login.cookie().expect("cookie");
+    // `place admin demote` and `promote` take effect on the live session.
+    for (action, admin) in [("demote", false), ("promote", true)] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_place"))
+            .args(["admin", action, "IVAN", "--cluster"])
+            .arg(&cluster.name)
+            .arg("--database-url")
+            .arg(&cluster.database_url)
+            .arg("--redis-url")
+            .arg(&cluster.redis_url)
+            .output()
+            .expect("place admin");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let me = common::me(&cluster.edges[0].0, &cookie).await;
+        assert_eq!(me.body["isAdmin"], admin, "after {action}");
+    }
+    let unknown = std::process::Command::new(env!("CARGO_BIN_EXE_place"))
+        .args(["admin", "promote", "nobody", "--cluster"])
+        .arg(&cluster.name)
+        .arg("--database-url")
+        .arg(&cluster.database_url)
+        .output()
+        .expect("place admin");
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no registered user"));
+    cluster.remove().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_promoted_or_demoted_by_name_has_or_loses_the_rights_at_once_on_every_edge() {
+    let cluster = TestCluster::start(1, 2, 0).await;
+    let bases: Vec<String> = cluster.edges.iter().map(|(base, _)| base.clone()).collect();
+    let store = place::admin::UserStore::Cluster {
+        database_url: cluster.database_url.clone(),
+        name: cluster.name.clone(),
+        redis_url: cluster.redis_url.clone(),
+    };
+    let cookie = common::moderation::promotion_and_demotion_count_at_once(&store, &bases).await;
+    // Redis is where the edges look: without its set (a Redis restart) nobody is an
+    // administrator, until an edge copies them from PostgreSQL again (at its start, and every
+    // 30 s).
+    let mut redis = cluster.settings("x").redis().await.expect("redis");
+    redis::cmd("DEL")
+        .arg(place_edge::accounts::admins_key(
+            &cluster.settings("x").key_prefix(),
+        ))
+        .query_async::<()>(&mut redis)
+        .await
+        .expect("del");
+    assert!(!common::moderation::is_admin_at(&bases[0], &cookie).await);
+    let _another_edge = start_edge(&cluster.config, &cluster.settings("edge-1"))
+        .await
+        .expect("a third edge");
+    for base in &bases {
+        assert!(
+            common::moderation::is_admin_at(base, &cookie).await,
+            "{base}"
+        );
+    }
     cluster.remove().await;
 }
 
@@ -886,6 +951,7 @@ async fn moderation_across_edges_bans_settings_and_rollbacks() {
     let store = place::admin::UserStore::Cluster {
         database_url: cluster.database_url.clone(),
         name: cluster.name.clone(),
+        redis_url: cluster.redis_url.clone(),
     };
     let player = common::guest(&bases[1]).await;
     moderation::non_admins_are_refused(&bases[1], &player).await;
@@ -902,6 +968,7 @@ async fn moderation_across_edges_bans_settings_and_rollbacks() {
     let store = place::admin::UserStore::Cluster {
         database_url: cluster.database_url.clone(),
         name: cluster.name.clone(),
+        redis_url: cluster.redis_url.clone(),
     };
     let admin = moderation::admin_cookie(&store, &bases[0], "root").await;
     moderation::bans_and_settings_reach_every_edge(&bases, &admin).await;
@@ -915,6 +982,7 @@ async fn history_is_read_from_postgresql_through_any_edge() {
     let store = place::admin::UserStore::Cluster {
         database_url: cluster.database_url.clone(),
         name: cluster.name.clone(),
+        redis_url: cluster.redis_url.clone(),
     };
     let admin = common::moderation::admin_cookie(&store, &bases[0], "root").await;
     common::history::history_pages_marks_and_heatmap(&bases, &admin).await;
@@ -1362,6 +1430,7 @@ async fn administrators_show_and_change_the_ring_through_any_edge() {
     let store = place::admin::UserStore::Cluster {
         database_url: cluster.database_url.clone(),
         name: cluster.name.clone(),
+        redis_url: cluster.redis_url.clone(),
     };
     let admin = admin_cookie(&store, &bases[0], "root").await;
 

@@ -1078,3 +1078,17 @@ async fn readiness_names_the_store_and_answers_503_without_it() {
     assert_eq!(live.status(), 200, "still alive");
     server.stop_anyway().await;
 }
+
+#[tokio::test]
+async fn a_user_promoted_or_demoted_by_name_has_or_loses_the_rights_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(config(dir.path(), 64, 64, 0)).await;
+    // The store is changed beside the running server, as `place admin promote --data-dir` does.
+    let store = place::admin::UserStore::DataDir(dir.path().to_path_buf());
+    common::moderation::promotion_and_demotion_count_at_once(
+        &store,
+        std::slice::from_ref(&server.base),
+    )
+    .await;
+    server.stop().await;
+}

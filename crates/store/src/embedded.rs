@@ -361,6 +361,24 @@ impl EmbeddedStore {
         Ok(())
     }
 
+    /// Makes the registered user `username` (any letter case) an administrator or not; `None`
+    /// when there is no such registered user. Its sessions see the change at their next request
+    /// (a session's user is read with it).
+    pub async fn set_admin(
+        &self,
+        username: &str,
+        is_admin: bool,
+    ) -> Result<Option<User>, StoreError> {
+        Ok(sqlx::query_as(
+            "UPDATE users SET is_admin = ? WHERE lower(username) = lower(?) AND is_guest = 0 \
+             RETURNING id, username, is_guest, is_admin, banned",
+        )
+        .bind(is_admin)
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     /// The ids of banned users.
     pub async fn banned_users(&self) -> Result<Vec<i64>, StoreError> {
         Ok(sqlx::query_scalar("SELECT id FROM users WHERE banned = 1")

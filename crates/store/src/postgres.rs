@@ -554,6 +554,33 @@ impl PgStore {
         Ok(())
     }
 
+    /// Makes the registered user `username` (any letter case) an administrator or not; `None`
+    /// when there is no such registered user. (Edges take who is an administrator from Redis,
+    /// kept from this table: see `place_edge::accounts`.)
+    pub async fn set_admin(
+        &self,
+        username: &str,
+        is_admin: bool,
+    ) -> Result<Option<User>, StoreError> {
+        Ok(sqlx::query_as(
+            "UPDATE users SET is_admin = $1 WHERE lower(username) = lower($2) AND NOT is_guest \
+             RETURNING id, username, is_guest, is_admin, banned",
+        )
+        .bind(is_admin)
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// The ids of the administrators.
+    pub async fn admin_ids(&self) -> Result<Vec<i64>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM users WHERE is_admin ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     /// The ids of banned users.
     pub async fn banned_users(&self) -> Result<Vec<i64>, StoreError> {
         Ok(

@@ -573,3 +573,57 @@ pub fn admin_routes_are_all_listed() {
         );
     }
 }
+
+/// Whether the session `cookie` is an administrator at `base`, by `/auth/me` and by an admin
+/// route (both must agree).
+pub async fn is_admin_at(base: &str, cookie: &str) -> bool {
+    let me = super::me(base, cookie).await;
+    assert_eq!(me.status, 200, "{}", me.body);
+    let settings = call(base, "GET", "/api/v1/admin/settings", Some(cookie), None).await;
+    let by_route = match settings.status {
+        200 => true,
+        403 => false,
+        other => panic!("GET /api/v1/admin/settings: {other} {}", settings.body),
+    };
+    assert_eq!(me.body["isAdmin"], by_route, "{}", me.body);
+    by_route
+}
+
+/// A registered user signed in at `bases[0]` is promoted, then demoted, by name (`place admin
+/// promote`/`demote`): their live session has and loses the rights at once on every edge.
+/// Returns their cookie.
+pub async fn promotion_and_demotion_count_at_once(store: &UserStore, bases: &[String]) -> String {
+    let password = "carol's password".to_string();
+    place::admin::create_user(store, "carol", password.clone(), false)
+        .await
+        .expect("create carol");
+    let login = super::credentials(&bases[0], "login", "carol", &password, None).await;
+    assert_eq!(login.status, 200, "{}", login.body);
+    let cookie = login.cookie().expect("session cookie");
+    for base in bases {
+        assert!(!is_admin_at(base, &cookie).await, "not yet at {base}");
+    }
+    let promoted = place::admin::set_admin(store, "Carol", true)
+        .await
+        .expect("promote");
+    assert!(promoted.is_admin);
+    for base in bases {
+        assert!(
+            is_admin_at(base, &cookie).await,
+            "promoted at once at {base}"
+        );
+    }
+    place::admin::set_admin(store, "carol", false)
+        .await
+        .expect("demote");
+    for base in bases {
+        assert!(
+            !is_admin_at(base, &cookie).await,
+            "demoted at once at {base}"
+        );
+    }
+    place::admin::set_admin(store, "carol", true)
+        .await
+        .expect("promote again");
+    cookie
+}
