@@ -907,6 +907,10 @@ async fn metrics_show_placements_broadcasts_the_shard_and_requests_with_request_
         text.contains("rplace_shard_write_duration_seconds_count"),
         "the in-process shard's own histogram"
     );
+    assert!(
+        text.contains("rplace_shard_write_batch_size_bucket{le=\"4096\"}"),
+        "batch sizes in placements, not seconds"
+    );
     // Every response names its correlation id: the client's, or a fresh one.
     let client = reqwest::Client::new();
     let mine = client
