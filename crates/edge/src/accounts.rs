@@ -479,19 +479,30 @@ impl Accounts {
 
     /// Rewrites the cluster's Redis set of administrators from PostgreSQL (nothing to do in
     /// `place serve`); returns how many there are.
+    ///
+    /// A promotion or demotion writes PostgreSQL first, then the set. So that a rewrite racing
+    /// with one never puts back what it changed, PostgreSQL is read again after the rewrite and
+    /// the set rewritten until the two reads agree: a change committed before the second read is
+    /// then in the set, and one committed after it writes the set itself, after this rewrite.
     pub async fn sync_admins(&self) -> Result<usize, AccountsError> {
         let Accounts::Shared(s) = self else {
             return Ok(0);
         };
-        let ids = s.users.admin_ids().await?;
         let key = admins_key(&s.prefix);
-        let mut pipe = redis::pipe();
-        pipe.atomic().cmd("DEL").arg(&key).ignore();
-        if !ids.is_empty() {
-            pipe.cmd("SADD").arg(&key).arg(&ids).ignore();
+        let mut ids = s.users.admin_ids().await?;
+        loop {
+            let mut pipe = redis::pipe();
+            pipe.atomic().cmd("DEL").arg(&key).ignore();
+            if !ids.is_empty() {
+                pipe.cmd("SADD").arg(&key).arg(&ids).ignore();
+            }
+            pipe.query_async::<()>(&mut s.redis.clone()).await?;
+            let again = s.users.admin_ids().await?;
+            if again == ids {
+                return Ok(ids.len());
+            }
+            ids = again;
         }
-        pipe.query_async::<()>(&mut s.redis.clone()).await?;
-        Ok(ids.len())
     }
 
     /// Forgets local placement times no cooldown can reach any more (Redis expires its own).
