@@ -526,6 +526,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// A cluster process's configuration, checked with its own settings (`check`) before anything
+/// starts; a bad value is reported and becomes the exit code.
+fn cluster_config(
+    common: ServeArgs,
+    check: impl FnOnce() -> Result<(), place::config::ConfigError>,
+) -> Result<place::config::ValidConfig, ExitCode> {
+    common
+        .into_config()
+        .and_then(|c| c.validate())
+        .and_then(|c| check().map(|()| c))
+        .map_err(|e| {
+            eprintln!("place: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        })
+}
+
 /// `place shard` (with a QUIC address) or `place edge`.
 fn run_node(
     common: ServeArgs,
@@ -533,16 +549,9 @@ fn run_node(
     shard: Option<place::cluster::ShardOptions>,
 ) -> ExitCode {
     let settings = cluster.settings();
-    let config = match common
-        .into_config()
-        .and_then(|c| c.validate())
-        .and_then(|c| settings.validate().map(|()| c))
-    {
+    let config = match cluster_config(common, || settings.validate()) {
         Ok(config) => config,
-        Err(e) => {
-            eprintln!("place: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(code) => return code,
     };
     init_logging(config.log_format);
     let result = tokio::runtime::Runtime::new()
@@ -817,17 +826,9 @@ fn run_worker(args: WorkerArgs) -> ExitCode {
             .unwrap_or_else(|| format!("worker-{}", std::process::id())),
         throttle: std::time::Duration::from_millis(args.throttle_ms),
     };
-    let config = match args
-        .common
-        .into_config()
-        .and_then(|c| c.validate())
-        .and_then(|c| settings.validate().map(|()| c))
-    {
+    let config = match cluster_config(args.common, || settings.validate()) {
         Ok(config) => config,
-        Err(e) => {
-            eprintln!("place: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(code) => return code,
     };
     init_logging(config.log_format);
     let result = tokio::runtime::Runtime::new()
