@@ -158,16 +158,19 @@ impl EmbeddedStore {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        for s in snapshots {
-            sqlx::query(
-                "INSERT OR REPLACE INTO tile_snapshots (tx, ty, seq, data) VALUES (?, ?, ?, ?)",
-            )
-            .bind(i64::from(s.tile.tx))
-            .bind(i64::from(s.tile.ty))
-            .bind(s.seq as i64)
-            .bind(&s.data)
-            .execute(&mut *tx)
-            .await?;
+        // Many rows per statement: each statement is a round trip to the connection's thread,
+        // which under load waits for a core, and the writer's slot is held meanwhile (a
+        // checkpoint of 400 tiles row by row stalled placements for 400 ms under fan-out load).
+        for chunk in snapshots.chunks(INSERT_CHUNK) {
+            let mut insert =
+                QueryBuilder::new("INSERT OR REPLACE INTO tile_snapshots (tx, ty, seq, data) ");
+            insert.push_values(chunk, |mut row, s| {
+                row.push_bind(i64::from(s.tile.tx))
+                    .push_bind(i64::from(s.tile.ty))
+                    .push_bind(s.seq as i64)
+                    .push_bind(&s.data);
+            });
+            insert.build().execute(&mut *tx).await?;
         }
         sqlx::query("INSERT INTO checkpoints (through_event_id, created_at) VALUES (?, ?)")
             .bind(through_event_id)
