@@ -6,6 +6,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
@@ -61,6 +62,11 @@ fn event_record(r: EventRow) -> EventRecord {
 #[derive(Debug, Clone)]
 pub struct EmbeddedStore {
     pub(crate) pool: SqlitePool,
+    /// Taken by the frequent writes (placements, checkpoints, sessions) so that they queue here,
+    /// in order, instead of inside SQLite, where a writer that finds the database locked sleeps
+    /// in growing steps (up to 100 ms each) until it is free: a burst of connecting players
+    /// (three small writes each) must not make the placements' writer sleep.
+    write_gate: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl EmbeddedStore {
@@ -95,7 +101,10 @@ impl EmbeddedStore {
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         tokio::spawn(checkpoint_wal(pool.clone()));
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            write_gate: Arc::default(),
+        })
     }
 
     /// Records the canvas size on first use, and refuses a different one later.
@@ -129,6 +138,7 @@ impl EmbeddedStore {
     /// core, and a profile of ingest at 6,000 placements/s put most of a write's time in those
     /// waits, not in SQLite.
     pub async fn append_events(&self, events: &[NewEvent]) -> Result<i64, StoreError> {
+        let _writing = self.write_gate.lock().await;
         if !events.is_empty() && events.len() <= INSERT_CHUNK {
             let ids: Vec<i64> = insert_events(events, " RETURNING id")
                 .build_query_scalar()
@@ -157,6 +167,7 @@ impl EmbeddedStore {
         through_event_id: i64,
         now_ms: i64,
     ) -> Result<(), StoreError> {
+        let _writing = self.write_gate.lock().await;
         let mut tx = self.pool.begin().await?;
         // Many rows per statement: each statement is a round trip to the connection's thread,
         // which under load waits for a core, and the writer's slot is held meanwhile (a
@@ -243,6 +254,7 @@ impl EmbeddedStore {
 
     /// Makes a guest user named `guest-<hex>`.
     pub async fn create_guest(&self, name_suffix: &str, now_ms: i64) -> Result<User, StoreError> {
+        let _writing = self.write_gate.lock().await;
         let username = format!("guest-{name_suffix}");
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO users (username, is_guest, created_at) VALUES (?, 1, ?) RETURNING id",
@@ -268,6 +280,7 @@ impl EmbeddedStore {
         now_ms: i64,
         expires_at_ms: i64,
     ) -> Result<(), StoreError> {
+        let _writing = self.write_gate.lock().await;
         sqlx::query(
             "INSERT INTO sessions (id, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
         )
@@ -298,6 +311,7 @@ impl EmbeddedStore {
 
     /// Deletes a session (logout): from now on it is unknown.
     pub async fn delete_session(&self, session_id: &str) -> Result<(), StoreError> {
+        let _writing = self.write_gate.lock().await;
         sqlx::query("DELETE FROM sessions WHERE id = ?")
             .bind(session_id)
             .execute(&self.pool)
@@ -363,6 +377,7 @@ impl EmbeddedStore {
         session_id: &str,
         expires_at_ms: i64,
     ) -> Result<(), StoreError> {
+        let _writing = self.write_gate.lock().await;
         sqlx::query("UPDATE sessions SET expires_at = ? WHERE id = ?")
             .bind(expires_at_ms)
             .bind(session_id)
