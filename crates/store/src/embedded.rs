@@ -92,7 +92,9 @@ impl EmbeddedStore {
             // The WAL is copied into the database by a background task (below), not by
             // whichever commit crosses 1,000 pages: that copy and its fsync were taking tens of
             // milliseconds out of a placement's acknowledgement now and then.
-            .pragma("wal_autocheckpoint", "0");
+            .pragma("wal_autocheckpoint", "0")
+            // A WAL that grew (a long read holds old frames) is cut back to 64 MiB once copied.
+            .pragma("journal_size_limit", "67108864");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             // A local file does not drop connections: no ping (a round trip) before each use.
@@ -100,11 +102,9 @@ impl EmbeddedStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        tokio::spawn(checkpoint_wal(pool.clone()));
-        Ok(Self {
-            pool,
-            write_gate: Arc::default(),
-        })
+        let write_gate = Arc::default();
+        tokio::spawn(checkpoint_wal(pool.clone(), Arc::clone(&write_gate)));
+        Ok(Self { pool, write_gate })
     }
 
     /// Records the canvas size on first use, and refuses a different one later.
@@ -641,10 +641,12 @@ async fn insert_audit<'e>(
 /// How often the WAL is copied into the database file.
 const WAL_CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
-/// Copies the WAL into the database every [`WAL_CHECKPOINT_EVERY`] without blocking the writer
-/// (`PASSIVE`: frames committed so far are copied, commits go on meanwhile), so the WAL stays
-/// small and no commit pays for the copy. Ends when the pool is closed.
-async fn checkpoint_wal(pool: SqlitePool) {
+/// Copies the WAL into the database every [`WAL_CHECKPOINT_EVERY`], so that no commit pays for
+/// the copy. It holds the write gate meanwhile: with no write under way the copy completes, and
+/// the next write starts the WAL again from its beginning (a copy racing a steady writer never
+/// completes, and the WAL grew by gigabytes while the benchmark seeded its log). The frequent
+/// writes wait for at most one second's worth of WAL. Ends when the pool is closed.
+async fn checkpoint_wal(pool: SqlitePool, write_gate: Arc<tokio::sync::Mutex<()>>) {
     let mut every = tokio::time::interval(WAL_CHECKPOINT_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -652,6 +654,7 @@ async fn checkpoint_wal(pool: SqlitePool) {
         if pool.is_closed() {
             return;
         }
+        let _writing = write_gate.lock().await;
         if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
             .execute(&pool)
             .await
