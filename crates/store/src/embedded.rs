@@ -89,9 +89,8 @@ impl EmbeddedStore {
             // 32 MiB of page cache per connection (the default is 2 MiB): the event log's
             // indexes are updated at random places, and pages read again cost a `pread` each.
             .pragma("cache_size", "-32768")
-            // The WAL is copied into the database by a background task (below), not by
-            // whichever commit crosses 1,000 pages: that copy and its fsync were taking tens of
-            // milliseconds out of a placement's acknowledgement now and then.
+            // The WAL is copied into the database once a second by a background task holding
+            // the write gate (`checkpoint_wal`), not by whichever commit crosses 1,000 pages.
             .pragma("wal_autocheckpoint", "0")
             // A WAL that grew (a long read holds old frames) is cut back to 64 MiB once copied.
             .pragma("journal_size_limit", "67108864");
