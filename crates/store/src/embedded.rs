@@ -134,8 +134,8 @@ impl EmbeddedStore {
     /// A batch of up to [`INSERT_CHUNK`] events is one statement in autocommit mode, which SQLite
     /// makes atomic and durable on its own: one round trip to the connection's thread instead of
     /// four (`BEGIN`, `INSERT`, the last id, `COMMIT`). Under load each round trip waits for a
-    /// core, and a profile of ingest at 6,000 placements/s put most of a write's time in those
-    /// waits, not in SQLite.
+    /// core: at 6,000 placements/s a write of 80 events took 14 ms in the server, against 3 ms
+    /// for the same write alone.
     pub async fn append_events(&self, events: &[NewEvent]) -> Result<i64, StoreError> {
         let _writing = self.write_gate.lock().await;
         if !events.is_empty() && events.len() <= INSERT_CHUNK {
@@ -641,10 +641,12 @@ async fn insert_audit<'e>(
 const WAL_CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// Copies the WAL into the database every [`WAL_CHECKPOINT_EVERY`], so that no commit pays for
-/// the copy. It holds the write gate meanwhile: with no write under way the copy completes, and
-/// the next write starts the WAL again from its beginning (a copy racing a steady writer never
-/// completes, and the WAL grew by gigabytes while the benchmark seeded its log). The frequent
-/// writes wait for at most one second's worth of WAL. Ends when the pool is closed.
+/// the copy. It holds the write gate meanwhile, so none of the frequent writes runs and the copy
+/// completes; the next write then starts the WAL again from its beginning (a copy racing a steady
+/// writer never completes, and the WAL grew by gigabytes while the benchmark seeded its log). The
+/// rare writes that do not take the gate (accounts, moderation, timelapse jobs) can only delay
+/// that restart to the next second. The frequent writes wait for at most one second's worth of
+/// WAL. Ends when the pool is closed.
 async fn checkpoint_wal(pool: SqlitePool, write_gate: Arc<tokio::sync::Mutex<()>>) {
     let mut every = tokio::time::interval(WAL_CHECKPOINT_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
