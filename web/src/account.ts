@@ -90,11 +90,12 @@ export class AccountPanel {
     this.button.addEventListener("click", () => (this.signedIn ? void this.signOut() : this.open()));
     el("account-cancel").addEventListener("click", () => this.dialog.close());
     this.form.addEventListener("input", () => (this.error.hidden = true));
+    // Enter submits the form, and that signs in: registering is only ever the Register button.
     this.form.addEventListener("submit", (e) => {
       e.preventDefault();
-      const action = (e.submitter as HTMLButtonElement | null)?.value === "register" ? "register" : "login";
-      void this.submit(action);
+      void this.submit("login");
     });
+    el("account-register").addEventListener("click", () => void this.submit("register"));
   }
 
   get signedIn(): boolean {
@@ -120,7 +121,8 @@ export class AccountPanel {
     this.onMe(me);
   }
 
-  private open(): void {
+  /** Opens the sign-in dialog. */
+  open(): void {
     this.error.hidden = true;
     this.password.value = "";
     this.dialog.showModal();

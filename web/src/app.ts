@@ -23,7 +23,7 @@ import { Renderer } from "./renderer";
 import { entryFor, Subscriptions, wantedTiles } from "./subscriptions";
 import { TimelapseView } from "./timelapse";
 import { keyTx, keyTy, tileKey, TileStore } from "./tiles";
-import { rejectionText, Ui } from "./ui";
+import { noticeFor, rejectionText, Ui } from "./ui";
 import {
   canvasToScreen,
   clampView,
@@ -65,6 +65,7 @@ export class App {
     onMessage: (m) => this.onMessage(m),
     onClose: () => this.onClose(),
     onStatus: (s) => this.onStatus(s),
+    onLimited: (ms) => void this.onLimited(ms),
   });
   private admin = new AdminPanel({
     highlight: (pixels) => this.renderer.setHighlights(pixels),
@@ -79,7 +80,10 @@ export class App {
   private timelapse = new TimelapseView({ toast: (m) => this.ui.toast(m) });
   /** After a sign-in or sign-out the socket reconnects as whoever the new cookie says. */
   private account = new AccountPanel(
-    () => this.conn.renew(),
+    () => {
+      this.banned = false; // another user now: the server says again if this one is banned
+      this.conn.renew();
+    },
     (me) => this.admin.setMe(me),
   );
 
@@ -88,6 +92,11 @@ export class App {
   private size: Size = { width: window.innerWidth, height: window.innerHeight };
   private status: Status = "connecting";
   private live = false;
+  private everLive = false;
+  /** Epoch ms until which no guest session can be made here (read-only mode), or null. */
+  private limitedUntil: number | null = null;
+  /** A placement was refused with BANNED (until the session changes). */
+  private banned = false;
   private overview = false;
   private color = 0;
   /** Epoch ms from which this user may place again. */
@@ -138,6 +147,7 @@ export class App {
       this.ui.selectColor(i);
       this.updatePointer();
     };
+    this.ui.onNoticeAction = (id) => (id === "signin" ? this.account.open() : this.conn.retryNow());
     this.ui.onConfirm = () => {
       if (this.selected) this.place(this.selected.x, this.selected.y);
     };
@@ -157,6 +167,28 @@ export class App {
   private onStatus(s: Status): void {
     this.status = s;
     this.ui.setStatus(s);
+    this.tick();
+  }
+
+  /**
+   * Over the per-address guest limit: the canvas is shown read-only (the overview, refreshed
+   * every few seconds, at any zoom) until a guest can be made or the player signs in.
+   */
+  private async onLimited(retryAfterMs: number): Promise<void> {
+    this.limitedUntil = Date.now() + retryAfterMs;
+    this.ui.setStatus("watching");
+    if (!this.info) {
+      try {
+        const res = await fetch("/api/v1/canvas/info", { credentials: "same-origin" });
+        if (!res.ok) throw new Error(`GET /api/v1/canvas/info: ${res.status}`);
+        if (!this.info) this.initCanvas((await res.json()) as CanvasInfo);
+      } catch (e) {
+        console.warn("place: canvas info:", e);
+        return;
+      }
+    }
+    if (!this.live) this.setOverviewMode(true);
+    this.tick();
   }
 
   private onClose(): void {
@@ -212,6 +244,19 @@ export class App {
 
   private onWelcome(info: CanvasInfo, cooldownRemaining: number): void {
     performance.mark("place:welcome");
+    this.initCanvas(info);
+    this.nextPlacementAt = Date.now() + Math.max(0, cooldownRemaining);
+    this.live = true;
+    this.everLive = true;
+    this.limitedUntil = null;
+    this.conn.markLive();
+    // Every held tile is stale until the server answers its resubscribe.
+    this.store.markAllResyncing(performance.now());
+    this.reconcile();
+  }
+
+  /** Takes the canvas's parameters: the first time, or when a restarted server has others. */
+  private initCanvas(info: CanvasInfo): void {
     const old = this.info;
     this.info = info;
     const resized = old !== null && (old.width !== info.width || old.height !== info.height);
@@ -227,12 +272,6 @@ export class App {
       const v = viewFromHash(location.hash, this.size, info.width, info.height) ?? defaultView(this.size, info.width, info.height);
       this.setView(v);
     }
-    this.nextPlacementAt = Date.now() + Math.max(0, cooldownRemaining);
-    this.live = true;
-    this.conn.markLive();
-    // Every held tile is stale until the server answers its resubscribe.
-    this.store.markAllResyncing(performance.now());
-    this.reconcile();
   }
 
   private onPixels(tx: number, ty: number, firstSeq: number, events: Uint8Array): void {
@@ -266,7 +305,8 @@ export class App {
     if (p) {
       this.refreshPixel(p.x, p.y);
       this.restoreCooldown(p.requestId);
-      this.ui.toast(rejectionText(m.code, m.message, m.cooldownRemaining));
+      if (m.code === "BANNED") this.banned = true;
+      else this.ui.toast(rejectionText(m.code, m.message, m.cooldownRemaining));
     }
     if (m.cooldownRemaining !== undefined) this.nextPlacementAt = Date.now() + m.cooldownRemaining;
     if (m.requestId !== undefined) return; // the answer to a placement
@@ -331,6 +371,7 @@ export class App {
 
   /** Moves the subscription to the tiles in view, or to overview mode. */
   private reconcile(): void {
+    if (this.info && !this.live && this.limitedUntil !== null) this.setOverviewMode(true);
     if (!this.info || !this.live) return;
     const { width, height, maxSubscribedTiles } = this.info;
     const visible = visibleTiles(this.view, this.size, width, height, TILE_SIZE);
@@ -361,7 +402,7 @@ export class App {
     if (on === this.overview) return;
     this.overview = on;
     this.renderer.setMode(on ? "overview" : "tiles");
-    this.ui.setOverview(on);
+    this.ui.setOverview(on && this.live);
     if (on) this.selected = null; // too small to aim at: no placing from the overview
     this.updatePointer();
     if (on) void this.refreshOverview();
@@ -409,6 +450,10 @@ export class App {
       void this.admin.tapAt(px.x, px.y);
       return;
     }
+    if (!this.live && this.limitedUntil !== null && this.view.zoom >= TAP_ZOOM) {
+      this.ui.toast("Watching only: sign in to play now");
+      return;
+    }
     if (this.overview) {
       // Too small to aim at: a tap zooms in there instead of painting.
       this.setView(zoomAt(this.view, this.size, sx, sy, Math.max(TAP_ZOOM, this.view.zoom)));
@@ -425,8 +470,8 @@ export class App {
 
   private place(x: number, y: number): void {
     if (!this.info) return;
-    if (!this.live) {
-      this.ui.toast("Not connected yet");
+    if (!this.live || this.banned) {
+      this.tick(); // the notice says why
       return;
     }
     const wait = this.nextPlacementAt - Date.now();
@@ -471,7 +516,16 @@ export class App {
   private tick(): void {
     const now = Date.now();
     for (const p of this.placements.expire(now)) this.refreshPixel(p.x, p.y);
-    this.ui.setCooldown(this.nextPlacementAt - now);
+    const notice = noticeFor({
+      live: this.live,
+      everLive: this.everLive,
+      retryIn: this.conn.retryIn,
+      limitedFor: this.limitedUntil === null ? null : Math.max(0, this.limitedUntil - now),
+      banned: this.banned,
+    });
+    this.ui.setNotice(notice);
+    const blocked = notice === null ? null : { limited: "Watching", offline: "Offline", banned: "Banned" }[notice.kind];
+    this.ui.setCooldown(this.nextPlacementAt - now, blocked);
     this.updateConfirm();
   }
 

@@ -60,14 +60,30 @@ export interface ConnectionEvents {
   /** The socket closed; a reconnect is scheduled. */
   onClose(code: number): void;
   onStatus(status: Status): void;
+  /** No guest session can be made yet (too many from this address): watch until `retryAfterMs` has passed. */
+  onLimited(retryAfterMs: number): void;
 }
 
-/** Makes sure the browser holds a session cookie: a guest one on first visit. */
+/** Guest creation answered 429: this address made too many guests this minute. */
+export class GuestLimited extends Error {
+  constructor(readonly retryAfterMs: number) {
+    super("too many new guests from this address");
+  }
+}
+
+/** Milliseconds a `Retry-After` header asks for (seconds), or `fallback` without a usable one. */
+export function retryAfterMs(header: string | null, fallback = 60_000): number {
+  const s = header === null ? NaN : Number(header);
+  return Number.isFinite(s) && s >= 0 ? Math.min(s, 3600) * 1000 : fallback;
+}
+
+/**
+ * Makes sure the browser holds a session cookie: `POST /auth/guest` answers the session's user
+ * when there is one and makes a guest otherwise, so a first visit never meets a 401.
+ */
 export async function ensureSession(): Promise<void> {
-  const me = await fetch("/api/v1/auth/me", { credentials: "same-origin" });
-  if (me.ok) return;
-  if (me.status !== 401) throw new Error(`GET /api/v1/auth/me: ${me.status}`);
   const guest = await fetch("/api/v1/auth/guest", { method: "POST", credentials: "same-origin" });
+  if (guest.status === 429) throw new GuestLimited(retryAfterMs(guest.headers.get("retry-after")));
   if (!guest.ok) throw new Error(`POST /api/v1/auth/guest: ${guest.status}`);
 }
 
@@ -102,6 +118,8 @@ export class Connection {
   private lastHeard = 0;
   private everLive = false;
   private offlineUntil = 0;
+  /** When (performance.now ms) the scheduled reconnect runs, or null if none is scheduled. */
+  private retryAt: number | null = null;
 
   constructor(
     private url: string,
@@ -139,7 +157,23 @@ export class Connection {
    */
   renew(): void {
     this.needSession = true;
-    this.ws?.close(4999, "session changed");
+    this.offlineUntil = 0;
+    if (this.ws) this.ws.close(4999, "session changed");
+    else this.retryNow(); // never connected (over the guest limit): waiting out a retry
+  }
+
+  /** Milliseconds until the next attempt to connect, or null while connected or connecting. */
+  get retryIn(): number | null {
+    return this.retryAt === null ? null : Math.max(0, this.retryAt - performance.now());
+  }
+
+  /** Tries again at once instead of waiting out the backoff. */
+  retryNow(): void {
+    if (!this.retryTimer) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.offlineUntil = 0;
+    void this.connect();
   }
 
   /** The first welcome arrived: the connection is live and backoff starts over. */
@@ -151,6 +185,7 @@ export class Connection {
 
   private async connect(): Promise<void> {
     this.retryTimer = null;
+    this.retryAt = null;
     try {
       if (this.needSession) {
         await ensureSession();
@@ -158,7 +193,12 @@ export class Connection {
         rememberSession();
       }
     } catch (e) {
-      console.warn("place: session:", e);
+      if (e instanceof GuestLimited) {
+        this.events.onLimited(e.retryAfterMs);
+        this.offlineUntil = Math.max(this.offlineUntil, performance.now() + e.retryAfterMs);
+      } else {
+        console.warn("place: session:", e);
+      }
       this.scheduleReconnect();
       return;
     }
@@ -201,16 +241,17 @@ export class Connection {
     if (this.flushTimer) clearTimeout(this.flushTimer);
     this.pingTimer = this.flushTimer = null;
     if (code === CLOSE_UNAUTHORIZED) this.needSession = true;
-    this.events.onClose(code);
-    this.events.onStatus(this.everLive ? "reconnecting" : "connecting");
     // Fell behind or dropped: come back at once (with jitter); anything else backs off.
     if (code === CLOSE_FELL_BEHIND || code === 4999) this.attempt = 0;
     this.scheduleReconnect();
+    this.events.onClose(code);
+    this.events.onStatus(this.everLive ? "reconnecting" : "connecting");
   }
 
   private scheduleReconnect(): void {
     if (this.retryTimer) return;
     const delay = Math.max(backoffDelay(this.attempt++), this.offlineUntil - performance.now());
+    this.retryAt = performance.now() + delay;
     this.retryTimer = setTimeout(() => void this.connect(), delay);
   }
 

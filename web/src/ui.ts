@@ -37,6 +37,44 @@ export function cooldownText(ms: number): string {
   return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
 }
 
+/** What the page knows about whether the player can play, for the notice under the top bar. */
+export interface PlayState {
+  live: boolean;
+  /** The connection was live at least once since the page opened. */
+  everLive: boolean;
+  /** Ms until the next connection attempt, or null while none is scheduled. */
+  retryIn: number | null;
+  /** Ms until a guest session can be made (over the per-address guest limit), or null. */
+  limitedFor: number | null;
+  banned: boolean;
+}
+
+/** The lasting notice: why the player cannot place now, and the one thing to do about it. */
+export interface Notice {
+  kind: "limited" | "offline" | "banned";
+  text: string;
+  action: { id: "signin" | "retry"; label: string } | null;
+}
+
+/** The notice for a play state, or null when the player can play. */
+export function noticeFor(s: PlayState): Notice | null {
+  if (!s.live && s.limitedFor !== null) {
+    const when = s.limitedFor > 0 ? `you can place in ${cooldownText(s.limitedFor)}` : "trying again now";
+    return {
+      kind: "limited",
+      text: `Too many new players from your network just now: you are watching the live canvas, ${when}.`,
+      action: { id: "signin", label: "Sign in to play now" },
+    };
+  }
+  if (!s.live) {
+    const lost = s.everLive ? "Connection lost" : "Cannot reach the server";
+    if (s.retryIn === null) return { kind: "offline", text: `${lost}: reconnecting…`, action: null };
+    return { kind: "offline", text: `${lost}: retrying in ${Math.ceil(s.retryIn / 1000)} s`, action: { id: "retry", label: "Retry now" } };
+  }
+  if (s.banned) return { kind: "banned", text: "You are banned from placing pixels.", action: null };
+  return null;
+}
+
 export class Ui {
   readonly board = el<HTMLCanvasElement>("board");
   private status = el("status");
@@ -53,14 +91,39 @@ export class Ui {
   private confirm = el<HTMLButtonElement>("confirm");
   private palette = el("palette");
   private shown = new Map<HTMLElement, string>();
+  private notice = el("notice");
+  private noticeText = el("notice-text");
+  private noticeAction = el<HTMLButtonElement>("notice-action");
+  private dock = el("dock");
 
   /** Called when the confirm button (touch flow) is pressed. */
   onConfirm: () => void = () => {};
   /** Called when a palette colour is chosen. */
   onColor: (index: number) => void = () => {};
+  /** Called when the notice's button is pressed. */
+  onNoticeAction: (id: "signin" | "retry") => void = () => {};
 
   constructor() {
     this.confirm.addEventListener("click", () => this.onConfirm());
+    this.noticeAction.addEventListener("click", () => {
+      const id = this.noticeAction.dataset.action;
+      if (id === "signin" || id === "retry") this.onNoticeAction(id);
+    });
+  }
+
+  /** Shows or hides the lasting notice; the palette is usable only without one. */
+  setNotice(n: Notice | null): void {
+    this.notice.hidden = n === null;
+    this.dock.classList.toggle("off", n !== null);
+    for (const b of this.palette.children) (b as HTMLButtonElement).disabled = n !== null;
+    if (!n) return;
+    this.notice.className = n.kind;
+    this.text(this.noticeText, n.text);
+    this.noticeAction.hidden = n.action === null;
+    if (n.action) {
+      this.noticeAction.dataset.action = n.action.id;
+      this.text(this.noticeAction, n.action.label);
+    }
   }
 
   private text(e: HTMLElement, t: string): void {
@@ -70,7 +133,7 @@ export class Ui {
     }
   }
 
-  setStatus(s: Status): void {
+  setStatus(s: Status | "watching"): void {
     this.status.className = `status ${s}`;
     this.statusText.textContent = s;
   }
@@ -123,9 +186,10 @@ export class Ui {
     this.overviewNote.hidden = !on;
   }
 
-  setCooldown(ms: number): void {
-    this.text(this.cooldown, ms > 0 ? `Next pixel in ${cooldownText(ms)}` : "Ready");
-    this.cooldown.classList.toggle("waiting", ms > 0);
+  /** The dock's line: the cooldown, or why placing is off (`blocked`: "Offline", "Watching", "Banned"). */
+  setCooldown(ms: number, blocked: string | null = null): void {
+    this.text(this.cooldown, blocked ?? (ms > 0 ? `Next pixel in ${cooldownText(ms)}` : "Ready"));
+    this.cooldown.classList.toggle("waiting", blocked === null && ms > 0);
   }
 
   /** The touch flow's button: shown while a pixel is selected. */

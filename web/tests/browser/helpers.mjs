@@ -20,7 +20,7 @@ export const screenshotDir = process.env.SCREENSHOT_DIR ?? join(webDir, "test-re
  * Options become flags; the data dir is fresh and removed on stop().
  * `admins` ({name, password}) are made with `place admin create-user --admin` first.
  */
-export async function startServer({ cooldownSecs = 0, extraArgs = [], admins = [] } = {}) {
+export async function startServer({ cooldownSecs = 0, extraArgs = [], admins = [], guestRatePerMinute = 0 } = {}) {
   const bin = placeBin();
   const dataDir = mkdtempSync(join(tmpdir(), "place-web-test-"));
   for (const { name, password } of admins) createAdmin(bin, dataDir, name, password);
@@ -29,7 +29,7 @@ export async function startServer({ cooldownSecs = 0, extraArgs = [], admins = [
     "--listen", "127.0.0.1:0",
     "--data-dir", dataDir,
     "--cooldown-secs", String(cooldownSecs),
-    "--guest-rate-per-minute", "0",
+    "--guest-rate-per-minute", String(guestRatePerMinute),
     ...extraArgs,
   ];
   const child = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"], env: { RUST_LOG: "warn", ...process.env } });
