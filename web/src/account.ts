@@ -98,6 +98,11 @@ export class AccountPanel {
     el("account-register").addEventListener("click", () => void this.submit("register"));
   }
 
+  /** Who plays now, as the server last said (null before it answered). */
+  get user(): Me | null {
+    return this.me;
+  }
+
   get signedIn(): boolean {
     return this.me !== null && !this.me.isGuest;
   }

@@ -6,7 +6,10 @@ import { AccountPanel } from "./account";
 import { AdminPanel } from "./admin";
 import { Connection, type Status } from "./connection";
 import { HistoryView } from "./history";
-import { attachGestures } from "./input";
+import { attachGestures, type KeyCommand } from "./input";
+import { Minimap } from "./minimap";
+import { colorChoice, initialColor, remember, remembered } from "./prefs";
+import { chime, READY_TONES } from "./sound";
 import { paletteTable } from "./palette";
 import { Placements } from "./placements";
 import {
@@ -23,15 +26,17 @@ import { Renderer } from "./renderer";
 import { entryFor, Subscriptions, wantedTiles } from "./subscriptions";
 import { TimelapseView } from "./timelapse";
 import { keyTx, keyTy, tileKey, TileStore } from "./tiles";
-import { noticeFor, rejectionText, Ui } from "./ui";
+import { cooldownText, el, noticeFor, rejectionText, Ui } from "./ui";
 import {
   canvasToScreen,
   clampView,
   clampZoom,
   defaultView,
   formatHash,
+  DEFAULT_ZOOM,
   panBy,
   pixelAt,
+  screenToCanvas,
   viewFromHash,
   visibleTiles,
   zoomAt,
@@ -53,6 +58,11 @@ const MARGIN_TILES = 1;
 const GAP_BATCH_MS = 20;
 /** Tapping the overview zooms in to this. */
 const TAP_ZOOM = 8;
+/** A finger's tap below this zoom zooms in to it first: a pixel this big is easy to aim at. */
+const AIM_ZOOM = 24;
+/** The + and − buttons zoom by this. */
+const BUTTON_ZOOM = 1.5;
+const TITLE = "place";
 
 export class App {
   private ui = new Ui();
@@ -78,6 +88,11 @@ export class App {
     heat: (layer) => this.renderer.setHeat(layer),
   });
   private timelapse = new TimelapseView({ toast: (m) => this.ui.toast(m) });
+  private minimap = new Minimap((x, y) => this.setView({ cx: x + 0.5, cy: y + 0.5, zoom: Math.max(this.view.zoom, DEFAULT_ZOOM) }));
+  /** A sound plays when the cooldown is over. */
+  private sound = remembered("sound") === "on";
+  /** The cooldown ran since the last placement, so "ready" is news (title, sound). */
+  private waited = false;
   /** After a sign-in or sign-out the socket reconnects as whoever the new cookie says. */
   private account = new AccountPanel(
     () => {
@@ -141,17 +156,26 @@ export class App {
         const px = pixelAt(this.view, this.size, sx, sy, this.info.width, this.info.height);
         if (px) this.history.press({ ...px, sx, sy });
       },
+      command: (c) => this.command(c),
     });
-    this.ui.onColor = (i) => {
-      this.color = i;
-      this.ui.selectColor(i);
-      this.updatePointer();
-    };
+    this.ui.onColor = (i) => this.pickColor(i);
+    el("zoom-in").addEventListener("click", () => this.zoomBy(this.size.width / 2, this.size.height / 2, BUTTON_ZOOM));
+    el("zoom-out").addEventListener("click", () => this.zoomBy(this.size.width / 2, this.size.height / 2, 1 / BUTTON_ZOOM));
+    el("copy-link").addEventListener("click", () => void this.copyLink());
+    el("help-button").addEventListener("click", () => this.toggleHelp());
+    el("sound-button").addEventListener("click", () => {
+      this.sound = !this.sound;
+      remember("sound", this.sound ? "on" : "off");
+      this.ui.setSound(this.sound);
+      if (this.sound) chime(READY_TONES.slice(0, 1)); // says what it will sound like
+    });
+    this.ui.setSound(this.sound);
     this.ui.onNoticeAction = (id) => (id === "signin" ? this.account.open() : this.conn.retryNow());
     this.ui.onConfirm = () => {
       if (this.selected) this.place(this.selected.x, this.selected.y);
     };
     window.addEventListener("resize", () => this.resize());
+    document.addEventListener("visibilitychange", () => this.tick());
     window.addEventListener("hashchange", () => {
       if (!this.info || location.hash === formatHash(this.view)) return;
       const v = viewFromHash(location.hash, this.size, this.info.width, this.info.height);
@@ -217,6 +241,7 @@ export class App {
       case "success": {
         const p = this.placements.confirm(m.requestId, Date.now());
         this.cooldownBefore.delete(m.requestId);
+        if (p) this.history.placed(p.x, p.y, p.color, this.account.user);
         this.setNextPlacement(m.nextPlacement);
         if (p && (this.overview || this.truthAt(p.x, p.y) === p.color)) {
           if (this.overview) this.renderer.setOverviewPixel(p.x, p.y, p.color);
@@ -263,8 +288,10 @@ export class App {
     if (resized) for (const k of [...this.store.keys()]) this.store.drop(k);
     if (old === null || resized || old.palette.join() !== info.palette.join()) {
       // First connection, or a server restarted with another canvas.
-      this.renderer.setCanvas(info.width, info.height, paletteTable(info.palette));
-      if (this.color >= info.palette.length || old === null) this.color = darkest(info.palette);
+      const table = paletteTable(info.palette);
+      this.renderer.setCanvas(info.width, info.height, table);
+      this.minimap.setCanvas(info.width, info.height, table);
+      if (this.color >= info.palette.length || old === null) this.color = initialColor(info.palette, remembered("color"));
       this.ui.setPalette(info.palette, this.color);
       for (const k of this.store.keys()) this.renderer.tileReplaced(this.store.get(k)!);
     }
@@ -277,8 +304,13 @@ export class App {
   private onPixels(tx: number, ty: number, firstSeq: number, events: Uint8Array): void {
     const outcome = this.store.onPixels(tx, ty, firstSeq, events, performance.now());
     if (outcome === "applied") {
-      // Whoever placed these, the history kept of those pixels is stale now.
-      for (let i = 0; i + 2 < events.length; i += 3) this.history.changed(tx * TILE_SIZE + events[i], ty * TILE_SIZE + events[i + 1]);
+      for (let i = 0; i + 2 < events.length; i += 3) {
+        const x = tx * TILE_SIZE + events[i];
+        const y = ty * TILE_SIZE + events[i + 1];
+        // Whoever placed these, the history kept of those pixels is stale now.
+        this.history.changed(x, y, events[i + 2]);
+        this.minimap.setPixel(x, y, events[i + 2]);
+      }
     }
     if (outcome === "gap") {
       const key = tileKey(tx, ty);
@@ -335,6 +367,9 @@ export class App {
     if (!this.info) return;
     this.view = clampView(v, this.size, this.info.width, this.info.height);
     this.renderer.setView(this.view, this.size, window.devicePixelRatio || 1);
+    const w = this.size.width / this.view.zoom;
+    const h = this.size.height / this.view.zoom;
+    this.minimap.setView({ x: this.view.cx - w / 2, y: this.view.cy - h / 2, width: w, height: h });
     this.ui.setZoom(this.view.zoom);
     this.updatePointer();
     this.scheduleReconcile();
@@ -350,6 +385,7 @@ export class App {
 
   private resize(): void {
     this.size = { width: window.innerWidth, height: window.innerHeight };
+    this.minimap.resize();
     this.setView(this.view);
   }
 
@@ -429,6 +465,7 @@ export class App {
         const data = new Uint8Array(await res.arrayBuffer());
         this.overviewEtag = res.headers.get("ETag");
         this.renderer.setOverview(data);
+        this.minimap.setImage(data);
       } else if (res.status !== 304) {
         console.warn(`place: GET /api/v1/canvas: ${res.status}`);
       }
@@ -461,6 +498,8 @@ export class App {
     }
     if (!px) return;
     if (touch) {
+      // A fingertip covers several pixels at a small zoom: zoom in around the tap to aim.
+      if (this.view.zoom < AIM_ZOOM) this.setView(zoomAt(this.view, this.size, sx, sy, AIM_ZOOM));
       this.selected = px;
       this.updatePointer();
     } else {
@@ -485,6 +524,7 @@ export class App {
     this.cooldownBefore.set(requestId, this.nextPlacementAt);
     this.nextPlacementAt = Date.now() + this.info.cooldownSeconds * 1000;
     this.conn.send(encodePlace(x, y, this.color, requestId));
+    this.waited = false;
     this.selected = null;
     this.updatePointer();
     this.tick();
@@ -526,6 +566,7 @@ export class App {
     this.ui.setNotice(notice);
     const blocked = notice === null ? null : { limited: "Watching", offline: "Offline", banned: "Banned" }[notice.kind];
     this.ui.setCooldown(this.nextPlacementAt - now, blocked);
+    this.updateTitle(now, notice === null);
     this.updateConfirm();
   }
 
@@ -550,16 +591,81 @@ export class App {
       const hovered = this.selected ? pixelAt(this.view, this.size, this.hoverAt.x, this.hoverAt.y, this.info.width, this.info.height) : px;
       this.history.hover(hovered && { ...hovered, sx: this.hoverAt.x, sy: this.hoverAt.y });
     }
+    const shownAt = (p: { x: number; y: number }) => {
+      const shown = this.renderer.shownIndex(p.x, p.y, this.truthAt(p.x, p.y));
+      return shown === undefined ? "transparent" : this.info!.palette[shown];
+    };
     if (!px) {
-      this.ui.setPointer(null);
+      // Nothing pointed at: the box says where the middle of the view is.
+      const c = screenToCanvas(this.view, this.size, this.size.width / 2, this.size.height / 2);
+      const centre = { x: Math.min(this.info.width - 1, Math.max(0, Math.floor(c.x))), y: Math.min(this.info.height - 1, Math.max(0, Math.floor(c.y))) };
+      this.ui.setPointer({ ...centre, color: shownAt(centre) });
       this.ui.setReticle(null);
     } else {
-      const shown = this.renderer.shownIndex(px.x, px.y, this.truthAt(px.x, px.y));
-      this.ui.setPointer({ ...px, color: shown === undefined ? "transparent" : this.info.palette[shown] });
+      this.ui.setPointer({ ...px, color: shownAt(px) });
       const s = canvasToScreen(this.view, this.size, px.x, px.y);
-      this.ui.setReticle(!this.overview || this.selected ? { x: s.x, y: s.y, size: this.view.zoom } : null);
+      // The reticle previews the pixel in your colour when a placement could give it that.
+      const canPlace = this.live && !this.banned && !this.overview;
+      const color = canPlace ? this.info.palette[this.color] : "transparent";
+      this.ui.setReticle(!this.overview || this.selected ? { x: s.x, y: s.y, size: this.view.zoom, color } : null);
     }
     this.updateConfirm();
+  }
+
+  // ---- way-finding, hotkeys, title ----
+
+  private pickColor(i: number): void {
+    if (!this.info || i < 0 || i >= this.info.palette.length) return;
+    this.color = i;
+    this.ui.selectColor(i);
+    remember("color", colorChoice(i, this.info.palette));
+    this.updatePointer();
+  }
+
+  private command(c: KeyCommand): void {
+    if (c === "help") return this.toggleHelp();
+    if (c === "escape") {
+      this.toggleHelp(false);
+      this.selected = null;
+      this.updatePointer();
+      return;
+    }
+    const n = this.info?.palette.length ?? 0;
+    if ("color" in c) this.pickColor(c.color);
+    else if (n > 0) this.pickColor((this.color + c.colorStep + n) % n);
+  }
+
+  private toggleHelp(open?: boolean): void {
+    const help = el("help");
+    const show = open ?? help.hidden;
+    help.hidden = !show;
+    el("help-button").setAttribute("aria-expanded", String(show));
+  }
+
+  /** The link to the selected pixel (or the view's centre), at this zoom, on the clipboard. */
+  private async copyLink(): Promise<void> {
+    const c = this.selected ?? { x: Math.floor(this.view.cx), y: Math.floor(this.view.cy) };
+    const url = `${location.origin}${location.pathname}${location.search}${formatHash({ cx: c.x + 0.5, cy: c.y + 0.5, zoom: Math.max(this.view.zoom, DEFAULT_ZOOM) })}`;
+    try {
+      await navigator.clipboard.writeText(url);
+      this.ui.toast(`Link to (${c.x}, ${c.y}) copied`);
+    } catch {
+      this.ui.toast(url, 8000); // no clipboard here: the link to copy by hand
+    }
+  }
+
+  /** The tab title counts the cooldown down and says when you can place (with a sound if chosen). */
+  private updateTitle(now: number, canPlay: boolean): void {
+    const wait = this.nextPlacementAt - now;
+    let title = TITLE;
+    if (canPlay && wait > 0) {
+      this.waited = true;
+      title = `${cooldownText(wait)} · ${TITLE}`;
+    } else if (canPlay && this.waited) {
+      title = `Ready to place · ${TITLE}`;
+      if (document.title !== title && this.sound) chime(READY_TONES);
+    }
+    if (document.title !== title) document.title = title;
   }
 
   // ---- debug hook (read-only, for tests and the benchmark) ----
@@ -648,21 +754,4 @@ function exposeDebugHook(app: App): void {
 
 function wsUrl(): string {
   return `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ws`;
-}
-
-/** The index of the darkest palette colour: a sensible first brush. */
-function darkest(palette: readonly string[]): number {
-  let best = 0;
-  let bestL = Infinity;
-  palette.forEach((c, i) => {
-    const m = /^#?([0-9a-f]{6})$/i.exec(c.trim());
-    if (!m) return;
-    const n = parseInt(m[1], 16);
-    const l = 0.3 * (n >> 16) + 0.59 * ((n >> 8) & 255) + 0.11 * (n & 255);
-    if (l < bestL) {
-      bestL = l;
-      best = i;
-    }
-  });
-  return best;
 }

@@ -40,6 +40,15 @@ export interface HeatLayer {
   rgba: Uint8ClampedArray<ArrayBuffer>;
 }
 
+/** This player's own placement is shown from the moment it is accepted for this long (the server's history follows within a second or two). */
+export const MINE_KEPT_MS = 10_000;
+
+/** A pixel's history with this player's new placement first, unless the server's list has it already. */
+export function withMine(items: readonly HistoryItem[], mine: HistoryItem): HistoryItem[] {
+  const has = items.some((i) => i.userId === mine.userId && i.color === mine.color && i.placedAt >= mine.placedAt - 5000);
+  return has ? [...items] : [mine, ...items].slice(0, TOOLTIP_ITEMS);
+}
+
 /** How long the pointer rests on a pixel before its history is asked for. */
 export const HOVER_DELAY_MS = 250;
 /** Placements shown per pixel. */
@@ -159,6 +168,8 @@ export class HistoryView {
   /** The target came from a finger: the tooltip goes above it, where the finger hides nothing. */
   private byFinger = false;
   private inFlight = new Map<string, Promise<HistoryItem[]>>();
+  /** Placements this player just made, shown until the server's history surely has them. */
+  private mine = new Map<string, HistoryItem>();
   private heatTimer: ReturnType<typeof setTimeout> | null = null;
   heatOn = false;
 
@@ -190,8 +201,38 @@ export class HistoryView {
     this.byFinger = true;
   }
 
+  /**
+   * This player's placement was accepted: the tooltip shows it at once, before the server's
+   * history has it.
+   */
+  placed(x: number, y: number, color: number, me: { userId: string; username: string; isGuest: boolean } | null): void {
+    const now = Date.now();
+    const mine: HistoryItem = {
+      x,
+      y,
+      color,
+      userId: me?.userId ?? "you",
+      username: me && !me.isGuest ? me.username : "you",
+      placedAt: now,
+      reverted: false,
+      restore: false,
+    };
+    this.mine.set(PixelHistoryCache.key(x, y), mine);
+    this.cache.set(x, y, withMine(this.cache.get(x, y, now) ?? [], mine), now);
+    if (this.target && this.target.x === x && this.target.y === y) {
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = null;
+      this.render(x, y, this.cache.get(x, y, now) ?? [mine]);
+    }
+  }
+
   /** A pixel changed (a delta, or this player's placement): its kept history is stale. */
-  changed(x: number, y: number): void {
+  changed(x: number, y: number, color: number): void {
+    const key = PixelHistoryCache.key(x, y);
+    // The echo of this player's own placement: what the tooltip keeps is already right.
+    const mine = this.mine.get(key);
+    if (mine && mine.color === color && Date.now() - mine.placedAt < MINE_KEPT_MS) return;
+    this.mine.delete(key);
     this.cache.invalidate(x, y);
     if (this.target && this.target.x === x && this.target.y === y && !this.tooltip.hidden) {
       // Shown now: ask again after a moment, several changes in a burst make one request.
@@ -230,7 +271,10 @@ export class HistoryView {
       p = fetch(`/api/v1/history/pixel?x=${x}&y=${y}&limit=${TOOLTIP_ITEMS}`, { credentials: "same-origin" })
         .then(async (res) => {
           if (!res.ok) throw new Error(`GET pixel history: ${res.status}`);
-          const { items } = (await res.json()) as { items: HistoryItem[] };
+          let { items } = (await res.json()) as { items: HistoryItem[] };
+          const mine = this.mine.get(key);
+          if (mine && Date.now() - mine.placedAt < MINE_KEPT_MS) items = withMine(items, mine);
+          else this.mine.delete(key);
           this.cache.set(x, y, items, Date.now());
           return items;
         })
@@ -271,7 +315,8 @@ export class HistoryView {
     if (!t || this.tooltip.hidden) return;
     const w = this.tooltip.offsetWidth;
     const h = this.tooltip.offsetHeight;
-    const gap = 16;
+    // Well clear of the cursor and of the pixels around it, where the player paints.
+    const gap = 28;
     let left: number;
     let top: number;
     if (this.byFinger) {

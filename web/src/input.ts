@@ -11,10 +11,36 @@ export interface GestureHandlers {
   leave(): void;
   tap(sx: number, sy: number, touch: boolean): void;
   longPress(sx: number, sy: number): void;
+  /** A hotkey other than panning and zooming. */
+  command(c: KeyCommand): void;
 }
 
-/** How far (CSS px) a press may wander and still be a tap. */
-export const TAP_SLOP_MOUSE = 4;
+/** What a hotkey asks for, besides panning and zooming. */
+export type KeyCommand = { color: number } | { colorStep: 1 | -1 } | "help" | "escape";
+
+/** The command of a key press (digits pick colours: 1..9, 0 = 10; Shift adds 10), or null. */
+export function keyCommand(e: { key: string; code: string; shiftKey: boolean }): KeyCommand | null {
+  const digit = /^Digit([0-9])$/.exec(e.code);
+  if (digit) {
+    const n = Number(digit[1]);
+    return { color: (n === 0 ? 9 : n - 1) + (e.shiftKey ? 10 : 0) };
+  }
+  switch (e.key) {
+    case "[":
+      return { colorStep: -1 };
+    case "]":
+      return { colorStep: 1 };
+    case "?":
+      return "help";
+    case "Escape":
+      return "escape";
+    default:
+      return null;
+  }
+}
+
+/** How far (CSS px) a press may wander and still be a tap: a shaky drag of a few px never places. */
+export const TAP_SLOP_MOUSE = 2;
 export const TAP_SLOP_TOUCH = 10;
 /** How long a finger rests still before a press is a long press. */
 export const LONG_PRESS_MS = 500;
@@ -139,7 +165,8 @@ export function attachGestures(el: HTMLElement, h: GestureHandlers): void {
   el.addEventListener("gesturestart", (e) => e.preventDefault());
 
   window.addEventListener("keydown", (e) => {
-    if (e.target instanceof HTMLInputElement || e.metaKey || e.ctrlKey || e.altKey) return;
+    if (e.target instanceof HTMLInputElement || e.target instanceof HTMLSelectElement || e.metaKey || e.ctrlKey || e.altKey) return;
+    if (document.querySelector("dialog[open]")) return;
     const step = e.shiftKey ? KEY_PAN_PX * 4 : KEY_PAN_PX;
     const cx = window.innerWidth / 2;
     const cy = window.innerHeight / 2;
@@ -164,8 +191,11 @@ export function attachGestures(el: HTMLElement, h: GestureHandlers): void {
       case "_":
         h.zoomAt(cx, cy, 1 / KEY_ZOOM);
         break;
-      default:
-        return;
+      default: {
+        const c = keyCommand(e);
+        if (!c) return;
+        h.command(c);
+      }
     }
     e.preventDefault();
   });

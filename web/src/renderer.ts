@@ -9,7 +9,10 @@ import type { HeldTile, TileListener } from "./tiles";
 import { keyTx, keyTy, tileKey } from "./tiles";
 import { visibleTiles, type Size, type View } from "./view";
 
-const BACKGROUND = "#c9c9d1";
+/** Around the canvas: darker than any light canvas colour, so the edge shows at every zoom. */
+const BACKGROUND = "#8e8e9b";
+/** The line just outside the canvas's edge. */
+const EDGE = "#2b2b36";
 const PLACEHOLDER = "#ededf0";
 /** Outlines of highlighted pixels (the admin panel): a light line inside a dark one. */
 const HIGHLIGHT_OUTER = "#1d1d24";
@@ -311,6 +314,11 @@ export class Renderer implements TileListener {
     const ctx = this.ctx;
     ctx.fillStyle = BACKGROUND;
     ctx.fillRect(0, 0, this.canvas.width, this.canvas.height);
+    const [ex, ey, ew, eh] = this.rect(0, 0, this.width, this.height);
+    const d = this.dpr;
+    ctx.lineWidth = 2 * d;
+    ctx.strokeStyle = EDGE;
+    ctx.strokeRect(ex - d, ey - d, ew + 2 * d, eh + 2 * d);
     if (this.mode === "overview" && this.overview) {
       upload(this.overview.bitmap);
       // Only the visible part of the big bitmap is scaled.

@@ -75,11 +75,15 @@ export function noticeFor(s: PlayState): Notice | null {
   return null;
 }
 
+/** The dock's sound toggle: a speaker with waves, or crossed out. */
+const SPEAKER = '<path fill="currentColor" d="M4 9h4l5-4v14l-5-4H4z"/>';
+const SOUND_ON = `<svg viewBox="0 0 24 24" width="18" height="18" aria-hidden="true">${SPEAKER}<path fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" d="M16 9a4 4 0 0 1 0 6M18.5 6.5a7.5 7.5 0 0 1 0 11"/></svg>`;
+const SOUND_OFF = `<svg viewBox="0 0 24 24" width="18" height="18" aria-hidden="true">${SPEAKER}<path fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" d="M16 9l5 6M21 9l-5 6"/></svg>`;
+
 export class Ui {
   readonly board = el<HTMLCanvasElement>("board");
   private status = el("status");
   private statusText = this.status.querySelector("span")!;
-  private pointer = el("pointer");
   private pointerSwatch = el("pointer-swatch");
   private pointerText = el("pointer-text");
   private zoom = el("zoom");
@@ -160,10 +164,8 @@ export class Ui {
     }
   }
 
-  /** The pixel under the pointer (or selected), with the colour it shows. */
-  setPointer(p: { x: number; y: number; color: string } | null): void {
-    this.pointer.hidden = p === null;
-    if (!p) return;
+  /** The pixel under the pointer, the selected one or the view's centre, with the colour it shows. */
+  setPointer(p: { x: number; y: number; color: string }): void {
     this.text(this.pointerText, `(${p.x}, ${p.y})`);
     this.pointerSwatch.style.background = p.color;
   }
@@ -172,10 +174,11 @@ export class Ui {
     this.text(this.zoom, `${zoom >= 10 ? Math.round(zoom) : zoom.toFixed(1)}x`);
   }
 
-  /** Outlines a screen rectangle (CSS px), or hides the reticle. */
-  setReticle(r: { x: number; y: number; size: number } | null): void {
+  /** Outlines a screen rectangle (CSS px) filled with the colour a placement would give it, or hides the reticle. */
+  setReticle(r: { x: number; y: number; size: number; color: string } | null): void {
     this.reticle.hidden = r === null;
     if (!r) return;
+    this.reticle.style.background = r.color;
     const pad = 2;
     this.reticle.style.width = `${r.size + 2 * pad}px`;
     this.reticle.style.height = `${r.size + 2 * pad}px`;
@@ -204,6 +207,14 @@ export class Ui {
       this.confirm.replaceChildren(swatch, document.createTextNode(label));
     }
     this.confirm.disabled = c.waitMs > 0;
+  }
+
+  /** The sound toggle of the dock. */
+  setSound(on: boolean): void {
+    const b = el("sound-button");
+    b.setAttribute("aria-pressed", String(on));
+    b.innerHTML = on ? SOUND_ON : SOUND_OFF;
+    b.title = on ? "A sound plays when you can place again (click to mute)" : "Play a sound when you can place again";
   }
 
   toast(message: string, ms = 3000): void {
