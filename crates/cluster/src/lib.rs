@@ -4,7 +4,9 @@
 //! - [`ring`]: which shard owns which tile (consistent hashing with virtual nodes, with epochs).
 //! - [`ring_store`]: the ring in Redis, and watching it.
 //! - [`reshard`]: changing the ring while the cluster serves (one change at a time, progress,
-//!   shards' reports, failover of silent shards).
+//!   shards' reports).
+//! - [`failover`]: a shard's supervisor: its reports, the failover of silent shards, and the
+//!   rejoin of a shard a failover took out.
 //! - [`tls`]: the cluster's certificate authority and node identities, and the mutually
 //!   authenticated QUIC configurations built from them.
 //! - [`wire`]: the edge-shard messages and their framing on QUIC streams.
@@ -12,6 +14,7 @@
 //! - [`client`]: an edge's QUIC client: placements routed by the ring, tile streams, reads.
 
 pub mod client;
+pub mod failover;
 pub mod reshard;
 pub mod ring;
 pub mod ring_store;

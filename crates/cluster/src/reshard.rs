@@ -11,7 +11,7 @@
 //!
 //! Shards report themselves under `{prefix}shard:{id}` every [`REPORT_EVERY`], with a time to
 //! live of [`REPORT_TTL`]: a missing report is a shard that is down (what the failover watchdog
-//! acts on, see [`SilenceWatch`]).
+//! of [`crate::failover`] acts on, see [`SilenceWatch`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -30,7 +30,8 @@ const REPORT_WAIT: Duration = Duration::from_secs(5);
 /// How often a shard reports.
 pub const REPORT_EVERY: Duration = Duration::from_millis(250);
 /// How long a report lives: a shard silent this long (four reports missed) is down. A failover
-/// acts after a further silence of the shards' `--failover-after-secs`.
+/// acts after a further silence of the shards' `--failover-after-secs` (see
+/// [`crate::failover`]).
 pub const REPORT_TTL: Duration = Duration::from_secs(1);
 
 /// What a shard says about itself. The figures after `placements_per_sec` are for operators

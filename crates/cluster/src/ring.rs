@@ -5,6 +5,10 @@
 //! deterministic hash (SipHash 1-3 with fixed keys, from `consistent_hash`), so they agree
 //! without asking anyone. Adding a shard to `n` moves about `1/(n+1)` of the tiles, all of them
 //! to the new shard; removing one moves only its own tiles.
+//!
+//! The ring also remembers the shards a failover took out (with their addresses), so that such a
+//! shard can put itself back when it runs again (see [`crate::failover`]); a shard an operator
+//! removed is not remembered, and stays out.
 
 use std::collections::BTreeMap;
 
@@ -52,6 +56,7 @@ pub enum RingError {
 pub struct Ring {
     epoch: u64,
     shards: Vec<ShardInfo>,
+    failed_over: Vec<ShardInfo>,
     hash: StaticHashRing<'static, String, usize, DefaultHash>,
 }
 
@@ -59,12 +64,17 @@ pub struct Ring {
 struct RingData {
     epoch: u64,
     shards: Vec<ShardInfo>,
+    /// Absent in a ring stored before failovers were remembered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    failed_over: Vec<ShardInfo>,
 }
 
 impl TryFrom<RingData> for Ring {
     type Error = RingError;
     fn try_from(data: RingData) -> Result<Self, RingError> {
-        Ring::new(data.epoch, data.shards)
+        let mut ring = Ring::new(data.epoch, data.shards)?;
+        ring.failed_over = data.failed_over;
+        Ok(ring)
     }
 }
 
@@ -73,13 +83,16 @@ impl From<Ring> for RingData {
         RingData {
             epoch: ring.epoch,
             shards: ring.shards,
+            failed_over: ring.failed_over,
         }
     }
 }
 
 impl Clone for Ring {
     fn clone(&self) -> Self {
-        Ring::build(self.epoch, self.shards.clone())
+        let mut ring = Ring::build(self.epoch, self.shards.clone());
+        ring.failed_over = self.failed_over.clone();
+        ring
     }
 }
 
@@ -88,13 +101,16 @@ impl std::fmt::Debug for Ring {
         f.debug_struct("Ring")
             .field("epoch", &self.epoch)
             .field("shards", &self.shards)
+            .field("failed_over", &self.failed_over)
             .finish()
     }
 }
 
 impl PartialEq for Ring {
     fn eq(&self, other: &Self) -> bool {
-        self.epoch == other.epoch && self.shards == other.shards
+        self.epoch == other.epoch
+            && self.shards == other.shards
+            && self.failed_over == other.failed_over
     }
 }
 
@@ -139,6 +155,7 @@ impl Ring {
         Self {
             epoch,
             shards,
+            failed_over: Vec::new(),
             hash,
         }
     }
@@ -187,23 +204,58 @@ impl Ring {
         spread
     }
 
-    /// The next ring with one more shard.
+    /// The shards a failover took out and no one has put back or removed since.
+    pub fn failed_over(&self) -> &[ShardInfo] {
+        &self.failed_over
+    }
+
+    /// The next ring with one more shard (no longer remembered as failed over).
     pub fn with_shard(&self, shard: ShardInfo) -> Result<Ring, RingError> {
         if self.shard(&shard.id).is_some() {
             return Err(RingError::DuplicateId(shard.id));
         }
         let mut shards = self.shards.clone();
-        shards.push(shard);
-        Ring::new(self.epoch + 1, shards)
+        shards.push(shard.clone());
+        let mut next = Ring::new(self.epoch + 1, shards)?;
+        next.failed_over = self.failed_over_except(&shard.id);
+        Ok(next)
     }
 
-    /// The next ring without a shard.
+    /// The next ring without a shard, as an operator removes it: it stays out. A shard a failover
+    /// took out is only forgotten (it no longer comes back by itself); no tile moves.
     pub fn without_shard(&self, id: &str) -> Result<Ring, RingError> {
         if self.shard(id).is_none() {
+            if self.failed_over.iter().any(|s| s.id == id) {
+                let mut next = Ring::build(self.epoch + 1, self.shards.clone());
+                next.failed_over = self.failed_over_except(id);
+                return Ok(next);
+            }
             return Err(RingError::UnknownId(id.to_owned()));
         }
         let shards: Vec<ShardInfo> = self.shards.iter().filter(|s| s.id != id).cloned().collect();
-        Ring::new(self.epoch + 1, shards)
+        let mut next = Ring::new(self.epoch + 1, shards)?;
+        next.failed_over = self.failed_over_except(id);
+        Ok(next)
+    }
+
+    /// The next ring without a shard presumed dead: its tiles go to their next owners, and it is
+    /// remembered (with its address) so that it can put itself back when it runs again.
+    pub fn failing_over(&self, id: &str) -> Result<Ring, RingError> {
+        let shard = self
+            .shard(id)
+            .cloned()
+            .ok_or_else(|| RingError::UnknownId(id.to_owned()))?;
+        let mut next = self.without_shard(id)?;
+        next.failed_over.push(shard);
+        Ok(next)
+    }
+
+    fn failed_over_except(&self, id: &str) -> Vec<ShardInfo> {
+        self.failed_over
+            .iter()
+            .filter(|s| s.id != id)
+            .cloned()
+            .collect()
     }
 }
 
@@ -275,6 +327,33 @@ mod tests {
             g.tiles().all(|t| back.owner(t) == before.owner(t)),
             "removing restores the old owners"
         );
+    }
+
+    #[test]
+    fn a_failed_over_shard_is_remembered_until_it_is_put_back_or_removed() {
+        let failed = ring(3).failing_over("shard-2").expect("failover");
+        assert_eq!(failed.epoch(), 2);
+        assert!(failed.shard("shard-2").is_none());
+        assert_eq!(failed.failed_over(), &[shard(2)]);
+        let stored: Ring =
+            serde_json::from_str(&serde_json::to_string(&failed).expect("json")).expect("ring");
+        assert_eq!(stored, failed, "kept across Redis");
+        // Back in: its own tiles again, and no longer remembered.
+        let back = failed.with_shard(shard(2)).expect("rejoin");
+        assert!(back.failed_over().is_empty());
+        let g = CanvasGeometry::default();
+        assert!(g.tiles().all(|t| back.owner(t) == ring(3).owner(t)));
+        // An operator's removal forgets it, and moves nothing.
+        let forgotten = failed.without_shard("shard-2").expect("forget");
+        assert_eq!(forgotten.epoch(), 3);
+        assert!(forgotten.failed_over().is_empty());
+        assert_eq!(forgotten.shards(), failed.shards());
+        // A ring stored before failovers were remembered still reads.
+        let old: Ring = serde_json::from_str(
+            r#"{"epoch":4,"shards":[{"id":"shard-1","addr":"127.0.0.1:7001"}]}"#,
+        )
+        .expect("old ring");
+        assert!(old.failed_over().is_empty());
     }
 
     #[test]

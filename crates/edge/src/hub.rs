@@ -499,9 +499,18 @@ async fn follow_tile(
             },
             Err(error) => warn!(%tile, %error, "cannot stream tile from its shard; retrying"),
         }
+        // A new ring (a failover, a handoff) names the owner to ask: try it at once, after a
+        // little jitter so that the watchers of many tiles do not all ask in the same instant.
         let half = retry.as_millis() as u64 / 2;
-        tokio::time::sleep(Duration::from_millis(half + rand::random_range(0..=half))).await;
-        retry = (retry * 2).min(MAX_RETRY);
+        let backoff = Duration::from_millis(half + rand::random_range(0..=half));
+        let epoch = client.ring().epoch();
+        client.ring_changed(backoff).await;
+        if client.ring().epoch() != epoch {
+            tokio::time::sleep(Duration::from_millis(rand::random_range(0..=20))).await;
+            retry = FIRST_RETRY;
+        } else {
+            retry = (retry * 2).min(MAX_RETRY);
+        }
         let Some(hub) = hub.upgrade() else { return };
         known = hub.mirror_seq(tile);
     }

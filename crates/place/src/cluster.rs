@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use place_cluster::reshard::{change_ring, silent_shards, ShardReport, SilenceWatch, REPORT_EVERY};
+use place_cluster::failover::{supervise, Supervisor};
 use place_cluster::tls::NodeIdentity;
 use place_cluster::{ClusterClient, RingStore, ShardServer};
 use place_edge::accounts::{Accounts, SharedAccounts};
@@ -230,95 +230,6 @@ pub async fn start_shard(
         supervisor,
         store,
     })
-}
-
-/// What a shard's supervisor needs.
-struct Supervisor {
-    id: String,
-    shard: ShardHandle,
-    store: RingStore,
-    ring: tokio::sync::watch::Receiver<Arc<place_cluster::Ring>>,
-    geometry: place_tiles::CanvasGeometry,
-    failover_after: Option<Duration>,
-}
-
-/// How long a failover waits for the surviving shards to load the dead one's tiles.
-const FAILOVER_HANDOFF_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Reports the shard in Redis every [`REPORT_EVERY`] (its epoch, tiles, loading, rate), and
-/// takes shards that stopped reporting out of the ring after `failover_after`, one at a time.
-async fn supervise(s: Supervisor) {
-    let mut every = tokio::time::interval(REPORT_EVERY);
-    let mut last: Option<(std::time::Instant, u64)> = None;
-    let mut silence = SilenceWatch::default();
-    let mut failover: Option<tokio::task::JoinHandle<()>> = None;
-    loop {
-        every.tick().await;
-        let Some(status) = s.shard.status().await else {
-            return;
-        };
-        let now = std::time::Instant::now();
-        let rate = last.map_or(0.0, |(at, placed)| {
-            (status.placed_total - placed) as f64 / now.duration_since(at).as_secs_f64()
-        });
-        last = Some((now, status.placed_total));
-        let report = ShardReport {
-            id: s.id.clone(),
-            epoch: status.epoch,
-            owned: status.owned.unwrap_or(0),
-            acquiring: status.acquiring,
-            placements_per_sec: (rate * 10.0).round() / 10.0,
-            epoch_since_ms: Some(status.epoch_since_ms),
-            ready_at_ms: status.ready_at_ms,
-            placed_total: status.placed_total,
-            queue_depth: status.queue_depth,
-            writes_total: status.writes_total,
-            write_seconds: status.write_seconds,
-        };
-        if let Err(error) = s.store.report(&report).await {
-            warn!(%error, "cannot report to Redis");
-            continue;
-        }
-        let Some(after) = s.failover_after else {
-            continue;
-        };
-        if failover.as_ref().is_some_and(|f| !f.is_finished()) {
-            continue;
-        }
-        let ring = s.ring.borrow().clone();
-        if ring.shard(&s.id).is_none() {
-            continue;
-        }
-        let reports = match s.store.reports().await {
-            Ok(reports) => reports,
-            Err(error) => {
-                warn!(%error, "cannot read the shards' reports");
-                continue;
-            }
-        };
-        let silent = silent_shards(&ring, &reports, &s.id);
-        let Some(dead) = silence.dead_shards(&silent, after).into_iter().next() else {
-            continue;
-        };
-        warn!(shard = %dead, silent_for = ?after, "a shard stopped reporting; taking it out of the ring");
-        let (store, geometry, me) = (s.store.clone(), s.geometry, s.id.clone());
-        failover = Some(tokio::spawn(async move {
-            let holder = format!("failover of {dead} by {me}");
-            let outcome = change_ring(
-                &store,
-                geometry,
-                &holder,
-                |ring| ring.without_shard(&dead),
-                FAILOVER_HANDOFF_TIMEOUT,
-                |progress| info!(?progress, "failover"),
-            )
-            .await;
-            match outcome {
-                Ok(ring) => info!(shard = %dead, epoch = ring.epoch(), "failover complete"),
-                Err(error) => warn!(shard = %dead, %error, "failover did not complete"),
-            }
-        }));
-    }
 }
 
 impl ShardNode {

@@ -250,9 +250,10 @@ struct ShardArgs {
     /// UDP address for QUIC from the edges.
     #[arg(long, env = "PLACE_LISTEN_QUIC", default_value = "127.0.0.1:7001")]
     listen_quic: std::net::SocketAddr,
-    /// Take a shard that stopped reporting out of the ring after this many seconds (its tiles go
-    /// to the next owners); 0: never.
-    #[arg(long, env = "PLACE_FAILOVER_AFTER_SECS", default_value_t = 30)]
+    /// Take a shard out of the ring once its report (1 s time to live) has been missing for this
+    /// many more seconds (its tiles go to the next owners; a shard only presumed dead is shut out
+    /// by the tiles' fences and rejoins when it runs again); 0: never.
+    #[arg(long, env = "PLACE_FAILOVER_AFTER_SECS", default_value_t = 1)]
     failover_after_secs: u64,
     #[command(flatten)]
     cluster: ClusterArgs,

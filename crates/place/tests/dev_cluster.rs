@@ -1,8 +1,10 @@
 //! `scripts/dev-cluster` end to end: real `place` processes behind nginx, on the machine's Redis
 //! and PostgreSQL (a cluster name of its own, removed afterwards). `kill -9` of an edge: its
 //! players reconnect through nginx to the other edge and lose nothing, cooldown included.
-//! `kill -9` of a shard under placement load: its tiles fail fast, the others keep working, and
-//! after a restart every acknowledged pixel is there and watchers resync without reloading.
+//! `kill -9` of a shard under placement load: its tiles fail fast, the others keep working, the
+//! survivors serve its tiles within 5 s, and restarted it rejoins the ring by itself; every
+//! acknowledged pixel is there and watchers resync without reloading. `kill -STOP` for 3 s
+//! (a shard presumed dead that was not): the same, and nothing is applied twice.
 //! `add-shard` and `remove-shard` under placement load: players notice nothing, nothing is lost.
 
 mod common;
@@ -54,7 +56,7 @@ impl DevCluster {
     /// more shard with add-shard). All stay below 32768, where Linux's ephemeral ports start, so
     /// no client socket holds one.
     fn port(&self) -> u16 {
-        20_000 + (std::process::id() % 250) as u16 * 48 + self.tag * 16
+        20_000 + (std::process::id() % 180) as u16 * 64 + self.tag * 16
     }
 
     fn up(tag: u16, cooldown_secs: u32) -> DevCluster {
@@ -115,7 +117,62 @@ impl DevCluster {
     fn lb_ws(&self) -> String {
         self.urls[2].replace("http://", "ws://") + "/ws"
     }
+
+    async fn ring_store(&self) -> place_cluster::RingStore {
+        let redis = redis::Client::open("redis://127.0.0.1:6379")
+            .expect("redis url")
+            .get_connection_manager()
+            .await
+            .expect("Redis must be running on 127.0.0.1:6379");
+        place_cluster::RingStore::new(redis, &format!("place:{}:", self.name))
+    }
+
+    /// Waits (at most `within`) until the ring holds `shard` and every shard of it works at the
+    /// ring's epoch with nothing left to load; returns the ring.
+    async fn wait_for_ring_with(&self, shard: &str, within: Duration) -> place_cluster::Ring {
+        let store = self.ring_store().await;
+        let started = std::time::Instant::now();
+        loop {
+            assert!(
+                started.elapsed() < within,
+                "{shard} is not back in the ring"
+            );
+            if let (Ok(ring), Ok(reports)) = (store.require().await, store.reports().await) {
+                let settled = ring.shard(shard).is_some()
+                    && ring.shards().iter().all(|s| {
+                        reports
+                            .get(&s.id)
+                            .is_some_and(|r| r.epoch == ring.epoch() && r.acquiring == 0)
+                    });
+                if settled {
+                    return ring;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// How many pixels the event log holds more than one placement of (the painters of these
+    /// tests place each pixel at most once, so any is a placement applied twice).
+    async fn pixels_placed_twice(&self) -> i64 {
+        let pool = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/postgres")
+            .await
+            .expect("postgres");
+        sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM (SELECT 1 FROM {}.pixel_events GROUP BY x, y HAVING count(*) > 1) d",
+            self.name
+        ))
+        .fetch_one(&pool)
+        .await
+        .expect("count")
+    }
 }
+
+/// How much later than the promised 5 s a killed shard's tiles may come back in these tests:
+/// six processes, nginx and the test share a machine that is also building and testing other
+/// things, and every step of a failover (a report expiring, the survivors' checks, loading the
+/// tiles) waits for a CPU. `bench/reshard` measures the 5 s without it.
+const LOADED_MACHINE_SLACK: Duration = Duration::from_secs(2);
 
 impl Drop for DevCluster {
     fn drop(&mut self) {
@@ -315,13 +372,16 @@ async fn kill_9_of_an_edge_loses_nothing_and_players_come_back_through_the_other
 #[derive(Default)]
 struct PainterLog {
     acked: Vec<(u32, u32, u8)>,
+    /// When each acknowledgement arrived, and for which tile.
+    acked_at: Vec<(TileId, std::time::Instant)>,
     refused: Vec<(u32, u32, u8)>,
     slowest: Duration,
     acked_while_down_elsewhere: usize,
 }
 
-/// Places fresh pixels (painter `index` of `painters` takes every `painters`-th pixel of the
-/// canvas, so no pixel is placed twice) until `stop`, recording every answer.
+/// Places fresh pixels (painter `index` of `painters` takes every `painters`-th pixel of a
+/// permutation of the canvas spread over every tile, so no pixel is placed twice) until `stop`,
+/// recording every answer.
 async fn paint(
     ws: String,
     cookie: String,
@@ -336,7 +396,10 @@ async fn paint(
     let mut log = PainterLog::default();
     let mut pixel = index;
     while !*stop.borrow() {
-        let (x, y) = (pixel % 256, pixel / 256);
+        // Spread over every tile: 4099 is odd, so `p * 4099 mod 65,536` is a distinct pixel for
+        // every distinct `p` below 65,536.
+        let spread = pixel * 4099 % 65_536;
+        let (x, y) = (spread % 256, spread / 256);
         pixel += painters;
         let color = 1 + (pixel % 15) as u8;
         let started = std::time::Instant::now();
@@ -360,6 +423,10 @@ async fn paint(
         match answer {
             ServerMessage::Success { .. } => {
                 log.acked.push((x, y, color));
+                log.acked_at.push((
+                    TileId::new((x / 64) as u16, (y / 64) as u16),
+                    std::time::Instant::now(),
+                ));
                 if *shard_down.borrow() {
                     log.acked_while_down_elsewhere += 1;
                 }
@@ -382,18 +449,39 @@ async fn paint(
     log
 }
 
+/// How a test makes a shard fail.
+#[derive(Debug, Clone, Copy)]
+enum Failure {
+    /// `kill -9`, then `scripts/dev-cluster restart` once the survivors took its tiles over.
+    Kill,
+    /// `kill -STOP`, then `kill -CONT` after this long: a shard presumed dead that was not.
+    Pause(Duration),
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_of_a_shard_under_load_fails_its_tiles_fast_and_loses_no_acknowledged_pixel() {
+async fn kill_9_of_a_shard_under_load_its_tiles_are_back_within_5_s_and_it_rejoins_on_restart() {
+    shard_failure_under_load(1, Failure::Kill).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_paused_for_3_s_is_failed_over_loses_nothing_applies_nothing_twice_and_rejoins() {
+    shard_failure_under_load(3, Failure::Pause(Duration::from_secs(3))).await;
+}
+
+/// Six players paint through both edges (each pixel once) while shard-1 fails as `failure` says,
+/// with the dev cluster's default failover settings. Then: the survivors served its tiles again
+/// within 5 s of the failure (plus [`LOADED_MACHINE_SLACK`]), by the test's clock, for every
+/// tile; only its tiles were refused, and only as `UNAVAILABLE`; it is back in the ring by
+/// itself (the rejoin rule of a failed-over shard); every acknowledged pixel is on the canvas,
+/// no placement is in the log twice, a watcher of one of its tiles was resynchronised on the
+/// same socket, and the canvas equals the log.
+async fn shard_failure_under_load(tag: u16, failure: Failure) {
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;
-    let cluster = DevCluster::up(1, 0);
+    let cluster = DevCluster::up(tag, 0);
     let lb = cluster.urls[2].clone();
     let geometry = place_tiles::CanvasGeometry::new(256, 256).expect("geometry");
-    let redis = redis::Client::open("redis://127.0.0.1:6379")
-        .expect("redis url")
-        .get_connection_manager()
-        .await
-        .expect("Redis must be running on 127.0.0.1:6379");
-    let ring = place_cluster::RingStore::new(redis, &format!("place:{}:", cluster.name))
+    let store = cluster.ring_store().await;
+    let ring = store
         .load()
         .await
         .expect("the ring")
@@ -404,7 +492,7 @@ async fn kill_9_of_a_shard_under_load_fails_its_tiles_fast_and_loses_no_acknowle
     let dead_tile = *dead_tiles.iter().next().expect("a tile");
     let dead_tiles = std::sync::Arc::new(dead_tiles);
 
-    // A watcher of one of the doomed shard's tiles, through edge 1.
+    // A watcher of one of the failing shard's tiles, through edge 1.
     let mut watcher = Client::connect(
         &(cluster.urls[0].replace("http://", "ws://") + "/ws"),
         Some(&guest(&lb).await),
@@ -445,25 +533,65 @@ async fn kill_9_of_a_shard_under_load_fails_its_tiles_fast_and_loses_no_acknowle
         )));
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let pid = cluster.pid_of("shard-1");
+    let signal = match failure {
+        Failure::Kill => "-9",
+        Failure::Pause(_) => "-STOP",
+    };
+    let failed_at = std::time::Instant::now();
     let status = Command::new("kill")
-        .args(["-9", &cluster.pid_of("shard-1")])
+        .args([signal, &pid])
         .status()
-        .expect("kill -9");
+        .expect("kill");
     assert!(status.success());
     down_tx.send_replace(true);
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    down_tx.send_replace(false);
-    let out = cluster
-        .command("restart")
-        .arg("shard-1")
-        .output()
-        .expect("restart");
-    assert!(
-        out.status.success(),
-        "restart: {}",
-        String::from_utf8_lossy(&out.stderr)
+    match failure {
+        Failure::Kill => {
+            tokio::time::sleep(Duration::from_secs(7)).await;
+            let ring = store.require().await.expect("ring");
+            assert!(ring.shard("shard-1").is_none(), "shard-1 was failed over");
+            down_tx.send_replace(false);
+            let out = cluster
+                .command("restart")
+                .arg("shard-1")
+                .output()
+                .expect("restart");
+            assert!(
+                out.status.success(),
+                "restart: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Failure::Pause(pause) => {
+            tokio::time::sleep(pause).await;
+            let ring = store.require().await.expect("ring");
+            let status = Command::new("kill")
+                .args(["-CONT", &pid])
+                .status()
+                .expect("kill -CONT");
+            assert!(status.success());
+            down_tx.send_replace(false);
+            assert!(
+                ring.shard("shard-1").is_none(),
+                "shard-1 was failed over while paused"
+            );
+        }
+    }
+    let back_from = std::time::Instant::now();
+    let rejoined = cluster
+        .wait_for_ring_with("shard-1", Duration::from_secs(30))
+        .await;
+    let rejoin_took = back_from.elapsed();
+    assert!(rejoined.failed_over().is_empty(), "{rejoined:?}");
+    assert_eq!(
+        rejoined
+            .tiles_of("shard-1", geometry)
+            .collect::<std::collections::HashSet<_>>(),
+        *dead_tiles,
+        "it owns its old tiles again"
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rejoined_at = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
     stop_tx.send_replace(true);
     let mut logs = Vec::new();
     for task in tasks {
@@ -474,18 +602,53 @@ async fn kill_9_of_a_shard_under_load_fails_its_tiles_fast_and_loses_no_acknowle
     let refused: usize = logs.iter().map(|l| l.refused.len()).sum();
     let slowest = logs.iter().map(|l| l.slowest).max().unwrap_or_default();
     let elsewhere: usize = logs.iter().map(|l| l.acked_while_down_elsewhere).sum();
-    eprintln!("acked {acked}, refused {refused}, slowest answer {slowest:?}, acked while down {elsewhere}");
-    assert!(refused > 0, "the dead shard's tiles were refused");
+    // Each tile's window: from the failure to the first acknowledgement at least 250 ms after it
+    // (one arriving sooner may have left the failing shard just before).
+    let mut windows: Vec<(TileId, Duration)> = dead_tiles
+        .iter()
+        .map(|tile| {
+            let back = logs
+                .iter()
+                .flat_map(|l| l.acked_at.iter())
+                .filter(|(t, _)| t == tile)
+                .map(|(_, at)| at.saturating_duration_since(failed_at))
+                .filter(|since| *since >= Duration::from_millis(250))
+                .min()
+                .unwrap_or_else(|| panic!("tile {tile} never took a placement again"));
+            (*tile, back)
+        })
+        .collect();
+    windows.sort_by_key(|(_, back)| *back);
+    let after_rejoin = logs
+        .iter()
+        .flat_map(|l| l.acked_at.iter())
+        .filter(|(tile, at)| dead_tiles.contains(tile) && *at > rejoined_at)
+        .count();
+    eprintln!(
+        "{failure:?}: acked {acked}, refused {refused}, slowest answer {slowest:?}, acked \
+         elsewhere meanwhile {elsewhere}; tiles back after {windows:?}; back in the ring \
+         {rejoin_took:?} after the restart or the resume, at epoch {}",
+        rejoined.epoch()
+    );
+    assert!(refused > 0, "the failing shard's tiles were refused");
     assert!(elsewhere > 0, "the other shards kept working");
     assert!(slowest < Duration::from_secs(3), "no hang: {slowest:?}");
-    let after_restart = logs
-        .iter()
-        .flat_map(|l| l.acked.iter())
-        .filter(|(x, y, _)| dead_tiles.contains(&TileId::new((x / 64) as u16, (y / 64) as u16)))
-        .count();
-    assert!(after_restart > 0, "the restarted shard takes placements");
+    let (_, slowest_tile) = windows.last().copied().expect("tiles");
+    assert!(
+        slowest_tile <= Duration::from_secs(5) + LOADED_MACHINE_SLACK,
+        "every tile is served again within 5 s: {windows:?}"
+    );
+    assert!(
+        after_rejoin > 0,
+        "the tiles take placements after the rejoin"
+    );
+    assert!(
+        rejoined.epoch() >= ring.epoch() + 2,
+        "a failover, then the rejoin"
+    );
 
-    // Every acknowledged pixel is on the canvas; nothing was placed that nobody asked for.
+    // Every acknowledged pixel is on the canvas; nothing was placed that nobody asked for, and
+    // nothing twice.
     let canvas = reqwest::get(format!("{}/api/v1/canvas", cluster.urls[1]))
         .await
         .expect("canvas")
@@ -509,6 +672,7 @@ async fn kill_9_of_a_shard_under_load_fails_its_tiles_fast_and_loses_no_acknowle
     let asked: usize = logs.iter().map(|l| l.acked.len() + l.refused.len()).sum();
     let painted = canvas.iter().filter(|&&c| c != 0).count();
     assert!(painted <= asked, "{painted} painted, {asked} asked");
+    assert_eq!(cluster.pixels_placed_twice().await, 0, "applied twice");
 
     // The watcher was resynchronised on the same socket: its copy of the tile equals the canvas.
     while let Some(m) = watcher.try_recv(Duration::from_millis(500)).await {

@@ -96,6 +96,12 @@ const RAISE_FENCES: &str = "\
     UPDATE tile_fences SET epoch = $3 \
     WHERE (tx, ty) IN (SELECT * FROM UNNEST($1::int4[], $2::int4[])) AND epoch < $3";
 
+/// Ends the transaction's session should its client stall inside it (a writer paused by
+/// `kill -STOP`, or frozen with its host), so the fence locks it holds do not hold up the tiles'
+/// new owner: PostgreSQL ends a session idle in a transaction this long, and its write rolls back.
+/// The writers' transactions wait on nothing but PostgreSQL, so a healthy one is never near it.
+const WRITER_STALL_LIMIT: &str = "SET LOCAL idle_in_transaction_session_timeout = '2s'";
+
 /// Creates the fence rows of every tile of a canvas (`$1` by `$2` tiles) that lacks one.
 const CREATE_FENCES: &str = "\
     INSERT INTO tile_fences (tx, ty, epoch) \
@@ -247,6 +253,9 @@ impl PgStore {
     pub async fn raise_fences(&self, tiles: &[TileId], epoch: u64) -> Result<(), StoreError> {
         let (tx, ty) = tile_columns(tiles);
         let mut transaction = self.pool.begin().await?;
+        sqlx::query(WRITER_STALL_LIMIT)
+            .execute(&mut *transaction)
+            .await?;
         sqlx::query(LOCK_FENCES_FOR_RAISE)
             .bind(&tx)
             .bind(&ty)
@@ -343,6 +352,7 @@ impl PgStore {
     /// afterwards reads the last id.
     async fn copy_events(&self, rows: &[EventRow], epoch: i64) -> Result<Written, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
+        sqlx::query(WRITER_STALL_LIMIT).execute(&mut *tx).await?;
         let fenced: Vec<(i32, i32)> = sqlx::query_as(LOCK_FENCES)
             .bind(rows.iter().map(|r| r.tx).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.ty).collect::<Vec<_>>())
