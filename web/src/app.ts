@@ -333,6 +333,15 @@ export class App {
   }
 
   private onError(m: ErrorMsg): void {
+    if (m.requestId !== undefined && m.code === "UNAVAILABLE" && m.retryAfter !== undefined) {
+      // Nothing was placed and the server says when to ask again (a shard's tiles are moving):
+      // the pixel stays shown, pending, and is sent again by `tick`; the cooldown stays taken.
+      const pending = this.placements.retryLater(m.requestId, Date.now(), m.retryAfter);
+      if (pending) {
+        if (pending.retries === 1) this.ui.toast("Your pixel is pending: the server is busy, trying again");
+        return;
+      }
+    }
     const p = m.requestId !== undefined ? this.placements.remove(m.requestId) : undefined;
     if (p) {
       this.refreshPixel(p.x, p.y);
@@ -556,6 +565,12 @@ export class App {
   private tick(): void {
     const now = Date.now();
     for (const p of this.placements.expire(now)) this.refreshPixel(p.x, p.y);
+    if (this.live && this.info) {
+      for (const p of this.placements.dueRetries(now)) {
+        this.nextPlacementAt = Math.max(this.nextPlacementAt, now + this.info.cooldownSeconds * 1000);
+        this.conn.send(encodePlace(p.x, p.y, p.color, p.requestId));
+      }
+    }
     const notice = noticeFor({
       live: this.live,
       everLive: this.everLive,
@@ -737,6 +752,10 @@ export class App {
         return app.renderer.selected;
       },
       heldSeq: (tx: number, ty: number) => app.store.get(tileKey(tx, ty))?.seq,
+      /** Placements refused for now (UNAVAILABLE with retryAfter), shown and waiting to be sent again. */
+      get pendingPlacements() {
+        return app.placements.pending;
+      },
       colorAt: (x: number, y: number) => app.renderer.shownIndex(x, y, app.truthAt(x, y)),
       /** CSS px of the centre of a canvas pixel. */
       screenOf: (x: number, y: number) => canvasToScreen(app.view, app.size, x + 0.5, y + 0.5),

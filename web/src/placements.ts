@@ -1,6 +1,9 @@
 // Optimistic placements: a pixel the user placed shows at once, above the
 // server's truth, until the server confirms it (the tile's own event arrives)
-// or rejects it (the overlay goes and the truth shows again). Pure.
+// or rejects it (the overlay goes and the truth shows again). A placement the
+// server could not place now and said when to try again (UNAVAILABLE with
+// retryAfter, e.g. while a dead shard's tiles move) stays shown, marked
+// pending, and is sent again when due, for up to RETRY_FOR_MS. Pure.
 
 export interface Placement {
   requestId: number;
@@ -10,12 +13,20 @@ export interface Placement {
   sentAt: number;
   /** Set when `success` arrived: the overlay waits for the pixel's event. */
   confirmedAt: number | null;
+  /** Pending: refused for now, to be sent again at this time (ms). */
+  retryAt?: number | null;
+  /** How many times it was refused for now and sent again. */
+  retries?: number;
+  /** When it was first sent (retries stop RETRY_FOR_MS after). */
+  firstSentAt?: number;
 }
 
 /** A confirmed placement whose event never showed (e.g. not subscribed) is dropped after this. */
 export const CONFIRMED_TTL_MS = 5000;
 /** A placement with no answer at all is given up (and rolled back) after this. */
 export const UNANSWERED_TTL_MS = 15000;
+/** A placement refused for now is sent again for this long after it was first sent, then given up. */
+export const RETRY_FOR_MS = 15000;
 
 export class Placements {
   private byRequest = new Map<number, Placement>();
@@ -55,6 +66,42 @@ export class Placements {
     const p = this.byRequest.get(requestId);
     if (p) p.confirmedAt = now;
     return p;
+  }
+
+  /**
+   * The server could not place it now and may be asked again after `afterMs`: the placement
+   * stays shown, pending, until `dueRetries` sends it again. Returns it, or undefined when it is
+   * unknown or has been retried for RETRY_FOR_MS (the caller then rolls it back).
+   */
+  retryLater(requestId: number, now: number, afterMs: number): Placement | undefined {
+    const p = this.byRequest.get(requestId);
+    if (!p) return undefined;
+    const first = p.firstSentAt ?? p.sentAt;
+    if (now + afterMs - first > RETRY_FOR_MS) return undefined;
+    p.firstSentAt = first;
+    p.retryAt = now + Math.max(0, afterMs);
+    p.retries = (p.retries ?? 0) + 1;
+    return p;
+  }
+
+  /** Pending placements due to be sent again; each is marked as sent now. */
+  dueRetries(now: number): Placement[] {
+    const due: Placement[] = [];
+    for (const p of this.byRequest.values()) {
+      if (p.retryAt != null && p.retryAt <= now) {
+        p.retryAt = null;
+        p.sentAt = now;
+        due.push(p);
+      }
+    }
+    return due;
+  }
+
+  /** How many placements wait to be sent again. */
+  get pending(): number {
+    let n = 0;
+    for (const p of this.byRequest.values()) if (p.retryAt != null) n++;
+    return n;
   }
 
   /** Removes a placement; returns it so the caller can redraw its pixel. */

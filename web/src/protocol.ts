@@ -84,6 +84,11 @@ export interface ErrorMsg {
   requestId?: number;
   /** Milliseconds; present only for a cooldown RATE_LIMITED. */
   cooldownRemaining?: number;
+  /**
+   * Milliseconds; present only for an UNAVAILABLE placement that was not placed: the same
+   * placement may be sent again after this long. Absent, it may have been placed: never resend.
+   */
+  retryAfter?: number;
   message: string;
 }
 
@@ -272,7 +277,7 @@ function decodeError(v: DataView, bytes: Uint8Array): ErrorMsg {
   const code = v.getUint8(1);
   const flags = v.getUint8(2);
   const len = v.getUint16(11, true);
-  need(v, 13 + len, true);
+  need(v, 13 + len + (flags & 4 ? 4 : 0), true);
   const msg: ErrorMsg = {
     type: "error",
     code: ERROR_CODES[code] ?? `UNKNOWN_${code}`,
@@ -280,5 +285,6 @@ function decodeError(v: DataView, bytes: Uint8Array): ErrorMsg {
   };
   if (flags & 1) msg.requestId = v.getUint32(3, true);
   if (flags & 2) msg.cooldownRemaining = v.getUint32(7, true);
+  if (flags & 4) msg.retryAfter = v.getUint32(13 + len, true);
   return msg;
 }

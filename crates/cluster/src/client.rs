@@ -168,19 +168,15 @@ impl ClusterClient {
         request: &Request,
     ) -> Result<(quinn::SendStream, quinn::RecvStream), ClientError> {
         let connection = self.connection(shard).await?;
-        let (mut send, recv) = connection
-            .open_bi()
-            .await
-            .map_err(|e| ClientError::Stream(e.to_string()))?;
-        write_frame(&mut send, &request.encode()).await?;
-        Ok((send, recv))
+        open_on(&connection, request).await
     }
 
     /// Places a pixel at the owner of its tile. A shard that does not own the tile (the ring
     /// changed, or the new owner is still loading it mid-handoff) applied nothing, so the edge
     /// routes it again by the newest ring, with a short growing pause, until [`PLACE_TIMEOUT`]:
-    /// a reshard is invisible to the player. A shard that does not answer in time is
-    /// `Unavailable` (it may or may not have applied it, so the edge must not retry blindly).
+    /// a reshard is invisible to the player. A shard that cannot be reached is `Unavailable`
+    /// (nothing was sent); one that was sent the placement but does not answer in time is
+    /// `NoAnswer` (it may or may not have applied it, so nobody must retry blindly).
     pub async fn place(&self, request: PlaceRequest) -> Result<Placed, PlaceError> {
         let Some((tile, _, _)) = self.geometry.locate(request.x, request.y) else {
             return Err(PlaceError::InvalidCoords);
@@ -191,8 +187,17 @@ impl ClusterClient {
             let ring = self.ring();
             let owner = ring.owner(tile).clone();
             let wire = wire_place(&request, ring.epoch());
+            let connection = match tokio::time::timeout_at(deadline, self.connection(&owner)).await
+            {
+                Ok(Ok(connection)) => connection,
+                Ok(Err(error)) => {
+                    warn!(shard = %owner.id, %error, "placement not sent: shard unreachable");
+                    return Err(PlaceError::Unavailable);
+                }
+                Err(_) => return Err(PlaceError::Unavailable),
+            };
             let exchange = async {
-                let (send, mut recv) = self.open(&owner, &Request::Place(wire)).await?;
+                let (send, mut recv) = open_on(&connection, &Request::Place(wire)).await?;
                 drop(send);
                 let frame = read_frame(&mut recv)
                     .await?
@@ -203,11 +208,11 @@ impl ClusterClient {
                 Ok(Ok(reply)) => reply,
                 Ok(Err(error)) => {
                     warn!(shard = %owner.id, %error, "placement failed");
-                    return Err(PlaceError::Unavailable);
+                    return Err(PlaceError::NoAnswer);
                 }
                 Err(_) => {
                     warn!(shard = %owner.id, "placement timed out");
-                    return Err(PlaceError::Unavailable);
+                    return Err(PlaceError::NoAnswer);
                 }
             };
             match reply {
@@ -434,6 +439,19 @@ fn wire_place(r: &PlaceRequest, epoch: u64) -> WirePlace {
         action_id: r.action_id,
         placement_id: r.placement_id,
     }
+}
+
+/// Opens a stream on `connection` and sends `request` on it.
+async fn open_on(
+    connection: &quinn::Connection,
+    request: &Request,
+) -> Result<(quinn::SendStream, quinn::RecvStream), ClientError> {
+    let (mut send, recv) = connection
+        .open_bi()
+        .await
+        .map_err(|e| ClientError::Stream(e.to_string()))?;
+    write_frame(&mut send, &request.encode()).await?;
+    Ok((send, recv))
 }
 
 /// What a shard's refusal means to the edge.

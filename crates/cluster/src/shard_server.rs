@@ -204,7 +204,7 @@ impl ShardServer {
             PlaceError::InvalidCoords => PlaceRefusal::InvalidCoords,
             PlaceError::InvalidColor => PlaceRefusal::InvalidColor,
             PlaceError::NotOwner => PlaceRefusal::NotOwner,
-            PlaceError::Unavailable => PlaceRefusal::Unavailable,
+            PlaceError::Unavailable | PlaceError::NoAnswer => PlaceRefusal::Unavailable,
         })
     }
 

@@ -42,6 +42,10 @@ const FLOOD_WINDOW: Duration = Duration::from_secs(10);
 const PING_EVERY: Duration = Duration::from_secs(20);
 /// How long a closing connection waits for the other side of the close handshake.
 const CLOSE_HANDSHAKE: Duration = Duration::from_secs(2);
+/// After how long a client may send again a placement refused as `UNAVAILABLE` with nothing
+/// placed (`retryAfter`): about the time a failover takes to give a dead shard's tiles new
+/// owners, so a page retrying every second sees its pixel placed within a few tries.
+pub const RETRY_UNAVAILABLE_AFTER: Duration = Duration::from_secs(1);
 
 /// Close codes (see `docs/PROTOCOL.md`).
 pub mod close_code {
@@ -538,11 +542,13 @@ async fn place_checked(
         }
         Err(error) => {
             tracing::warn!(%error, "placement admission failed");
-            return fail(
+            let error = ErrorMessage::new(
                 ErrorCode::Unavailable,
                 "accounts are unavailable; try again",
-                request_id,
-            );
+            )
+            .with_request_id(request_id)
+            .with_retry_after(RETRY_UNAVAILABLE_AFTER);
+            return ServerMessage::Error(error);
         }
     };
     let request = PlaceRequest {
@@ -569,9 +575,17 @@ async fn place_checked(
             let code = match error {
                 PlaceError::InvalidCoords => ErrorCode::InvalidCoords,
                 PlaceError::InvalidColor => ErrorCode::InvalidColor,
-                PlaceError::NotOwner | PlaceError::Unavailable => ErrorCode::Unavailable,
+                PlaceError::NotOwner | PlaceError::Unavailable | PlaceError::NoAnswer => {
+                    ErrorCode::Unavailable
+                }
             };
-            fail(code, &error.to_string(), request_id)
+            let mut answer = ErrorMessage::new(code, error.to_string()).with_request_id(request_id);
+            // Nothing was placed: the client may send it again. After `NoAnswer` it may have
+            // been, so it gets no `retryAfter` and learns the outcome from the tile's deltas.
+            if matches!(error, PlaceError::NotOwner | PlaceError::Unavailable) {
+                answer = answer.with_retry_after(RETRY_UNAVAILABLE_AFTER);
+            }
+            ServerMessage::Error(answer)
         }
     }
 }

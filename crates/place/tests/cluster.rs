@@ -1054,7 +1054,7 @@ fn paint(
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     acked: std::sync::Arc<std::sync::Mutex<Vec<(u32, u32, u8)>>>,
     timings: std::sync::Arc<std::sync::Mutex<Vec<PlacementTiming>>>,
-) -> tokio::task::JoinHandle<Vec<ErrorCode>> {
+) -> tokio::task::JoinHandle<Vec<place_protocol::ErrorMessage>> {
     tokio::spawn(async move {
         let mut refused = Vec::new();
         let mut k = 0u32;
@@ -1079,7 +1079,7 @@ fn paint(
             });
             match answer {
                 ServerMessage::Success { .. } => acked.lock().expect("lock").push((x, y, color)),
-                ServerMessage::Error(e) => refused.push(e.code),
+                ServerMessage::Error(e) => refused.push(e),
                 other => panic!("unexpected {other:?}"),
             }
             k += 1;
@@ -1385,7 +1385,7 @@ async fn shards_join_leave_and_die_while_players_paint_and_nothing_is_lost() {
     // Players never noticed a planned change; a dead shard's tiles are refused as UNAVAILABLE
     // (retryable) until the failover, and nothing is refused as anything else.
     assert!(
-        refused.iter().all(|c| *c == ErrorCode::Unavailable),
+        refused.iter().all(|e| e.code == ErrorCode::Unavailable),
         "{} acknowledged, refused: {refused:?}",
         acked.len()
     );
@@ -1953,8 +1953,13 @@ async fn a_killed_shards_tiles_are_back_within_5_s_and_it_rejoins_when_started_a
         slowest <= Duration::from_secs(5) + LOADED_MACHINE_SLACK,
         "{windows:?}"
     );
+    // Only UNAVAILABLE, and those refused unsent (the shard unreachable) say when to retry.
     assert!(
-        refused.iter().all(|c| *c == ErrorCode::Unavailable),
+        refused.iter().all(|e| e.code == ErrorCode::Unavailable),
+        "{refused:?}"
+    );
+    assert!(
+        refused.iter().any(|e| e.retry_after == Some(1000)),
         "{refused:?}"
     );
 

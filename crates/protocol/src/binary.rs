@@ -186,10 +186,11 @@ pub fn encode_server(message: &ServerMessage) -> Bytes {
         }
         ServerMessage::Error(e) => {
             let request_id = e.request_id.as_ref().and_then(RequestId::as_u32);
-            let flags =
-                u8::from(request_id.is_some()) | (u8::from(e.cooldown_remaining.is_some()) << 1);
+            let flags = u8::from(request_id.is_some())
+                | (u8::from(e.cooldown_remaining.is_some()) << 1)
+                | (u8::from(e.retry_after.is_some()) << 2);
             let text = truncate_utf8(&e.message, usize::from(u16::MAX));
-            let mut b = BytesMut::with_capacity(13 + text.len());
+            let mut b = BytesMut::with_capacity(17 + text.len());
             b.put_u8(kind::ERROR);
             b.put_u8(e.code.to_byte());
             b.put_u8(flags);
@@ -197,6 +198,9 @@ pub fn encode_server(message: &ServerMessage) -> Bytes {
             b.put_u32_le(e.cooldown_remaining.unwrap_or(0).min(u64::from(u32::MAX)) as u32);
             b.put_u16_le(text.len() as u16);
             b.put_slice(text.as_bytes());
+            if let Some(retry_after) = e.retry_after {
+                b.put_u32_le(retry_after.min(u64::from(u32::MAX)) as u32);
+            }
             b.freeze()
         }
         ServerMessage::Pong => Bytes::from_static(&[kind::PONG]),
@@ -304,14 +308,21 @@ pub fn decode_server(frame: &[u8]) -> Result<ServerMessage, DecodeError> {
             let request_id = r.u32()?;
             let cooldown = r.u32()?;
             let len = usize::from(r.u16()?);
-            r.expect_remaining(len, "error")?;
+            let retry_len = if flags & 4 != 0 { 4 } else { 0 };
+            r.expect_remaining(len + retry_len, "error")?;
             let message = String::from_utf8(r.take(len)?.to_vec())
                 .map_err(|_| DecodeError::new("error: message is not UTF-8"))?;
+            let retry_after = if flags & 4 != 0 {
+                Some(u64::from(r.u32()?))
+            } else {
+                None
+            };
             ServerMessage::Error(ErrorMessage {
                 code,
                 message,
                 request_id: (flags & 1 != 0).then_some(RequestId::Number(request_id)),
                 cooldown_remaining: (flags & 2 != 0).then_some(u64::from(cooldown)),
+                retry_after,
             })
         }
         kind::PONG => ServerMessage::Pong,
@@ -448,6 +459,19 @@ pub(crate) mod tests {
                 color: 5,
                 request_id: Some(RequestId::Number(1))
             })
+        );
+        // UNAVAILABLE (8) answering request 7, retryable after 1,000 ms (flags: bits 0 and 2).
+        let unavailable = hex("85 08 05 07 00 00 00 00 00 00 00 02 00 6e 6f e8 03 00 00");
+        let expected = ServerMessage::Error(
+            ErrorMessage::new(ErrorCode::Unavailable, "no")
+                .with_request_id(Some(RequestId::Number(7)))
+                .with_retry_after(std::time::Duration::from_secs(1)),
+        );
+        assert_eq!(decode_server(&unavailable), Ok(expected.clone()));
+        assert_eq!(encode_server(&expected).to_vec(), unavailable);
+        assert!(
+            decode_server(&unavailable[..unavailable.len() - 1]).is_err(),
+            "flag bit 2 without the four bytes"
         );
         let pixels = hex("83 03 00 04 00 12 00 00 00 00 00 00 00 01 00 08 36 05");
         assert_eq!(
@@ -590,14 +614,18 @@ pub(crate) mod tests {
                 0usize..8,
                 ".{0,40}",
                 prop::option::of(any::<u32>()),
+                prop::option::of(any::<u32>()),
                 prop::option::of(any::<u32>())
             )
-                .prop_map(|(c, message, r, cd)| ServerMessage::Error(ErrorMessage {
-                    code: ErrorCode::ALL[c],
-                    message,
-                    request_id: r.map(RequestId::Number),
-                    cooldown_remaining: cd.map(u64::from),
-                })),
+                .prop_map(|(c, message, r, cd, ra)| ServerMessage::Error(
+                    ErrorMessage {
+                        code: ErrorCode::ALL[c],
+                        message,
+                        request_id: r.map(RequestId::Number),
+                        cooldown_remaining: cd.map(u64::from),
+                        retry_after: ra.map(u64::from),
+                    }
+                )),
             Just(ServerMessage::Pong),
             (any::<u32>(), any::<u64>()).prop_map(|(cooldown, cooldown_remaining)| {
                 ServerMessage::Cooldown {

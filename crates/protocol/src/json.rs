@@ -187,6 +187,8 @@ enum Wire {
         request_id: Option<RequestId>,
         #[serde(skip_serializing_if = "Option::is_none", default)]
         cooldown_remaining: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        retry_after: Option<u64>,
     },
     Pong,
     #[serde(rename_all = "camelCase")]
@@ -251,6 +253,7 @@ pub fn encode_server(message: &ServerMessage) -> String {
             message: e.message.clone(),
             request_id: e.request_id.clone(),
             cooldown_remaining: e.cooldown_remaining,
+            retry_after: e.retry_after,
         },
         ServerMessage::Pong => Wire::Pong,
         ServerMessage::Cooldown {
@@ -324,11 +327,13 @@ pub fn decode_server(frame: &str) -> Result<ServerMessage, DecodeError> {
             message,
             request_id,
             cooldown_remaining,
+            retry_after,
         } => ServerMessage::Error(ErrorMessage {
             code,
             message,
             request_id,
             cooldown_remaining,
+            retry_after,
         }),
         Wire::Pong => ServerMessage::Pong,
         Wire::Cooldown {
@@ -451,10 +456,19 @@ mod tests {
             message: "cooldown".into(),
             request_id: None,
             cooldown_remaining: Some(4200),
+            retry_after: None,
         }));
         assert_eq!(
             error,
             r#"{"type":"error","code":"RATE_LIMITED","message":"cooldown","cooldownRemaining":4200}"#
+        );
+        let retry = encode_server(&ServerMessage::Error(
+            ErrorMessage::new(ErrorCode::Unavailable, "shard unreachable")
+                .with_retry_after(std::time::Duration::from_millis(1000)),
+        ));
+        assert_eq!(
+            retry,
+            r#"{"type":"error","code":"UNAVAILABLE","message":"shard unreachable","retryAfter":1000}"#
         );
         assert_eq!(encode_server(&ServerMessage::Pong), r#"{"type":"pong"}"#);
     }

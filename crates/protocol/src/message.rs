@@ -181,6 +181,10 @@ pub struct ErrorMessage {
     pub request_id: Option<RequestId>,
     /// With `RATE_LIMITED` from the cooldown: milliseconds left.
     pub cooldown_remaining: Option<u64>,
+    /// With `UNAVAILABLE` when nothing was placed: the client may send the same placement again
+    /// after this many milliseconds. Absent when the placement may have been applied (no answer
+    /// came in time), which the client must not send again.
+    pub retry_after: Option<u64>,
 }
 
 impl ErrorMessage {
@@ -191,12 +195,19 @@ impl ErrorMessage {
             message: message.into(),
             request_id: None,
             cooldown_remaining: None,
+            retry_after: None,
         }
     }
 
     /// The same error, answering `request_id`.
     pub fn with_request_id(mut self, request_id: Option<RequestId>) -> Self {
         self.request_id = request_id;
+        self
+    }
+
+    /// The same error, telling the client it may retry after `retry_after`.
+    pub fn with_retry_after(mut self, retry_after: std::time::Duration) -> Self {
+        self.retry_after = Some(retry_after.as_millis().min(u128::from(u32::MAX)) as u64);
         self
     }
 }

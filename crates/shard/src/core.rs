@@ -80,6 +80,10 @@ pub enum PlaceError {
     /// The store failed, or the shard is overloaded or stopping: nothing was placed.
     #[error("the placement could not be made durable now")]
     Unavailable,
+    /// The tile's shard was sent the placement but gave no answer in time (it died, or is
+    /// paused or cut off): it may have been applied, so it must not be sent again blindly.
+    #[error("no answer from the tile's shard in time; the placement may have been applied")]
+    NoAnswer,
 }
 
 /// A tile's pixels at a seq.

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { backoffDelay, SendBudget } from "../../src/connection";
 import { paletteTable, parseColor } from "../../src/palette";
-import { CONFIRMED_TTL_MS, Placements, UNANSWERED_TTL_MS } from "../../src/placements";
+import { CONFIRMED_TTL_MS, Placements, RETRY_FOR_MS, UNANSWERED_TTL_MS } from "../../src/placements";
 import { cooldownText } from "../../src/ui";
 
 function one(p: Placements, x = 5, y = 6, color = 3) {
@@ -33,6 +33,30 @@ describe("optimistic placements", () => {
     one(p);
     expect(p.settle(5, 6, 9)).toEqual([]);
     expect(p.settle(5, 6, 3).length).toBe(1);
+  });
+
+  it("a placement refused for now stays shown, pending, and is sent again when due", () => {
+    const p = new Placements();
+    const id = one(p);
+    expect(p.retryLater(id, 100, 1000)?.retries).toBe(1);
+    expect(p.colorAt(5, 6)).toBe(3);
+    expect(p.pending).toBe(1);
+    expect(p.dueRetries(1099)).toEqual([]);
+    const due = p.dueRetries(1100);
+    expect(due.map((x) => x.requestId)).toEqual([id]);
+    expect(due[0].sentAt).toBe(1100);
+    expect(p.pending).toBe(0);
+    expect(p.dueRetries(5000)).toEqual([]); // sent once per refusal
+    expect(p.colorAt(5, 6)).toBe(3);
+  });
+
+  it("gives a pending placement up after RETRY_FOR_MS from its first sending", () => {
+    const p = new Placements();
+    const id = one(p); // first sent at 0
+    expect(p.retryLater(id, RETRY_FOR_MS - 2000, 1000)).toBeDefined();
+    p.dueRetries(RETRY_FOR_MS - 1000);
+    expect(p.retryLater(id, RETRY_FOR_MS - 500, 1000)).toBeUndefined();
+    expect(p.retryLater(999, 0, 1000)).toBeUndefined();
   });
 
   it("expires confirmed and unanswered placements", () => {

@@ -122,6 +122,13 @@ describe("server frames", () => {
     expect(m).toEqual({ type: "error", code: "RATE_LIMITED", requestId: 1, cooldownRemaining: 4200, message: "cooldown: 4.2 s left" });
   });
 
+  it("error with retryAfter: UNAVAILABLE, nothing placed", () => {
+    // The same bytes the Rust codec writes (binary.rs: UNAVAILABLE answering request 7, retry after 1 s).
+    const m = decodeServer(hex("85 08 05 07 00 00 00 00 00 00 00 02 00 6e 6f e8 03 00 00"));
+    expect(m).toEqual({ type: "error", code: "UNAVAILABLE", requestId: 7, retryAfter: 1000, message: "no" });
+    expect(() => decodeServer(hex("85 08 05 07 00 00 00 00 00 00 00 02 00 6e 6f e8 03 00"))).toThrow(ProtocolError);
+  });
+
   it("error without optional fields", () => {
     const m = decodeServer(hex("85 07 00 00 00 00 00 00 00 00 00 00 00"));
     expect(m).toEqual({ type: "error", code: "TOO_MANY_TILES", message: "" });
