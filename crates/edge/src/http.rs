@@ -50,6 +50,7 @@ pub fn app(edge: Arc<Edge>) -> Router {
         .merge(crate::ring_admin::routes())
         .merge(history::routes(&edge))
         .merge(crate::timelapse::routes(&edge))
+        .merge(crate::templates::routes(&edge))
         .route("/api/v1/canvas/info", get(canvas_info))
         .route("/api/v1/tiles/{tx}/{ty}", get(tile))
         .route("/health", get(|| async { "ok" }))

@@ -21,6 +21,7 @@
 //! - [`frame`]: outgoing messages, encoded once per format.
 //! - [`telemetry`]: Prometheus metrics (`GET /metrics`).
 //! - [`timelapse`]: the timelapse API: snapshots, exact frames at any time, render jobs.
+//! - [`templates`]: templates players paint by: made from a PNG, shared by id, with progress.
 //! - [`error`]: [`error::AppError`], the one way HTTP handlers fail.
 //!
 //! The edge talks to its shard through a [`place_shard::ShardHandle`]; in `place serve` that
@@ -43,6 +44,7 @@ pub mod moderation;
 pub mod ring_admin;
 pub mod shards;
 pub mod telemetry;
+pub mod templates;
 pub mod timelapse;
 
 use std::net::IpAddr;

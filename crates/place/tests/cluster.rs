@@ -1989,5 +1989,12 @@ async fn a_killed_shards_tiles_are_back_within_5_s_and_it_rejoins_when_started_a
     .expect("count");
     assert_eq!(twice, 0, "no placement was applied twice");
     cluster.assert_canvas_equals_log(&cluster.edges[0].0).await;
+}
+
+#[tokio::test]
+async fn templates_are_kept_in_postgresql_and_followed_through_any_edge() {
+    let cluster = TestCluster::start(2, 2, 0).await;
+    let bases: Vec<String> = cluster.edges.iter().map(|(base, _)| base.clone()).collect();
+    common::templates::templates_made_read_and_followed(&bases).await;
     cluster.remove().await;
 }

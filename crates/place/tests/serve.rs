@@ -1096,3 +1096,11 @@ async fn a_user_promoted_or_demoted_by_name_has_or_loses_the_rights_at_once() {
     .await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn templates_are_made_from_palette_pngs_read_back_and_their_progress_followed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(config(dir.path(), 256, 256, 0)).await;
+    common::templates::templates_made_read_and_followed(std::slice::from_ref(&server.base)).await;
+    server.stop().await;
+}

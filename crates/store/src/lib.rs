@@ -10,6 +10,8 @@
 //!   pages) and the heatmap of recent activity, in both stores.
 //! - [`timelapse`]: canvas snapshots at exact positions of the log, the events of a time
 //!   window, and timelapse render jobs, in both stores.
+//! - [`templates`]: the images players paint by, at a place on the canvas, shared by id, in
+//!   both stores.
 //! - [`moderation`]: what rollbacks, resets, the audit log and the admin panel read and write,
 //!   and the pure "colour before" computation both stores use.
 //!
@@ -27,6 +29,7 @@ pub mod embedded;
 pub mod history;
 pub mod moderation;
 pub mod postgres;
+pub mod templates;
 pub mod timelapse;
 pub mod types;
 
@@ -37,5 +40,6 @@ pub use moderation::{
     Selection,
 };
 pub use postgres::PgStore;
+pub use templates::TemplateRecord;
 pub use timelapse::TimedEvent;
 pub use types::{NewEvent, RestoredCanvas, StoreError, TileSnapshotRecord, User, UserLogin};

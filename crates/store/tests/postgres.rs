@@ -664,3 +664,49 @@ async fn a_raised_fence_refuses_older_epochs_and_waits_for_writes_under_way() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn templates_are_kept_and_their_owners_rate_limited() {
+    with_schemas("templates", |url, [schema]| async move {
+        let store = connect(&url, &schema).await;
+        let template = |id: &str, created_at: i64| place_store::TemplateRecord {
+            id: id.into(),
+            owner_id: 7,
+            x: 10,
+            y: 20,
+            width: 3,
+            height: 2,
+            pixels: vec![1, 2, 3],
+            created_at,
+        };
+        assert!(store
+            .admit_template(&template("a", 1_000), 0, 2)
+            .await
+            .expect("store"));
+        assert!(store
+            .admit_template(&template("b", 2_000), 0, 2)
+            .await
+            .expect("store"));
+        assert!(
+            !store
+                .admit_template(&template("c", 3_000), 0, 2)
+                .await
+                .expect("store"),
+            "a third within the window"
+        );
+        assert!(
+            store
+                .admit_template(&template("c", 3_000), 1_500, 2)
+                .await
+                .expect("store"),
+            "the first is out of the window"
+        );
+        assert_eq!(
+            store.template("b").await.expect("store"),
+            Some(template("b", 2_000))
+        );
+        assert_eq!(store.template("nope").await.expect("store"), None);
+        store.close().await;
+    })
+    .await;
+}

@@ -230,6 +230,7 @@ pub mod history;
 pub mod moderation;
 pub mod observability;
 pub mod proxy;
+pub mod templates;
 pub mod timelapse;
 
 /// An answer of the account API: status, headers and JSON body (`Null` when empty).
