@@ -24,6 +24,7 @@ import {
 } from "./protocol";
 import { Renderer } from "./renderer";
 import { entryFor, Subscriptions, wantedTiles } from "./subscriptions";
+import { expectedAt, isDamage, nextWrong, templateRgba, TemplateView, type Template } from "./templates";
 import { TimelapseView } from "./timelapse";
 import { keyTx, keyTy, tileKey, TileStore } from "./tiles";
 import { cooldownText, el, noticeFor, rejectionText, Ui } from "./ui";
@@ -88,7 +89,24 @@ export class App {
     heat: (layer) => this.renderer.setHeat(layer),
   });
   private timelapse = new TimelapseView({ toast: (m) => this.ui.toast(m) });
-  private minimap = new Minimap((x, y) => this.setView({ cx: x + 0.5, cy: y + 0.5, zoom: Math.max(this.view.zoom, DEFAULT_ZOOM) }));
+  private minimap = new Minimap(
+    (x, y) => this.setView({ cx: x + 0.5, cy: y + 0.5, zoom: Math.max(this.view.zoom, DEFAULT_ZOOM) }),
+    (data) => this.setWhole(data),
+  );
+  /** The whole canvas as last fetched (minimap, overview), with live changes applied: palette indices. */
+  private whole: Uint8Array | null = null;
+  private templates = new TemplateView({
+    palette: () => this.info?.palette ?? [],
+    centre: () => ({ x: Math.floor(this.view.cx), y: Math.floor(this.view.cy) }),
+    canvasSize: () => ({ width: this.info?.width ?? 0, height: this.info?.height ?? 0 }),
+    show: (t, opacity) => {
+      this.renderer.setTemplate(t && this.info ? { x: t.x, y: t.y, img: templateRgba(t, this.info.palette), opacity } : null);
+      this.scheduleReconcile(); // its tiles are subscribed too, for damage alerts
+    },
+    nextWrong: () => this.nextWrongPixel(),
+    goTo: (x, y) => this.goTo(x, y),
+    toast: (m) => this.ui.toast(m),
+  });
   /** A sound plays when the cooldown is over. */
   private sound = remembered("sound") === "on";
   /** The cooldown ran since the last placement, so "ready" is news (title, sound). */
@@ -242,6 +260,7 @@ export class App {
         const p = this.placements.confirm(m.requestId, Date.now());
         this.cooldownBefore.delete(m.requestId);
         if (p) this.history.placed(p.x, p.y, p.color, this.account.user);
+        if (p && this.templates.template && expectedAt(this.templates.template, p.x, p.y) >= 0) this.templates.progressSoon();
         this.setNextPlacement(m.nextPlacement);
         if (p && (this.overview || this.truthAt(p.x, p.y) === p.color)) {
           if (this.overview) this.renderer.setOverviewPixel(p.x, p.y, p.color);
@@ -299,10 +318,13 @@ export class App {
       const v = viewFromHash(location.hash, this.size, info.width, info.height) ?? defaultView(this.size, info.width, info.height);
       this.setView(v);
     }
+    if (old === null) void this.templates.openFromUrl();
   }
 
   private onPixels(tx: number, ty: number, firstSeq: number, events: Uint8Array): void {
+    const befores = this.templates.template ? this.templateBefores(tx, ty, events) : null;
     const outcome = this.store.onPixels(tx, ty, firstSeq, events, performance.now());
+    if (outcome === "applied" && befores) this.checkDamage(befores);
     if (outcome === "applied") {
       for (let i = 0; i + 2 < events.length; i += 3) {
         const x = tx * TILE_SIZE + events[i];
@@ -310,6 +332,7 @@ export class App {
         // Whoever placed these, the history kept of those pixels is stale now.
         this.history.changed(x, y, events[i + 2]);
         this.minimap.setPixel(x, y, events[i + 2]);
+        if (this.whole && this.info) this.whole[y * this.info.width + x] = events[i + 2];
       }
     }
     if (outcome === "gap") {
@@ -422,6 +445,7 @@ export class App {
     const visible = visibleTiles(this.view, this.size, width, height, TILE_SIZE);
     const margin = visibleTiles(this.view, this.size, width, height, TILE_SIZE, MARGIN_TILES);
     const wanted = wantedTiles(visible, margin, maxSubscribedTiles);
+    this.addTemplateTiles(wanted, maxSubscribedTiles);
     this.setOverviewMode(wanted === null);
     const plan = this.subs.plan(wanted ?? new Set(), this.store);
     if (plan.unsubscribe.length > 0) this.conn.send(encodeUnsubscribe(plan.unsubscribe));
@@ -475,6 +499,7 @@ export class App {
         this.overviewEtag = res.headers.get("ETag");
         this.renderer.setOverview(data);
         this.minimap.setImage(data);
+        this.setWhole(data);
       } else if (res.status !== 304) {
         console.warn(`place: GET /api/v1/canvas: ${res.status}`);
       }
@@ -627,6 +652,97 @@ export class App {
     this.updateConfirm();
   }
 
+  // ---- templates ----
+
+  /** A fresh whole-canvas image: a template's right pixels it shows overwritten are damage. */
+  private setWhole(data: Uint8Array): void {
+    const t = this.templates.template;
+    const old = this.whole;
+    this.whole = data;
+    if (!t || !old || !this.info || old.length !== data.length) return;
+    const w = this.info.width;
+    for (let ly = 0; ly < t.height; ly++) {
+      for (let lx = 0; lx < t.width; lx++) {
+        const x = t.x + lx;
+        const y = t.y + ly;
+        const i = y * w + x;
+        // Pixels in held tiles were checked as their changes arrived.
+        if (this.store.colorAt(x, y) === undefined && isDamage(t, x, y, old[i], data[i]) && !this.placements.colorAt(x, y)) this.templates.damaged(x, y);
+      }
+    }
+  }
+
+  /** What the template's pixels among these events showed before them, in order. */
+  private templateBefores(tx: number, ty: number, events: Uint8Array): { x: number; y: number; before: number | undefined; after: number }[] {
+    const t = this.templates.template!;
+    const out: { x: number; y: number; before: number | undefined; after: number }[] = [];
+    const seen = new Map<number, number>();
+    for (let i = 0; i + 2 < events.length; i += 3) {
+      const x = tx * TILE_SIZE + events[i];
+      const y = ty * TILE_SIZE + events[i + 1];
+      if (expectedAt(t, x, y) < 0) continue;
+      const k = y * 65536 + x;
+      out.push({ x, y, before: seen.has(k) ? seen.get(k) : this.truthFor(x, y), after: events[i + 2] });
+      seen.set(k, events[i + 2]);
+    }
+    return out;
+  }
+
+  private checkDamage(changes: { x: number; y: number; before: number | undefined; after: number }[]): void {
+    const t = this.templates.template;
+    if (!t) return;
+    let touched = false;
+    for (const c of changes) {
+      touched = true;
+      // This player's own placement is no damage to report.
+      if (this.placements.colorAt(c.x, c.y) === c.after) continue;
+      if (isDamage(t, c.x, c.y, c.before, c.after)) this.templates.damaged(c.x, c.y);
+    }
+    if (touched) this.templates.progressSoon();
+  }
+
+  /** The canvas's colour at a pixel as this page knows it: a held tile's, else the last whole image's. */
+  private truthFor(x: number, y: number): number | undefined {
+    const held = this.store.colorAt(x, y);
+    if (held !== undefined || !this.whole || !this.info) return held;
+    return this.whole[y * this.info.width + x];
+  }
+
+  /** The template's tiles are subscribed too (damage alerts as they happen), when they fit. */
+  private addTemplateTiles(wanted: Set<number> | null, max: number): void {
+    const t = this.templates.template;
+    if (!t || !wanted) return;
+    const keys: number[] = [];
+    for (let ty = Math.floor(t.y / TILE_SIZE); ty <= Math.floor((t.y + t.height - 1) / TILE_SIZE); ty++) {
+      for (let tx = Math.floor(t.x / TILE_SIZE); tx <= Math.floor((t.x + t.width - 1) / TILE_SIZE); tx++) {
+        const k = tileKey(tx, ty);
+        if (!wanted.has(k)) keys.push(k);
+      }
+    }
+    if (wanted.size + keys.length <= max) for (const k of keys) wanted.add(k);
+  }
+
+  private nextWrongPixel(): void {
+    const t = this.templates.template;
+    if (!t) return;
+    const px = nextWrong(t, (x, y) => this.truthFor(x, y), this.view.cx, this.view.cy, this.selected);
+    if (!px) {
+      this.ui.toast("Every pixel of the template is right");
+      return;
+    }
+    this.goTo(px.x, px.y);
+  }
+
+  /** Centres pixel (x, y), zoomed in to aim, selects it and picks the template's colour for it. */
+  private goTo(x: number, y: number): void {
+    this.setView({ cx: x + 0.5, cy: y + 0.5, zoom: Math.max(this.view.zoom, 16) });
+    this.selected = { x, y };
+    const t: Template | null = this.templates.template;
+    const want = t ? expectedAt(t, x, y) : -1;
+    if (want >= 0) this.pickColor(want);
+    this.updatePointer();
+  }
+
   // ---- way-finding, hotkeys, title ----
 
   private pickColor(i: number): void {
@@ -673,7 +789,10 @@ export class App {
   private updateTitle(now: number, canPlay: boolean): void {
     const wait = this.nextPlacementAt - now;
     let title = TITLE;
-    if (canPlay && wait > 0) {
+    const damage = this.templates.unseenDamage;
+    if (damage && document.hidden) {
+      title = `Template damaged at (${damage.x}, ${damage.y}) · ${TITLE}`;
+    } else if (canPlay && wait > 0) {
       this.waited = true;
       title = `${cooldownText(wait)} · ${TITLE}`;
     } else if (canPlay && this.waited) {
@@ -742,6 +861,15 @@ export class App {
       /** The timelapse viewer: the moment shown, and whether it is shown exactly. */
       get timelapse() {
         return { open: app.timelapse.open, at: app.timelapse.at, exactAt: app.timelapse.exactAt };
+      },
+      /** The template open, its alerts and the server's last count. */
+      get template() {
+        const t = app.templates.template;
+        return { id: t?.id ?? null, shown: app.renderer.templateShown, alerts: app.templates.alerts, counts: app.templates.counts };
+      },
+      /** The selected pixel (touch flow, next wrong pixel, go there). */
+      get selectedPixel() {
+        return app.selected;
       },
       /** Pixels outlined by the admin panel. */
       get highlighted() {

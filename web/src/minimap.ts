@@ -50,8 +50,14 @@ export class Minimap {
   private etag: string | null = null;
   private timer: ReturnType<typeof setTimeout> | null = null;
 
-  /** `jump` moves the view's centre to a canvas point. */
-  constructor(private jump: (x: number, y: number) => void) {
+  /**
+   * `jump` moves the view's centre to a canvas point; `fetched` gets each whole-canvas image
+   * this map fetched (width*height palette indices).
+   */
+  constructor(
+    private jump: (x: number, y: number) => void,
+    private fetched: (data: Uint8Array) => void = () => {},
+  ) {
     const ctx = this.canvas.getContext("2d");
     if (!ctx) throw new Error("no 2d context");
     this.ctx = ctx;
@@ -168,7 +174,9 @@ export class Minimap {
       const res = await fetch("/api/v1/canvas", { headers: this.etag ? { "If-None-Match": this.etag } : {}, credentials: "same-origin" });
       if (res.status === 200) {
         this.etag = res.headers.get("ETag");
-        this.setImage(new Uint8Array(await res.arrayBuffer()));
+        const data = new Uint8Array(await res.arrayBuffer());
+        this.setImage(data);
+        this.fetched(data);
       }
     } catch (e) {
       console.warn("place: minimap:", e);

@@ -21,6 +21,12 @@ const HIGHLIGHT_INNER = "#ff2bd6";
 const SELECTION = "#ffd400";
 
 type Surface = OffscreenCanvas | HTMLCanvasElement;
+
+/** From this zoom up the template is drawn as dots (each a third of a pixel). */
+const DOT_ZOOM = 6;
+const DOT_BLOCK = 3;
+/** Templates up to this many pixels get a dots bitmap (9 times their size); bigger ones draw dots one by one. */
+const DOTS_SURFACE_MAX = 512 * 512;
 type Surface2D = OffscreenCanvasRenderingContext2D | CanvasRenderingContext2D;
 
 interface Bitmap {
@@ -80,6 +86,20 @@ export class Renderer implements TileListener {
   /** Pixels outlined over the canvas (an administrator's view of one user's placements). */
   private highlights: readonly { x: number; y: number }[] = [];
   private selection: { x: number; y: number; width: number; height: number } | null = null;
+  /**
+   * The template laid over the canvas: its image (transparent where it is not part of it) and
+   * the same with each pixel a dot in the middle of a 3x3 block, for high zooms.
+   */
+  private template: {
+    x: number;
+    y: number;
+    width: number;
+    height: number;
+    img: ImageData;
+    plain: Surface;
+    dots: Surface | null;
+    opacity: number;
+  } | null = null;
   /** The heatmap laid over the canvas, one pixel per cell, or null. */
   private heat: { layer: HeatLayer; surface: Surface } | null = null;
   /** Called after each drawn frame with its duration in ms. */
@@ -156,6 +176,69 @@ export class Renderer implements TileListener {
     }
     this.viewDirty = true;
     this.request();
+  }
+
+  /** Lays a template over the canvas (null: none): `img` is its RGBA image. */
+  setTemplate(t: { x: number; y: number; img: ImageData; opacity: number } | null): void {
+    if (!t) {
+      this.template = null;
+    } else {
+      const { width, height } = t.img;
+      let dots: Surface | null = null;
+      if (width * height <= DOTS_SURFACE_MAX) {
+        const dotImg = new ImageData(width * DOT_BLOCK, height * DOT_BLOCK);
+        const src = new Uint32Array(t.img.data.buffer);
+        const dst = new Uint32Array(dotImg.data.buffer);
+        const mid = (DOT_BLOCK - 1) / 2;
+        for (let y = 0; y < height; y++) {
+          for (let x = 0; x < width; x++) dst[(y * DOT_BLOCK + mid) * width * DOT_BLOCK + x * DOT_BLOCK + mid] = src[y * width + x];
+        }
+        dots = bitmapWithAlpha(width * DOT_BLOCK, height * DOT_BLOCK, dotImg);
+      }
+      this.template = { x: t.x, y: t.y, width, height, img: t.img, plain: bitmapWithAlpha(width, height, t.img), dots, opacity: t.opacity };
+    }
+    this.viewDirty = true;
+    this.request();
+  }
+
+  get templateShown(): boolean {
+    return this.template !== null;
+  }
+
+  /**
+   * The template: translucent at low zooms; at high zooms a dot of its colour in the middle of
+   * each pixel, so the canvas's colour around the dot shows whether that pixel is right.
+   */
+  private drawTemplate(): void {
+    const t = this.template;
+    if (!t) return;
+    const ctx = this.ctx;
+    const dest = this.rect(t.x, t.y, t.width, t.height);
+    ctx.imageSmoothingEnabled = false;
+    ctx.globalAlpha = t.opacity;
+    if (this.view.zoom < DOT_ZOOM) ctx.drawImage(t.plain, ...dest);
+    else if (t.dots) ctx.drawImage(t.dots, ...dest);
+    else this.drawDots(t);
+    ctx.globalAlpha = 1;
+  }
+
+  /** Dots of a template too big for a dots bitmap: the visible pixels only (few at a high zoom). */
+  private drawDots(t: { x: number; y: number; width: number; height: number; img: ImageData }): void {
+    const z = this.view.zoom;
+    const x0 = Math.max(t.x, Math.floor(this.view.cx - this.size.width / 2 / z));
+    const y0 = Math.max(t.y, Math.floor(this.view.cy - this.size.height / 2 / z));
+    const x1 = Math.min(t.x + t.width, Math.ceil(this.view.cx + this.size.width / 2 / z));
+    const y1 = Math.min(t.y + t.height, Math.ceil(this.view.cy + this.size.height / 2 / z));
+    const d = t.img.data;
+    for (let y = y0; y < y1; y++) {
+      for (let x = x0; x < x1; x++) {
+        const i = ((y - t.y) * t.width + (x - t.x)) * 4;
+        if (d[i + 3] === 0) continue;
+        this.ctx.fillStyle = `rgb(${d[i]},${d[i + 1]},${d[i + 2]})`;
+        const [rx, ry, rw, rh] = this.rect(x + 1 / DOT_BLOCK, y + 1 / DOT_BLOCK, 1 / DOT_BLOCK, 1 / DOT_BLOCK);
+        this.ctx.fillRect(rx, ry, rw, rh);
+      }
+    }
   }
 
   get heatShown(): boolean {
@@ -289,7 +372,7 @@ export class Renderer implements TileListener {
     // Outlines reach past their tile and the heatmap lies over all: with either shown, a
     // changed tile redraws the whole view.
     const outlined = this.highlights.length > 0 || this.selection !== null;
-    const covered = outlined || this.heat !== null;
+    const covered = outlined || this.heat !== null || this.template !== null;
     if (this.viewDirty || (this.mode === "overview" && this.overviewDirty) || (covered && this.dirtyTiles.size > 0)) {
       this.drawAll(range);
     } else {
@@ -300,6 +383,7 @@ export class Renderer implements TileListener {
         this.drawTile(tx, ty);
       }
     }
+    if (this.template) this.drawTemplate();
     if (this.heat) this.drawHeat(range);
     if (outlined) this.drawHighlights();
     if (this.selection) this.drawSelection(this.selection);
