@@ -15,8 +15,8 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use place_protocol::{
-    binary, json, ClientMessage, DecodeError, ErrorCode, ErrorMessage, RequestId, ServerMessage,
-    TileRequest, Welcome,
+    binary, json, ClientMessage, ErrorCode, ErrorMessage, RequestId, ServerMessage, TileRequest,
+    Welcome,
 };
 use place_shard::{PlaceError, PlaceRequest};
 use place_store::User;
@@ -39,7 +39,11 @@ const FRAME_BURST: u32 = 100;
 const MAX_DROPPED: u32 = 200;
 /// The window in which dropped frames are counted.
 const FLOOD_WINDOW: Duration = Duration::from_secs(10);
-const PING_EVERY: Duration = Duration::from_secs(20);
+/// A write (a flush of queued frames, or a ping) that cannot complete in this time means the
+/// client stopped reading: it is closed (4000) and its memory released.
+pub const WRITE_STALL: Duration = Duration::from_secs(8);
+/// The most time spent writing a close frame or the answers queued before it.
+const CLOSE_WRITE: Duration = Duration::from_secs(1);
 /// How long a closing connection waits for the other side of the close handshake.
 const CLOSE_HANDSHAKE: Duration = Duration::from_secs(2);
 /// After how long a client may send again a placement refused as `UNAVAILABLE` with nothing
@@ -55,6 +59,10 @@ pub mod close_code {
     pub const POLICY: u16 = 1008;
     /// The client fell too far behind.
     pub const LAGGING: u16 = 4000;
+    /// A message over the hard size limit.
+    pub const TOO_BIG: u16 = 1009;
+    /// Nothing heard from the client (not even a pong) for too long.
+    pub const UNRESPONSIVE: u16 = 4002;
     /// No valid session.
     pub const UNAUTHORIZED: u16 = 4401;
 }
@@ -113,7 +121,9 @@ pub async fn run(
         outbound.clone(),
         control_tx.clone(),
     );
+    let heard = Arc::new(Heard::new());
     let mut reader = Reader {
+        heard: Arc::clone(&heard),
         edge: Arc::clone(&edge),
         conn,
         user,
@@ -130,7 +140,16 @@ pub async fn run(
     async move {
         debug!("connected");
         {
-            let writer = write_frames(sink, frames, lag, control_rx, edge.shutdown.clone(), format);
+            let writer = write_frames(Writer {
+                sink,
+                frames,
+                lag,
+                control: control_rx,
+                shutdown: edge.shutdown.clone(),
+                format,
+                heard: Arc::clone(&heard),
+                ping_every: edge.config.limits.ping_interval,
+            });
             let reading = async {
                 // Live changes are followed while the client is read; both end together.
                 tokio::select! {
@@ -212,6 +231,14 @@ async fn follow_live(
     }
 }
 
+/// A read failed because the client sent a message or frame over the hard limit.
+fn is_too_big(error: axum::Error) -> bool {
+    matches!(
+        error.into_inner().downcast_ref::<tungstenite::Error>(),
+        Some(tungstenite::Error::Capacity(_))
+    )
+}
+
 fn close(code: u16, reason: &'static str) -> Message {
     Message::Close(Some(CloseFrame {
         code,
@@ -219,57 +246,179 @@ fn close(code: u16, reason: &'static str) -> Message {
     }))
 }
 
-async fn write_frames(
-    mut sink: SplitSink<WebSocket, Message>,
-    mut frames: mpsc::Receiver<Arc<SharedFrame>>,
+/// What the writing half of a connection works with.
+struct Writer {
+    sink: SplitSink<WebSocket, Message>,
+    frames: mpsc::Receiver<Arc<SharedFrame>>,
     lag: Arc<LagSignal>,
-    mut control: mpsc::Receiver<Control>,
+    control: mpsc::Receiver<Control>,
     shutdown: tokio_util::sync::CancellationToken,
     format: Format,
-) {
-    let mut ping = tokio::time::interval(PING_EVERY);
+    heard: Arc<Heard>,
+    ping_every: Duration,
+}
+
+/// How a writer ends: with a close frame (its code, reason, and the label it is counted by), or
+/// quietly because the socket is gone.
+struct Ending {
+    close: Option<(u16, &'static str)>,
+    why: &'static str,
+}
+
+impl Ending {
+    const GONE: Ending = Ending {
+        close: None,
+        why: "gone",
+    };
+
+    fn close(code: u16, reason: &'static str, why: &'static str) -> Self {
+        Ending {
+            close: Some((code, reason)),
+            why,
+        }
+    }
+
+    fn shutdown() -> Self {
+        Self::close(close_code::GOING_AWAY, "server shutting down", "shutdown")
+    }
+
+    fn lagging() -> Self {
+        Self::close(
+            close_code::LAGGING,
+            "too far behind: reconnect and resubscribe",
+            "lagging",
+        )
+    }
+}
+
+/// What the writer does next.
+enum Work {
+    Frames(Arc<SharedFrame>),
+    Ping,
+}
+
+/// Sends the client's frames, pings it, and closes the socket when asked (flood, session ended),
+/// at shutdown, when the client falls behind, when a write cannot complete within
+/// [`WRITE_STALL`] (a client that stopped reading), or when nothing was heard from it for
+/// twice the ping interval. A write in progress never holds those back: it is raced against them.
+async fn write_frames(writer: Writer) {
+    let Writer {
+        mut sink,
+        mut frames,
+        lag,
+        mut control,
+        shutdown,
+        format,
+        heard,
+        ping_every,
+    } = writer;
+    let mut ping = tokio::time::interval(ping_every);
     ping.reset();
+    // A client not heard from (no frame, no pong) for this long is closed (4002).
+    let silence_limit = ping_every * 2 + Duration::from_secs(1);
     let mut written = Vec::with_capacity(FRAMES_PER_FLUSH);
     let ending = loop {
-        tokio::select! {
+        let work = tokio::select! {
             biased;
-            _ = shutdown.cancelled() => break Some(close(close_code::GOING_AWAY, "server shutting down")),
-            _ = lag.wait() => break Some(close(close_code::LAGGING, "too far behind: reconnect and resubscribe")),
-            command = control.recv() => match command {
-                Some(Control::Close(code, reason)) => {
-                    // Answers already queued (the errors that explain the close) go out first.
-                    while let Ok(frame) = frames.try_recv() {
-                        if sink.send(frame.to_ws(format)).await.is_err() {
-                            break;
-                        }
-                    }
-                    break Some(close(code, reason));
-                }
-                Some(Control::Stop) | None => break None,
-            },
+            _ = shutdown.cancelled() => break Ending::shutdown(),
+            _ = lag.wait() => break Ending::lagging(),
+            command = control.recv() => break on_control(command, &mut sink, &mut frames, format).await,
             frame = frames.recv() => match frame {
-                Some(frame) => {
-                    let sent = send_ready(&mut sink, &mut frames, frame, format, &mut written).await;
-                    // Frames are released once flushed: a batch's broadcast latency is taken
-                    // when the last socket it went to has written it.
-                    written.clear();
-                    if sent.is_err() {
-                        break None;
-                    }
-                }
-                None => break None,
+                Some(frame) => Work::Frames(frame),
+                None => break Ending::GONE,
             },
             _ = ping.tick() => {
-                if sink.send(Message::Ping(Default::default())).await.is_err() {
-                    break None;
+                if heard.silent_for() > silence_limit {
+                    break Ending::close(close_code::UNRESPONSIVE, "no answer to pings", "unresponsive");
                 }
+                Work::Ping
             }
+        };
+        let write = async {
+            match work {
+                Work::Frames(frame) => {
+                    send_ready(&mut sink, &mut frames, frame, format, &mut written).await
+                }
+                Work::Ping => sink.send(Message::Ping(Default::default())).await,
+            }
+        };
+        let interrupted = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => Some(Ending::shutdown()),
+            _ = lag.wait() => Some(Ending::lagging()),
+            command = control.recv() => Some(match command {
+                Some(Control::Close(code, reason)) => Ending::close(code, reason, reason),
+                Some(Control::Stop) | None => Ending::GONE,
+            }),
+            result = tokio::time::timeout(WRITE_STALL, write) => match result {
+                Ok(Ok(())) => None,
+                Ok(Err(_)) => Some(Ending::GONE),
+                Err(_) => Some(Ending::close(close_code::LAGGING, "not reading: reconnect and resubscribe", "stalled")),
+            },
+        };
+        // Frames are released once flushed: a batch's broadcast latency is taken when the last
+        // socket it went to has written it.
+        written.clear();
+        if let Some(ending) = interrupted {
+            break ending;
         }
     };
-    if let Some(message) = ending {
-        let _ = sink.send(message).await;
+    metrics::counter!(crate::telemetry::WEBSOCKETS_CLOSED, "why" => ending.why).increment(1);
+    if let Some((code, reason)) = ending.close {
+        // A client that stopped reading may never take the close frame: bounded, then dropped.
+        let _ = tokio::time::timeout(CLOSE_WRITE, sink.send(close(code, reason))).await;
     }
-    let _ = sink.close().await;
+    let _ = tokio::time::timeout(CLOSE_WRITE, sink.close()).await;
+}
+
+/// A close asked by the reader or the live changes: the answers already queued (the errors
+/// that explain the close) go out first, within [`CLOSE_WRITE`].
+async fn on_control(
+    command: Option<Control>,
+    sink: &mut SplitSink<WebSocket, Message>,
+    frames: &mut mpsc::Receiver<Arc<SharedFrame>>,
+    format: Format,
+) -> Ending {
+    match command {
+        Some(Control::Close(code, reason)) => {
+            let flush = async {
+                while let Ok(frame) = frames.try_recv() {
+                    if sink.send(frame.to_ws(format)).await.is_err() {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(CLOSE_WRITE, flush).await;
+            Ending::close(code, reason, reason)
+        }
+        Some(Control::Stop) | None => Ending::GONE,
+    }
+}
+
+/// When the client was last heard from (any frame, pongs included).
+#[derive(Debug)]
+struct Heard {
+    since: std::time::Instant,
+    last_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Heard {
+    fn new() -> Self {
+        Self {
+            since: std::time::Instant::now(),
+            last_ms: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn now(&self) {
+        let ms = u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn silent_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_ms.load(std::sync::atomic::Ordering::Relaxed));
+        self.since.elapsed().saturating_sub(last)
+    }
 }
 
 /// Most frames written with one flush (one `send` system call).
@@ -301,6 +450,7 @@ async fn send_ready(
 }
 
 struct Reader {
+    heard: Arc<Heard>,
     edge: Arc<Edge>,
     conn: ConnId,
     user: User,
@@ -315,19 +465,27 @@ struct Reader {
 impl Reader {
     async fn read_frames(&mut self, mut stream: SplitStream<WebSocket>) {
         while let Some(next) = stream.next().await {
+            self.heard.now();
             let message = match next {
                 Ok(message) => message,
                 Err(error) => {
                     debug!(%error, "read failed");
+                    if is_too_big(error) {
+                        let _ = self
+                            .control
+                            .send(Control::Close(close_code::TOO_BIG, "message too big"))
+                            .await;
+                    }
                     break;
                 }
             };
-            let decoded = match &message {
-                Message::Binary(bytes) => binary::decode_client(bytes),
-                Message::Text(text) => json::decode_client(text.as_str()),
-                Message::Close(_) => break,
-                Message::Ping(_) | Message::Pong(_) => continue,
-            };
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+            if matches!(message, Message::Ping(_) | Message::Pong(_)) {
+                continue;
+            }
+            // A flood is refused before its frames cost a decode.
             if self.limiter.check().is_err() {
                 if self.dropped_since.elapsed() > FLOOD_WINDOW {
                     self.dropped = 0;
@@ -350,11 +508,15 @@ impl Reader {
                 }
                 metrics::counter!(crate::telemetry::RATE_LIMIT_HITS, "why" => "flood").increment(1);
                 let error =
-                    ErrorMessage::new(ErrorCode::RateLimited, "too many messages: slow down")
-                        .with_request_id(request_id_of(&decoded));
+                    ErrorMessage::new(ErrorCode::RateLimited, "too many messages: slow down");
                 self.reply(ServerMessage::Error(error));
                 continue;
             }
+            let decoded = match &message {
+                Message::Binary(bytes) => binary::decode_client(bytes),
+                Message::Text(text) => json::decode_client(text.as_str()),
+                Message::Close(_) | Message::Ping(_) | Message::Pong(_) => continue,
+            };
             match decoded {
                 Ok(message) => self.handle(message),
                 Err(e) => self.reply(ServerMessage::Error(e.to_error_message())),
@@ -587,13 +749,5 @@ async fn place_checked(
             }
             ServerMessage::Error(answer)
         }
-    }
-}
-
-fn request_id_of(decoded: &Result<ClientMessage, DecodeError>) -> Option<RequestId> {
-    match decoded {
-        Ok(ClientMessage::Place { request_id, .. }) => request_id.clone(),
-        Err(e) => e.request_id.clone(),
-        Ok(_) => None,
     }
 }

@@ -32,6 +32,10 @@ pub enum AppError {
     /// 429: too many requests; retry after this many seconds.
     #[error("too many requests")]
     RateLimited(u64),
+    /// 429: a cap on open things (WebSockets of a session or an address) is reached; retry
+    /// when one closes.
+    #[error("{0}")]
+    TooMany(String),
     /// 503: a backing service failed.
     #[error("{0}")]
     Unavailable(String),
@@ -46,7 +50,9 @@ impl AppError {
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN"),
             Self::NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND"),
             Self::UsernameTaken => (StatusCode::CONFLICT, "USERNAME_TAKEN"),
-            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
+            Self::RateLimited(_) | Self::TooMany(_) => {
+                (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED")
+            }
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "CONFLICT"),
         }

@@ -22,6 +22,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tower_http::compression::CompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::error::AppError;
@@ -59,6 +60,9 @@ pub fn app(edge: Arc<Edge>) -> Router {
         .route("/ws", get(websocket))
         .merge(canvas)
         .fallback(get(static_asset))
+        .layer(RequestBodyTimeoutLayer::new(
+            edge.config.limits.request_body_timeout,
+        ))
         .layer(middleware::from_fn(crate::telemetry::record_http))
         .layer(middleware::from_fn(check_origin))
         .layer(middleware::from_fn_with_state(
@@ -336,6 +340,9 @@ struct WsParams {
 
 async fn websocket(
     State(edge): State<Arc<Edge>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    permit: Option<axum::Extension<Arc<crate::server::ConnectionPermit>>>,
+    headers: HeaderMap,
     Query(params): Query<WsParams>,
     jar: CookieJar,
     upgrade: WebSocketUpgrade,
@@ -354,6 +361,32 @@ async fn websocket(
         .get(SESSION_COOKIE)
         .map(|c| c.value().to_owned())
         .unwrap_or_default();
+    let limits = edge.config.limits;
+    let network = limits
+        .addresses
+        .network(auth::client_ip(&edge, peer, &headers));
+    let address_slot = edge
+        .sockets_per_address
+        .try_acquire(network, limits.max_websockets_per_address)
+        .ok_or_else(|| {
+            AppError::TooMany(format!(
+                "at most {} WebSockets from one address",
+                limits.max_websockets_per_address
+            ))
+        })?;
+    let session_slot = match &user {
+        Some(_) => Some(
+            edge.sockets_per_session
+                .try_acquire(session.clone(), limits.max_websockets_per_session)
+                .ok_or_else(|| {
+                    AppError::TooMany(format!(
+                        "at most {} WebSockets per session: close another tab",
+                        limits.max_websockets_per_session
+                    ))
+                })?,
+        ),
+        None => None,
+    };
     if user.is_some() {
         // Sliding sessions: playing keeps the session alive.
         let ttl = edge.config.session_ttl.as_millis() as i64;
@@ -372,7 +405,12 @@ async fn websocket(
         .write_buffer_size(WS_BUFFER)
         .on_upgrade(move |socket| {
             let tasks = edge.tasks.clone();
-            tasks.track_future(connection::run(edge, socket, user, session, format))
+            tasks.track_future(async move {
+                connection::run(edge, socket, user, session, format).await;
+                // The socket counts against its session, its network and the process until it
+                // is closed.
+                drop((session_slot, address_slot, permit));
+            })
         }))
 }
 

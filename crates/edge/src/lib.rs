@@ -2,6 +2,9 @@
 //! viewport subscriptions.
 //!
 //! # Layout
+//! - [`server`]: the accept loop: connections bounded in number (per process, per network) and
+//!   in time (header and body deadlines) before any request is read.
+//! - [`address`]: which network a client address counts as, for every per-address limit.
 //! - [`http`]: the router ([`http::app`]), the REST handlers and the origin check.
 //! - [`connection`]: one WebSocket from welcome to close: decoding, flood control, placements.
 //! - [`hub`]: the tiles this edge's clients watch, mirrored, and the fan-out of their changes.
@@ -28,6 +31,7 @@
 //! shard runs in the same process.
 
 pub mod accounts;
+pub mod address;
 pub mod admin;
 pub mod auth;
 pub mod connection;
@@ -42,6 +46,7 @@ pub mod live;
 pub mod login_limit;
 pub mod moderation;
 pub mod ring_admin;
+pub mod server;
 pub mod shards;
 pub mod telemetry;
 pub mod templates;
@@ -53,7 +58,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::serve::ListenerExt;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use place_protocol::CanvasInfo;
 use place_tiles::{CanvasGeometry, Palette};
@@ -92,6 +96,8 @@ pub struct EdgeConfig {
     /// Take the client's address from `X-Forwarded-For` (its last entry), for the per-IP
     /// limits: only behind a proxy that sets it, or clients could pick their own address.
     pub trust_proxy: bool,
+    /// How connections, requests, sockets and per-address budgets are bounded.
+    pub limits: server::Limits,
 }
 
 impl Default for EdgeConfig {
@@ -106,6 +112,7 @@ impl Default for EdgeConfig {
             session_ttl: Duration::from_secs(24 * 3600),
             secure_cookies: false,
             trust_proxy: false,
+            limits: server::Limits::default(),
         }
     }
 }
@@ -132,6 +139,10 @@ pub struct Edge {
     ring_admin: std::sync::OnceLock<ring_admin::RingAdmin>,
     /// The timelapse (snapshots, frames, render jobs).
     timelapse: std::sync::OnceLock<Arc<place_timelapse::service::Timelapse>>,
+    /// Open WebSockets per session, capped at `limits.max_websockets_per_session`.
+    sockets_per_session: server::KeyedCounter<String>,
+    /// Open WebSockets per client network, capped at `limits.max_websockets_per_address`.
+    sockets_per_address: server::KeyedCounter<IpAddr>,
 }
 
 impl Edge {
@@ -165,6 +176,8 @@ impl Edge {
             online: dashmap::DashMap::new(),
             ring_admin: std::sync::OnceLock::new(),
             timelapse: std::sync::OnceLock::new(),
+            sockets_per_session: server::KeyedCounter::default(),
+            sockets_per_address: server::KeyedCounter::default(),
         });
         telemetry::handle();
         tokio::spawn(prune_cooldowns(Arc::downgrade(&edge)));
@@ -346,32 +359,32 @@ async fn prune_cooldowns(edge: std::sync::Weak<Edge>) {
 }
 
 /// Serves the edge on an already-bound listener until `shutdown` resolves, then closes every
-/// WebSocket with 1001 and waits for placements in flight.
+/// WebSocket with 1001 and waits for placements in flight. Connections are admitted and bounded
+/// by [`server::accept_loop`].
 pub async fn serve(
     listener: TcpListener,
     edge: Arc<Edge>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = http::app(Arc::clone(&edge));
-    let signal = edge.shutdown.clone();
-    // Frames are small and latency is the product: without TCP_NODELAY, Nagle's algorithm
-    // holds a frame back while an earlier one awaits the peer's delayed ACK (about 40 ms).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::warn!(%error, "cannot set TCP_NODELAY");
-        }
-    });
-    let server = axum::serve(
+    let mut limits = edge.config.limits;
+    limits.max_connections = server::connection_cap(limits.max_connections);
+    let gate = server::ConnectionGate::new(&limits, !edge.config.trust_proxy);
+    let stop = edge.shutdown.clone();
+    let accepting = tokio::spawn(server::accept_loop(
         listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        signal.cancel();
-    });
-    let result = server.await;
+        app,
+        gate,
+        limits,
+        stop.clone(),
+    ));
+    tokio::select! {
+        _ = shutdown => stop.cancel(),
+        _ = stop.cancelled() => {}
+    }
+    let _ = accepting.await;
     edge.shutdown(Duration::from_secs(5)).await;
-    result
+    Ok(())
 }
 
 /// Now as Unix epoch milliseconds.

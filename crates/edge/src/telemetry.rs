@@ -59,6 +59,14 @@ pub const SHARD_WRITES: &str = "rplace_shard_writes_total";
 /// Per shard: how long a group commit takes lately (a moving average), in seconds.
 pub const SHARD_WRITE_SECONDS: &str = "rplace_shard_write_batch_seconds";
 
+/// Open TCP connections (HTTP and WebSocket) admitted by the accept loop.
+pub const OPEN_CONNECTIONS: &str = "rplace_open_connections";
+/// Connections refused at accept, by why (`server_full`, `address_connections`).
+pub const CONNECTIONS_REFUSED: &str = "rplace_connections_refused_total";
+/// WebSockets closed by the server, by why (`lagging`, `stalled`, `unresponsive`, `flood`,
+/// `session_ended`, `shutdown`).
+pub const WEBSOCKETS_CLOSED: &str = "rplace_websockets_closed_total";
+
 /// How often histogram samples are drained into their buckets when nobody scrapes.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
@@ -113,6 +121,12 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
 }
 
 fn describe() {
+    describe_gauge!(
+        OPEN_CONNECTIONS,
+        "Open TCP connections (HTTP and WebSocket)"
+    );
+    describe_counter!(CONNECTIONS_REFUSED, "Connections refused at accept, by why");
+    describe_counter!(WEBSOCKETS_CLOSED, "WebSockets closed by the server, by why");
     describe_counter!(PIXELS_PLACED, "Placements acknowledged durably, by colour");
     describe_gauge!(ACTIVE_CONNECTIONS, "Open WebSockets");
     describe_gauge!(ACTIVE_USERS, "Distinct users with an open WebSocket");
@@ -213,18 +227,39 @@ pub fn record_shards(figures: &[ShardFigures]) {
     }
 }
 
+/// Sets the open-connections gauge.
+pub fn open_connections(open: usize) {
+    gauge!(OPEN_CONNECTIONS).set(open as f64);
+}
+
+/// The method as a label from a closed set: a client may send any token as a method, and each
+/// would otherwise make series of its own.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 /// Counts and times every HTTP request by its route (the pattern, never the raw path, so ids
 /// in paths do not make a series each).
 pub async fn record_http(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let path = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "other".to_owned(), |p| p.as_str().to_owned());
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
-    counter!(HTTP_REQUESTS, "method" => method.clone(), "path" => path.clone(), "status" => status)
+    counter!(HTTP_REQUESTS, "method" => method, "path" => path.clone(), "status" => status)
         .increment(1);
     histogram!(HTTP_DURATION, "method" => method, "path" => path)
         .record(started.elapsed().as_secs_f64());

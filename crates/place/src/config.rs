@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use place_edge::address::AddressPolicy;
+use place_edge::server::Limits;
 use place_edge::EdgeConfig;
 use place_shard::{CheckpointPolicy, ShardConfig};
 use place_tiles::{CanvasGeometry, Palette};
@@ -43,6 +45,26 @@ pub mod env {
     pub const TRUST_PROXY: &str = "PLACE_TRUST_PROXY";
     /// `timelapse_snapshot_secs`.
     pub const TIMELAPSE_SNAPSHOT_SECS: &str = "PLACE_TIMELAPSE_SNAPSHOT_SECS";
+    /// `max_connections`.
+    pub const MAX_CONNECTIONS: &str = "PLACE_MAX_CONNECTIONS";
+    /// `max_connections_per_address`.
+    pub const MAX_CONNECTIONS_PER_ADDRESS: &str = "PLACE_MAX_CONNECTIONS_PER_ADDRESS";
+    /// `max_websockets_per_session`.
+    pub const MAX_WEBSOCKETS_PER_SESSION: &str = "PLACE_MAX_WEBSOCKETS_PER_SESSION";
+    /// `max_websockets_per_address`.
+    pub const MAX_WEBSOCKETS_PER_ADDRESS: &str = "PLACE_MAX_WEBSOCKETS_PER_ADDRESS";
+    /// `header_read_timeout_secs`.
+    pub const HEADER_READ_TIMEOUT_SECS: &str = "PLACE_HEADER_READ_TIMEOUT_SECS";
+    /// `request_body_timeout_secs`.
+    pub const REQUEST_BODY_TIMEOUT_SECS: &str = "PLACE_REQUEST_BODY_TIMEOUT_SECS";
+    /// `placements_per_address_per_minute`.
+    pub const PLACEMENTS_PER_ADDRESS_PER_MINUTE: &str = "PLACE_PLACEMENTS_PER_ADDRESS_PER_MINUTE";
+    /// `websocket_ping_secs`.
+    pub const WEBSOCKET_PING_SECS: &str = "PLACE_WEBSOCKET_PING_SECS";
+    /// `ipv4_prefix`.
+    pub const IPV4_PREFIX: &str = "PLACE_IPV4_PREFIX";
+    /// `ipv6_prefix`.
+    pub const IPV6_PREFIX: &str = "PLACE_IPV6_PREFIX";
 }
 
 /// Every setting of `place serve`, with its default. The TOML file uses these names.
@@ -83,6 +105,27 @@ pub struct ServeConfig {
     /// Seconds between two timelapse snapshots of the canvas, 1 to 86400 (taken by `place serve`,
     /// or by the cluster's `place worker`). Default 600.
     pub timelapse_snapshot_secs: u64,
+    /// Open TCP connections (HTTP and WebSocket) the process holds, 16 to 1,000,000; lowered at start to the file-descriptor limit less 512. Past it a new connection gets HTTP 503. Default 20000.
+    pub max_connections: usize,
+    /// Open TCP connections from one network (`ipv4_prefix`, `ipv6_prefix`), 1 to 1,000,000; ignored with `trust_proxy` (the proxy limits those). Past it a new connection gets HTTP 429. Default 256.
+    pub max_connections_per_address: u32,
+    /// Open WebSockets of one session (tabs of one player), 1 to 1000. Default 8.
+    pub max_websockets_per_session: u32,
+    /// Open WebSockets from one network (the forwarded address with `trust_proxy`), 1 to 1,000,000. Default 200.
+    pub max_websockets_per_address: u32,
+    /// Seconds for a request's head to arrive, 1 to 300; also how long a silent or idle keep-alive connection stays open. Default 10.
+    pub header_read_timeout_secs: u64,
+    /// Seconds for a request's body to arrive, 1 to 300. Default 10.
+    pub request_body_timeout_secs: u64,
+    /// Placements one network may make per minute, whatever its number of users (0: no limit). Default 600 (50 players at the default cooldown).
+    pub placements_per_address_per_minute: u32,
+    /// Seconds between two pings of a WebSocket, 1 to 300; a client not heard from (no frame, no
+    /// pong) for twice this and a second more is closed with 4002. Default 20.
+    pub websocket_ping_secs: u64,
+    /// IPv4 prefix length that per-address limits count as one network, 8 to 32. Default 32.
+    pub ipv4_prefix: u8,
+    /// IPv6 prefix length that per-address limits count as one network, 16 to 128. Default 64.
+    pub ipv6_prefix: u8,
 }
 
 /// How logs are written.
@@ -113,6 +156,16 @@ impl Default for ServeConfig {
             secure_cookies: false,
             trust_proxy: false,
             timelapse_snapshot_secs: 600,
+            max_connections: 20_000,
+            max_connections_per_address: 256,
+            max_websockets_per_session: 8,
+            max_websockets_per_address: 200,
+            header_read_timeout_secs: 10,
+            request_body_timeout_secs: 10,
+            placements_per_address_per_minute: 600,
+            websocket_ping_secs: 20,
+            ipv4_prefix: 32,
+            ipv6_prefix: 64,
         }
     }
 }
@@ -199,6 +252,40 @@ impl ServeConfig {
             1,
             86_400,
         )?;
+        in_range("max_connections", self.max_connections, 16, 1_000_000)?;
+        in_range(
+            "max_connections_per_address",
+            self.max_connections_per_address,
+            1,
+            1_000_000,
+        )?;
+        in_range(
+            "max_websockets_per_session",
+            self.max_websockets_per_session,
+            1,
+            1000,
+        )?;
+        in_range(
+            "max_websockets_per_address",
+            self.max_websockets_per_address,
+            1,
+            1_000_000,
+        )?;
+        in_range(
+            "header_read_timeout_secs",
+            self.header_read_timeout_secs,
+            1,
+            300,
+        )?;
+        in_range(
+            "request_body_timeout_secs",
+            self.request_body_timeout_secs,
+            1,
+            300,
+        )?;
+        in_range("websocket_ping_secs", self.websocket_ping_secs, 1, 300)?;
+        in_range("ipv4_prefix", self.ipv4_prefix, 8, 32)?;
+        in_range("ipv6_prefix", self.ipv6_prefix, 16, 128)?;
         let palette = match &self.palette {
             Some(colors) => Palette::from_hex(colors).map_err(|e| bad("palette", e.to_string()))?,
             None => Palette::default_with(self.colors).map_err(|e| bad("colors", e.to_string()))?,
@@ -217,6 +304,20 @@ impl ServeConfig {
                 guest_rate_per_minute: self.guest_rate_per_minute,
                 secure_cookies: self.secure_cookies,
                 trust_proxy: self.trust_proxy,
+                limits: Limits {
+                    max_connections: self.max_connections,
+                    max_connections_per_address: self.max_connections_per_address,
+                    max_websockets_per_session: self.max_websockets_per_session,
+                    max_websockets_per_address: self.max_websockets_per_address,
+                    header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+                    request_body_timeout: Duration::from_secs(self.request_body_timeout_secs),
+                    placements_per_address_per_minute: self.placements_per_address_per_minute,
+                    ping_interval: Duration::from_secs(self.websocket_ping_secs),
+                    addresses: AddressPolicy {
+                        ipv4_prefix: self.ipv4_prefix,
+                        ipv6_prefix: self.ipv6_prefix,
+                    },
+                },
                 ..EdgeConfig::default()
             },
             shard: ShardConfig {

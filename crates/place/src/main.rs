@@ -389,6 +389,36 @@ struct ServeArgs {
     /// Seconds between two timelapse snapshots [default: 600].
     #[arg(long, env = env::TIMELAPSE_SNAPSHOT_SECS)]
     timelapse_snapshot_secs: Option<u64>,
+    /// Open TCP connections the process holds [default: 20000].
+    #[arg(long, env = env::MAX_CONNECTIONS)]
+    max_connections: Option<usize>,
+    /// Open TCP connections from one network [default: 256].
+    #[arg(long, env = env::MAX_CONNECTIONS_PER_ADDRESS)]
+    max_connections_per_address: Option<u32>,
+    /// Open WebSockets of one session [default: 8].
+    #[arg(long, env = env::MAX_WEBSOCKETS_PER_SESSION)]
+    max_websockets_per_session: Option<u32>,
+    /// Open WebSockets from one network [default: 200].
+    #[arg(long, env = env::MAX_WEBSOCKETS_PER_ADDRESS)]
+    max_websockets_per_address: Option<u32>,
+    /// Seconds for a request's head to arrive [default: 10].
+    #[arg(long, env = env::HEADER_READ_TIMEOUT_SECS)]
+    header_read_timeout_secs: Option<u64>,
+    /// Seconds for a request's body to arrive [default: 10].
+    #[arg(long, env = env::REQUEST_BODY_TIMEOUT_SECS)]
+    request_body_timeout_secs: Option<u64>,
+    /// Placements one network may make per minute, 0 for no limit [default: 600].
+    #[arg(long, env = env::PLACEMENTS_PER_ADDRESS_PER_MINUTE)]
+    placements_per_address_per_minute: Option<u32>,
+    /// Seconds between two pings of a WebSocket [default: 20].
+    #[arg(long, env = env::WEBSOCKET_PING_SECS)]
+    websocket_ping_secs: Option<u64>,
+    /// IPv4 prefix length of a network for per-address limits [default: 32].
+    #[arg(long, env = env::IPV4_PREFIX)]
+    ipv4_prefix: Option<u8>,
+    /// IPv6 prefix length of a network for per-address limits [default: 64].
+    #[arg(long, env = env::IPV6_PREFIX)]
+    ipv6_prefix: Option<u8>,
 }
 
 impl ServeArgs {
@@ -438,6 +468,36 @@ impl ServeArgs {
         }
         if let Some(v) = self.timelapse_snapshot_secs {
             c.timelapse_snapshot_secs = v;
+        }
+        if let Some(v) = self.max_connections {
+            c.max_connections = v;
+        }
+        if let Some(v) = self.max_connections_per_address {
+            c.max_connections_per_address = v;
+        }
+        if let Some(v) = self.max_websockets_per_session {
+            c.max_websockets_per_session = v;
+        }
+        if let Some(v) = self.max_websockets_per_address {
+            c.max_websockets_per_address = v;
+        }
+        if let Some(v) = self.header_read_timeout_secs {
+            c.header_read_timeout_secs = v;
+        }
+        if let Some(v) = self.request_body_timeout_secs {
+            c.request_body_timeout_secs = v;
+        }
+        if let Some(v) = self.placements_per_address_per_minute {
+            c.placements_per_address_per_minute = v;
+        }
+        if let Some(v) = self.websocket_ping_secs {
+            c.websocket_ping_secs = v;
+        }
+        if let Some(v) = self.ipv4_prefix {
+            c.ipv4_prefix = v;
+        }
+        if let Some(v) = self.ipv6_prefix {
+            c.ipv6_prefix = v;
         }
         if self.colors.is_some() {
             c.palette = None;

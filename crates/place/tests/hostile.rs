@@ -1,0 +1,422 @@
+//! Hostile clients against a real `place serve`: each attack of the internet audit (issue 14),
+//! repeated on loopback with 127.0.0.2 and friends as other client addresses, asserting its
+//! bounded outcome and that a well-behaved player on another address still places and sees
+//! pixels meanwhile. Every loop is bounded in count and time.
+
+mod common;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use common::{config, Client, Server};
+use place::config::ServeConfig;
+use place_protocol::{ClientMessage, RequestId, ServerMessage, TileRequest};
+use place_tiles::TileId;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+
+/// A TCP connection to `server` from the loopback address `from` (127.0.0.2, ...).
+async fn connect_from(from: &str, server: &str) -> TcpStream {
+    let from: IpAddr = from.parse().expect("source address");
+    let to: SocketAddr = server
+        .trim_start_matches("http://")
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .expect("host")
+        .parse()
+        .expect("server address");
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket.bind(SocketAddr::new(from, 0)).expect("bind source");
+    socket.connect(to).await.expect("connect")
+}
+
+/// Whether the server closed `stream` within `within` (reads until EOF or a reset).
+async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+/// A guest cookie made from the loopback address `from`.
+async fn guest_from(base: &str, from: &str) -> String {
+    let client = reqwest::Client::builder()
+        .local_address(from.parse::<IpAddr>().expect("address"))
+        .build()
+        .expect("client");
+    let response = client
+        .post(format!("{base}/api/v1/auth/guest"))
+        .send()
+        .await
+        .expect("guest");
+    assert!(
+        response.status().is_success(),
+        "guest: {}",
+        response.status()
+    );
+    response
+        .headers()
+        .get("set-cookie")
+        .expect("cookie")
+        .to_str()
+        .expect("ascii")
+        .split(';')
+        .next()
+        .expect("pair")
+        .to_owned()
+}
+
+/// A WebSocket of `cookie` from the loopback address `from`; `Err` with the HTTP status when the
+/// upgrade is refused.
+async fn websocket_from(server: &Server, from: &str, cookie: &str) -> Result<Client, u16> {
+    let stream = connect_from(from, &server.base).await;
+    let mut request = server.ws.as_str().into_client_request().expect("request");
+    request
+        .headers_mut()
+        .insert("cookie", HeaderValue::from_str(cookie).expect("cookie"));
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+    match tokio_tungstenite::client_async(request, stream).await {
+        Ok((ws, _)) => {
+            let mut client = Client::from_stream(ws, false);
+            match client.recv().await {
+                ServerMessage::Welcome(_) => Ok(client),
+                other => panic!("expected welcome, got {other:?}"),
+            }
+        }
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            Err(response.status().as_u16())
+        }
+        Err(other) => panic!("websocket: {other}"),
+    }
+}
+
+fn subscribe(tiles: &[(u16, u16)]) -> ClientMessage {
+    ClientMessage::Subscribe {
+        tiles: tiles
+            .iter()
+            .map(|&(tx, ty)| TileRequest {
+                tile: TileId::new(tx, ty),
+                seq: None,
+            })
+            .collect(),
+    }
+}
+
+/// A well-behaved player on 127.0.0.9: places a pixel and sees it come back, within 5 s.
+async fn a_player_still_plays(server: &Server, x: i64, color: i64) {
+    let cookie = guest_from(&server.base, "127.0.0.9").await;
+    let mut player = websocket_from(server, "127.0.0.9", &cookie)
+        .await
+        .expect("the player's socket is accepted");
+    player.send(&subscribe(&[(0, 0)])).await;
+    player
+        .send(&ClientMessage::Place {
+            x,
+            y: 1,
+            color,
+            request_id: Some(RequestId::Number(1)),
+        })
+        .await;
+    let seen = tokio::time::timeout(
+        Duration::from_secs(5),
+        player.recv_until(|m| match m {
+            ServerMessage::Pixels { changes, .. } => changes
+                .iter()
+                .any(|c| i64::from(c.lx) == x && c.ly == 1 && i64::from(c.color) == color)
+                .then_some(()),
+            _ => None,
+        }),
+    )
+    .await;
+    assert!(seen.is_ok(), "the well-behaved player saw its pixel");
+}
+
+fn hostile_config(dir: &std::path::Path) -> ServeConfig {
+    ServeConfig {
+        header_read_timeout_secs: 1,
+        request_body_timeout_secs: 1,
+        ..config(dir, 256, 256, 0)
+    }
+}
+
+#[tokio::test]
+async fn slow_headers_and_silent_sockets_are_closed_by_the_header_deadline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(hostile_config(dir.path())).await;
+    let mut attackers = Vec::new();
+    for i in 0..20 {
+        let mut stream = connect_from("127.0.0.2", &server.base).await;
+        if i % 2 == 0 {
+            // Half a request head, never finished.
+            stream
+                .write_all(b"GET /api/v1/canvas/info HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .await
+                .expect("write");
+        }
+        attackers.push(stream);
+    }
+    // An idle keep-alive connection after one good request.
+    let mut idle = connect_from("127.0.0.3", &server.base).await;
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut first = [0u8; 12];
+    idle.read_exact(&mut first).await.expect("answer");
+    assert_eq!(&first, b"HTTP/1.1 200");
+    attackers.push(idle);
+
+    a_player_still_plays(&server, 3, 5).await;
+    let started = Instant::now();
+    for stream in &mut attackers {
+        assert!(
+            closed_within(stream, Duration::from_secs(5)).await,
+            "a slow or silent connection is closed"
+        );
+    }
+    // The deadline is 1 s; 5 s is slack for a loaded CI machine.
+    assert!(started.elapsed() < Duration::from_secs(6));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn connections_are_capped_per_address_and_in_all_with_a_clear_answer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(ServeConfig {
+        max_connections_per_address: 5,
+        max_connections: 16,
+        ..hostile_config(dir.path())
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        held.push(connect_from("127.0.0.2", &server.base).await);
+    }
+    let mut sixth = connect_from("127.0.0.2", &server.base).await;
+    let mut answer = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), sixth.read_to_string(&mut answer)).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 429"),
+        "the sixth from one address: {answer:?}"
+    );
+    a_player_still_plays(&server, 4, 6).await;
+
+    // Fill the process from other addresses: the next connection is told the server is full.
+    for i in 0..20 {
+        held.push(connect_from(&format!("127.0.1.{}", i + 1), &server.base).await);
+    }
+    let mut over = connect_from("127.0.2.1", &server.base).await;
+    let mut answer = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), over.read_to_string(&mut answer)).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 503"),
+        "over the cap: {answer:?}"
+    );
+    drop(held);
+    // Places come back as the connections close.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let ok = reqwest::get(format!("{}/health", server.base)).await;
+        if ok.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the server admits again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn websockets_are_capped_per_session_and_per_address() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(ServeConfig {
+        max_websockets_per_session: 3,
+        max_websockets_per_address: 5,
+        ..hostile_config(dir.path())
+    })
+    .await;
+    let cookie = guest_from(&server.base, "127.0.0.2").await;
+    let mut sockets = Vec::new();
+    for _ in 0..3 {
+        sockets.push(
+            websocket_from(&server, "127.0.0.2", &cookie)
+                .await
+                .expect("under the session cap"),
+        );
+    }
+    assert_eq!(
+        websocket_from(&server, "127.0.0.2", &cookie).await.err(),
+        Some(429),
+        "a fourth socket of one session"
+    );
+    for _ in 0..2 {
+        let other = guest_from(&server.base, "127.0.0.2").await;
+        sockets.push(
+            websocket_from(&server, "127.0.0.2", &other)
+                .await
+                .expect("under the address cap"),
+        );
+    }
+    let sixth = guest_from(&server.base, "127.0.0.2").await;
+    assert_eq!(
+        websocket_from(&server, "127.0.0.2", &sixth).await.err(),
+        Some(429),
+        "a sixth socket from one address"
+    );
+    a_player_still_plays(&server, 5, 7).await;
+    // A closed socket gives its place back.
+    drop(sockets.pop());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while websocket_from(&server, "127.0.0.2", &sixth).await.is_err() {
+        assert!(Instant::now() < deadline, "a place comes back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_subscriber_that_stops_reading_is_closed_within_ten_seconds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(hostile_config(dir.path())).await;
+    let cookie = guest_from(&server.base, "127.0.0.2").await;
+    // A small receive window, so the kernel holds little for it.
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    socket
+        .bind("127.0.0.2:0".parse().expect("address"))
+        .expect("bind");
+    let to: SocketAddr = server
+        .base
+        .trim_start_matches("http://")
+        .parse()
+        .expect("addr");
+    let stream = socket.connect(to).await.expect("connect");
+    let mut request = server.ws.as_str().into_client_request().expect("request");
+    request
+        .headers_mut()
+        .insert("cookie", HeaderValue::from_str(&cookie).expect("cookie"));
+    let (mut sleeper, _) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .expect("upgrade");
+    let all: Vec<(u16, u16)> = (0..4).flat_map(|x| (0..4).map(move |y| (x, y))).collect();
+    let frame = place_protocol::binary::encode_client(&subscribe(&all));
+    futures_util::SinkExt::send(&mut sleeper, Message::Binary(frame.clone()))
+        .await
+        .expect("subscribe");
+    assert_eq!(server.edge.players_online().await, 1);
+
+    // Noise in the 16 tiles, so their snapshots do not compress away.
+    let shard = server.shard.clone();
+    for chunk in 0..64u32 {
+        let places = (0..1024u32).map(|i| {
+            let n = chunk * 1024 + i;
+            shard.place(place_shard::PlaceRequest {
+                x: n % 256,
+                y: n / 256,
+                color: (n.wrapping_mul(2_654_435_761) >> 28) as u8,
+                user_id: 1,
+                placed_at: place_edge::now_ms(),
+                action_id: None,
+                placement_id: u64::from(n) | 1,
+            })
+        });
+        let placed = futures_util::future::join_all(places).await;
+        assert!(placed.iter().all(Result::is_ok), "noise painted");
+    }
+    // Then the attack: ask for the 16 snapshots again and again (a subscription to a tile already
+    // watched is answered with its snapshot), under the flood limit, never reading a byte.
+    let started = Instant::now();
+    let churn = async {
+        while started.elapsed() < Duration::from_secs(15) {
+            {
+                let message = &frame;
+                let send =
+                    futures_util::SinkExt::send(&mut sleeper, Message::Binary(message.clone()));
+                if !matches!(
+                    tokio::time::timeout(Duration::from_secs(1), send).await,
+                    Ok(Ok(()))
+                ) {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    };
+    let edge = std::sync::Arc::clone(&server.edge);
+    let watch = async move {
+        while started.elapsed() < Duration::from_secs(15) {
+            if edge.players_online().await == 0 {
+                return Some(started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    };
+    tokio::pin!(watch);
+    let closed_after = tokio::select! {
+        closed = &mut watch => closed,
+        _ = churn => watch.await,
+    };
+    let closed_after = closed_after.expect("the non-reader was closed");
+    // The bound is 8 s for a stalled write; 2 s of slack for a loaded machine.
+    assert!(closed_after < Duration::from_secs(10), "{closed_after:?}");
+    a_player_still_plays(&server, 6, 8).await;
+    drop(sleeper);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_answers_pings_is_closed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(ServeConfig {
+        websocket_ping_secs: 1,
+        ..hostile_config(dir.path())
+    })
+    .await;
+    let cookie = guest_from(&server.base, "127.0.0.2").await;
+    // A raw upgrade, then silence: no pongs, no frames.
+    let mut stream = connect_from("127.0.0.2", &server.base).await;
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Cookie: {cookie}\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).await.expect("answer");
+    assert_eq!(&head, b"HTTP/1.1 101");
+    let started = Instant::now();
+    assert!(
+        closed_within(&mut stream, Duration::from_secs(8)).await,
+        "closed for silence"
+    );
+    // Twice the ping interval and a second: 3 s.
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "not before the limit"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_oversize_message_closes_with_1009() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(hostile_config(dir.path())).await;
+    let cookie = server.guest().await;
+    let mut client = server.client(&cookie, false).await;
+    client
+        .send_raw(Message::Binary(vec![0u8; 2 << 20].into()))
+        .await;
+    while client.try_recv(Duration::from_secs(5)).await.is_some() {}
+    let code = client.closed.as_ref().map(|c| u16::from(c.code));
+    assert_eq!(code, Some(1009), "{:?} {:?}", client.closed, client.error);
+    server.stop().await;
+}
