@@ -86,14 +86,21 @@ async fn login(
 ) -> Result<SignedIn, AppError> {
     let Json(c) = body.map_err(|e| AppError::BadRequest(e.body_text()))?;
     let ip = client_ip(&edge, peer, &headers);
+    let network = edge.config.limits.addresses.network(ip);
     // A name that breaks the rules cannot exist: it is answered like an unknown one, and does
     // not get a counter of its own.
     let name = credentials::check_username(&c.username)
         .is_ok()
         .then_some(c.username.as_str());
-    if let Some(wait) = edge.login_limiter.attempt(ip, name).await? {
+    if let Some(wait) = edge.login_limiter.attempt(network, name).await? {
         tracing::warn!(%ip, "login attempts over the limit");
         return Err(AppError::RateLimited(wait.as_millis().div_ceil(1000) as u64));
+    }
+    // A password registration would refuse cannot be anyone's: refused before any hash (a
+    // 2 MB password costs nothing but its upload).
+    if credentials::check_password(&c.password).is_err() {
+        tracing::info!(%ip, "login refused");
+        return Err(AppError::InvalidCredentials);
     }
     let found = match name {
         Some(name) => edge.accounts.user_login(name).await?,

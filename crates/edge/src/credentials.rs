@@ -49,6 +49,9 @@ pub enum HashError {
     /// The blocking task panicked or was cancelled.
     #[error("password hashing task: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// The hashing queue was closed (never, in practice: it lives as long as the process).
+    #[error("password hashing queue: {0}")]
+    Queue(#[from] tokio::sync::AcquireError),
 }
 
 /// Checks a username: 3 to 32 ASCII letters, digits, `_` or `-`.
@@ -92,19 +95,35 @@ pub fn hash_password_now(password: &str) -> Result<String, HashError> {
         .map_err(|e| HashError::Argon2(e.to_string()))
 }
 
+/// Hashes running at once, at most: one per core. Each costs 19 MiB and tens of milliseconds of
+/// a core; a burst of logins waits its turn here instead of taking the memory of hundreds of
+/// hashes at once and every blocking thread.
+static HASHING: LazyLock<tokio::sync::Semaphore> = LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    tokio::sync::Semaphore::new(cores)
+});
+
+/// Runs one argon2 job on a blocking thread, under [`HASHING`].
+async fn hash_job<T: Send + 'static>(
+    job: impl FnOnce() -> Result<T, HashError> + Send + 'static,
+) -> Result<T, HashError> {
+    let _turn = HASHING.acquire().await?;
+    tokio::task::spawn_blocking(job).await?
+}
+
 /// Hashes a password on a blocking thread.
 pub async fn hash_password(password: String) -> Result<String, HashError> {
-    tokio::task::spawn_blocking(move || hash_password_now(&password)).await?
+    hash_job(move || hash_password_now(&password)).await
 }
 
 /// Whether `password` matches the PHC string `hash`, checked on a blocking thread. With no hash
 /// it checks against a dummy one and answers `false`, taking as long as a real check.
 pub async fn verify_password(password: String, hash: Option<String>) -> Result<bool, HashError> {
-    tokio::task::spawn_blocking(move || {
+    hash_job(move || {
         let matches = verify_now(&password, hash.as_deref().unwrap_or(&DUMMY_HASH))?;
         Ok(matches && hash.is_some())
     })
-    .await?
+    .await
 }
 
 /// A hash with the same parameters as real ones, made once. Its password and salt need no

@@ -1,12 +1,22 @@
-//! Limits on login attempts: [`LOGIN_ATTEMPTS_PER_MINUTE`] per client IP and per username,
-//! whether the attempts succeed or not, so nobody can guess passwords quickly from one address or
-//! against one account from many.
+//! Limits on login attempts that protect accounts without handing out lockouts.
+//!
+//! Two budgets of [`LOGIN_ATTEMPTS_PER_MINUTE`] each, checked in this order:
+//! 1. **per client network** (an IPv4 address or an IPv6 /64, see [`crate::address`]): nobody
+//!    guesses quickly from one place;
+//! 2. **per username and network**: one network's guesses at one name.
+//!
+//! A request refused by the first is not counted against the second, and no budget is shared by
+//! every address trying a name: an attacker hammering `alice` from anywhere cannot make Alice's
+//! own login from a clean address answer 429. What guessing costs: 5 tries a minute per network
+//! and name, so 1,000 guesses a minute at one account need 200 networks (200 IPv4 addresses or
+//! 200 IPv6 /64s), each try a full argon2id verification on the attacker's side of the budget.
+//! Passwords that registration would refuse are refused before any hash is computed.
 //!
 //! In `place serve` the counts are in memory ([`governor`]'s keyed GCRA limiters: a burst of 5,
 //! then one more every 12 s). In the cluster they must hold across every edge, so they are Redis
-//! counters under the cluster's key prefix (`login:ip:{ip}`, `login:user:{name}`): one `INCR` per
-//! attempt, and the first of a minute sets `PEXPIRE 60000`; a sixth within the minute is refused
-//! until the key expires.
+//! counters under the cluster's key prefix (`login:net:{network}`,
+//! `login:user:{name}:{network}`): one script per attempt counts the keys in order and stops at
+//! the first over its limit; the first count of a minute sets `PEXPIRE 60000`.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -23,11 +33,10 @@ pub const LOGIN_ATTEMPTS_PER_MINUTE: u32 = 5;
 /// The window of the Redis counters.
 const WINDOW_MS: i64 = 60_000;
 
-/// Counts each key's attempt and answers the longest wait, in ms, of the keys over the limit
-/// (0: allowed). A key left without an expiry (it cannot happen, but would block forever) gets
-/// one.
+/// Counts the attempt against each key in order and answers, at the first key over the limit,
+/// its wait in ms (the later keys are not counted); 0 when every key allows it. A key left
+/// without an expiry (it cannot happen, but would block forever) gets one.
 const ATTEMPT_SCRIPT: &str = r"
-local wait = 0
 for _, key in ipairs(KEYS) do
   local n = redis.call('INCR', key)
   if n == 1 then redis.call('PEXPIRE', key, ARGV[1]) end
@@ -37,19 +46,19 @@ for _, key in ipairs(KEYS) do
       redis.call('PEXPIRE', key, ARGV[1])
       ttl = tonumber(ARGV[1])
     end
-    if ttl > wait then wait = ttl end
+    return ttl
   end
 end
-return wait";
+return 0";
 
 /// Where the attempts are counted.
 pub enum LoginLimiter {
     /// `place serve`: in memory.
     Local {
-        /// Attempts per client IP.
-        by_ip: DefaultKeyedRateLimiter<IpAddr>,
-        /// Attempts per lower-cased username.
-        by_name: DefaultKeyedRateLimiter<String>,
+        /// Attempts per client network.
+        by_network: DefaultKeyedRateLimiter<IpAddr>,
+        /// Attempts per lower-cased username and client network.
+        by_name: DefaultKeyedRateLimiter<(String, IpAddr)>,
     },
     /// The cluster: in Redis, shared by every edge.
     Shared {
@@ -69,7 +78,7 @@ impl LoginLimiter {
                     NonZeroU32::new(LOGIN_ATTEMPTS_PER_MINUTE).unwrap_or(NonZeroU32::MIN),
                 );
                 LoginLimiter::Local {
-                    by_ip: RateLimiter::keyed(quota),
+                    by_network: RateLimiter::keyed(quota),
                     by_name: RateLimiter::keyed(quota),
                 }
             }
@@ -80,30 +89,34 @@ impl LoginLimiter {
         }
     }
 
-    /// Counts a login attempt from `ip` for `username` (`None` when the name cannot exist, so
-    /// only the IP counts): `Ok(None)` when it may go ahead, `Ok(Some(wait))` when it is refused
-    /// and may be retried after `wait`.
+    /// Counts a login attempt from the client network `network` for `username` (`None` when
+    /// the name cannot exist, so only the network counts): `Ok(None)` when it may go ahead,
+    /// `Ok(Some(wait))` when it is refused and may be retried after `wait`.
     pub async fn attempt(
         &self,
-        ip: IpAddr,
+        network: IpAddr,
         username: Option<&str>,
     ) -> Result<Option<Duration>, AccountsError> {
         let name = username.map(str::to_ascii_lowercase);
         match self {
-            LoginLimiter::Local { by_ip, by_name } => {
+            LoginLimiter::Local {
+                by_network,
+                by_name,
+            } => {
                 let now = DefaultClock::default().now();
-                let ip_wait = by_ip.check_key(&ip).err().map(|n| n.wait_time_from(now));
-                let name_wait = name
-                    .and_then(|name| by_name.check_key(&name).err())
-                    .map(|n| n.wait_time_from(now));
-                Ok(ip_wait.max(name_wait))
+                if let Err(not_until) = by_network.check_key(&network) {
+                    return Ok(Some(not_until.wait_time_from(now)));
+                }
+                Ok(name
+                    .and_then(|name| by_name.check_key(&(name, network)).err())
+                    .map(|n| n.wait_time_from(now)))
             }
             LoginLimiter::Shared { redis, prefix } => {
                 let script = redis::Script::new(ATTEMPT_SCRIPT);
                 let mut invocation = script.prepare_invoke();
-                invocation.key(format!("{prefix}login:ip:{ip}"));
+                invocation.key(format!("{prefix}login:net:{network}"));
                 if let Some(name) = name {
-                    invocation.key(format!("{prefix}login:user:{name}"));
+                    invocation.key(format!("{prefix}login:user:{name}:{network}"));
                 }
                 let wait_ms: i64 = invocation
                     .arg(WINDOW_MS)
@@ -117,8 +130,12 @@ impl LoginLimiter {
 
     /// Forgets local counts that have fully recovered (Redis expires its own).
     pub fn prune(&self) {
-        if let LoginLimiter::Local { by_ip, by_name } = self {
-            by_ip.retain_recent();
+        if let LoginLimiter::Local {
+            by_network,
+            by_name,
+        } = self
+        {
+            by_network.retain_recent();
             by_name.retain_recent();
         }
     }
@@ -131,13 +148,13 @@ mod tests {
     fn local() -> LoginLimiter {
         let quota = Quota::per_minute(NonZeroU32::new(LOGIN_ATTEMPTS_PER_MINUTE).expect("5 > 0"));
         LoginLimiter::Local {
-            by_ip: RateLimiter::keyed(quota),
+            by_network: RateLimiter::keyed(quota),
             by_name: RateLimiter::keyed(quota),
         }
     }
 
     #[tokio::test]
-    async fn the_sixth_attempt_from_one_ip_or_for_one_name_is_refused() {
+    async fn the_sixth_attempt_from_one_network_or_at_one_name_from_it_is_refused() {
         let limiter = local();
         let (a, b): (IpAddr, IpAddr) = ([10, 0, 0, 1].into(), [10, 0, 0, 2].into());
         for i in 0..5 {
@@ -148,23 +165,49 @@ mod tests {
             .attempt(a, Some("other"))
             .await
             .expect("local")
-            .expect("the IP is over its limit");
+            .expect("the network is over its limit");
         assert!(wait > Duration::from_secs(5) && wait <= Duration::from_secs(12));
-
-        // One name from many addresses, in any letter case.
-        for i in 0..5 {
-            let ip: IpAddr = [10, 1, 0, i].into();
-            let name = if i % 2 == 0 { "Alice" } else { "aLICE" };
-            assert_eq!(limiter.attempt(ip, Some(name)).await.expect("local"), None);
-        }
-        assert!(limiter
-            .attempt(b, Some("alice"))
-            .await
-            .expect("local")
-            .is_some());
-        // Another name from a fresh address is unaffected; a name that cannot exist counts
-        // for the IP only.
-        assert_eq!(limiter.attempt(b, Some("bob")).await.expect("local"), None);
+        // A name that cannot exist counts for the network only.
         assert_eq!(limiter.attempt(b, None).await.expect("local"), None);
+    }
+
+    #[tokio::test]
+    async fn an_attacker_elsewhere_never_locks_a_name_out() {
+        let limiter = local();
+        let attacker: IpAddr = [10, 6, 6, 6].into();
+        let victim: IpAddr = [10, 1, 1, 1].into();
+        let mut refused = 0;
+        for _ in 0..50 {
+            let name = if refused % 2 == 0 { "Alice" } else { "aLICE" };
+            if limiter
+                .attempt(attacker, Some(name))
+                .await
+                .expect("local")
+                .is_some()
+            {
+                refused += 1;
+            }
+        }
+        assert_eq!(refused, 45, "five tries, then refused");
+        // Refused attempts charged nothing more: the name's budget from the victim's network is
+        // whole.
+        for _ in 0..5 {
+            assert_eq!(
+                limiter.attempt(victim, Some("alice")).await.expect("local"),
+                None
+            );
+        }
+        // Many attackers, one try each: still nothing for the victim's network.
+        for i in 0..100u8 {
+            let _ = limiter.attempt([10, 7, 0, i].into(), Some("alice")).await;
+        }
+        let other_victim_network: IpAddr = [10, 1, 1, 2].into();
+        assert_eq!(
+            limiter
+                .attempt(other_victim_network, Some("alice"))
+                .await
+                .expect("local"),
+            None
+        );
     }
 }
