@@ -1155,10 +1155,6 @@ fn watch_every_tile(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shards_join_leave_and_die_while_players_paint_and_nothing_is_lost() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
     let failover_after = Duration::from_secs(2);
     let mut cluster = TestCluster::start_with(3, 2, 0, Some(failover_after)).await;
     let store = cluster.ring_store().await;
@@ -1795,10 +1791,6 @@ fn note_deltas(
 /// ring (it was taken out by a failover, not by an operator) and owns its old tiles again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_shards_tiles_are_back_within_5_s_and_it_rejoins_when_started_again() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
     let failover_after = place_cluster::failover::DEFAULT_FAILOVER_AFTER;
     let mut cluster = TestCluster::start_with(3, 2, 0, Some(failover_after)).await;
     let store = cluster.ring_store().await;

@@ -47,6 +47,7 @@ impl DevCluster {
             .env("DEV_CLUSTER_PORT", self.port().to_string())
             .env("PLACE_COOLDOWN_SECS", self.cooldown_secs.to_string())
             .env("PLACE_GUEST_RATE_PER_MINUTE", "0")
+            .env("PLACE_PLACEMENTS_PER_ADDRESS_PER_MINUTE", "0")
             .env("PLACE_WIDTH", "256")
             .env("PLACE_HEIGHT", "256");
         c
