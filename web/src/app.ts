@@ -86,9 +86,12 @@ export class App {
   });
   private history = new HistoryView({
     palette: () => this.info?.palette ?? [],
-    heat: (layer) => this.renderer.setHeat(layer),
+    heat: (layer, opacity) => this.renderer.setHeat(layer, opacity),
   });
-  private timelapse = new TimelapseView({ toast: (m) => this.ui.toast(m) });
+  private timelapse = new TimelapseView({
+    toast: (m) => this.ui.toast(m),
+    view: () => (this.info ? { ...this.view, screen: this.size, canvas: { width: this.info.width, height: this.info.height } } : null),
+  });
   private minimap = new Minimap(
     (x, y) => this.setView({ cx: x + 0.5, cy: y + 0.5, zoom: Math.max(this.view.zoom, DEFAULT_ZOOM) }),
     (data) => this.setWhole(data),
@@ -402,6 +405,7 @@ export class App {
     const w = this.size.width / this.view.zoom;
     const h = this.size.height / this.view.zoom;
     this.minimap.setView({ x: this.view.cx - w / 2, y: this.view.cy - h / 2, width: w, height: h });
+    this.timelapse.follow();
     this.ui.setZoom(this.view.zoom);
     this.updatePointer();
     this.scheduleReconcile();
@@ -519,6 +523,10 @@ export class App {
     if (this.admin.capturesTaps && px) {
       // The admin panel asked "who placed this?" or for a rectangle's corner: not a placement.
       void this.admin.tapAt(px.x, px.y);
+      return;
+    }
+    if (this.timelapse.open) {
+      this.ui.toast("Close the timelapse to paint");
       return;
     }
     if (!this.live && this.limitedUntil !== null && this.view.zoom >= TAP_ZOOM) {
@@ -860,7 +868,7 @@ export class App {
       },
       /** The timelapse viewer: the moment shown, and whether it is shown exactly. */
       get timelapse() {
-        return { open: app.timelapse.open, at: app.timelapse.at, exactAt: app.timelapse.exactAt };
+        return { open: app.timelapse.open, at: app.timelapse.at, exactAt: app.timelapse.exactAt, rect: app.timelapse.frameRect };
       },
       /** The template open, its alerts and the server's last count. */
       get template() {

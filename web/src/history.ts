@@ -5,6 +5,7 @@
 // lays the last hour's activity over the canvas, refreshed while it is on.
 // The rules (cache, texts, colours) are pure and tested in tests/unit.
 
+import { remember, remembered } from "./prefs";
 import { el } from "./ui";
 
 /** One placement as GET /api/v1/history/pixel lists it. */
@@ -57,7 +58,8 @@ export const TOOLTIP_ITEMS = 3;
 export const CACHE_PIXELS = 256;
 /** A kept history is asked for again after this long (changes are also seen live). */
 export const CACHE_TTL_MS = 60_000;
-/** The heatmap's window and refresh period (the server keeps it a sixtieth of the window). */
+/** The heatmap's windows (the server's), the default one, and the refresh period (the server keeps it a sixtieth of the window). */
+export const HEATMAP_WINDOWS = [5, 15, 60, 360, 1440] as const;
 export const HEATMAP_MINUTES = 60;
 export const HEATMAP_REFRESH_MS = 30_000;
 
@@ -143,24 +145,42 @@ export function heatLayer(h: Heatmap): HeatLayer {
   return { cellSize: h.cellSize, columns: h.columns, rows: h.rows, rgba };
 }
 
+/** "60 min", "6 h", "24 h". */
+export function windowText(minutes: number): string {
+  return minutes < 120 ? `${minutes} min` : `${minutes / 60} h`;
+}
+
 /** "Activity, last 60 min: 5,120 placements" (and a note when the server counted only part). */
 export function heatmapText(h: Heatmap): string {
   const n = h.total.toLocaleString("en");
-  return `Activity, last ${h.minutes} min: ${n} placement${h.total === 1 ? "" : "s"}${h.truncated ? " (the newest only)" : ""}`;
+  return `Activity, last ${windowText(h.minutes)}: ${n} placement${h.total === 1 ? "" : "s"}${h.truncated ? " (the newest only)" : ""}`;
+}
+
+/** The legend's CSS gradient: the heat colours from one placement per cell to the busiest. */
+export function legendGradient(): string {
+  const stops = [1, 2, 4, 8, 16].map((n, i) => {
+    const [r, g, b, a] = heatColor(n, 16);
+    return `rgba(${r}, ${g}, ${b}, ${(a / 255).toFixed(2)}) ${i * 25}%`;
+  });
+  return `linear-gradient(to right, ${stops.join(", ")})`;
 }
 
 export interface HistoryHooks {
   /** The palette, to show a placement's colour. */
   palette(): readonly string[];
-  /** Lays the heatmap over the canvas (null: none). */
-  heat(layer: HeatLayer | null): void;
+  /** Lays the heatmap over the canvas (null: none) at this opacity (lower shows the canvas's colours). */
+  heat(layer: HeatLayer | null, opacity: number): void;
 }
 
 /** The pixel tooltip and the heatmap toggle. */
 export class HistoryView {
   private tooltip = el("pixel-info");
   private heatButton = el<HTMLButtonElement>("heatmap-button");
+  private heatPanel = el("heatmap-panel");
   private heatNote = el("heatmap-note");
+  private heatWindow = el<HTMLSelectElement>("heatmap-window");
+  private heatOpacity = el<HTMLInputElement>("heatmap-opacity");
+  private heatLayer: HeatLayer | null = null;
   private cache = new PixelHistoryCache();
   /** The pixel the tooltip is for, and where on screen (CSS px) to show it. */
   private target: { x: number; y: number; sx: number; sy: number } | null = null;
@@ -175,6 +195,18 @@ export class HistoryView {
 
   constructor(private hooks: HistoryHooks) {
     this.heatButton.addEventListener("click", () => this.setHeat(!this.heatOn));
+    const minutes = Number(remembered("heatmapMinutes"));
+    if ((HEATMAP_WINDOWS as readonly number[]).includes(minutes)) this.heatWindow.value = String(minutes);
+    this.heatOpacity.value = remembered("heatmapOpacity") ?? "0.6";
+    el("heatmap-legend").querySelector("i")!.style.background = legendGradient();
+    this.heatWindow.addEventListener("change", () => {
+      remember("heatmapMinutes", this.heatWindow.value);
+      void this.refreshHeat();
+    });
+    this.heatOpacity.addEventListener("input", () => {
+      remember("heatmapOpacity", this.heatOpacity.value);
+      if (this.heatOn && this.heatLayer) this.hooks.heat(this.heatLayer, this.opacity);
+    });
   }
 
   /** The pointer rests on pixel (x, y) at screen (sx, sy); null when it left the canvas. */
@@ -341,22 +373,39 @@ export class HistoryView {
     if (on) {
       void this.refreshHeat();
     } else {
-      this.hooks.heat(null);
-      this.heatNote.hidden = true;
+      this.hooks.heat(null, 1);
+      this.heatLayer = null;
+      this.heatPanel.hidden = true;
     }
   }
 
+  /** The heatmap's opacity: lower lets the canvas's own colours show through. */
+  get opacity(): number {
+    const v = Number(this.heatOpacity.value);
+    return Number.isFinite(v) ? Math.min(1, Math.max(0.1, v)) : 0.6;
+  }
+
+  /** The window chosen, in minutes. */
+  get minutes(): number {
+    const m = Number(this.heatWindow.value);
+    return (HEATMAP_WINDOWS as readonly number[]).includes(m) ? m : HEATMAP_MINUTES;
+  }
+
   private async refreshHeat(): Promise<void> {
+    if (this.heatTimer) clearTimeout(this.heatTimer);
+    this.heatTimer = null;
     if (!this.heatOn) return;
     try {
       if (!document.hidden) {
-        const res = await fetch(`/api/v1/history/heatmap?minutes=${HEATMAP_MINUTES}`, { credentials: "same-origin" });
+        const minutes = this.minutes;
+        const res = await fetch(`/api/v1/history/heatmap?minutes=${minutes}`, { credentials: "same-origin" });
         if (!res.ok) throw new Error(`GET heatmap: ${res.status}`);
         const h = (await res.json()) as Heatmap;
-        if (this.heatOn) {
-          this.hooks.heat(heatLayer(h));
+        if (this.heatOn && minutes === this.minutes) {
+          this.heatLayer = heatLayer(h);
+          this.hooks.heat(this.heatLayer, this.opacity);
           this.heatNote.textContent = heatmapText(h);
-          this.heatNote.hidden = false;
+          this.heatPanel.hidden = false;
         }
       }
     } catch (e) {

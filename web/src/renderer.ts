@@ -101,7 +101,7 @@ export class Renderer implements TileListener {
     opacity: number;
   } | null = null;
   /** The heatmap laid over the canvas, one pixel per cell, or null. */
-  private heat: { layer: HeatLayer; surface: Surface } | null = null;
+  private heat: { layer: HeatLayer; surface: Surface; opacity: number } | null = null;
   /** Called after each drawn frame with its duration in ms. */
   onFrame: ((ms: number) => void) | null = null;
 
@@ -166,13 +166,13 @@ export class Renderer implements TileListener {
   }
 
   /** Lays a heatmap over the canvas (null: none). */
-  setHeat(layer: HeatLayer | null): void {
+  setHeat(layer: HeatLayer | null, opacity = 1): void {
     if (!layer) {
       this.heat = null;
     } else {
       // Translucent cells: a surface with alpha, unlike the tiles' bitmaps.
       const surface = bitmapWithAlpha(layer.columns, layer.rows, new ImageData(layer.rgba, layer.columns, layer.rows));
-      this.heat = { layer, surface };
+      this.heat = { layer, surface, opacity };
     }
     this.viewDirty = true;
     this.request();
@@ -419,7 +419,7 @@ export class Renderer implements TileListener {
   /** The visible cells of the heatmap, each stretched over its square of the canvas, blurred a little. */
   private drawHeat(range: ReturnType<typeof visibleTiles>): void {
     if (!this.heat) return;
-    const { layer, surface } = this.heat;
+    const { layer, surface, opacity } = this.heat;
     const c = layer.cellSize;
     const cx0 = Math.floor((range.tx0 * TILE_SIZE) / c);
     const cy0 = Math.floor((range.ty0 * TILE_SIZE) / c);
@@ -428,7 +428,9 @@ export class Renderer implements TileListener {
     if (cx1 <= cx0 || cy1 <= cy0) return;
     const ctx = this.ctx;
     ctx.imageSmoothingEnabled = c > 1;
+    ctx.globalAlpha = opacity;
     ctx.drawImage(surface, cx0, cy0, cx1 - cx0, cy1 - cy0, ...this.rect(cx0 * c, cy0 * c, (cx1 - cx0) * c, (cy1 - cy0) * c));
+    ctx.globalAlpha = 1;
     ctx.imageSmoothingEnabled = false;
   }
 

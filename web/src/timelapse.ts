@@ -1,10 +1,14 @@
 // The timelapse viewer: the page's side of /api/v1/timelapse. The Timelapse
-// button opens a panel with a slider over the log's span; the canvas as it was
-// at the slider's time is shown over the board. While the slider moves, the
-// nearest snapshot at or before that time is shown at once (the browser caches
-// them); when it rests, the exact frame at that time replaces it, so what
-// stays on screen is exactly the canvas then. "Render GIF" starts a render job
-// of the span and polls it until the download is offered.
+// button opens a panel with a slider over the log's span; the view you are
+// looking at, as it was at the slider's time, is shown in place of the board,
+// and panning and zooming work as ever (the frame follows, and is fetched
+// again for a view it does not cover). While the slider moves, the nearest
+// snapshot at or before that time is shown at once (the browser caches them);
+// when it rests, the exact frame of the view at that time replaces it, so what
+// stays on screen is exactly the canvas then. Play steps through the span at
+// the chosen speed with exact frames. "Render GIF" renders the view's
+// rectangle over the span with the frames and speed chosen, and polls the job
+// until the download is offered.
 // The rules (which snapshot, texts) are pure and tested in tests/unit.
 
 import { el } from "./ui";
@@ -42,8 +46,50 @@ export const EXACT_DELAY_MS = 150;
 export const POLL_MS = 500;
 /** Steps of the slider. */
 export const SLIDER_STEPS = 1000;
-/** Frames of a rendered GIF. */
-export const RENDER_FRAMES = 60;
+/** Frames of a rendered GIF: the choices' bounds (the server allows up to 1,000). */
+export const RENDER_FRAMES_MIN = 2;
+export const RENDER_FRAMES_MAX = 200;
+/** Play: slider steps per frame at 1x, and the shortest time a frame shows. */
+export const PLAY_STEP = 5;
+export const PLAY_FRAME_MS = 150;
+/** A frame is fetched for the view widened by this fraction on each side, so small pans need none. */
+export const FRAME_MARGIN = 0.25;
+
+/** A rectangle of the canvas, in whole pixels. */
+export interface Rect {
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+}
+
+/** The canvas rectangle a view shows, widened by `margin` of its size on each side, clamped to the canvas. */
+export function viewRect(cx: number, cy: number, zoom: number, screen: { width: number; height: number }, canvas: { width: number; height: number }, margin = 0): Rect {
+  const w = screen.width / zoom;
+  const h = screen.height / zoom;
+  const x0 = Math.max(0, Math.floor(cx - w / 2 - w * margin));
+  const y0 = Math.max(0, Math.floor(cy - h / 2 - h * margin));
+  const x1 = Math.min(canvas.width, Math.ceil(cx + w / 2 + w * margin));
+  const y1 = Math.min(canvas.height, Math.ceil(cy + h / 2 + h * margin));
+  return { x: x0, y: y0, width: Math.max(1, x1 - x0), height: Math.max(1, y1 - y0) };
+}
+
+/** Whether rectangle `inner` lies within `outer`. */
+export function covers(outer: Rect, inner: Rect): boolean {
+  return inner.x >= outer.x && inner.y >= outer.y && inner.x + inner.width <= outer.x + outer.width && inner.y + inner.height <= outer.y + outer.height;
+}
+
+/** The render request for a view: its rectangle over the span, `frames` bounded, each shown 100 ms / speed (at least 20 ms). */
+export function renderRequest(span: [number, number], rect: Rect, frames: number, speed: number) {
+  return {
+    from: span[0],
+    to: span[1],
+    ...rect,
+    frames: Math.min(RENDER_FRAMES_MAX, Math.max(RENDER_FRAMES_MIN, Math.round(frames))),
+    delayMs: Math.max(20, Math.round(100 / Math.max(1, speed))),
+    format: "gif" as const,
+  };
+}
 
 /** The latest snapshot usable at `t` (its coversUntil at or before `t`), or null. */
 export function snapshotAt(snapshots: readonly SnapshotInfo[], t: number): SnapshotInfo | null {
@@ -85,6 +131,12 @@ export function jobText(job: Job): string {
   }
 }
 
+export interface TimelapseHooks {
+  toast(m: string): void;
+  /** The view now: centre, zoom, the screen's and the canvas's sizes. */
+  view(): { cx: number; cy: number; zoom: number; screen: { width: number; height: number }; canvas: { width: number; height: number } } | null;
+}
+
 /** The timelapse button, panel and overlay. */
 export class TimelapseView {
   private button = el<HTMLButtonElement>("timelapse-button");
@@ -96,6 +148,15 @@ export class TimelapseView {
   private renderButton = el<HTMLButtonElement>("timelapse-render");
   private jobNote = el("timelapse-job");
   private download = el<HTMLAnchorElement>("timelapse-download");
+  private playButton = el<HTMLButtonElement>("timelapse-play");
+  private speedSelect = el<HTMLSelectElement>("timelapse-speed");
+  private framesSelect = el<HTMLSelectElement>("timelapse-frames");
+  /** The canvas rectangle the image shown holds. */
+  frameRect: Rect | null = null;
+  private refetchTimer: ReturnType<typeof setTimeout> | null = null;
+  private playing = false;
+  /** Loads of frames, newest wins: a load that finishes after a newer one started is dropped. */
+  private loadSeq = 0;
   private list: SnapshotList | null = null;
   private exactTimer: ReturnType<typeof setTimeout> | null = null;
   /** The time shown exactly, or null while a snapshot stands in. */
@@ -103,14 +164,104 @@ export class TimelapseView {
   /** The time the slider is at. */
   at = 0;
 
-  constructor(private deps: { toast: (m: string) => void }) {
+  constructor(private deps: TimelapseHooks) {
     this.button.addEventListener("click", () => void this.toggle());
     el("timelapse-close").addEventListener("click", () => void this.toggle(false));
     this.slider.addEventListener("input", () => this.scrub(Number(this.slider.value)));
     this.renderButton.addEventListener("click", () => void this.render());
-    this.frame.addEventListener("load", () => {
-      this.exactNote.hidden = this.exactAt === null;
-    });
+    this.playButton.addEventListener("click", () => (this.playing ? this.stop() : void this.play()));
+  }
+
+  /** The view moved: the frame follows it, and a frame of the new view is fetched once it rests if this one does not cover it. */
+  follow(): void {
+    if (!this.open) return;
+    this.position();
+    const v = this.deps.view();
+    if (!v || !this.frameRect || this.playing) return;
+    if (covers(this.frameRect, viewRect(v.cx, v.cy, v.zoom, v.screen, v.canvas))) return;
+    if (this.refetchTimer) clearTimeout(this.refetchTimer);
+    this.refetchTimer = setTimeout(() => {
+      this.refetchTimer = null;
+      void this.showExact(this.at);
+    }, EXACT_DELAY_MS);
+  }
+
+  /** Places the image over the part of the screen its rectangle covers. */
+  private position(): void {
+    const v = this.deps.view();
+    const r = this.frameRect;
+    if (!v || !r) return;
+    const left = (r.x - v.cx) * v.zoom + v.screen.width / 2;
+    const top = (r.y - v.cy) * v.zoom + v.screen.height / 2;
+    Object.assign(this.frame.style, { left: `${left}px`, top: `${top}px`, width: `${r.width * v.zoom}px`, height: `${r.height * v.zoom}px` });
+  }
+
+  /** Shows `url`, holding rectangle `rect`, once loaded (unless a newer load started). */
+  private async showImage(url: string, rect: Rect): Promise<boolean> {
+    const seq = ++this.loadSeq;
+    const img = new Image();
+    img.src = url;
+    try {
+      await img.decode();
+    } catch {
+      return false;
+    }
+    if (seq !== this.loadSeq || !this.open) return false;
+    this.frame.src = url;
+    this.frameRect = rect;
+    this.position();
+    return true;
+  }
+
+  /** The exact frame of the view (with a margin) at `t`. */
+  private async showExact(t: number): Promise<boolean> {
+    const v = this.deps.view();
+    if (!v) return false;
+    const r = viewRect(v.cx, v.cy, v.zoom, v.screen, v.canvas, FRAME_MARGIN);
+    const ok = await this.showImage(`/api/v1/timelapse/frame?t=${t}&x=${r.x}&y=${r.y}&width=${r.width}&height=${r.height}`, r);
+    if (ok && this.at === t) {
+      this.exactAt = t;
+      this.exactNote.hidden = false;
+    }
+    return ok;
+  }
+
+  private get speed(): number {
+    const s = Number(this.speedSelect.value);
+    return Number.isFinite(s) && s > 0 ? s : 1;
+  }
+
+  /** Steps through the span from the slider's place (from the start when at the end), exact frames at the speed chosen. */
+  private async play(): Promise<void> {
+    if (!this.list) return;
+    this.playing = true;
+    this.playButton.textContent = "⏸";
+    this.playButton.setAttribute("aria-label", "Pause");
+    let pos = Number(this.slider.value);
+    if (pos >= SLIDER_STEPS) pos = 0;
+    while (this.playing && this.open) {
+      const started = performance.now();
+      this.slider.value = String(pos);
+      this.setAt(timeAt(span(this.list), pos));
+      await this.showExact(this.at);
+      if (pos >= SLIDER_STEPS) break;
+      pos = Math.min(SLIDER_STEPS, pos + PLAY_STEP * this.speed);
+      await new Promise((r) => setTimeout(r, Math.max(0, PLAY_FRAME_MS - (performance.now() - started))));
+    }
+    this.stop();
+  }
+
+  private stop(): void {
+    this.playing = false;
+    this.playButton.textContent = "▶";
+    this.playButton.setAttribute("aria-label", "Play");
+  }
+
+  private setAt(t: number): void {
+    this.at = t;
+    this.time.textContent = timeText(t);
+    this.exactAt = null;
+    this.exactNote.hidden = true;
   }
 
   get open(): boolean {
@@ -122,7 +273,12 @@ export class TimelapseView {
     this.panel.hidden = !open;
     this.frame.hidden = !open;
     this.button.setAttribute("aria-pressed", String(open));
-    if (!open) return;
+    if (!open) {
+      this.stop();
+      this.frameRect = null;
+      this.frame.removeAttribute("src");
+      return;
+    }
     try {
       const res = await fetch("/api/v1/timelapse/snapshots", { credentials: "same-origin" });
       if (!res.ok) throw new Error(`GET snapshots: ${res.status}`);
@@ -139,24 +295,21 @@ export class TimelapseView {
   /** Moves to slider position `pos`: the snapshot at once, the exact frame once it rests. */
   scrub(pos: number): void {
     if (!this.list) return;
+    if (this.playing) this.stop();
     const t = timeAt(span(this.list), pos);
-    this.at = t;
-    this.time.textContent = timeText(t);
-    this.exactAt = null;
-    this.exactNote.hidden = true;
+    this.setAt(t);
     const snapshot = snapshotAt(this.list.snapshots, t);
-    if (snapshot) this.frame.src = snapshot.url;
+    const v = this.deps.view();
+    if (snapshot && v) void this.showImage(snapshot.url, { x: 0, y: 0, width: v.canvas.width, height: v.canvas.height });
     if (this.exactTimer) clearTimeout(this.exactTimer);
-    this.exactTimer = setTimeout(() => {
-      this.exactAt = t;
-      this.frame.src = `/api/v1/timelapse/frame?t=${t}`;
-    }, EXACT_DELAY_MS);
+    this.exactTimer = setTimeout(() => void this.showExact(t), EXACT_DELAY_MS);
   }
 
-  /** Renders the whole span as a GIF, polls the job and offers the download. */
+  /** Renders the view's rectangle over the span as a GIF, polls the job and offers the download. */
   async render(): Promise<void> {
-    if (!this.list) return;
-    const [from, to] = span(this.list);
+    const v = this.deps.view();
+    if (!this.list || !v) return;
+    const request = renderRequest(span(this.list), viewRect(v.cx, v.cy, v.zoom, v.screen, v.canvas), Number(this.framesSelect.value), this.speed);
     this.renderButton.disabled = true;
     this.download.hidden = true;
     this.jobNote.textContent = "Queued…";
@@ -165,7 +318,7 @@ export class TimelapseView {
         method: "POST",
         credentials: "same-origin",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ from, to, frames: RENDER_FRAMES, delayMs: 100, format: "gif" }),
+        body: JSON.stringify(request),
       });
       const body = await res.json();
       if (!res.ok) throw new Error(body?.error?.message ?? `render: ${res.status}`);

@@ -105,10 +105,51 @@ describe("history", () => {
     });
     assert.notDeepEqual([...Object.values(tinted)], hexRgb(palette[12]));
     await waitForCanvasRgb(page, 10, 190, hexRgb(palette[0]));
+    assert.ok(await page.isVisible("#heatmap-legend"));
     console.log("screenshot:", await screenshot(page, "history-heatmap.png"));
+
+    // The window: 5 minutes to 24 hours.
+    await page.selectOption("#heatmap-window", "1440");
+    await page.waitForFunction(() => /^Activity, last 24 h: \d+ placements$/.test(document.getElementById("heatmap-note").textContent));
+    await page.selectOption("#heatmap-window", "5");
+    await page.waitForFunction(() => /^Activity, last 5 min: \d+ placements$/.test(document.getElementById("heatmap-note").textContent));
+
+    // Turned down, the real colour shows through: within a few levels of the pixel's own.
+    await page.fill("#heatmap-opacity", "0.1");
+    await page.dispatchEvent("#heatmap-opacity", "input");
+    await page.waitForFunction(
+      ([rgb]) => {
+        const s = window.__place.screenOf(150, 60);
+        const board = document.getElementById("board");
+        const dpr = board.width / board.clientWidth;
+        const d = board.getContext("2d").getImageData(Math.floor(s.x * dpr), Math.floor(s.y * dpr), 1, 1).data;
+        return [0, 1, 2].every((i) => Math.abs(d[i] - rgb[i]) < 40);
+      },
+      [hexRgb(palette[12])],
+    );
+    console.log("screenshot:", await screenshot(page, "history-heatmap-faint.png"));
+    await page.fill("#heatmap-opacity", "0.6");
+    await page.dispatchEvent("#heatmap-opacity", "input");
+    await page.selectOption("#heatmap-window", "60");
     await page.click("#heatmap-button");
     await page.waitForFunction(() => !window.__place.heatmap, null, { timeout: 2000 });
     await waitForCanvasRgb(page, 150, 60, hexRgb(palette[12]));
+    await context.close();
+  });
+
+  it("on a phone the heatmap's panel leaves the top bar's buttons free", async () => {
+    const context = await browser.newContext({ viewport: { width: 390, height: 844 }, hasTouch: true, isMobile: true, deviceScaleFactor: 2 });
+    const page = await openPage(context, server.url, { x: 150, y: 60, zoom: 4 });
+    await page.tap("#heatmap-button");
+    await page.waitForFunction(() => window.__place.heatmap, null, { timeout: 5000 });
+    const panel = await page.locator("#heatmap-panel").boundingBox();
+    for (const id of ["#timelapse-button", "#template-button", "#heatmap-button"]) {
+      const b = await page.locator(id).boundingBox();
+      assert.ok(b.y + b.height <= panel.y, `${id} is above the panel`);
+    }
+    console.log("screenshot:", await screenshot(page, "history-heatmap-phone.png"));
+    await page.tap("#timelapse-button");
+    assert.equal(await page.evaluate(() => window.__place.timelapse.open), true);
     await context.close();
   });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { agoText, heatColor, heatLayer, heatmapText, PixelHistoryCache, placementText, type Heatmap, type HistoryItem } from "../../src/history";
+import { agoText, heatColor, heatLayer, heatmapText, windowText, PixelHistoryCache, placementText, type Heatmap, type HistoryItem } from "../../src/history";
 
 const item = (over: Partial<HistoryItem> = {}): HistoryItem => ({
   x: 1,
@@ -96,5 +96,14 @@ describe("the heatmap layer", () => {
   it("sums the window up", () => {
     expect(heatmapText(map)).toBe("Activity, last 60 min: 11 placements");
     expect(heatmapText({ ...map, total: 1_234_567, truncated: true })).toBe("Activity, last 60 min: 1,234,567 placements (the newest only)");
+  });
+});
+
+describe("heatmap windows", () => {
+  it("names the window in minutes or hours", () => {
+    expect(windowText(5)).toBe("5 min");
+    expect(windowText(60)).toBe("60 min");
+    expect(windowText(360)).toBe("6 h");
+    expect(windowText(1440)).toBe("24 h");
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { jobText, snapshotAt, span, timeAt, SLIDER_STEPS, type SnapshotInfo } from "../../src/timelapse";
+import { covers, jobText, renderRequest, RENDER_FRAMES_MAX, RENDER_FRAMES_MIN, snapshotAt, span, timeAt, viewRect, SLIDER_STEPS, type SnapshotInfo } from "../../src/timelapse";
 
 const snap = (id: number, coversUntil: number): SnapshotInfo => ({ id, coversUntil, takenAt: coversUntil + 5, events: id, url: `/s/${id}` });
 
@@ -25,5 +25,28 @@ describe("timelapse", () => {
     const job = { jobId: "a", framesDone: 3, framesTotal: 60, error: null, downloadUrl: null };
     expect(jobText({ ...job, status: "running" })).toBe("Rendering 3/60 frames…");
     expect(jobText({ ...job, status: "failed", error: "boom" })).toBe("Failed: boom");
+  });
+});
+
+describe("the view's timelapse", () => {
+  const screen = { width: 800, height: 400 };
+  const canvas = { width: 1000, height: 1000 };
+
+  it("fetches the view's rectangle, widened by a margin, on the canvas", () => {
+    expect(viewRect(500, 500, 4, screen, canvas)).toEqual({ x: 400, y: 450, width: 200, height: 100 });
+    expect(viewRect(500, 500, 4, screen, canvas, 0.25)).toEqual({ x: 350, y: 425, width: 300, height: 150 });
+    expect(viewRect(10, 990, 4, screen, canvas)).toEqual({ x: 0, y: 940, width: 110, height: 60 });
+  });
+
+  it("knows when a frame still covers the view", () => {
+    expect(covers({ x: 0, y: 0, width: 10, height: 10 }, { x: 2, y: 2, width: 8, height: 8 })).toBe(true);
+    expect(covers({ x: 0, y: 0, width: 10, height: 10 }, { x: 2, y: 2, width: 9, height: 8 })).toBe(false);
+  });
+
+  it("renders the view with bounded frames and speed", () => {
+    const rect = { x: 1, y: 2, width: 3, height: 4 };
+    expect(renderRequest([10, 20], rect, 60, 2)).toEqual({ from: 10, to: 20, ...rect, frames: 60, delayMs: 50, format: "gif" });
+    expect(renderRequest([10, 20], rect, 5000, 8)).toMatchObject({ frames: RENDER_FRAMES_MAX, delayMs: 20 });
+    expect(renderRequest([10, 20], rect, 0, 0)).toMatchObject({ frames: RENDER_FRAMES_MIN, delayMs: 100 });
   });
 });
