@@ -136,14 +136,22 @@ impl ClusterCa {
     }
 }
 
+/// Writes a private key readable by its owner only: the file is created 0600 (a key left by an
+/// earlier run is removed first, so the mode is this one and not the old file's), and the key is
+/// never, not even for a moment, in a file anyone else may read.
 fn write_private(path: &Path, pem: &str) -> Result<(), TlsError> {
-    std::fs::write(path, pem).map_err(io(path))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io(path))?;
+    use std::io::Write;
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(path)(e)),
+        _ => {}
     }
-    Ok(())
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(io(path))?;
+    file.write_all(pem.as_bytes()).map_err(io(path))?;
+    file.sync_all().map_err(io(path))
 }
 
 /// A node's certificate and key, and the authority it trusts.
@@ -283,6 +291,29 @@ mod tests {
             eprintln!("server: {e}");
         }
         connected.is_ok() && accepted.is_ok()
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn private_keys_are_created_readable_by_their_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A key file left world-readable (by an earlier version) is replaced, not reused.
+        std::fs::write(dir.path().join("edge-1.key"), "old").expect("write");
+        std::fs::set_permissions(
+            dir.path().join("edge-1.key"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .expect("chmod");
+        write_certs(dir.path(), &["edge-1".into()]).expect("certs");
+        for key in ["ca.key", "edge-1.key"] {
+            let mode = std::fs::metadata(dir.path().join(key))
+                .expect("metadata")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{key}");
+        }
+        NodeIdentity::load(dir.path(), "edge-1").expect("the new key loads");
     }
 
     #[tokio::test]

@@ -2,7 +2,7 @@
 //!
 //! In `place serve` all of it is local: sessions and users in the embedded store, cooldowns and
 //! bans in memory (restored from the store at start). In the cluster every edge shares them:
-//! sessions (`session:{id}`, 24 h, refreshed on use), cooldowns (`cooldown:{user}`: the user's
+//! sessions (`session:{hash}`, 24 h, refreshed on use), cooldowns (`cooldown:{user}`: the user's
 //! last placement time, checked and set by one Lua script per placement) and bans (`bans`) in
 //! Redis under the cluster's key prefix, users in PostgreSQL.
 //!
@@ -18,11 +18,22 @@
 //! starts a new session and revokes the one the request came with ([`Accounts::revoke_session`]),
 //! so a session id seen before sign-in is worthless after it. Registering as a guest turns that
 //! guest's user into the registered one in place (same id, same placements, same cooldown).
+//!
+//! Sessions are stored by the SHA-256 of their id ([`session_hash`]), in the embedded store and
+//! in Redis alike: every method here takes the id the cookie carries and hashes it, so whoever
+//! reads the database or Redis learns no id a player could be impersonated with. (The live
+//! "session ended" announcement carries the raw id: it is sent only once the session is deleted,
+//! when the id is worthless.) Expired sessions are deleted from the embedded store every minute
+//! ([`Accounts::purge_expired_sessions`]); Redis expires its own.
+//!
+//! A guest's public name is `guest-` and [`GUEST_NAME_CHARS`] random characters, drawn apart
+//! from its session id, so that nothing public says anything about a secret.
 
 use dashmap::DashSet;
 use place_store::{EmbeddedStore, PgStore, StoreError, User, UserLogin};
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::cooldown::{Cooldowns, MAX_COOLDOWN_MS};
 
@@ -41,6 +52,36 @@ pub enum AccountsError {
     /// An ended session could not be announced to the other edges.
     #[error(transparent)]
     Live(#[from] crate::live::LiveError),
+    /// The system's random number generator failed.
+    #[error("no randomness: {0}")]
+    Random(#[from] getrandom::Error),
+}
+
+/// How a session is stored: the SHA-256 of its id, as 64 lowercase hex digits. A lookup hashes
+/// the id presented; the id itself (256 random bits) is never stored, and cannot be found from
+/// the hash.
+pub fn session_hash(session_id: &str) -> String {
+    hex::encode(Sha256::digest(session_id.as_bytes()))
+}
+
+/// Random characters in a guest's name: base32 (`a`-`z`, `2`-`7`), 5 bits each, 50 bits in all.
+pub const GUEST_NAME_CHARS: usize = 10;
+
+/// Names tried for a new guest before giving up: a clash among 2^50 names is rare enough that
+/// three in a row mean something else is wrong.
+const GUEST_NAME_TRIES: usize = 3;
+
+/// A fresh random suffix for a guest's name ([`GUEST_NAME_CHARS`] base32 characters from the
+/// system's CSPRNG).
+fn guest_name_suffix() -> Result<String, getrandom::Error> {
+    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let mut bytes = [0u8; GUEST_NAME_CHARS];
+    getrandom::fill(&mut bytes)?;
+    // 256 is a multiple of 32: every character is equally likely.
+    Ok(bytes
+        .iter()
+        .map(|b| char::from(ALPHABET[usize::from(b % 32)]))
+        .collect())
 }
 
 /// The cluster's shared account state.
@@ -176,10 +217,12 @@ impl Accounts {
         now_ms: i64,
     ) -> Result<Option<User>, AccountsError> {
         match self {
-            Accounts::Embedded { store, .. } => Ok(store.session_user(session_id, now_ms).await?),
+            Accounts::Embedded { store, .. } => Ok(store
+                .session_user(&session_hash(session_id), now_ms)
+                .await?),
             Accounts::Shared(s) => {
                 let found: Option<(String, bool)> = redis::Script::new(SESSION_SCRIPT)
-                    .key(s.key(&format!("session:{session_id}")))
+                    .key(s.session_key(session_id))
                     .key(admins_key(&s.prefix))
                     .invoke_async(&mut s.redis.clone())
                     .await?;
@@ -206,14 +249,27 @@ impl Accounts {
         now_ms: i64,
         ttl_ms: i64,
     ) -> Result<User, AccountsError> {
-        let suffix = &session_id[..12.min(session_id.len())];
-        let user = match self {
-            Accounts::Embedded { store, .. } => store.create_guest(suffix, now_ms).await?,
-            Accounts::Shared(s) => s.users.create_guest(suffix, now_ms).await?,
-        };
+        let user = self.create_guest(now_ms).await?;
         self.create_session(session_id, &user, now_ms, ttl_ms)
             .await?;
         Ok(user)
+    }
+
+    /// Makes a guest user with a random name (drawn again should it be taken).
+    async fn create_guest(&self, now_ms: i64) -> Result<User, AccountsError> {
+        let mut tries = 0;
+        loop {
+            let suffix = guest_name_suffix()?;
+            let made = match self {
+                Accounts::Embedded { store, .. } => store.create_guest(&suffix, now_ms).await,
+                Accounts::Shared(s) => s.users.create_guest(&suffix, now_ms).await,
+            };
+            tries += 1;
+            match made {
+                Err(StoreError::UsernameTaken) if tries < GUEST_NAME_TRIES => continue,
+                made => return Ok(made?),
+            }
+        }
     }
 
     /// Stores a session `session_id` of `user`, living `ttl_ms`.
@@ -227,7 +283,7 @@ impl Accounts {
         match self {
             Accounts::Embedded { store, .. } => {
                 store
-                    .create_session(session_id, user.id, now_ms, now_ms + ttl_ms)
+                    .create_session(&session_hash(session_id), user.id, now_ms, now_ms + ttl_ms)
                     .await?
             }
             Accounts::Shared(s) => {
@@ -238,7 +294,7 @@ impl Accounts {
                     is_admin: user.is_admin,
                 })?;
                 redis::cmd("SET")
-                    .arg(s.key(&format!("session:{session_id}")))
+                    .arg(s.session_key(session_id))
                     .arg(record)
                     .arg("PX")
                     .arg(ttl_ms)
@@ -254,10 +310,12 @@ impl Accounts {
     /// [`crate::Edge::revoke_session`], which calls this.
     pub async fn revoke_session(&self, session_id: &str) -> Result<(), AccountsError> {
         match self {
-            Accounts::Embedded { store, .. } => store.delete_session(session_id).await?,
+            Accounts::Embedded { store, .. } => {
+                store.delete_session(&session_hash(session_id)).await?
+            }
             Accounts::Shared(s) => {
                 redis::cmd("DEL")
-                    .arg(s.key(&format!("session:{session_id}")))
+                    .arg(s.session_key(session_id))
                     .query_async::<()>(&mut s.redis.clone())
                     .await?;
             }
@@ -335,12 +393,12 @@ impl Accounts {
         ttl_ms: i64,
     ) -> Result<(), AccountsError> {
         match self {
-            Accounts::Embedded { store, .. } => {
-                Ok(store.touch_session(session_id, now_ms + ttl_ms).await?)
-            }
+            Accounts::Embedded { store, .. } => Ok(store
+                .touch_session(&session_hash(session_id), now_ms + ttl_ms)
+                .await?),
             Accounts::Shared(s) => {
                 redis::cmd("PEXPIRE")
-                    .arg(s.key(&format!("session:{session_id}")))
+                    .arg(s.session_key(session_id))
                     .arg(ttl_ms)
                     .query_async::<()>(&mut s.redis.clone())
                     .await?;
@@ -511,10 +569,98 @@ impl Accounts {
             cooldowns.prune(now_ms);
         }
     }
+
+    /// Deletes the sessions expired at `now_ms` from the embedded store, returning how many
+    /// (Redis expires its own: nothing to do in the cluster).
+    pub async fn purge_expired_sessions(&self, now_ms: i64) -> Result<u64, AccountsError> {
+        match self {
+            Accounts::Embedded { store, .. } => Ok(store.delete_expired_sessions(now_ms).await?),
+            Accounts::Shared(_) => Ok(0),
+        }
+    }
 }
 
 impl SharedAccounts {
     fn key(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)
+    }
+
+    /// The Redis key of a session: `session:` and the hash of its id, never the id.
+    fn session_key(&self, session_id: &str) -> String {
+        self.key(&format!("session:{}", session_hash(session_id)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_is_stored_by_the_sha256_of_its_id() {
+        // SHA-256("abc"), FIPS 180-2 appendix B.1.
+        assert_eq!(
+            session_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn guest_names_are_random_base32() {
+        let a = guest_name_suffix().expect("random");
+        let b = guest_name_suffix().expect("random");
+        assert_eq!(a.len(), GUEST_NAME_CHARS);
+        assert!(a
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || (b'2'..=b'7').contains(&c)));
+        assert_ne!(a, b, "50 random bits twice alike");
+    }
+
+    #[tokio::test]
+    async fn sessions_are_stored_hashed_found_by_their_id_and_purged_when_expired() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedStore::open(dir.path()).await.expect("open");
+        let accounts = Accounts::embedded(store.clone(), 0)
+            .await
+            .expect("accounts");
+        let id = "ab".repeat(32);
+        let user = accounts
+            .create_guest_session(&id, 0, 1_000)
+            .await
+            .expect("guest");
+        assert!(user.username.starts_with("guest-"));
+        assert!(!id.contains(&user.username["guest-".len()..]));
+        assert_eq!(store.session_user(&id, 1).await.expect("read"), None);
+        assert_eq!(
+            store
+                .session_user(&session_hash(&id), 1)
+                .await
+                .expect("read"),
+            Some(user.clone())
+        );
+        assert_eq!(
+            accounts.session_user(&id, 1).await.expect("read"),
+            Some(user.clone())
+        );
+        accounts
+            .touch_session(&id, 500, 1_000)
+            .await
+            .expect("touch");
+        assert_eq!(
+            accounts.purge_expired_sessions(1_000).await.expect("purge"),
+            0
+        );
+        assert_eq!(
+            accounts.purge_expired_sessions(1_500).await.expect("purge"),
+            1
+        );
+        assert_eq!(accounts.session_user(&id, 1).await.expect("read"), None);
+
+        let other = "cd".repeat(32);
+        accounts
+            .create_session(&other, &user, 0, 1_000)
+            .await
+            .expect("session");
+        accounts.revoke_session(&other).await.expect("revoke");
+        assert_eq!(accounts.session_user(&other, 1).await.expect("read"), None);
     }
 }

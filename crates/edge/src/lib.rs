@@ -350,6 +350,9 @@ async fn prune_cooldowns(edge: std::sync::Weak<Edge>) {
         every.tick().await;
         let Some(edge) = edge.upgrade() else { return };
         edge.accounts.prune(now_ms());
+        if let Err(error) = edge.accounts.purge_expired_sessions(now_ms()).await {
+            tracing::warn!(%error, "cannot delete expired sessions");
+        }
         edge.login_limiter.prune();
         edge.history.prune();
         if let Some(limiter) = &edge.guest_limiter {

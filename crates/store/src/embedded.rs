@@ -71,8 +71,12 @@ pub struct EmbeddedStore {
 
 impl EmbeddedStore {
     /// Opens (creating when needed) the store in `dir` and applies the schema.
+    ///
+    /// The directory is made private to the process's user (0700) and so are the database and
+    /// its companions (0600: SQLite gives its WAL, shared-memory and journal files the
+    /// database's mode), including those of an existing directory made before.
     pub async fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
+        make_private(dir).map_err(|source| StoreError::DataDir {
             path: dir.display().to_string(),
             source,
         })?;
@@ -251,7 +255,8 @@ impl EmbeddedStore {
         .await?)
     }
 
-    /// Makes a guest user named `guest-<hex>`.
+    /// Makes a guest user named `guest-<name_suffix>`; [`StoreError::UsernameTaken`] if that
+    /// name is taken.
     pub async fn create_guest(&self, name_suffix: &str, now_ms: i64) -> Result<User, StoreError> {
         let _writing = self.write_gate.lock().await;
         let username = format!("guest-{name_suffix}");
@@ -261,7 +266,8 @@ impl EmbeddedStore {
         .bind(&username)
         .bind(now_ms)
         .fetch_one(&self.pool)
-        .await?;
+        .await
+        .map_err(StoreError::from_user_write)?;
         Ok(User {
             id,
             username,
@@ -271,19 +277,20 @@ impl EmbeddedStore {
         })
     }
 
-    /// Stores a session for a user.
+    /// Stores a session for a user. Sessions are kept by a hash of their id (`id_hash`: the
+    /// caller's, the edge's SHA-256), never by the id the cookie carries.
     pub async fn create_session(
         &self,
-        session_id: &str,
+        id_hash: &str,
         user_id: i64,
         now_ms: i64,
         expires_at_ms: i64,
     ) -> Result<(), StoreError> {
         let _writing = self.write_gate.lock().await;
         sqlx::query(
-            "INSERT INTO sessions (id, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO sessions (id_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
         )
-        .bind(session_id)
+        .bind(id_hash)
         .bind(user_id)
         .bind(now_ms)
         .bind(expires_at_ms)
@@ -292,30 +299,41 @@ impl EmbeddedStore {
         Ok(())
     }
 
-    /// The user of a session that has not expired.
+    /// The user of a session (by its id's hash) that has not expired.
     pub async fn session_user(
         &self,
-        session_id: &str,
+        id_hash: &str,
         now_ms: i64,
     ) -> Result<Option<User>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT u.id, u.username, u.is_guest, u.is_admin, u.banned FROM sessions s \
-             JOIN users u ON u.id = s.user_id WHERE s.id = ? AND s.expires_at > ?",
+             JOIN users u ON u.id = s.user_id WHERE s.id_hash = ? AND s.expires_at > ?",
         )
-        .bind(session_id)
+        .bind(id_hash)
         .bind(now_ms)
         .fetch_optional(&self.pool)
         .await?)
     }
 
-    /// Deletes a session (logout): from now on it is unknown.
-    pub async fn delete_session(&self, session_id: &str) -> Result<(), StoreError> {
+    /// Deletes a session (logout), by its id's hash: from now on it is unknown.
+    pub async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {
         let _writing = self.write_gate.lock().await;
-        sqlx::query("DELETE FROM sessions WHERE id = ?")
-            .bind(session_id)
+        sqlx::query("DELETE FROM sessions WHERE id_hash = ?")
+            .bind(id_hash)
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    /// Deletes every session expired at `now_ms` (none of them is usable any more); returns
+    /// how many. The edge calls it every minute, so the table holds only live sessions.
+    pub async fn delete_expired_sessions(&self, now_ms: i64) -> Result<u64, StoreError> {
+        let _writing = self.write_gate.lock().await;
+        let done = sqlx::query("DELETE FROM sessions WHERE expires_at <= ?")
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     /// A user found by name in any letter case, with the password hash login checks.
@@ -370,16 +388,12 @@ impl EmbeddedStore {
         .map_err(StoreError::from_user_write)
     }
 
-    /// Extends a session's expiry (sliding sessions).
-    pub async fn touch_session(
-        &self,
-        session_id: &str,
-        expires_at_ms: i64,
-    ) -> Result<(), StoreError> {
+    /// Extends a session's expiry (sliding sessions), by its id's hash.
+    pub async fn touch_session(&self, id_hash: &str, expires_at_ms: i64) -> Result<(), StoreError> {
         let _writing = self.write_gate.lock().await;
-        sqlx::query("UPDATE sessions SET expires_at = ? WHERE id = ?")
+        sqlx::query("UPDATE sessions SET expires_at = ? WHERE id_hash = ?")
             .bind(expires_at_ms)
-            .bind(session_id)
+            .bind(id_hash)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -647,6 +661,47 @@ const WAL_CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// rare writes that do not take the gate (accounts, moderation, timelapse jobs) can only delay
 /// that restart to the next second. The frequent writes wait for at most one second's worth of
 /// WAL. Ends when the pool is closed.
+/// The files SQLite keeps beside the database: write-ahead log, shared memory, rollback journal.
+const COMPANION_SUFFIXES: [&str; 3] = ["-wal", "-shm", "-journal"];
+
+/// Makes `dir` (created when missing) readable by the process's user only (0700), creates the
+/// database file 0600 when missing (SQLite gives its companion files the database's mode) and
+/// puts the database and its companions back to 0600 if they were made otherwise (by an earlier
+/// version, say).
+fn make_private(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        let database = dir.join(DATABASE_FILE);
+        // Neither `truncate` nor `create_new`: an existing database is opened untouched.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&database)?;
+        let companions = COMPANION_SUFFIXES.map(|suffix| {
+            let mut name = database.clone().into_os_string();
+            name.push(suffix);
+            std::path::PathBuf::from(name)
+        });
+        for file in std::iter::once(database).chain(companions) {
+            match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                other => other?,
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir)?;
+    Ok(())
+}
+
 async fn checkpoint_wal(pool: SqlitePool, write_gate: Arc<tokio::sync::Mutex<()>>) {
     let mut every = tokio::time::interval(WAL_CHECKPOINT_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -896,6 +951,81 @@ mod tests {
             store.load_canvas(geometry).await,
             Err(StoreError::Corrupt(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn expired_sessions_are_purged_and_live_ones_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedStore::open(dir.path()).await.expect("open");
+        let user = store.create_guest("ab12", 0).await.expect("guest");
+        for (id, expires) in [("old", 100), ("edge", 200), ("live", 300)] {
+            store
+                .create_session(id, user.id, 0, expires)
+                .await
+                .expect("session");
+        }
+        assert_eq!(store.delete_expired_sessions(200).await.expect("purge"), 2);
+        let left: Vec<String> = sqlx::query_scalar("SELECT id_hash FROM sessions")
+            .fetch_all(&store.pool)
+            .await
+            .expect("read");
+        assert_eq!(left, vec!["live".to_owned()]);
+        assert_eq!(store.delete_expired_sessions(200).await.expect("purge"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_second_guest_with_a_taken_name_is_refused_as_taken() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedStore::open(dir.path()).await.expect("open");
+        store.create_guest("ab12", 0).await.expect("guest");
+        assert!(matches!(
+            store.create_guest("AB12", 0).await,
+            Err(StoreError::UsernameTaken)
+        ));
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_data_directory_and_its_files_are_private_even_when_made_before() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |path: &Path| {
+            std::fs::metadata(path)
+                .expect("metadata")
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        let parent = tempfile::tempdir().expect("tempdir");
+        let dir = parent.path().join("data");
+        let store = EmbeddedStore::open(&dir).await.expect("open");
+        let user = store.create_guest("ab12", 0).await.expect("guest");
+        store
+            .create_session("h", user.id, 0, 1)
+            .await
+            .expect("write");
+        assert_eq!(mode(&dir), 0o700);
+        let mut files = 0;
+        for entry in std::fs::read_dir(&dir).expect("list") {
+            let path = entry.expect("entry").path();
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
+            files += 1;
+        }
+        assert!(files >= 3, "the database, its WAL and shared memory");
+        store.pool.close().await;
+
+        // A directory and files left world-readable by an earlier version are made private.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        for entry in std::fs::read_dir(&dir).expect("list") {
+            let path = entry.expect("entry").path();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        }
+        let store = EmbeddedStore::open(&dir).await.expect("open again");
+        assert_eq!(mode(&dir), 0o700);
+        for entry in std::fs::read_dir(&dir).expect("list") {
+            let path = entry.expect("entry").path();
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
+        }
+        store.pool.close().await;
     }
 
     #[tokio::test]

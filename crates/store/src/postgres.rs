@@ -482,7 +482,8 @@ impl PgStore {
         .bind(&username)
         .bind(now_ms)
         .fetch_one(&self.pool)
-        .await?;
+        .await
+        .map_err(StoreError::from_user_write)?;
         Ok(User {
             id,
             username,

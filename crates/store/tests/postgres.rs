@@ -489,7 +489,7 @@ async fn guests_bans_and_cooldowns() {
         assert_eq!(store.user(-5).await.expect("query"), None);
         assert!(matches!(
             store.create_guest("a1", 12).await,
-            Err(StoreError::Database(_))
+            Err(StoreError::UsernameTaken)
         ));
 
         assert!(store.banned_users().await.expect("query").is_empty());
