@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use crate::ring::{Ring, ShardInfo};
-use crate::tls::{NodeIdentity, TlsError, NODE_NAME};
+use crate::tls::{NodeIdentity, TlsError, SHARD_NAME};
 use crate::wire::{
     read_frame, write_frame, BatchReply, PlaceRefusal, PlaceReply, Request, TileFrame, WireError,
     WirePlace, MAX_PLACE_BATCH,
@@ -149,7 +149,7 @@ impl ClusterClient {
             .ok_or_else(|| fail("resolves to no address".into()))?;
         let connecting = self
             .endpoint
-            .connect(addr, NODE_NAME)
+            .connect(addr, SHARD_NAME)
             .map_err(|e| fail(e.to_string()))?;
         let connection = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
             .await

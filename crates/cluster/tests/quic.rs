@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use place_cluster::tls::{write_certs, NodeIdentity};
+use place_cluster::tls::{write_certs, NodeIdentity, Role, TlsError};
 use place_cluster::wire::TileFrame;
 use place_cluster::{ClusterClient, Ring, ShardInfo, ShardServer};
 use place_shard::{
@@ -208,4 +208,31 @@ async fn a_shard_refuses_tiles_it_does_not_own() {
         0,
         "nothing was placed"
     );
+}
+
+#[tokio::test]
+async fn an_edge_certificate_cannot_serve_as_a_shard_nor_a_shard_certificate_connect_as_an_edge() {
+    let cluster = start_cluster(1).await;
+    let edge = NodeIdentity::load(cluster.certs.path(), "edge-1").expect("identity");
+    let shard = NodeIdentity::load(cluster.certs.path(), "shard-1").expect("identity");
+    assert_eq!(edge.role(), Role::Edge);
+    assert_eq!(shard.role(), Role::Shard);
+    assert!(matches!(
+        edge.server_config(),
+        Err(TlsError::WrongRole {
+            have: Role::Edge,
+            need: Role::Shard
+        })
+    ));
+    let (_keep, ring) = watch::channel(Arc::clone(&cluster.ring));
+    assert!(
+        ClusterClient::new(&shard, ring, cluster.geometry).is_err(),
+        "a shard's certificate makes no edge client"
+    );
+    // The edge itself places: its certificate is an edge's, the shard's a shard's.
+    let (client, _ring) = client(&cluster, Arc::clone(&cluster.ring));
+    client
+        .place(request(1, 1, 3))
+        .await
+        .expect("an edge places at a shard");
 }

@@ -318,7 +318,8 @@ enum RingAction {
         /// Directory of the cluster's certificates, to check the shard's.
         #[arg(long, env = "PLACE_CERTS", default_value = "certs")]
         certs: PathBuf,
-        /// Whose certificate (in --certs) to present to it [default: the new shard's own].
+        /// Whose certificate (in --certs) to present to it: an edge's, since a shard accepts
+        /// only edges [default: the first edge-* there].
         #[arg(long)]
         identity: Option<String>,
     },
@@ -335,7 +336,8 @@ struct CertsArgs {
     /// Directory for ca.pem, ca.key and NODE.pem / NODE.key; an existing authority there is reused.
     #[arg(long)]
     out: PathBuf,
-    /// Node names (shard and edge ids), comma separated.
+    /// Node names (shard and edge ids), comma separated; the name gives the role written into
+    /// the certificate: `shard-*` a shard, `edge-*` an edge (other names are refused).
     #[arg(long, value_delimiter = ',', required = true)]
     nodes: Vec<String>,
 }

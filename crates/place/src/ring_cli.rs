@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use place_cluster::reshard::{change_ring, ring_view, Progress, ReshardError};
-use place_cluster::tls::NodeIdentity;
+use place_cluster::tls::{NodeIdentity, Role};
 use place_cluster::{Ring, RingStore, ShardInfo};
 use place_tiles::CanvasGeometry;
 
@@ -29,7 +29,8 @@ pub enum RingCommand {
         shard: ShardInfo,
         /// The cluster's certificates, to check the shard's.
         certs: PathBuf,
-        /// Whose certificate to present (default: the new shard's own).
+        /// Whose certificate to present: an edge's, since only edges may connect to shards
+        /// (default: the first `edge-*` in `certs`).
         identity: Option<String>,
     },
     /// Take a shard out, its tiles handed to the others first.
@@ -64,10 +65,14 @@ pub async fn run(
             certs,
             identity,
         } => {
-            let name = identity.unwrap_or_else(|| shard.id.clone());
-            let identity = NodeIdentity::load(&certs, &name).with_context(|| {
+            let identity = match &identity {
+                Some(name) => NodeIdentity::load(&certs, name),
+                None => NodeIdentity::load_first_of(&certs, Role::Edge),
+            }
+            .with_context(|| {
                 format!(
-                    "loading the certificate of {name} from {} to check the new shard",
+                    "loading an edge's certificate ({}) from {} to check the new shard",
+                    identity.as_deref().unwrap_or("the first edge-*"),
                     certs.display()
                 )
             })?;
