@@ -48,6 +48,40 @@ enum Command {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// Kill a shard of a running cluster with `kill -9` while probing its tiles through the load
+    /// balancer, and print how long after the kill each tile was served again.
+    FailoverProbe {
+        /// The load balancer (or an edge).
+        #[arg(long)]
+        url: String,
+        /// The cluster's name.
+        #[arg(long)]
+        cluster: String,
+        /// Redis, where the ring is.
+        #[arg(long, default_value = "redis://127.0.0.1:6379")]
+        redis_url: String,
+        /// The shard to kill.
+        #[arg(long)]
+        shard: String,
+        /// Its process id.
+        #[arg(long)]
+        pid: u32,
+        /// Canvas width.
+        #[arg(long, default_value_t = 2000)]
+        width: u32,
+        /// Canvas height.
+        #[arg(long, default_value_t = 2000)]
+        height: u32,
+        /// Seconds of probing before the kill.
+        #[arg(long, default_value_t = 2)]
+        before_secs: u64,
+        /// Seconds after the kill to wait for every tile at most.
+        #[arg(long, default_value_t = 20)]
+        within_secs: u64,
+        /// Write the windows as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Wait until the machine is quiet (other work would be measured as server slowness).
     Quiet {
         /// Busy cores below which the machine counts as quiet.
@@ -118,6 +152,57 @@ fn main() -> anyhow::Result<()> {
                 started.secs, started.stop_secs
             );
             write_json(Some(&json), &started)
+        }
+        Command::FailoverProbe {
+            url,
+            cluster,
+            redis_url,
+            shard,
+            pid,
+            width,
+            height,
+            before_secs,
+            within_secs,
+            json,
+        } => {
+            let probe = place_bench::failover::Probe {
+                url,
+                redis_url,
+                cluster,
+                shard,
+                pid,
+                geometry: CanvasGeometry::new(width, height)?,
+                before: std::time::Duration::from_secs(before_secs),
+                within: std::time::Duration::from_secs(within_secs),
+            };
+            let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+            let windows = runtime.block_on(place_bench::failover::run(probe))?;
+            let mut by_window: Vec<String> = windows
+                .tiles
+                .iter()
+                .map(|t| {
+                    let ms = |v: Option<u64>| {
+                        v.map_or("-".into(), |v| format!("{:.2}", v as f64 / 1000.0))
+                    };
+                    format!("{} {}/{}", t.tile, ms(t.acked_ms), ms(t.delta_ms))
+                })
+                .collect();
+            by_window.sort();
+            println!(
+                "kill -9 {}: {} tiles back (placement acknowledged and delta received) after p50 \
+                 {:.2} s, p99 {:.2} s, max {:.2} s; {} not back",
+                windows.shard,
+                windows.tiles.len() - windows.not_back,
+                windows.p50_ms as f64 / 1000.0,
+                windows.p99_ms as f64 / 1000.0,
+                windows.max_ms as f64 / 1000.0,
+                windows.not_back
+            );
+            println!(
+                "per tile, s after the kill (acknowledged/delta): {}",
+                by_window.join(", ")
+            );
+            write_json(json.as_ref(), &windows)
         }
         Command::Quiet {
             max_busy,

@@ -68,6 +68,10 @@ pub struct ClusterClient {
     connections: Mutex<HashMap<String, quinn::Connection>>,
     /// Shards that could not be reached, and until when requests for them fail at once.
     unreachable: Mutex<HashMap<String, std::time::Instant>>,
+    /// One connection attempt per shard at a time: the requests that need a connection meanwhile
+    /// wait for it instead of each opening their own (after a failover, every watched tile and
+    /// placement of the dead shard's tiles turns to its new owners at once).
+    connecting: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl ClusterClient {
@@ -86,6 +90,7 @@ impl ClusterClient {
             geometry,
             connections: Mutex::new(HashMap::new()),
             unreachable: Mutex::new(HashMap::new()),
+            connecting: Mutex::new(HashMap::new()),
         })
     }
 
@@ -109,11 +114,23 @@ impl ClusterClient {
         }
     }
 
+    /// The open connection to `shard`, if any.
+    fn open_connection(&self, shard: &ShardInfo) -> Option<quinn::Connection> {
+        self.connections
+            .lock()
+            .get(&shard.id)
+            .filter(|c| c.close_reason().is_none())
+            .cloned()
+    }
+
     async fn connection(&self, shard: &ShardInfo) -> Result<quinn::Connection, ClientError> {
-        if let Some(c) = self.connections.lock().get(&shard.id) {
-            if c.close_reason().is_none() {
-                return Ok(c.clone());
-            }
+        if let Some(c) = self.open_connection(shard) {
+            return Ok(c);
+        }
+        let attempt = Arc::clone(self.connecting.lock().entry(shard.id.clone()).or_default());
+        let _one_at_a_time = attempt.lock().await;
+        if let Some(c) = self.open_connection(shard) {
+            return Ok(c);
         }
         let fail = |reason: String| ClientError::Connect {
             shard: shard.id.clone(),
@@ -394,6 +411,30 @@ impl ClusterClient {
         }
         Ok(all)
     }
+}
+
+/// Whether something answers a QUIC handshake at `addr` (`host:port`) as a node of the cluster
+/// (`config` carries its authority) within `within`. A shard whose reports stopped but whose
+/// process still answers is slow, not dead; one killed or paused does not answer.
+pub async fn answers(config: &quinn::ClientConfig, addr: &str, within: Duration) -> bool {
+    let attempt = async {
+        let addr = tokio::net::lookup_host(addr).await.ok()?.next()?;
+        let local: SocketAddr = if addr.is_ipv4() {
+            ([0, 0, 0, 0], 0).into()
+        } else {
+            ([0u16; 8], 0).into()
+        };
+        let mut endpoint = quinn::Endpoint::client(local).ok()?;
+        endpoint.set_default_client_config(config.clone());
+        let connection = endpoint.connect(addr, NODE_NAME).ok()?.await.ok()?;
+        connection.close(quinn::VarInt::from_u32(0), b"alive?");
+        Some(())
+    };
+    tokio::time::timeout(within, attempt)
+        .await
+        .ok()
+        .flatten()
+        .is_some()
 }
 
 /// Checks that a shard answers at `addr` with a certificate of the cluster's authority, and

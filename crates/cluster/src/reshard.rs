@@ -27,6 +27,11 @@ use crate::tls::NodeIdentity;
 /// How long a new shard may take to show up in Redis before it is refused.
 const REPORT_WAIT: Duration = Duration::from_secs(5);
 
+/// How long a shard of the new ring may have no report before the wait for a handoff gives up
+/// (the handoff cannot complete without it, and the change lock must be free for the failover
+/// that takes it out).
+const HANDOFF_SILENCE: Duration = Duration::from_secs(1);
+
 /// How often a shard reports.
 pub const REPORT_EVERY: Duration = Duration::from_millis(250);
 /// How long a report lives: a shard silent this long (four reports missed) is down. A failover
@@ -322,7 +327,9 @@ pub async fn change_ring(
 }
 
 /// Waits until every shard of `after` works at its epoch with nothing left to load, and every
-/// shard removed either says the same or is down.
+/// shard removed either says the same or is down. Gives up early when a shard of `after` has had
+/// no report for [`HANDOFF_SILENCE`]: it died, and only a failover (which needs the change lock)
+/// completes the handoff now.
 async fn wait_for_handoff(
     store: &RingStore,
     before: &Ring,
@@ -344,10 +351,32 @@ async fn wait_for_handoff(
         .map(|s| s.id.as_str())
         .collect();
     let mut last_loaded = None;
+    let mut silent_since: HashMap<&str, Instant> = HashMap::new();
     loop {
         let mut waiting = Vec::new();
         let reports = match store.reports().await {
-            Ok(reports) => reports,
+            Ok(reports) => {
+                for shard in after.shards() {
+                    if reports.contains_key(&shard.id) {
+                        silent_since.remove(shard.id.as_str());
+                        continue;
+                    }
+                    let since = *silent_since
+                        .entry(shard.id.as_str())
+                        .or_insert_with(Instant::now);
+                    if since.elapsed() >= HANDOFF_SILENCE {
+                        return Err(ReshardError::Incomplete {
+                            epoch: after.epoch(),
+                            waited: started.elapsed(),
+                            waiting: format!(
+                                "{} stopped reporting (down?): it is failed over, or rejoins when it runs again",
+                                shard.id
+                            ),
+                        });
+                    }
+                }
+                reports
+            }
             Err(error) => {
                 // Redis slow or away for a moment: keep waiting (within the timeout).
                 waiting.push(format!("Redis ({error})"));

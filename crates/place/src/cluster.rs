@@ -206,6 +206,7 @@ pub async fn start_shard(
         .with_context(|| format!("binding QUIC on {listen_quic}"))?;
     let quic_addr = endpoint.local_addr()?;
     let supervisor = tokio::spawn(supervise(Supervisor {
+        quic: identity.client_config()?,
         id: cluster.node_id.clone(),
         shard: shard.clone(),
         store: ring_store,
@@ -283,7 +284,9 @@ pub async fn start_edge(
     let redis = cluster.redis().await?;
     let users = cluster.postgres().await?;
     users.check_canvas(config.edge.geometry).await?;
-    let ring_store = RingStore::new(redis.clone(), &cluster.key_prefix())
+    // The ring has a connection of its own: behind the placements' commands on the shared one,
+    // a flood of them (every page retrying after a failover) would delay the new ring by seconds.
+    let ring_store = RingStore::new(cluster.redis().await?, &cluster.key_prefix())
         .following_announcements(cluster.redis_client()?);
     let ring = ring_store.watch().await?;
     let client = ClusterClient::new(&identity, ring, config.edge.geometry)?;

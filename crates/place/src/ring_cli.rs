@@ -202,5 +202,12 @@ async fn show(store: &RingStore, ring: &Ring, geometry: CanvasGeometry) -> anyho
     if !view.outside.is_empty() {
         println!("running but not in the ring: {}", view.outside.join(", "));
     }
+    if !ring.failed_over().is_empty() {
+        let ids: Vec<&str> = ring.failed_over().iter().map(|s| s.id.as_str()).collect();
+        println!(
+            "taken out by a failover (each puts itself back when it runs): {}",
+            ids.join(", ")
+        );
+    }
     Ok(())
 }

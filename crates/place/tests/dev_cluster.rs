@@ -3,7 +3,7 @@
 //! players reconnect through nginx to the other edge and lose nothing, cooldown included.
 //! `kill -9` of a shard under placement load: its tiles fail fast, the others keep working, the
 //! survivors serve its tiles within 5 s, and restarted it rejoins the ring by itself; every
-//! acknowledged pixel is there and watchers resync without reloading. `kill -STOP` for 3 s
+//! acknowledged pixel is there and watchers resync without reloading. `kill -STOP` for 4 s
 //! (a shard presumed dead that was not): the same, and nothing is applied twice.
 //! `add-shard` and `remove-shard` under placement load: players notice nothing, nothing is lost.
 
@@ -464,9 +464,12 @@ async fn kill_9_of_a_shard_under_load_its_tiles_are_back_within_5_s_and_it_rejoi
     shard_failure_under_load(1, Failure::Kill).await;
 }
 
+/// Paused for 4 s: longer than detection (2.5 to 3 s), so the failover surely happens while it
+/// is paused. (Paused for less, it may resume before anyone decides, and answer the survivors'
+/// QUIC check: then it is spared, which loses nothing either.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_shard_paused_for_3_s_is_failed_over_loses_nothing_applies_nothing_twice_and_rejoins() {
-    shard_failure_under_load(3, Failure::Pause(Duration::from_secs(3))).await;
+async fn a_shard_paused_for_4_s_is_failed_over_loses_nothing_applies_nothing_twice_and_rejoins() {
+    shard_failure_under_load(3, Failure::Pause(Duration::from_secs(4))).await;
 }
 
 /// Six players paint through both edges (each pixel once) while shard-1 fails as `failure` says,
