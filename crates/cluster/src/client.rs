@@ -413,9 +413,11 @@ impl ClusterClient {
     }
 }
 
-/// Whether something answers a QUIC handshake at `addr` (`host:port`) as a node of the cluster
-/// (`config` carries its authority) within `within`. A shard whose reports stopped but whose
-/// process still answers is slow, not dead; one killed or paused does not answer.
+/// Whether a shard's process answers a QUIC handshake at `addr` (`host:port`) within `within`,
+/// with `config` from [`NodeIdentity::liveness_config`]: a completed handshake, or one the peer
+/// refuses (a shard accepts only edges), is an answer; silence until `within` is not. A shard
+/// whose reports stopped but whose process still answers is slow, not dead; one killed or paused
+/// does not answer.
 pub async fn answers(config: &quinn::ClientConfig, addr: &str, within: Duration) -> bool {
     let attempt = async {
         let addr = tokio::net::lookup_host(addr).await.ok()?.next()?;
@@ -426,15 +428,27 @@ pub async fn answers(config: &quinn::ClientConfig, addr: &str, within: Duration)
         };
         let mut endpoint = quinn::Endpoint::client(local).ok()?;
         endpoint.set_default_client_config(config.clone());
-        let connection = endpoint.connect(addr, NODE_NAME).ok()?.await.ok()?;
-        connection.close(quinn::VarInt::from_u32(0), b"alive?");
-        Some(())
+        match endpoint.connect(addr, SHARD_NAME).ok()?.await {
+            Ok(connection) => {
+                connection.close(quinn::VarInt::from_u32(0), b"alive?");
+                Some(true)
+            }
+            // The peer's own refusal, or its stack closing the connection: it runs.
+            Err(
+                quinn::ConnectionError::TransportError(_)
+                | quinn::ConnectionError::ConnectionClosed(_)
+                | quinn::ConnectionError::ApplicationClosed(_)
+                | quinn::ConnectionError::Reset
+                | quinn::ConnectionError::VersionMismatch,
+            ) => Some(true),
+            Err(_) => Some(false),
+        }
     };
     tokio::time::timeout(within, attempt)
         .await
         .ok()
         .flatten()
-        .is_some()
+        .unwrap_or(false)
 }
 
 /// Checks that a shard answers at `addr` with a certificate of the cluster's authority, and

@@ -383,6 +383,14 @@ impl NodeIdentity {
         self.client_config_unchecked()
     }
 
+    /// A QUIC client with this node's certificate, whatever its role, for one use only: a shard
+    /// asking whether another shard's process still answers ([`crate::client::answers`]). The
+    /// other shard accepts only edges, so it refuses the handshake; that it answers at all is
+    /// the answer. Nothing is ever sent on such a connection.
+    pub fn liveness_config(&self) -> Result<quinn::ClientConfig, TlsError> {
+        self.client_config_unchecked()
+    }
+
     /// A QUIC client with this node's certificate, whatever its role.
     fn client_config_unchecked(&self) -> Result<quinn::ClientConfig, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());

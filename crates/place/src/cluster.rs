@@ -206,7 +206,7 @@ pub async fn start_shard(
         .with_context(|| format!("binding QUIC on {listen_quic}"))?;
     let quic_addr = endpoint.local_addr()?;
     let supervisor = tokio::spawn(supervise(Supervisor {
-        quic: identity.client_config()?,
+        quic: identity.liveness_config()?,
         id: cluster.node_id.clone(),
         shard: shard.clone(),
         store: ring_store,
