@@ -113,13 +113,17 @@ async fn check_origin(request: Request, next: Next) -> Response {
 
 /// The user of the request's session cookie, if it is valid.
 pub async fn session_user(edge: &Edge, jar: &CookieJar) -> Result<Option<User>, AppError> {
-    let Some(id) = jar.get(SESSION_COOKIE).map(Cookie::value) else {
+    let Some(id) = session_id(jar) else {
         return Ok(None);
     };
-    if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Ok(None);
-    }
     Ok(edge.accounts.session_user(id, now_ms()).await?)
+}
+
+/// The session id the request's cookies carry, if it has the shape of one (64 hex digits):
+/// anything else is no session, and is never looked up.
+pub fn session_id(jar: &CookieJar) -> Option<&str> {
+    let id = jar.get(SESSION_COOKIE).map(Cookie::value)?;
+    (id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
 }
 
 /// A user as the API shows it: `{userId, username, isGuest, isAdmin}`.
@@ -444,4 +448,62 @@ async fn static_asset(uri: axum::http::Uri, headers: HeaderMap) -> Result<Respon
         body,
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use place_protocol::fuzzing;
+    use proptest::prelude::*;
+
+    /// The session id that `Cookie` header values carry, as a request's would be read.
+    fn session_in(values: &[Vec<u8>]) -> Option<String> {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            // A value HTTP cannot carry never reaches a handler (hyper refuses it).
+            if let Ok(value) = HeaderValue::from_bytes(value) {
+                headers.append(header::COOKIE, value);
+            }
+        }
+        session_id(&CookieJar::from_headers(&headers)).map(str::to_owned)
+    }
+
+    /// A `Cookie` header with the session among other cookies.
+    fn cookie_header() -> impl Strategy<Value = (String, String)> {
+        (
+            "[0-9a-f]{64}",
+            prop::collection::vec(("[a-z_]{1,8}", "[!-:<-~]{0,16}"), 0..4),
+            any::<prop::sample::Index>(),
+        )
+            .prop_map(|(id, others, at)| {
+                let mut cookies: Vec<String> =
+                    others.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                cookies.retain(|c| !c.starts_with(&format!("{SESSION_COOKIE}=")));
+                let at = at.index(cookies.len() + 1);
+                cookies.insert(at, format!("{SESSION_COOKIE}={id}"));
+                (cookies.join("; "), id)
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn the_session_cookie_is_found_among_others((header, id) in cookie_header()) {
+            prop_assert_eq!(session_in(&[header.into_bytes()]), Some(id));
+        }
+
+        /// Arbitrary and mutated `Cookie` headers (one or several): no panic, and a session id
+        /// only of the right shape, taken from the request.
+        #[test]
+        fn fuzz_session_cookies(values in prop::collection::vec(prop_oneof![
+            fuzzing::bytes(200),
+            fuzzing::mutated(cookie_header().prop_map(|(header, _)| header.into_bytes())),
+        ], 1..3)) {
+            if let Some(id) = session_in(&values) {
+                prop_assert_eq!(id.len(), 64);
+                prop_assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+                let id = id.as_bytes();
+                prop_assert!(values.iter().any(|v| v.windows(64).any(|w| w == id)));
+            }
+        }
+    }
 }

@@ -475,7 +475,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn server_messages_round_trip(m in crate::binary::tests::arb_server()) {
+        fn server_messages_round_trip(m in crate::fuzzing::server_message()) {
             // An empty batch has no seq to carry in JSON, so compare what it can carry.
             if let ServerMessage::Pixels { changes, .. } = &m { prop_assume!(!changes.is_empty()); }
             prop_assert_eq!(decode_server(&encode_server(&m)), Ok(m));
@@ -485,6 +485,49 @@ mod tests {
         fn arbitrary_text_never_panics(s in ".{0,300}") {
             let _ = decode_client(&s);
             let _ = decode_server(&s);
+        }
+
+        #[test]
+        fn binary_compatible_client_messages_round_trip(m in crate::fuzzing::client_message()) {
+            prop_assert_eq!(decode_client(&encode_client(&m)), Ok(m));
+        }
+
+        /// Arbitrary and mutated client text frames: no panic; what decodes is no larger than the
+        /// frame (each tile takes at least `[0,0]`) and round-trips.
+        #[test]
+        fn fuzz_client_frames(frame in prop_oneof![
+            crate::fuzzing::bytes(300),
+            crate::fuzzing::mutated(
+                crate::fuzzing::client_message().prop_map(|m| encode_client(&m).into_bytes())
+            ),
+        ]) {
+            let frame = String::from_utf8_lossy(&frame);
+            if let Ok(m) = decode_client(&frame) {
+                let tiles = match &m {
+                    ClientMessage::Subscribe { tiles } => tiles.len(),
+                    ClientMessage::Unsubscribe { tiles } => tiles.len(),
+                    _ => 0,
+                };
+                prop_assert!(tiles * 5 <= frame.len());
+                prop_assert_eq!(decode_client(&encode_client(&m)), Ok(m));
+            }
+        }
+
+        /// Arbitrary and mutated server text frames: no panic, bounded, round trip.
+        #[test]
+        fn fuzz_server_frames(frame in prop_oneof![
+            crate::fuzzing::bytes(300),
+            crate::fuzzing::mutated(
+                crate::fuzzing::server_message().prop_map(|m| encode_server(&m).into_bytes())
+            ),
+        ]) {
+            let frame = String::from_utf8_lossy(&frame);
+            if let Ok(m) = decode_server(&frame) {
+                if let ServerMessage::Pixels { changes, .. } = &m {
+                    prop_assert!(changes.len() <= frame.len());
+                }
+                prop_assert_eq!(decode_server(&encode_server(&m)), Ok(m));
+            }
         }
 
         #[test]

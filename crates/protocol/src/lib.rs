@@ -6,12 +6,16 @@
 //! - [`message`]: the message types, shared by both codecs.
 //! - [`binary`]: the compact binary codec (one message per WebSocket binary frame).
 //! - [`json`]: the JSON codec (one message per text frame), for scripts and bots.
+//! - `fuzzing` (tests, or the `fuzzing` feature): hostile-input strategies for every decoder of
+//!   network input in place, used by the `fuzz_*` tests here and in other crates.
 //!
 //! Both decoders treat their input as hostile: they never panic, never allocate more than the
 //! frame's size justifies, and answer every malformed frame with a [`DecodeError`] that carries the
 //! request id when one could be read.
 
 pub mod binary;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod json;
 pub mod message;
 
