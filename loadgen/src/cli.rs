@@ -85,6 +85,11 @@ pub struct Args {
     /// 127.0.0.0/8 (which is what lets one machine open more than ~28,000 connections).
     #[arg(long)]
     pub no_source_spread: bool,
+    /// A player whose connection drops (an edge killed behind the load balancer) connects again
+    /// with the same session and resubscribes with the seqs it holds, as the page does; the
+    /// report counts reconnects. Without it, a dropped player stops.
+    #[arg(long)]
+    pub reconnect: bool,
     /// No progress bar (a status line every 10 s instead).
     #[arg(long)]
     pub quiet: bool,

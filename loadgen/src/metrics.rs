@@ -94,6 +94,11 @@ pub struct Counters {
     pub painted: AtomicU64,
     /// Connections closed by the server or lost before the run ended.
     pub dropped: AtomicU64,
+    /// Dropped connections a player opened again (`--reconnect`).
+    pub reconnects: AtomicU64,
+    /// Placements in flight on a connection that dropped: their answer was lost with it (they
+    /// may or may not have been applied; the ledger matches them if they were).
+    pub placements_cut_off: AtomicU64,
     /// Placements sent.
     pub placements_sent: AtomicU64,
     /// Placements acknowledged (`success`).

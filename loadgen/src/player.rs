@@ -72,6 +72,7 @@ pub async fn run(shared: Arc<Shared>, id: PlayerId, phase: watch::Receiver<Phase
         }
     };
     let mut player = Player::new(&shared, id, recorder, connect_started);
+    player.cookie = cookie;
     player.play(socket, phase, permit).await;
 }
 
@@ -94,6 +95,8 @@ struct Player<'a> {
     painted_at: Option<Instant>,
     messages_after_paint: u64,
     bytes_after_paint: u64,
+    /// The session, to connect again with (`--reconnect`).
+    cookie: String,
 }
 
 impl<'a> Player<'a> {
@@ -125,6 +128,7 @@ impl<'a> Player<'a> {
             painted_at: None,
             messages_after_paint: 0,
             bytes_after_paint: 0,
+            cookie: String::new(),
         }
     }
 
@@ -150,13 +154,27 @@ impl<'a> Player<'a> {
         bump(&counters.connect_attempts_done);
         self.recorder
             .time(Kind::Connect, self.connect_started.elapsed());
-        let ended = match self.subscribe_view(&mut socket).await {
+        let mut ended = match self.subscribe_view(&mut socket).await {
             Ok(()) => {
                 self.serve(&mut socket, &mut phase, cooldown_remaining)
                     .await
             }
             Err(how) => Err(how),
         };
+        while ended.is_err() && self.shared.reconnect && *phase.borrow() != Phase::Close {
+            let Some(again) = self.reconnect().await else {
+                break;
+            };
+            socket = again;
+            bump(&counters.reconnects);
+            ended = match self.resubscribe(&mut socket).await {
+                Ok(()) => {
+                    self.serve(&mut socket, &mut phase, cooldown_remaining)
+                        .await
+                }
+                Err(how) => Err(how),
+            };
+        }
         self.finish(Instant::now());
         counters
             .connected
@@ -167,6 +185,58 @@ impl<'a> Player<'a> {
             }
             Err(how) => self.shared.metrics.dropped(how),
         }
+    }
+
+    /// After the connection dropped: the placements in flight lost their answers; connects again
+    /// through the same target with the same session, backing off from 100 ms to 2 s, for up to
+    /// 30 s. `None`: it could not.
+    async fn reconnect(&mut self) -> Option<Socket> {
+        add(
+            &self.shared.metrics.counters.placements_cut_off,
+            self.in_flight.len() as u64,
+        );
+        self.in_flight.clear();
+        let index = self.id as usize;
+        let (target, server) = &self.shared.targets[index % self.shared.targets.len()];
+        let source = net::source_address(index, *server, self.shared.source_spread);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut backoff = Duration::from_millis(100);
+        while Instant::now() < deadline {
+            let jitter = Duration::from_millis(self.rng.random_range(0..=backoff.as_millis() as u64 / 2));
+            tokio::time::sleep(backoff + jitter).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+            let Ok(mut socket) = net::connect(*server, target, &self.cookie, source).await else {
+                continue;
+            };
+            if self.welcome(&mut socket).await.is_ok() {
+                tracing::debug!(player = self.id, "reconnected");
+                return Some(socket);
+            }
+        }
+        None
+    }
+
+    /// On a new connection: subscribes to every tile held again, with the seq held (the server
+    /// answers with what was missed, or a snapshot), and those still awaited without one.
+    async fn resubscribe(&mut self, socket: &mut Socket) -> Result<(), String> {
+        let tiles: Vec<TileRequest> = self
+            .tracks
+            .iter()
+            .map(|(tile, track)| TileRequest {
+                tile,
+                seq: match track {
+                    Track::Live { seq } => Some(seq),
+                    Track::Awaiting { .. } => None,
+                },
+            })
+            .collect();
+        for chunk in tiles.chunks(TILES_PER_FRAME) {
+            let message = ClientMessage::Subscribe {
+                tiles: chunk.to_vec(),
+            };
+            self.send(socket, &message).await?;
+        }
+        Ok(())
     }
 
     /// Waits for `welcome`; returns the cooldown left (ms).

@@ -126,6 +126,8 @@ pub struct Players {
     pub connect_failed: u64,
     /// Lost their connection before the end.
     pub dropped: u64,
+    /// Dropped connections opened again (`--reconnect`).
+    pub reconnects: u64,
 }
 
 /// Placements.
@@ -139,6 +141,8 @@ pub struct Placements {
     pub rejected: u64,
     /// Never answered.
     pub unanswered: u64,
+    /// In flight on a connection that dropped: the answer went with it.
+    pub cut_off: u64,
     /// Acknowledged per second during the steady phase.
     pub acked_per_sec: f64,
     /// The slowest acknowledgement (ms) and its tile: the longest one tile kept a player
@@ -304,11 +308,12 @@ impl Report {
         let p = &self.players;
         let _ = writeln!(
             out,
-            "players: {} requested, {} connected, {} painted, {} dropped, {} failed (session {}, connect {})",
+            "players: {} requested, {} connected, {} painted, {} dropped, {} reconnected, {} failed (session {}, connect {})",
             p.requested,
             p.connected,
             p.painted,
             p.dropped,
+            p.reconnects,
             p.sessions_failed + p.connect_failed,
             p.sessions_failed,
             p.connect_failed
@@ -322,8 +327,8 @@ impl Report {
         let pl = &self.placements;
         let _ = writeln!(
             out,
-            "placements: {} sent, {} acked ({:.0}/s steady), {} refused, {} unanswered",
-            pl.sent, pl.acked, pl.acked_per_sec, pl.rejected, pl.unanswered
+            "placements: {} sent, {} acked ({:.0}/s steady), {} refused, {} unanswered, {} cut off by a dropped connection",
+            pl.sent, pl.acked, pl.acked_per_sec, pl.rejected, pl.unanswered, pl.cut_off
         );
         if let (Some(ms), Some(tile)) = (pl.slowest_ack_ms, &pl.slowest_ack_tile) {
             let _ = writeln!(out, "slowest acknowledgement: {ms:.1} ms (tile {tile})");

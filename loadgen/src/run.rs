@@ -83,6 +83,8 @@ pub struct Shared {
     pub seed: u64,
     /// Spread source addresses over 127.0.0.0/8.
     pub source_spread: bool,
+    /// Players reconnect after a dropped connection (`--reconnect`).
+    pub reconnect: bool,
     /// Bounds the players getting a session and connecting at once.
     pub connecting: tokio::sync::Semaphore,
     measure_from: OnceLock<Instant>,
@@ -138,6 +140,7 @@ pub async fn run(args: &Args, progress: bool) -> anyhow::Result<Report> {
         grace: args.grace,
         seed: args.seed,
         source_spread: !args.no_source_spread,
+        reconnect: args.reconnect,
         connecting: tokio::sync::Semaphore::new(MAX_CONNECTING),
         measure_from: OnceLock::new(),
     });
@@ -257,7 +260,9 @@ async fn ramp(
 
 fn unanswered(metrics: &Metrics) -> u64 {
     let c = &metrics.counters;
-    get(&c.placements_sent).saturating_sub(get(&c.placements_acked) + get(&c.placements_rejected))
+    get(&c.placements_sent).saturating_sub(
+        get(&c.placements_acked) + get(&c.placements_rejected) + get(&c.placements_cut_off),
+    )
 }
 
 fn build_report(
@@ -310,6 +315,7 @@ fn build_report(
             sessions_failed: get(&c.sessions_failed),
             connect_failed: get(&c.connect_failed),
             dropped: get(&c.dropped),
+            reconnects: get(&c.reconnects),
         },
         connect_errors: m.connect_errors(),
         drops: m.drops(),
@@ -319,6 +325,7 @@ fn build_report(
             acked: get(&c.placements_acked),
             rejected: get(&c.placements_rejected),
             unanswered: unanswered(m),
+            cut_off: get(&c.placements_cut_off),
             acked_per_sec: f.acked_steady as f64 / f.steady.as_secs_f64().max(1e-9),
             slowest_ack_ms: m.slowest_ack().map(|(d, _)| d.as_secs_f64() * 1000.0),
             slowest_ack_tile: m.slowest_ack().map(|(_, t)| t.to_string()),

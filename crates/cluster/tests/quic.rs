@@ -236,3 +236,29 @@ async fn an_edge_certificate_cannot_serve_as_a_shard_nor_a_shard_certificate_con
         .await
         .expect("an edge places at a shard");
 }
+
+/// What a shard's supervisor asks of a silent shard before failing it over: a running shard
+/// answers (it refuses a shard's certificate, which is an answer), an address where nothing
+/// listens does not, within the check's time.
+#[tokio::test]
+async fn a_running_shard_answers_the_liveness_check_and_a_dead_address_does_not() {
+    let cluster = start_cluster(2).await;
+    let asking = NodeIdentity::load(cluster.certs.path(), "shard-2").expect("identity");
+    let config = asking.liveness_config().expect("config");
+    let alive = &cluster.ring.shards()[0].addr;
+    assert!(
+        place_cluster::client::answers(&config, alive, Duration::from_secs(2)).await,
+        "a running shard answers"
+    );
+    let nobody = std::net::UdpSocket::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .to_string();
+    let started = std::time::Instant::now();
+    assert!(
+        !place_cluster::client::answers(&config, &nobody, Duration::from_millis(500)).await,
+        "nothing listens there"
+    );
+    assert!(started.elapsed() < Duration::from_secs(1), "bounded by the check's time");
+}
