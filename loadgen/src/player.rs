@@ -202,7 +202,8 @@ impl<'a> Player<'a> {
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut backoff = Duration::from_millis(100);
         while Instant::now() < deadline {
-            let jitter = Duration::from_millis(self.rng.random_range(0..=backoff.as_millis() as u64 / 2));
+            let jitter =
+                Duration::from_millis(self.rng.random_range(0..=backoff.as_millis() as u64 / 2));
             tokio::time::sleep(backoff + jitter).await;
             backoff = (backoff * 2).min(Duration::from_secs(2));
             let Ok(mut socket) = net::connect(*server, target, &self.cookie, source).await else {

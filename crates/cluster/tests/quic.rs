@@ -260,5 +260,8 @@ async fn a_running_shard_answers_the_liveness_check_and_a_dead_address_does_not(
         !place_cluster::client::answers(&config, &nobody, Duration::from_millis(500)).await,
         "nothing listens there"
     );
-    assert!(started.elapsed() < Duration::from_secs(1), "bounded by the check's time");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "bounded by the check's time"
+    );
 }
