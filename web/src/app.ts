@@ -675,7 +675,7 @@ export class App {
         const y = t.y + ly;
         const i = y * w + x;
         // Pixels in held tiles were checked as their changes arrived.
-        if (this.store.colorAt(x, y) === undefined && isDamage(t, x, y, old[i], data[i]) && !this.placements.colorAt(x, y)) this.templates.damaged(x, y);
+        if (this.store.colorAt(x, y) === undefined && isDamage(t, x, y, old[i], data[i]) && this.placements.colorAt(x, y) === undefined) this.templates.damaged(x, y);
       }
     }
   }
