@@ -455,7 +455,8 @@ export class AdminPanel {
   private askReset(rect: Rect | null): void {
     const what = rect ? rectText(rect) : "the WHOLE canvas";
     this.ask(`Reset ${what} to colour 0? Every placement in it is rolled back.`, async () => {
-      const r = await api<Outcome>("POST", "reset-canvas", rect ?? undefined);
+      // The whole canvas is an explicit `{}`: the server resets nothing without a JSON body.
+      const r = await api<Outcome>("POST", "reset-canvas", rect ?? {});
       this.hooks.toast(outcomeText("Reset", r));
       await this.afterAreaAction();
     });

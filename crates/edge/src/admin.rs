@@ -195,7 +195,7 @@ async fn put_settings(
 }
 
 /// A rectangle in a request: all four or none.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RectParams {
     x: Option<u32>,
@@ -250,12 +250,15 @@ fn outcome_json(outcome: RollbackOutcome) -> Json<Value> {
     }))
 }
 
+/// Resets a rectangle, or the whole canvas for `{}`. Only an explicit JSON body counts
+/// (`Content-Type: application/json`, well formed): a request without one is refused (400) and
+/// resets nothing, so that no stray or forged POST can wipe the canvas.
 async fn reset_canvas(
     State(edge): State<Arc<Edge>>,
     Admin(admin): Admin,
-    request: Option<Json<RectParams>>,
+    request: Result<Json<RectParams>, JsonRejection>,
 ) -> Result<Json<Value>, AppError> {
-    let params = request.map(|Json(p)| p).unwrap_or_default();
+    let params = body(request)?;
     let g = edge.config.geometry;
     let rect = params.rect(&edge)?.unwrap_or(Rect {
         x: 0,

@@ -286,8 +286,40 @@ pub async fn rollbacks_restore_exact_colours(bases: &[String], admin: &str, log:
     let after_window = [(10, 10, 2), (11, 10, 0), (12, 10, 4)];
     watcher.wait_for(&after_window).await;
 
-    // Reset a rectangle: back to the background, whoever painted; outside it nothing moves.
+    // A reset takes only an explicit JSON body: without one (no body, or a body of another
+    // type) it is refused and resets nothing (the pixels below stay, and the audit log at the
+    // end has no such reset).
     a.paint(&[(20, 20, 9), (21, 20, 9), (30, 30, 6)]).await;
+    let url = format!("{first}/api/v1/admin/reset-canvas");
+    let http = reqwest::Client::new();
+    for (content_type, body) in [
+        (None, ""),
+        (None, "{}"),
+        (Some("text/plain"), "{}"),
+        (Some("application/x-www-form-urlencoded"), "x=0"),
+        (Some("application/json"), ""),
+        (Some("application/json"), "{\"x\":"),
+    ] {
+        let mut request = http
+            .post(&url)
+            .header("cookie", admin)
+            .body(body.to_owned());
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let refused = answer(request.send().await.expect("request")).await;
+        assert!(
+            matches!(refused.status, 400 | 415),
+            "{content_type:?} {body:?}: {} {}",
+            refused.status,
+            refused.body
+        );
+    }
+    watcher
+        .wait_for(&[(20, 20, 9), (21, 20, 9), (30, 30, 6)])
+        .await;
+
+    // Reset a rectangle: back to the background, whoever painted; outside it nothing moves.
     let reset = json!({"x": 20, "y": 20, "width": 5, "height": 5});
     let done = call(
         first,
