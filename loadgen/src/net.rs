@@ -56,13 +56,51 @@ pub async fn canvas_info(client: &reqwest::Client, target: &Target) -> anyhow::R
         .with_context(|| format!("GET {url}: not canvas info"))
 }
 
+/// A solved challenge for a new guest, or an empty body when the server asks none (or is older
+/// than challenges).
+async fn guest_proof(
+    client: &reqwest::Client,
+    target: &Target,
+) -> anyhow::Result<serde_json::Value> {
+    let url = format!("{}/api/v1/auth/challenge", target.http_base);
+    let response = client.get(&url).send().await.context("challenge")?;
+    if !response.status().is_success() {
+        return Ok(serde_json::json!({}));
+    }
+    let challenge: serde_json::Value = response.json().await.context("challenge")?;
+    let text = challenge["challenge"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let bits = challenge["difficulty"].as_u64().unwrap_or(0).min(32) as u8;
+    if bits == 0 {
+        return Ok(serde_json::json!({}));
+    }
+    let nonce = tokio::task::spawn_blocking({
+        let text = text.clone();
+        move || place_protocol::pow::solve(&text, bits)
+    })
+    .await
+    .context("proof of work")?;
+    Ok(serde_json::json!({"challenge": text, "nonce": nonce}))
+}
+
 /// `POST /api/v1/auth/guest`: a new guest session, as the `place_session=...` cookie pair.
 /// Waits out `429` answers a few times (the server limits guests per address unless started
 /// with `--guest-rate-per-minute 0`).
+/// When the server asks a proof of work (`GET /api/v1/auth/challenge`), it is solved first (a
+/// few milliseconds at the default 16 bits; servers for load tests run with
+/// `--guest-pow-bits 0`).
 pub async fn guest(client: &reqwest::Client, target: &Target) -> anyhow::Result<String> {
     let url = format!("{}/api/v1/auth/guest", target.http_base);
     for attempt in 1..=GUEST_ATTEMPTS {
-        let response = client.post(&url).send().await.context("guest session")?;
+        let proof = guest_proof(client, target).await?;
+        let response = client
+            .post(&url)
+            .json(&proof)
+            .send()
+            .await
+            .context("guest session")?;
         let status = response.status();
         if status == reqwest::StatusCode::TOO_MANY_REQUESTS && attempt < GUEST_ATTEMPTS {
             let wait = response

@@ -2,6 +2,7 @@
 // full jitter, pings, and an outgoing frame budget under the server's
 // 50 frames/s. Knows bytes and close codes, not tiles.
 
+import { guestProof } from "./pow";
 import { decodeServer, encodePing, ProtocolError, type ServerMsg } from "./protocol";
 
 export type Status = "connecting" | "live" | "reconnecting";
@@ -79,10 +80,18 @@ export function retryAfterMs(header: string | null, fallback = 60_000): number {
 
 /**
  * Makes sure the browser holds a session cookie: `POST /auth/guest` answers the session's user
- * when there is one and makes a guest otherwise, so a first visit never meets a 401.
+ * when there is one and makes a guest otherwise (with the challenge solved), so a first visit
+ * never meets a 401.
  */
 export async function ensureSession(): Promise<void> {
-  const guest = await fetch("/api/v1/auth/guest", { method: "POST", credentials: "same-origin" });
+  // A new guest pays a proof of work (src/pow.ts); with a session the server ignores it.
+  const proof = await guestProof();
+  const guest = await fetch("/api/v1/auth/guest", {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(proof),
+  });
   if (guest.status === 429) throw new GuestLimited(retryAfterMs(guest.headers.get("retry-after")));
   if (!guest.ok) throw new Error(`POST /api/v1/auth/guest: ${guest.status}`);
 }

@@ -105,6 +105,8 @@ pub enum Accounts {
         cooldowns: Cooldowns,
         /// Banned user ids.
         bans: DashSet<i64>,
+        /// Placements per client network in the current minute.
+        networks: NetworkBudgets,
     },
     /// The cluster: Redis and PostgreSQL, shared by every edge.
     Shared(SharedAccounts),
@@ -154,22 +156,33 @@ pub async fn set_admin_in_redis(
 /// How long `/health/ready` waits for each backing service before calling it unavailable.
 pub const READINESS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Admits a placement in one round trip: refuses a banned user (the set KEYS[2] holds ARGV[4]),
-/// then checks and takes the cooldown. KEYS[1] holds the user's last placement time; ARGV: now,
-/// the cooldown, how long to remember the placement (all ms), the user id. Returns -1 for a
-/// banned user, the milliseconds left of a cooldown, or 0 after recording `now` as the last
-/// placement.
+/// Admits a placement in one round trip: refuses a banned user (the set KEYS[2] holds ARGV[4]);
+/// else one still in the cooldown ARGV[2] since the last placement KEYS[1] (answers the ms
+/// left); else one whose network KEYS[3] made ARGV[5] placements in this minute (0: no limit;
+/// answers the ms to the next minute); else takes the cooldown (the last placement is now,
+/// ARGV[1], kept ARGV[3] ms) and counts the network. Answers `{kind, ms}`: 0 admitted,
+/// 1 banned, 2 cooling down, 3 network busy.
 static ADMIT_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(
         r"
-if redis.call('SISMEMBER', KEYS[2], ARGV[4]) == 1 then return -1 end
+if redis.call('SISMEMBER', KEYS[2], ARGV[4]) == 1 then return {1, 0} end
 local last = redis.call('GET', KEYS[1])
 if last then
   local left = tonumber(last) + tonumber(ARGV[2]) - tonumber(ARGV[1])
-  if left > 0 then return left end
+  if left > 0 then return {2, left} end
+end
+local budget = tonumber(ARGV[5])
+if budget > 0 then
+  local used = tonumber(redis.call('GET', KEYS[3]) or '0')
+  if used >= budget then
+    local ttl = redis.call('PTTL', KEYS[3])
+    if ttl < 0 then ttl = 60000 end
+    return {3, ttl}
+  end
+  if redis.call('INCR', KEYS[3]) == 1 then redis.call('PEXPIRE', KEYS[3], 60000) end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
-return 0
+return {0, 0}
 ",
     )
 });
@@ -189,6 +202,59 @@ pub enum Admission {
         /// Milliseconds left.
         remaining_ms: i64,
     },
+    /// No: the client's network used its placements of this minute; it may place again in
+    /// this many milliseconds (the user's cooldown is untouched).
+    NetworkBusy {
+        /// Milliseconds until the network's next minute.
+        retry_ms: i64,
+    },
+}
+
+/// Where a placement comes from, for the per-network budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    /// The client's network ([`crate::address::AddressPolicy::network`]).
+    pub network: std::net::IpAddr,
+    /// Placements the network may make per minute (0: no limit).
+    pub budget_per_minute: u32,
+}
+
+/// The window of the per-network budgets.
+const NETWORK_WINDOW_MS: i64 = 60_000;
+
+/// Placements per network in fixed one-minute windows, and the last placement of the latest
+/// guest who signed out on each network (`place serve`; the cluster keeps both in Redis).
+#[derive(Default)]
+pub struct NetworkBudgets {
+    windows: dashmap::DashMap<std::net::IpAddr, (i64, u32)>,
+    last_guest_placement: dashmap::DashMap<std::net::IpAddr, i64>,
+}
+
+impl NetworkBudgets {
+    /// Counts a placement of `origin` at `now_ms`: `Err(retry_ms)` when its network is over its
+    /// budget for the minute.
+    fn take(&self, origin: &Origin, now_ms: i64) -> Result<(), i64> {
+        if origin.budget_per_minute == 0 {
+            return Ok(());
+        }
+        let window = now_ms - now_ms.rem_euclid(NETWORK_WINDOW_MS);
+        let mut entry = self.windows.entry(origin.network).or_insert((window, 0));
+        if entry.0 != window {
+            *entry = (window, 0);
+        }
+        if entry.1 >= origin.budget_per_minute {
+            return Err(window + NETWORK_WINDOW_MS - now_ms);
+        }
+        entry.1 += 1;
+        Ok(())
+    }
+
+    fn prune(&self, now_ms: i64) {
+        self.windows
+            .retain(|_, (window, _)| *window + NETWORK_WINDOW_MS > now_ms);
+        self.last_guest_placement
+            .retain(|_, at| *at + MAX_COOLDOWN_MS > now_ms);
+    }
 }
 
 /// Gives a cooldown back only if it is still the one this placement took.
@@ -207,6 +273,7 @@ impl Accounts {
             store,
             cooldowns,
             bans,
+            networks: NetworkBudgets::default(),
         })
     }
 
@@ -413,40 +480,124 @@ impl Accounts {
     pub async fn admit_placement(
         &self,
         user: i64,
+        origin: Origin,
         now_ms: i64,
         cooldown_ms: i64,
     ) -> Result<Admission, AccountsError> {
-        let left = match self {
+        let (kind, ms) = match self {
             Accounts::Embedded {
-                cooldowns, bans, ..
+                cooldowns,
+                bans,
+                networks,
+                ..
             } => {
                 if bans.contains(&user) {
                     return Ok(Admission::Banned);
                 }
                 match cooldowns.try_acquire(user, now_ms, cooldown_ms) {
-                    Ok(_) => 0,
-                    Err(left) => left,
+                    Err(left) => (2, left),
+                    Ok(_) => match networks.take(&origin, now_ms) {
+                        Err(retry) => {
+                            cooldowns.release(user, now_ms);
+                            (3, retry)
+                        }
+                        Ok(()) => (0, 0),
+                    },
                 }
             }
             Accounts::Shared(s) => {
-                ADMIT_SCRIPT
+                let answer: (i64, i64) = ADMIT_SCRIPT
                     .key(s.key(&format!("cooldown:{user}")))
                     .key(s.key("bans"))
+                    .key(s.key(&format!("placenet:{}", origin.network)))
                     .arg(now_ms)
                     .arg(cooldown_ms)
                     .arg(MAX_COOLDOWN_MS)
                     .arg(user)
+                    .arg(origin.budget_per_minute)
                     .invoke_async(&mut s.redis.clone())
-                    .await?
+                    .await?;
+                answer
             }
         };
-        Ok(match left {
-            ..0 => Admission::Banned,
+        Ok(match kind {
             0 => Admission::Admitted {
                 next_at_ms: now_ms + cooldown_ms,
             },
-            remaining_ms => Admission::CoolingDown { remaining_ms },
+            1 => Admission::Banned,
+            2 => Admission::CoolingDown { remaining_ms: ms },
+            _ => Admission::NetworkBusy { retry_ms: ms },
         })
+    }
+
+    /// A guest signs out on `network`: its last placement is remembered there for a cooldown,
+    /// for [`Accounts::inherit_guest_cooldown`].
+    pub async fn remember_leaving_guest(
+        &self,
+        user: i64,
+        network: std::net::IpAddr,
+    ) -> Result<(), AccountsError> {
+        match self {
+            Accounts::Embedded {
+                cooldowns,
+                networks,
+                ..
+            } => {
+                if let Some(at) = cooldowns.last_placement(user) {
+                    let mut latest = networks.last_guest_placement.entry(network).or_insert(at);
+                    *latest = (*latest).max(at);
+                }
+            }
+            Accounts::Shared(s) => {
+                redis::Script::new(
+                    r"
+local at = redis.call('GET', KEYS[1])
+if at then redis.call('SET', KEYS[2], at, 'PX', ARGV[1]) end
+return 0",
+                )
+                .key(s.key(&format!("cooldown:{user}")))
+                .key(s.key(&format!("guestnet:{network}")))
+                .arg(MAX_COOLDOWN_MS)
+                .invoke_async::<i64>(&mut s.redis.clone())
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives a new guest from `network` the cooldown of the last guest who signed out there, so
+    /// signing out and coming back as a fresh guest does not skip a cooldown. (Players behind
+    /// one address who never sign out are not tied to each other.)
+    pub async fn inherit_guest_cooldown(
+        &self,
+        user: i64,
+        network: std::net::IpAddr,
+    ) -> Result<(), AccountsError> {
+        match self {
+            Accounts::Embedded {
+                cooldowns,
+                networks,
+                ..
+            } => {
+                if let Some(at) = networks.last_guest_placement.get(&network) {
+                    cooldowns.restore(user, *at);
+                }
+            }
+            Accounts::Shared(s) => {
+                redis::Script::new(
+                    r"
+local at = redis.call('GET', KEYS[1])
+if at then redis.call('SET', KEYS[2], at, 'PX', ARGV[1]) end
+return 0",
+                )
+                .key(s.key(&format!("guestnet:{network}")))
+                .key(s.key(&format!("cooldown:{user}")))
+                .arg(MAX_COOLDOWN_MS)
+                .invoke_async::<i64>(&mut s.redis.clone())
+                .await?;
+            }
+        }
+        Ok(())
     }
 
     /// Gives back the cooldown taken at `taken_at_ms` for a placement that was not made, unless
@@ -565,8 +716,14 @@ impl Accounts {
 
     /// Forgets local placement times no cooldown can reach any more (Redis expires its own).
     pub fn prune(&self, now_ms: i64) {
-        if let Accounts::Embedded { cooldowns, .. } = self {
+        if let Accounts::Embedded {
+            cooldowns,
+            networks,
+            ..
+        } = self
+        {
             cooldowns.prune(now_ms);
+            networks.prune(now_ms);
         }
     }
 

@@ -125,12 +125,25 @@ async fn login(
 
 async fn logout(
     State(edge): State<Arc<Edge>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     jar: CookieJar,
 ) -> Result<(StatusCode, CookieJar), AppError> {
     let Some(id) = jar.get(SESSION_COOKIE).map(|c| c.value().to_owned()) else {
         return Ok((StatusCode::NO_CONTENT, jar));
     };
+    // A guest who signs out leaves its cooldown to the next guest of its network: signing out
+    // is no way around a cooldown.
+    if let Some(user) = session_user(&edge, &jar).await?.filter(|u| u.is_guest) {
+        let network = edge
+            .config
+            .limits
+            .addresses
+            .network(client_ip(&edge, peer, &headers));
+        edge.accounts
+            .remember_leaving_guest(user.id, network)
+            .await?;
+    }
     edge.revoke_session(&id).await?;
     tracing::info!("logged out");
     let removal = session_cookie(&edge, &headers, String::new());

@@ -24,7 +24,7 @@ use place_tiles::TileId;
 use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, info_span, Instrument};
 
-use crate::accounts::Admission;
+use crate::accounts::{Admission, Origin};
 use crate::frame::{Format, SharedFrame};
 use crate::hub::{ConnId, LagSignal, Outbound};
 use crate::{now_ms, Edge};
@@ -74,12 +74,14 @@ enum Control {
 
 /// Runs one connection to its end. `session` is the id the user was found by, so that the
 /// connection closes when that session ends.
+/// `network` is the client's network, for its per-network placement budget.
 pub async fn run(
     edge: Arc<Edge>,
     socket: WebSocket,
     user: Option<User>,
     session: String,
     format: Format,
+    network: std::net::IpAddr,
 ) {
     let (mut sink, stream) = socket.split();
     let Some(user) = user else {
@@ -122,7 +124,12 @@ pub async fn run(
         control_tx.clone(),
     );
     let heard = Arc::new(Heard::new());
+    let origin = Origin {
+        network,
+        budget_per_minute: edge.config.limits.placements_per_address_per_minute,
+    };
     let mut reader = Reader {
+        origin,
         heard: Arc::clone(&heard),
         edge: Arc::clone(&edge),
         conn,
@@ -450,6 +457,7 @@ async fn send_ready(
 }
 
 struct Reader {
+    origin: Origin,
     heard: Arc<Heard>,
     edge: Arc<Edge>,
     conn: ConnId,
@@ -624,6 +632,7 @@ impl Reader {
         let edge = Arc::clone(&self.edge);
         let outbound = self.outbound.clone();
         let user_id = self.user.id;
+        let origin = self.origin;
         // A correlation id per placement (never 0, which means none), on every log line it
         // causes here and, carried over the wire, at the shard that applies it.
         let placement_id = rand::random::<u64>() | 1;
@@ -638,8 +647,14 @@ impl Reader {
         self.edge.tasks.spawn(
             async move {
                 let started = std::time::Instant::now();
-                let message =
-                    place_checked(&edge, user_id, (x, y, color), placement_id, request_id).await;
+                let message = place_checked(
+                    &edge,
+                    (user_id, origin),
+                    (x, y, color),
+                    placement_id,
+                    request_id,
+                )
+                .await;
                 record_placement(&message, color, started);
                 outbound.send(SharedFrame::new(message));
             }
@@ -668,10 +683,11 @@ fn record_placement(answer: &ServerMessage, color: u8, started: std::time::Insta
     }
 }
 
-/// The checks that need the shared account state (ban, cooldown), then the placement itself.
+/// The checks that need the shared account state (ban, cooldown, the network's budget), then
+/// the placement itself.
 async fn place_checked(
     edge: &Edge,
-    user_id: i64,
+    (user_id, origin): (i64, Origin),
     (x, y, color): (u32, u32, u8),
     placement_id: u64,
     request_id: Option<RequestId>,
@@ -682,7 +698,7 @@ async fn place_checked(
     let now = now_ms();
     let next = match edge
         .accounts
-        .admit_placement(user_id, now, edge.cooldown_ms())
+        .admit_placement(user_id, origin, now, edge.cooldown_ms())
         .await
     {
         Ok(Admission::Admitted { next_at_ms }) => next_at_ms,
@@ -700,6 +716,19 @@ async fn place_checked(
             )
             .with_request_id(request_id);
             error.cooldown_remaining = Some(remaining_ms as u64);
+            return ServerMessage::Error(error);
+        }
+        Ok(Admission::NetworkBusy { retry_ms }) => {
+            metrics::counter!(crate::telemetry::RATE_LIMIT_HITS, "why" => "network").increment(1);
+            let error = ErrorMessage::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "too many placements from your network this minute: try again in {} s",
+                    (retry_ms.max(0) as u64).div_ceil(1000)
+                ),
+            )
+            .with_request_id(request_id)
+            .with_retry_after(Duration::from_millis(retry_ms.max(0) as u64));
             return ServerMessage::Error(error);
         }
         Err(error) => {

@@ -46,6 +46,14 @@ impl Cooldowns {
             .unwrap_or(0)
     }
 
+    /// The user's last placement, if it is remembered.
+    pub fn last_placement(&self, user: i64) -> Option<i64> {
+        self.last
+            .get(&user)
+            .map(|at| *at)
+            .filter(|at| *at != i64::MIN)
+    }
+
     /// Restores a user's last placement (after a restart, from the event log).
     pub fn restore(&self, user: i64, placed_at_ms: i64) {
         self.last

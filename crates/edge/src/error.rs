@@ -32,6 +32,9 @@ pub enum AppError {
     /// 429: too many requests; retry after this many seconds.
     #[error("too many requests")]
     RateLimited(u64),
+    /// 400: a new guest's proof of work is missing or wrong (`CHALLENGE_FAILED`).
+    #[error("{0}")]
+    ChallengeFailed(String),
     /// 429: a cap on open things (WebSockets of a session or an address) is reached; retry
     /// when one closes.
     #[error("{0}")]
@@ -45,6 +48,7 @@ impl AppError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "BAD_REQUEST"),
+            Self::ChallengeFailed(_) => (StatusCode::BAD_REQUEST, "CHALLENGE_FAILED"),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
             Self::InvalidCredentials => (StatusCode::UNAUTHORIZED, "INVALID_CREDENTIALS"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN"),

@@ -45,6 +45,7 @@ pub fn app(edge: Arc<Edge>) -> Router {
         .layer(CompressionLayer::new().gzip(true));
     Router::new()
         .route("/api/v1/auth/guest", post(guest))
+        .route("/api/v1/auth/challenge", get(challenge))
         .route("/api/v1/auth/me", get(me))
         .merge(auth::routes())
         .merge(admin::routes())
@@ -136,21 +137,51 @@ pub fn user_json(user: &User) -> serde_json::Value {
     })
 }
 
+/// What `POST /api/v1/auth/guest` takes: the answer to a challenge (when the edge asks one).
+#[derive(Deserialize, Default)]
+struct GuestProof {
+    challenge: String,
+    nonce: String,
+}
+
+/// `GET /api/v1/auth/challenge`: a proof-of-work challenge for a new guest.
+async fn challenge(
+    State(edge): State<Arc<Edge>>,
+) -> Result<Json<crate::challenge::Challenge>, AppError> {
+    Ok(Json(edge.challenges.issue(now_ms()).await?))
+}
+
 async fn guest(
     State(edge): State<Arc<Edge>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     jar: CookieJar,
+    body: Option<Json<GuestProof>>,
 ) -> Result<(CookieJar, Json<serde_json::Value>), AppError> {
     if let Some(user) = session_user(&edge, &jar).await? {
         return Ok((jar, Json(user_json(&user))));
     }
-    edge.check_guest_rate(auth::client_ip(&edge, peer, &headers))?;
+    let ip = auth::client_ip(&edge, peer, &headers);
+    if edge.challenges.difficulty() > 0 {
+        let Json(proof) = body.unwrap_or_default();
+        if let Err(refused) = edge
+            .challenges
+            .redeem(&proof.challenge, &proof.nonce, now_ms())
+            .await?
+        {
+            return Err(AppError::ChallengeFailed(refused.to_string()));
+        }
+    }
+    edge.check_guest_rate(ip)?;
     let session_id = auth::new_session_id()?;
     let ttl = edge.config.session_ttl;
     let user = edge
         .accounts
         .create_guest_session(&session_id, now_ms(), ttl.as_millis() as i64)
+        .await?;
+    let network = edge.config.limits.addresses.network(ip);
+    edge.accounts
+        .inherit_guest_cooldown(user.id, network)
         .await?;
     tracing::info!(user_id = user.id, "guest session created");
     let cookie = auth::session_cookie(&edge, &headers, session_id);
@@ -410,7 +441,7 @@ async fn websocket(
         .on_upgrade(move |socket| {
             let tasks = edge.tasks.clone();
             tasks.track_future(async move {
-                connection::run(edge, socket, user, session, format).await;
+                connection::run(edge, socket, user, session, format, network).await;
                 // The socket counts against its session, its network and the process until it
                 // is closed.
                 drop((session_slot, address_slot, permit));

@@ -61,6 +61,8 @@ pub mod env {
     pub const PLACEMENTS_PER_ADDRESS_PER_MINUTE: &str = "PLACE_PLACEMENTS_PER_ADDRESS_PER_MINUTE";
     /// `websocket_ping_secs`.
     pub const WEBSOCKET_PING_SECS: &str = "PLACE_WEBSOCKET_PING_SECS";
+    /// `guest_pow_bits`.
+    pub const GUEST_POW_BITS: &str = "PLACE_GUEST_POW_BITS";
     /// `ipv4_prefix`.
     pub const IPV4_PREFIX: &str = "PLACE_IPV4_PREFIX";
     /// `ipv6_prefix`.
@@ -119,6 +121,10 @@ pub struct ServeConfig {
     pub request_body_timeout_secs: u64,
     /// Placements one network may make per minute, whatever its number of users (0: no limit). Default 600 (50 players at the default cooldown).
     pub placements_per_address_per_minute: u32,
+    /// Proof of work a new guest pays, in leading zero bits of a SHA-256 (0 to 28; 0 asks none,
+    /// for load tests). Default 16: 65,536 hashes on average, about 0.4 s of the page's
+    /// JavaScript on a desktop, a second or two on a phone.
+    pub guest_pow_bits: u8,
     /// Seconds between two pings of a WebSocket, 1 to 300; a client not heard from (no frame, no
     /// pong) for twice this and a second more is closed with 4002. Default 20.
     pub websocket_ping_secs: u64,
@@ -164,6 +170,7 @@ impl Default for ServeConfig {
             request_body_timeout_secs: 10,
             placements_per_address_per_minute: 600,
             websocket_ping_secs: 20,
+            guest_pow_bits: place_edge::DEFAULT_GUEST_POW_BITS,
             ipv4_prefix: 32,
             ipv6_prefix: 64,
         }
@@ -284,6 +291,7 @@ impl ServeConfig {
             300,
         )?;
         in_range("websocket_ping_secs", self.websocket_ping_secs, 1, 300)?;
+        in_range("guest_pow_bits", self.guest_pow_bits, 0, 28)?;
         in_range("ipv4_prefix", self.ipv4_prefix, 8, 32)?;
         in_range("ipv6_prefix", self.ipv6_prefix, 16, 128)?;
         let palette = match &self.palette {
@@ -304,6 +312,7 @@ impl ServeConfig {
                 guest_rate_per_minute: self.guest_rate_per_minute,
                 secure_cookies: self.secure_cookies,
                 trust_proxy: self.trust_proxy,
+                guest_pow_bits: self.guest_pow_bits,
                 limits: Limits {
                     max_connections: self.max_connections,
                     max_connections_per_address: self.max_connections_per_address,

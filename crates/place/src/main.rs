@@ -412,6 +412,9 @@ struct ServeArgs {
     /// Placements one network may make per minute, 0 for no limit [default: 600].
     #[arg(long, env = env::PLACEMENTS_PER_ADDRESS_PER_MINUTE)]
     placements_per_address_per_minute: Option<u32>,
+    /// Proof of work a new guest pays, in bits; 0 for none [default: 16].
+    #[arg(long, env = env::GUEST_POW_BITS)]
+    guest_pow_bits: Option<u8>,
     /// Seconds between two pings of a WebSocket [default: 20].
     #[arg(long, env = env::WEBSOCKET_PING_SECS)]
     websocket_ping_secs: Option<u64>,
@@ -491,6 +494,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.placements_per_address_per_minute {
             c.placements_per_address_per_minute = v;
+        }
+        if let Some(v) = self.guest_pow_bits {
+            c.guest_pow_bits = v;
         }
         if let Some(v) = self.websocket_ping_secs {
             c.websocket_ping_secs = v;

@@ -132,6 +132,7 @@ impl TestCluster {
             height: 256,
             cooldown_secs,
             guest_rate_per_minute: 0,
+            guest_pow_bits: 8,
             batch_window_ms: 5,
             ..ServeConfig::default()
         }

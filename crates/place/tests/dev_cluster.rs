@@ -48,6 +48,7 @@ impl DevCluster {
             .env("PLACE_COOLDOWN_SECS", self.cooldown_secs.to_string())
             .env("PLACE_GUEST_RATE_PER_MINUTE", "0")
             .env("PLACE_PLACEMENTS_PER_ADDRESS_PER_MINUTE", "0")
+            .env("PLACE_GUEST_POW_BITS", "8")
             .env("PLACE_WIDTH", "256")
             .env("PLACE_HEIGHT", "256");
         c

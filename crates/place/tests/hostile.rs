@@ -49,30 +49,15 @@ async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
 
 /// A guest cookie made from the loopback address `from`.
 async fn guest_from(base: &str, from: &str) -> String {
-    let client = reqwest::Client::builder()
+    common::guest_with(&from_address(from), base).await
+}
+
+/// An HTTP client whose connections come from the loopback address `from`.
+fn from_address(from: &str) -> reqwest::Client {
+    reqwest::Client::builder()
         .local_address(from.parse::<IpAddr>().expect("address"))
         .build()
-        .expect("client");
-    let response = client
-        .post(format!("{base}/api/v1/auth/guest"))
-        .send()
-        .await
-        .expect("guest");
-    assert!(
-        response.status().is_success(),
-        "guest: {}",
-        response.status()
-    );
-    response
-        .headers()
-        .get("set-cookie")
-        .expect("cookie")
-        .to_str()
-        .expect("ascii")
-        .split(';')
-        .next()
-        .expect("pair")
-        .to_owned()
+        .expect("client")
 }
 
 /// A WebSocket of `cookie` from the loopback address `from`; `Err` with the HTTP status when the
@@ -418,5 +403,142 @@ async fn an_oversize_message_closes_with_1009() {
     while client.try_recv(Duration::from_secs(5)).await.is_some() {}
     let code = client.closed.as_ref().map(|c| u16::from(c.code));
     assert_eq!(code, Some(1009), "{:?} {:?}", client.closed, client.error);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn guest_churn_pays_work_is_limited_per_network_and_keeps_the_cooldown() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(ServeConfig {
+        guest_rate_per_minute: 5,
+        ..config(dir.path(), 256, 256, 30)
+    })
+    .await;
+    let http = from_address("127.0.0.2");
+    let guest_url = format!("{}/api/v1/auth/guest", server.base);
+    // No work, no guest; a forged or reused challenge neither.
+    let bare = http.post(&guest_url).send().await.expect("post");
+    assert_eq!(bare.status(), 400);
+    let body: serde_json::Value = bare.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "CHALLENGE_FAILED");
+    let proof = common::guest_proof(&http, &server.base).await;
+    let first = http
+        .post(&guest_url)
+        .json(&proof)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(first.status(), 200);
+    let cookie = first
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("cookie")
+        .to_owned();
+    let reused = http
+        .post(&guest_url)
+        .json(&proof)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(reused.status(), 400, "a challenge makes one guest");
+
+    // The first guest places, signs out, and comes back as a fresh guest: still cooling down.
+    let mut first = websocket_from(&server, "127.0.0.2", &cookie)
+        .await
+        .expect("socket");
+    first
+        .send(&ClientMessage::Place {
+            x: 10,
+            y: 10,
+            color: 3,
+            request_id: Some(RequestId::Number(1)),
+        })
+        .await;
+    assert!(matches!(first.recv().await, ServerMessage::Success { .. }));
+    let logout = http
+        .post(format!("{}/api/v1/auth/logout", server.base))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("logout");
+    assert!(logout.status().is_success());
+    let fresh = guest_from(&server.base, "127.0.0.2").await;
+    let mut again = websocket_from(&server, "127.0.0.2", &fresh)
+        .await
+        .expect("socket");
+    again
+        .send(&ClientMessage::Place {
+            x: 11,
+            y: 10,
+            color: 3,
+            request_id: Some(RequestId::Number(2)),
+        })
+        .await;
+    match again.recv().await {
+        ServerMessage::Error(e) => {
+            assert_eq!(e.code, place_protocol::ErrorCode::RateLimited);
+            assert!(e.cooldown_remaining.is_some_and(|ms| ms > 20_000), "{e:?}");
+        }
+        other => panic!("a fresh guest kept the cooldown: {other:?}"),
+    }
+
+    // Guests per network per minute: 5 (two made above), then 429, whatever the work done.
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let proof = common::guest_proof(&http, &server.base).await;
+        statuses.push(
+            http.post(&guest_url)
+                .json(&proof)
+                .send()
+                .await
+                .expect("post")
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    // Another address is not charged.
+    a_player_still_plays(&server, 12, 4).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn placements_are_budgeted_per_network_whatever_the_number_of_guests() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(ServeConfig {
+        placements_per_address_per_minute: 4,
+        ..config(dir.path(), 256, 256, 30)
+    })
+    .await;
+    // Ten bot guests from one network, one placement each.
+    let mut outcomes = Vec::new();
+    for i in 0..10 {
+        let cookie = guest_from(&server.base, "127.0.0.2").await;
+        let mut bot = websocket_from(&server, "127.0.0.2", &cookie)
+            .await
+            .expect("socket");
+        bot.send(&ClientMessage::Place {
+            x: 20 + i,
+            y: 20,
+            color: 2,
+            request_id: Some(RequestId::Number(1)),
+        })
+        .await;
+        outcomes.push(match bot.recv().await {
+            ServerMessage::Success { .. } => "placed".to_owned(),
+            ServerMessage::Error(e) => {
+                assert!(e.retry_after.is_some_and(|ms| ms <= 60_000), "{e:?}");
+                e.code.as_str().to_owned()
+            }
+            other => panic!("{other:?}"),
+        });
+    }
+    let placed = outcomes.iter().filter(|o| *o == "placed").count();
+    assert_eq!(placed, 4, "{outcomes:?}");
+    assert!(outcomes[4..].iter().all(|o| o == "RATE_LIMITED"));
+    // A player elsewhere is not charged.
+    a_player_still_plays(&server, 7, 9).await;
     server.stop().await;
 }

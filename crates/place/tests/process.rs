@@ -31,6 +31,11 @@ fn start(data_dir: &std::path::Path) -> Process {
             "0",
             "--guest-rate-per-minute",
             "0",
+            // Load from one address: no per-network budget; cheap guests.
+            "--placements-per-address-per-minute",
+            "0",
+            "--guest-pow-bits",
+            "8",
         ])
         .args(["--width", &SIDE.to_string(), "--height", &SIDE.to_string()])
         .arg("--data-dir")

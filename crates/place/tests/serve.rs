@@ -389,6 +389,7 @@ async fn foreign_origins_are_refused() {
             .header("origin", origin)
             .send()
     };
+    let proof = common::guest_proof(&http, &server.base).await;
     assert_eq!(
         guest("http://evil.example").await.expect("post").status(),
         403
@@ -397,6 +398,7 @@ async fn foreign_origins_are_refused() {
     let same = http
         .post(format!("{host}/api/v1/auth/guest"))
         .header("origin", host.as_str())
+        .json(&proof)
         .send()
         .await
         .expect("post");

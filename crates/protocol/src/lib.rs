@@ -6,6 +6,7 @@
 //! - [`message`]: the message types, shared by both codecs.
 //! - [`binary`]: the compact binary codec (one message per WebSocket binary frame).
 //! - [`json`]: the JSON codec (one message per text frame), for scripts and bots.
+//! - [`pow`]: the proof of work a new guest pays.
 //! - `fuzzing` (tests, or the `fuzzing` feature): hostile-input strategies for every decoder of
 //!   network input in place, used by the `fuzz_*` tests here and in other crates.
 //!
@@ -18,6 +19,7 @@ pub mod binary;
 pub mod fuzzing;
 pub mod json;
 pub mod message;
+pub mod pow;
 
 pub use message::{
     CanvasInfo, ClientMessage, DecodeError, ErrorCode, ErrorMessage, RequestId, ServerMessage,

@@ -181,9 +181,10 @@ pub struct ErrorMessage {
     pub request_id: Option<RequestId>,
     /// With `RATE_LIMITED` from the cooldown: milliseconds left.
     pub cooldown_remaining: Option<u64>,
-    /// With `UNAVAILABLE` when nothing was placed: the client may send the same placement again
-    /// after this many milliseconds. Absent when the placement may have been applied (no answer
-    /// came in time), which the client must not send again.
+    /// With `UNAVAILABLE` when nothing was placed, or `RATE_LIMITED` from the per-network
+    /// budget: the client may send the same placement again after this many milliseconds.
+    /// Absent when the placement may have been applied (no answer came in time), which the
+    /// client must not send again.
     pub retry_after: Option<u64>,
 }
 

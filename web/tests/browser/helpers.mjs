@@ -139,9 +139,34 @@ export async function waitForCanvasRgb(page, x, y, rgb, timeout = 5000) {
   throw new Error(`pixel (${x},${y}) shows ${last}, expected ${rgb}`);
 }
 
+/** A solved proof-of-work challenge for a new guest (as the page's src/pow.ts makes one). */
+export async function guestProof(baseUrl) {
+  const res = await fetch(`${baseUrl}/api/v1/auth/challenge`);
+  if (!res.ok) throw new Error(`GET /api/v1/auth/challenge: ${res.status}`);
+  const { challenge, difficulty } = await res.json();
+  const { createHash } = await import("node:crypto");
+  for (let nonce = 0; ; nonce++) {
+    const hash = createHash("sha256").update(`${challenge}:${nonce}`).digest();
+    let bits = 0;
+    for (const byte of hash) {
+      if (byte === 0) {
+        bits += 8;
+        continue;
+      }
+      bits += Math.clz32(byte) - 24;
+      break;
+    }
+    if (bits >= difficulty) return { challenge, nonce: String(nonce) };
+  }
+}
+
 /** A guest session for a script: the `place_session=...` cookie. */
 export async function guestCookie(baseUrl) {
-  const res = await fetch(`${baseUrl}/api/v1/auth/guest`, { method: "POST" });
+  const res = await fetch(`${baseUrl}/api/v1/auth/guest`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(await guestProof(baseUrl)),
+  });
   if (!res.ok) throw new Error(`POST /api/v1/auth/guest: ${res.status} ${await res.text()}`);
   const setCookie = res.headers.get("set-cookie") ?? "";
   const m = /place_session=[0-9a-f]+/.exec(setCookie);

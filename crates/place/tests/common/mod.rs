@@ -39,6 +39,8 @@ pub fn config(dir: &Path, width: u32, height: u32, cooldown_secs: u64) -> ServeC
         height,
         cooldown_secs,
         guest_rate_per_minute: 0,
+        // Every test guest pays a proof of work, cheaply.
+        guest_pow_bits: 8,
         batch_window_ms: 5,
         ..ServeConfig::default()
     }
@@ -102,8 +104,35 @@ impl Server {
 
 /// Makes a guest session and returns its cookie (`place_session=...`).
 pub async fn guest(base: &str) -> String {
-    let response = reqwest::Client::new()
+    guest_with(&reqwest::Client::new(), base).await
+}
+
+/// A solved proof-of-work challenge of `base` for a new guest (`{}` when it asks none).
+pub async fn guest_proof(http: &reqwest::Client, base: &str) -> serde_json::Value {
+    let challenge: serde_json::Value = http
+        .get(format!("{base}/api/v1/auth/challenge"))
+        .send()
+        .await
+        .expect("challenge")
+        .json()
+        .await
+        .expect("challenge JSON");
+    let text = challenge["challenge"]
+        .as_str()
+        .expect("challenge")
+        .to_owned();
+    let bits = challenge["difficulty"].as_u64().expect("difficulty") as u8;
+    let nonce = place_protocol::pow::solve(&text, bits);
+    serde_json::json!({"challenge": text, "nonce": nonce})
+}
+
+/// Makes a guest session with `http` (which may have its own source address) and returns its
+/// cookie (`place_session=...`).
+pub async fn guest_with(http: &reqwest::Client, base: &str) -> String {
+    let proof = guest_proof(http, base).await;
+    let response = http
         .post(format!("{base}/api/v1/auth/guest"))
+        .json(&proof)
         .send()
         .await
         .expect("guest request");
