@@ -20,7 +20,6 @@ use place_store::User;
 use place_tiles::{TileId, TILE_SIZE};
 use serde::Deserialize;
 use serde_json::json;
-use tower_http::compression::CompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -40,9 +39,6 @@ const WS_BUFFER: usize = 4 * 1024;
 
 /// The edge's routes.
 pub fn app(edge: Arc<Edge>) -> Router {
-    let canvas = Router::new()
-        .route("/api/v1/canvas", get(canvas))
-        .layer(CompressionLayer::new().gzip(true));
     Router::new()
         .route("/api/v1/auth/guest", post(guest))
         .route("/api/v1/auth/challenge", get(challenge))
@@ -57,9 +53,13 @@ pub fn app(edge: Arc<Edge>) -> Router {
         .route("/api/v1/tiles/{tx}/{ty}", get(tile))
         .route("/health", get(|| async { "ok" }))
         .route("/health/ready", get(ready))
-        .route("/metrics", get(metrics))
         .route("/ws", get(websocket))
-        .merge(canvas)
+        .route("/api/v1/canvas", get(canvas))
+        .merge(if edge.config.metrics_apart {
+            Router::new()
+        } else {
+            metrics_routes()
+        })
         .fallback(get(static_asset))
         .layer(RequestBodyTimeoutLayer::new(
             edge.config.limits.request_body_timeout,
@@ -202,12 +202,56 @@ async fn canvas_info(State(edge): State<Arc<Edge>>) -> Json<place_protocol::Canv
     Json(edge.canvas_info())
 }
 
-/// The whole canvas, built from the shard's tiles at most once a second.
+/// The whole canvas, built from the shard's tiles at most once a second, with its gzip made at
+/// most once per build: a crowd fetching the canvas costs one compression a second, not one per
+/// request.
 #[derive(Clone)]
 pub struct CanvasImage {
     etag: HeaderValue,
     bytes: Bytes,
+    gzip: Arc<tokio::sync::OnceCell<Bytes>>,
     built: Instant,
+}
+
+impl CanvasImage {
+    /// The gzip of the image, compressed by the first request that wants it (on a blocking
+    /// thread) and shared by the rest.
+    async fn gzipped(&self) -> Result<Bytes, AppError> {
+        let bytes = self.bytes.clone();
+        self.gzip
+            .get_or_try_init(|| async move {
+                metrics::counter!(crate::telemetry::CANVAS_COMPRESSIONS).increment(1);
+                tokio::task::spawn_blocking(move || {
+                    use std::io::Write;
+                    let mut encoder = flate2::write::GzEncoder::new(
+                        Vec::with_capacity(bytes.len() / 8),
+                        flate2::Compression::fast(),
+                    );
+                    encoder.write_all(&bytes)?;
+                    encoder.finish().map(Bytes::from)
+                })
+                .await
+                .map_err(|e| AppError::Unavailable(e.to_string()))?
+                .map_err(|e| AppError::Unavailable(e.to_string()))
+            })
+            .await
+            .cloned()
+    }
+}
+
+/// Whether the request accepts a gzip body.
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';');
+            let name = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|p| p.trim().replace(' ', "") == "q=0");
+            name.eq_ignore_ascii_case("gzip") && !refused
+        })
 }
 
 async fn canvas(State(edge): State<Arc<Edge>>, headers: HeaderMap) -> Result<Response, AppError> {
@@ -225,7 +269,12 @@ async fn canvas(State(edge): State<Arc<Edge>>, headers: HeaderMap) -> Result<Res
     if headers.get(header::IF_NONE_MATCH) == Some(&image.etag) {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, image.etag)]).into_response());
     }
-    Ok((
+    let (body, encoding) = if accepts_gzip(&headers) {
+        (image.gzipped().await?, Some("gzip"))
+    } else {
+        (image.bytes.clone(), None)
+    };
+    let mut response = (
         [
             (
                 header::CONTENT_TYPE,
@@ -235,11 +284,18 @@ async fn canvas(State(edge): State<Arc<Edge>>, headers: HeaderMap) -> Result<Res
                 header::CACHE_CONTROL,
                 HeaderValue::from_static("public, max-age=1"),
             ),
+            (header::VARY, HeaderValue::from_static("accept-encoding")),
             (header::ETAG, image.etag),
         ],
-        Body::from(image.bytes),
+        Body::from(body),
     )
-        .into_response())
+        .into_response();
+    if let Some(encoding) = encoding {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
+    }
+    Ok(response)
 }
 
 async fn build_canvas_image(edge: &Edge) -> Result<CanvasImage, AppError> {
@@ -267,6 +323,7 @@ async fn build_canvas_image(edge: &Edge) -> Result<CanvasImage, AppError> {
     Ok(CanvasImage {
         etag,
         bytes: Bytes::from(pixels),
+        gzip: Arc::default(),
         built: Instant::now(),
     })
 }
@@ -343,6 +400,19 @@ fn request_span(request: &Request) -> tracing::Span {
     tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path())
 }
 
+/// `GET /metrics` alone, for the edge's main router or an address of its own
+/// (`metrics_listen`).
+fn metrics_routes() -> Router<Arc<Edge>> {
+    Router::new().route("/metrics", get(metrics))
+}
+
+/// The edge's metrics on an address of their own (`metrics_listen`), away from the public one.
+pub fn metrics_app(edge: Arc<Edge>) -> Router {
+    metrics_routes()
+        .layer(middleware::from_fn(crate::telemetry::record_http))
+        .with_state(edge)
+}
+
 /// `GET /metrics`: Prometheus text format, with the shards' figures as of now.
 async fn metrics(State(edge): State<Arc<Edge>>) -> Response {
     let reports = edge.ring_admin.get().map(|admin| &admin.store);
@@ -351,21 +421,7 @@ async fn metrics(State(edge): State<Arc<Edge>>) -> Response {
         .figures(reports, edge.config.geometry.tile_count())
         .await;
     crate::telemetry::record_shards(&figures);
-    match crate::telemetry::handle() {
-        Some(handle) => (
-            [(
-                axum::http::header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            handle.render(),
-        )
-            .into_response(),
-        None => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "another metrics recorder is installed in this process",
-        )
-            .into_response(),
-    }
+    crate::telemetry::render()
 }
 
 #[derive(Deserialize)]

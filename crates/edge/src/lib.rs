@@ -108,6 +108,8 @@ pub struct EdgeConfig {
     pub limits: server::Limits,
     /// Leading zero bits of the proof of work a new guest pays (0: none).
     pub guest_pow_bits: u8,
+    /// `/metrics` is served on an address of its own ([`http::metrics_app`]), not here.
+    pub metrics_apart: bool,
 }
 
 impl Default for EdgeConfig {
@@ -124,6 +126,7 @@ impl Default for EdgeConfig {
             trust_proxy: false,
             limits: server::Limits::default(),
             guest_pow_bits: DEFAULT_GUEST_POW_BITS,
+            metrics_apart: false,
         }
     }
 }

@@ -254,6 +254,17 @@ pub async fn accept_loop(
     }
 }
 
+/// Serves a small internal router (`/metrics` on its own address) until the process ends, with
+/// the default time limits and at most 64 connections.
+pub async fn serve_internal(listener: TcpListener, app: Router) {
+    let limits = Limits {
+        max_connections: 64,
+        ..Limits::default()
+    };
+    let gate = ConnectionGate::new(&limits, false);
+    accept_loop(listener, app, gate, limits, CancellationToken::new()).await;
+}
+
 /// Writes the refusal to the fresh socket's empty send buffer without waiting, and closes it.
 fn refuse(stream: TcpStream, refusal: Refusal) {
     metrics::counter!(crate::telemetry::CONNECTIONS_REFUSED, "why" => refusal.label()).increment(1);

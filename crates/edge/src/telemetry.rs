@@ -63,6 +63,8 @@ pub const SHARD_WRITE_SECONDS: &str = "rplace_shard_write_batch_seconds";
 pub const OPEN_CONNECTIONS: &str = "rplace_open_connections";
 /// Connections refused at accept, by why (`server_full`, `address_connections`).
 pub const CONNECTIONS_REFUSED: &str = "rplace_connections_refused_total";
+/// Compressions of the whole canvas for `GET /api/v1/canvas` (at most one per image build).
+pub const CANVAS_COMPRESSIONS: &str = "rplace_canvas_compressions_total";
 /// WebSockets closed by the server, by why (`lagging`, `stalled`, `unresponsive`, `flood`,
 /// `session_ended`, `shutdown`).
 pub const WEBSOCKETS_CLOSED: &str = "rplace_websockets_closed_total";
@@ -126,6 +128,7 @@ fn describe() {
         "Open TCP connections (HTTP and WebSocket)"
     );
     describe_counter!(CONNECTIONS_REFUSED, "Connections refused at accept, by why");
+    describe_counter!(CANVAS_COMPRESSIONS, "Gzip compressions of the whole canvas");
     describe_counter!(WEBSOCKETS_CLOSED, "WebSockets closed by the server, by why");
     describe_counter!(PIXELS_PLACED, "Placements acknowledged durably, by colour");
     describe_gauge!(ACTIVE_CONNECTIONS, "Open WebSockets");
@@ -225,6 +228,32 @@ pub fn record_shards(figures: &[ShardFigures]) {
         counter!(SHARD_WRITES, &shard()).absolute(f.writes_total);
         gauge!(SHARD_WRITE_SECONDS, &shard()).set(f.write_seconds);
     }
+}
+
+/// The process's metrics in Prometheus text format (503 when another recorder was installed).
+pub fn render() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match handle() {
+        Some(handle) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            handle.render(),
+        )
+            .into_response(),
+        None => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "another metrics recorder is installed in this process",
+        )
+            .into_response(),
+    }
+}
+
+/// A router of `GET /metrics` alone for a process without an edge (a shard).
+pub fn shard_app() -> axum::Router {
+    handle();
+    axum::Router::new().route("/metrics", axum::routing::get(|| async { render() }))
 }
 
 /// Sets the open-connections gauge.

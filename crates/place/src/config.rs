@@ -61,6 +61,8 @@ pub mod env {
     pub const PLACEMENTS_PER_ADDRESS_PER_MINUTE: &str = "PLACE_PLACEMENTS_PER_ADDRESS_PER_MINUTE";
     /// `websocket_ping_secs`.
     pub const WEBSOCKET_PING_SECS: &str = "PLACE_WEBSOCKET_PING_SECS";
+    /// `metrics_listen`.
+    pub const METRICS_LISTEN: &str = "PLACE_METRICS_LISTEN";
     /// `guest_pow_bits`.
     pub const GUEST_POW_BITS: &str = "PLACE_GUEST_POW_BITS";
     /// `ipv4_prefix`.
@@ -121,6 +123,10 @@ pub struct ServeConfig {
     pub request_body_timeout_secs: u64,
     /// Placements one network may make per minute, whatever its number of users (0: no limit). Default 600 (50 players at the default cooldown).
     pub placements_per_address_per_minute: u32,
+    /// An address of its own for `GET /metrics` (e.g. `127.0.0.1:9100`), off the public one;
+    /// a shard serves its metrics there too. Default: none (an edge answers `/metrics` on
+    /// `listen`, a shard has none).
+    pub metrics_listen: Option<String>,
     /// Proof of work a new guest pays, in leading zero bits of a SHA-256 (0 to 28; 0 asks none,
     /// for load tests). Default 16: 65,536 hashes on average, about 0.4 s of the page's
     /// JavaScript on a desktop, a second or two on a phone.
@@ -171,6 +177,7 @@ impl Default for ServeConfig {
             placements_per_address_per_minute: 600,
             websocket_ping_secs: 20,
             guest_pow_bits: place_edge::DEFAULT_GUEST_POW_BITS,
+            metrics_listen: None,
             ipv4_prefix: 32,
             ipv6_prefix: 64,
         }
@@ -224,6 +231,8 @@ pub struct ValidConfig {
     pub log_format: LogFormat,
     /// Time between two timelapse snapshots.
     pub timelapse_snapshot_interval: Duration,
+    /// Where `/metrics` is served apart, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl ServeConfig {
@@ -292,6 +301,15 @@ impl ServeConfig {
         )?;
         in_range("websocket_ping_secs", self.websocket_ping_secs, 1, 300)?;
         in_range("guest_pow_bits", self.guest_pow_bits, 0, 28)?;
+        let metrics_listen = match &self.metrics_listen {
+            Some(address) => Some(address.parse::<SocketAddr>().map_err(|e| {
+                bad(
+                    "metrics_listen",
+                    format!("{address:?} is not an address like 127.0.0.1:9100: {e}"),
+                )
+            })?),
+            None => None,
+        };
         in_range("ipv4_prefix", self.ipv4_prefix, 8, 32)?;
         in_range("ipv6_prefix", self.ipv6_prefix, 16, 128)?;
         let palette = match &self.palette {
@@ -313,6 +331,7 @@ impl ServeConfig {
                 secure_cookies: self.secure_cookies,
                 trust_proxy: self.trust_proxy,
                 guest_pow_bits: self.guest_pow_bits,
+                metrics_apart: metrics_listen.is_some(),
                 limits: Limits {
                     max_connections: self.max_connections,
                     max_connections_per_address: self.max_connections_per_address,
@@ -340,6 +359,7 @@ impl ServeConfig {
             },
             log_format: self.log_format,
             timelapse_snapshot_interval: Duration::from_secs(self.timelapse_snapshot_secs),
+            metrics_listen,
         })
     }
 }

@@ -412,6 +412,10 @@ struct ServeArgs {
     /// Placements one network may make per minute, 0 for no limit [default: 600].
     #[arg(long, env = env::PLACEMENTS_PER_ADDRESS_PER_MINUTE)]
     placements_per_address_per_minute: Option<u32>,
+    /// An address of its own for GET /metrics (a shard serves its metrics there too)
+    /// [default: none].
+    #[arg(long, env = env::METRICS_LISTEN)]
+    metrics_listen: Option<String>,
     /// Proof of work a new guest pays, in bits; 0 for none [default: 16].
     #[arg(long, env = env::GUEST_POW_BITS)]
     guest_pow_bits: Option<u8>,
@@ -494,6 +498,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.placements_per_address_per_minute {
             c.placements_per_address_per_minute = v;
+        }
+        if let Some(v) = self.metrics_listen {
+            c.metrics_listen = Some(v);
         }
         if let Some(v) = self.guest_pow_bits {
             c.guest_pow_bits = v;
@@ -629,6 +636,10 @@ fn run_node(
             runtime.block_on(async {
                 match shard {
                     Some(options) => {
+                        if let Some(address) = config.metrics_listen {
+                            let app = place_edge::telemetry::shard_app();
+                            serve_metrics(address, app).await?;
+                        }
                         let node = place::cluster::start_shard(&config, &settings, options).await?;
                         println!(
                             "shard {} listening on quic://{}",
@@ -643,6 +654,10 @@ fn run_node(
                             .with_context(|| format!("binding {}", config.listen))?;
                         let local = listener.local_addr()?;
                         let edge = place::cluster::start_edge(&config, &settings).await?;
+                        if let Some(address) = config.metrics_listen {
+                            let app = place_edge::http::metrics_app(std::sync::Arc::clone(&edge));
+                            serve_metrics(address, app).await?;
+                        }
                         println!("listening on http://{local}");
                         place::cluster::serve_edge(edge, listener, shutdown_signal()).await
                     }
@@ -821,6 +836,16 @@ fn read_new_password(name: &str) -> anyhow::Result<String> {
     Ok(password)
 }
 
+/// Binds `address` and serves `/metrics` there for the life of the process.
+async fn serve_metrics(address: std::net::SocketAddr, app: axum::Router) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(address)
+        .await
+        .with_context(|| format!("binding {address} for /metrics"))?;
+    println!("metrics on http://{}/metrics", listener.local_addr()?);
+    tokio::spawn(place_edge::server::serve_internal(listener, app));
+    Ok(())
+}
+
 fn run_serve(config: place::config::ValidConfig) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     runtime.block_on(async {
@@ -829,6 +854,10 @@ fn run_serve(config: place::config::ValidConfig) -> anyhow::Result<()> {
             .with_context(|| format!("binding {}", config.listen))?;
         let local = listener.local_addr()?;
         let services = place::serve::start(&config).await?;
+        if let Some(address) = config.metrics_listen {
+            let app = place_edge::http::metrics_app(std::sync::Arc::clone(&services.edge));
+            serve_metrics(address, app).await?;
+        }
         // Printed once the canvas is restored and the server is ready; tests and scripts read
         // this line to learn the port.
         println!("listening on http://{local}");

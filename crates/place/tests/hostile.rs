@@ -542,3 +542,92 @@ async fn placements_are_budgeted_per_network_whatever_the_number_of_guests() {
     a_player_still_plays(&server, 7, 9).await;
     server.stop().await;
 }
+
+/// The value of the first series of `metric` in the server's `/metrics`, 0 when absent.
+async fn metric(server: &Server, metric: &str) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", server.base))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .filter(|l| l.starts_with(metric))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn invented_methods_make_no_new_metric_series() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(hostile_config(dir.path())).await;
+    let http = reqwest::Client::new();
+    for i in 0..300 {
+        let method = reqwest::Method::from_bytes(format!("X{i:04}").as_bytes()).expect("method");
+        let _ = http
+            .request(method, format!("{}/api/v1/canvas/info", server.base))
+            .send()
+            .await
+            .expect("answer");
+    }
+    let text = reqwest::get(format!("{}/metrics", server.base))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        !text.contains("X0001"),
+        "no series named by a client's method"
+    );
+    // 300 invented methods on one route: one series (a status or two), not 300.
+    let series = text
+        .lines()
+        .filter(|l| l.starts_with("rplace_http_requests_total{") && l.contains("method=\"other\""))
+        .count();
+    assert!(
+        (1..=3).contains(&series),
+        "{series} series of invented methods"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_gzip_flood_of_the_canvas_costs_one_compression_per_image() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(hostile_config(dir.path())).await;
+    let before = metric(&server, "rplace_canvas_compressions_total").await;
+    let http = reqwest::Client::new();
+    let fetches = (0..16).map(|_| {
+        http.get(format!("{}/api/v1/canvas", server.base))
+            .header("accept-encoding", "gzip")
+            .send()
+    });
+    let started = Instant::now();
+    let answers = futures_util::future::join_all(fetches).await;
+    for answer in answers {
+        let answer = answer.expect("canvas");
+        assert_eq!(answer.status(), 200);
+        assert_eq!(
+            answer
+                .headers()
+                .get("content-encoding")
+                .and_then(|v| v.to_str().ok()),
+            Some("gzip")
+        );
+        let body = answer.bytes().await.expect("body");
+        let mut plain = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut plain)
+            .expect("gzip");
+        assert_eq!(plain.len(), 256 * 256, "the whole canvas");
+    }
+    let compressions = metric(&server, "rplace_canvas_compressions_total").await - before;
+    // One image per second at most: 16 fetches within a couple of seconds make one or two.
+    let seconds = started.elapsed().as_secs_f64().ceil();
+    assert!(
+        compressions >= 1.0 && compressions <= seconds + 1.0,
+        "{compressions} compressions in {seconds} s"
+    );
+    a_player_still_plays(&server, 8, 2).await;
+    server.stop().await;
+}
