@@ -99,11 +99,26 @@ pub enum Refusal {
 
 impl Refusal {
     /// The HTTP answer written to a refused socket.
-    fn response(self) -> &'static [u8] {
-        match self {
-            Refusal::Full => b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Type: application/json\r\nContent-Length: 80\r\nConnection: close\r\n\r\n{\"error\":{\"code\":\"UNAVAILABLE\",\"message\":\"the server is full: try again soon\"}}\n",
-            Refusal::TooManyFromAddress => b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 5\r\nContent-Type: application/json\r\nContent-Length: 82\r\nConnection: close\r\n\r\n{\"error\":{\"code\":\"RATE_LIMITED\",\"message\":\"too many connections from your address\"}}\n",
-        }
+    fn response(self) -> Vec<u8> {
+        let (status, code, message) = match self {
+            Refusal::Full => (
+                "503 Service Unavailable",
+                "UNAVAILABLE",
+                "the server is full: try again soon",
+            ),
+            Refusal::TooManyFromAddress => (
+                "429 Too Many Requests",
+                "RATE_LIMITED",
+                "too many connections from your address",
+            ),
+        };
+        let body = format!("{{\"error\":{{\"code\":\"{code}\",\"message\":\"{message}\"}}}}\n");
+        format!(
+            "HTTP/1.1 {status}\r\nRetry-After: 5\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
     }
 
     /// The label of the refusal counter.
@@ -268,7 +283,7 @@ pub async fn serve_internal(listener: TcpListener, app: Router) {
 /// Writes the refusal to the fresh socket's empty send buffer without waiting, and closes it.
 fn refuse(stream: TcpStream, refusal: Refusal) {
     metrics::counter!(crate::telemetry::CONNECTIONS_REFUSED, "why" => refusal.label()).increment(1);
-    let _ = stream.try_write(refusal.response());
+    let _ = stream.try_write(&refusal.response());
 }
 
 async fn serve_connection(
@@ -434,7 +449,8 @@ mod tests {
     #[test]
     fn refusals_are_well_formed_http() {
         for refusal in [Refusal::Full, Refusal::TooManyFromAddress] {
-            let text = std::str::from_utf8(refusal.response()).expect("ascii");
+            let response = refusal.response();
+            let text = std::str::from_utf8(&response).expect("ascii");
             let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
             let length: usize = head
                 .lines()
