@@ -122,7 +122,9 @@ pub async fn guest(client: &reqwest::Client, target: &Target) -> anyhow::Result<
             .iter()
             .filter_map(|v| v.to_str().ok())
             .filter_map(|v| v.split(';').next())
-            .find(|pair| pair.starts_with("place_session="))
+            .find(|pair| {
+                pair.starts_with("place_session=") || pair.starts_with("__Host-place_session=")
+            })
             .context("guest session: no place_session cookie")?;
         return Ok(cookie.to_string());
     }

@@ -27,7 +27,7 @@ use serde::Deserialize;
 
 use crate::credentials;
 use crate::error::AppError;
-use crate::http::{session_user, user_json, SESSION_COOKIE};
+use crate::http::{raw_session, session_user, user_json, SECURE_SESSION_COOKIE, SESSION_COOKIE};
 use crate::{now_ms, Edge};
 
 /// What register and login take. No `Debug`: it holds a password.
@@ -129,7 +129,7 @@ async fn logout(
     headers: HeaderMap,
     jar: CookieJar,
 ) -> Result<(StatusCode, CookieJar), AppError> {
-    let Some(id) = jar.get(SESSION_COOKIE).map(|c| c.value().to_owned()) else {
+    let Some(id) = raw_session(&jar).map(str::to_owned) else {
         return Ok((StatusCode::NO_CONTENT, jar));
     };
     // A guest who signs out leaves its cooldown to the next guest of its network: signing out
@@ -163,7 +163,7 @@ async fn start_session(
     edge.accounts
         .create_session(&session_id, user, now_ms(), ttl)
         .await?;
-    if let Some(old) = jar.get(SESSION_COOKIE).map(|c| c.value().to_owned()) {
+    if let Some(old) = raw_session(&jar).map(str::to_owned) {
         edge.revoke_session(&old).await?;
     }
     Ok(jar.add(session_cookie(edge, headers, session_id)))
@@ -181,17 +181,37 @@ pub fn new_session_id() -> Result<String, AppError> {
 /// the session's lifetime, and `Secure` over HTTPS.
 pub fn session_cookie(edge: &Edge, headers: &HeaderMap, session_id: String) -> Cookie<'static> {
     let ttl = edge.config.session_ttl;
-    Cookie::build((SESSION_COOKIE, session_id))
+    let secure = cookies_secure(edge, headers);
+    let name = if secure {
+        SECURE_SESSION_COOKIE
+    } else {
+        SESSION_COOKIE
+    };
+    Cookie::build((name, session_id))
         .http_only(true)
         .same_site(SameSite::Lax)
-        .secure(edge.config.secure_cookies || forwarded_https(headers))
+        .secure(secure)
         .path("/")
         .max_age(cookie::time::Duration::seconds(ttl.as_secs() as i64))
         .build()
 }
 
+/// Whether the session cookie is `Secure` (and `__Host-`): always, unless the edge serves plain
+/// HTTP on a loopback address (development) and neither its configuration (`secure_cookies`, an
+/// `https` public origin) nor a proxy (`X-Forwarded-Proto: https`) says the site is HTTPS.
+pub fn cookies_secure(edge: &Edge, headers: &HeaderMap) -> bool {
+    let config = &edge.config;
+    !config.plain_loopback
+        || config.secure_cookies
+        || config
+            .public_origin
+            .as_deref()
+            .is_some_and(|o| o.starts_with("https://"))
+        || forwarded_https(headers)
+}
+
 /// Whether a proxy in front says the request came over HTTPS.
-fn forwarded_https(headers: &HeaderMap) -> bool {
+pub fn forwarded_https(headers: &HeaderMap) -> bool {
     headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())

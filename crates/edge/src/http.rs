@@ -28,8 +28,11 @@ use crate::error::AppError;
 use crate::frame::Format;
 use crate::{admin, auth, connection, history, now_ms, Edge};
 
-/// The session cookie.
+/// The session cookie, over plain HTTP on loopback (development, tests).
 pub const SESSION_COOKIE: &str = "place_session";
+/// The session cookie everywhere else: `Secure`, and `__Host-` so that only this exact origin
+/// over HTTPS can set it (no subdomain, no plain-HTTP page can plant one).
+pub const SECURE_SESSION_COOKIE: &str = "__Host-place_session";
 /// How long a built canvas image is served before it is rebuilt.
 const CANVAS_IMAGE_TTL: Duration = Duration::from_secs(1);
 /// Hard limit on one WebSocket message; between 64 KiB and this the client gets `BAD_REQUEST`.
@@ -65,7 +68,10 @@ pub fn app(edge: Arc<Edge>) -> Router {
             edge.config.limits.request_body_timeout,
         ))
         .layer(middleware::from_fn(crate::telemetry::record_http))
-        .layer(middleware::from_fn(check_origin))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&edge),
+            check_origin,
+        ))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&edge),
             name_the_node,
@@ -87,29 +93,52 @@ async fn name_the_node(State(edge): State<Arc<Edge>>, request: Request, next: Ne
     response
 }
 
-/// Refuses state-changing requests and WebSocket upgrades whose `Origin` is another site.
-async fn check_origin(request: Request, next: Next) -> Response {
+/// Refuses state-changing requests and WebSocket upgrades whose `Origin` is another site: its
+/// scheme, host and port must be the configured `public_origin`'s, or without one the request's
+/// own (`Host`, over HTTPS when a proxy says so).
+async fn check_origin(State(edge): State<Arc<Edge>>, request: Request, next: Next) -> Response {
     let guarded = request.method() != Method::GET
         && request.method() != Method::HEAD
         && request.method() != Method::OPTIONS
         || request.headers().contains_key(header::UPGRADE);
     if guarded {
         if let Some(origin) = request.headers().get(header::ORIGIN) {
-            let host = request
-                .headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok());
-            let origin_host = origin
-                .to_str()
-                .ok()
-                .and_then(|o| o.split_once("://"))
-                .map(|(_, rest)| rest.trim_end_matches('/'));
-            if host.is_none() || origin_host != host {
+            let expected = match &edge.config.public_origin {
+                Some(public) => normalize_origin(public),
+                None => request
+                    .headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .and_then(|host| {
+                        let scheme = if auth::forwarded_https(request.headers()) {
+                            "https"
+                        } else {
+                            "http"
+                        };
+                        normalize_origin(&format!("{scheme}://{host}"))
+                    }),
+            };
+            let given = origin.to_str().ok().and_then(normalize_origin);
+            if expected.is_none() || given != expected {
                 return AppError::Forbidden("cross-origin request refused".into()).into_response();
             }
         }
     }
     next.run(request).await
+}
+
+/// `scheme://host[:port]` in lower case without a default port (80 for http, 443 for https),
+/// or `None` when `origin` is not one.
+pub fn normalize_origin(origin: &str) -> Option<String> {
+    let (scheme, rest) = origin.trim().trim_end_matches('/').split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    if (scheme != "http" && scheme != "https") || rest.is_empty() || rest.contains('/') {
+        return None;
+    }
+    let rest = rest.to_ascii_lowercase();
+    let default = if scheme == "https" { ":443" } else { ":80" };
+    let authority = rest.strip_suffix(default).unwrap_or(&rest);
+    Some(format!("{scheme}://{authority}"))
 }
 
 /// The user of the request's session cookie, if it is valid.
@@ -123,8 +152,15 @@ pub async fn session_user(edge: &Edge, jar: &CookieJar) -> Result<Option<User>, 
 /// The session id the request's cookies carry, if it has the shape of one (64 hex digits):
 /// anything else is no session, and is never looked up.
 pub fn session_id(jar: &CookieJar) -> Option<&str> {
-    let id = jar.get(SESSION_COOKIE).map(Cookie::value)?;
+    let id = raw_session(jar)?;
     (id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
+}
+
+/// The session cookie's value as sent, under either name (the `__Host-` one first).
+pub fn raw_session(jar: &CookieJar) -> Option<&str> {
+    jar.get(SECURE_SESSION_COOKIE)
+        .or_else(|| jar.get(SESSION_COOKIE))
+        .map(Cookie::value)
 }
 
 /// A user as the API shows it: `{userId, username, isGuest, isAdmin}`.
@@ -448,10 +484,7 @@ async fn websocket(
         }
     };
     let user = session_user(&edge, &jar).await?;
-    let session = jar
-        .get(SESSION_COOKIE)
-        .map(|c| c.value().to_owned())
-        .unwrap_or_default();
+    let session = raw_session(&jar).map(str::to_owned).unwrap_or_default();
     let limits = edge.config.limits;
     let network = limits
         .addresses
@@ -539,6 +572,29 @@ async fn static_asset(uri: axum::http::Uri, headers: HeaderMap) -> Result<Respon
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn origins_compare_scheme_host_and_port() {
+        assert_eq!(
+            normalize_origin("HTTPS://Place.Example.org:443/").as_deref(),
+            Some("https://place.example.org")
+        );
+        assert_eq!(
+            normalize_origin("http://a.b:80").as_deref(),
+            Some("http://a.b")
+        );
+        assert_eq!(
+            normalize_origin("http://a.b:8080").as_deref(),
+            Some("http://a.b:8080")
+        );
+        assert_ne!(
+            normalize_origin("http://a.b"),
+            normalize_origin("https://a.b")
+        );
+        for bad in ["null", "a.b", "ftp://a.b", "http://", "http://a.b/path"] {
+            assert_eq!(normalize_origin(bad), None, "{bad}");
+        }
+    }
     use super::*;
     use place_protocol::fuzzing;
     use proptest::prelude::*;

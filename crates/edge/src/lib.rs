@@ -110,6 +110,12 @@ pub struct EdgeConfig {
     pub guest_pow_bits: u8,
     /// `/metrics` is served on an address of its own ([`http::metrics_app`]), not here.
     pub metrics_apart: bool,
+    /// The site's public origin (`https://place.example.org`): the only `Origin` state-changing
+    /// requests may carry; without it, the request's own scheme, host and port.
+    pub public_origin: Option<String>,
+    /// The edge listens on a loopback address: over plain HTTP its cookie may go without
+    /// `Secure` (development). Everywhere else the cookie is `Secure` and `__Host-`.
+    pub plain_loopback: bool,
 }
 
 impl Default for EdgeConfig {
@@ -127,6 +133,8 @@ impl Default for EdgeConfig {
             limits: server::Limits::default(),
             guest_pow_bits: DEFAULT_GUEST_POW_BITS,
             metrics_apart: false,
+            public_origin: None,
+            plain_loopback: true,
         }
     }
 }

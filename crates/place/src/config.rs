@@ -61,6 +61,8 @@ pub mod env {
     pub const PLACEMENTS_PER_ADDRESS_PER_MINUTE: &str = "PLACE_PLACEMENTS_PER_ADDRESS_PER_MINUTE";
     /// `websocket_ping_secs`.
     pub const WEBSOCKET_PING_SECS: &str = "PLACE_WEBSOCKET_PING_SECS";
+    /// `public_origin`.
+    pub const PUBLIC_ORIGIN: &str = "PLACE_PUBLIC_ORIGIN";
     /// `metrics_listen`.
     pub const METRICS_LISTEN: &str = "PLACE_METRICS_LISTEN";
     /// `guest_pow_bits`.
@@ -123,6 +125,10 @@ pub struct ServeConfig {
     pub request_body_timeout_secs: u64,
     /// Placements one network may make per minute, whatever its number of users (0: no limit). Default 600 (50 players at the default cooldown).
     pub placements_per_address_per_minute: u32,
+    /// The site's public origin, `scheme://host[:port]` (e.g. `https://place.example.org`): the
+    /// only `Origin` a state-changing request or a WebSocket upgrade may carry. Default: none (the
+    /// request's own scheme, host and port).
+    pub public_origin: Option<String>,
     /// An address of its own for `GET /metrics` (e.g. `127.0.0.1:9100`), off the public one;
     /// a shard serves its metrics there too. Default: none (an edge answers `/metrics` on
     /// `listen`, a shard has none).
@@ -178,6 +184,7 @@ impl Default for ServeConfig {
             websocket_ping_secs: 20,
             guest_pow_bits: place_edge::DEFAULT_GUEST_POW_BITS,
             metrics_listen: None,
+            public_origin: None,
             ipv4_prefix: 32,
             ipv6_prefix: 64,
         }
@@ -301,6 +308,14 @@ impl ServeConfig {
         )?;
         in_range("websocket_ping_secs", self.websocket_ping_secs, 1, 300)?;
         in_range("guest_pow_bits", self.guest_pow_bits, 0, 28)?;
+        if let Some(origin) = &self.public_origin {
+            if place_edge::http::normalize_origin(origin).is_none() {
+                return Err(bad(
+                    "public_origin",
+                    format!("{origin:?} is not an origin like https://place.example.org"),
+                ));
+            }
+        }
         let metrics_listen = match &self.metrics_listen {
             Some(address) => Some(address.parse::<SocketAddr>().map_err(|e| {
                 bad(
@@ -332,6 +347,8 @@ impl ServeConfig {
                 trust_proxy: self.trust_proxy,
                 guest_pow_bits: self.guest_pow_bits,
                 metrics_apart: metrics_listen.is_some(),
+                public_origin: self.public_origin.clone(),
+                plain_loopback: listen.ip().is_loopback(),
                 limits: Limits {
                     max_connections: self.max_connections,
                     max_connections_per_address: self.max_connections_per_address,

@@ -412,6 +412,9 @@ struct ServeArgs {
     /// Placements one network may make per minute, 0 for no limit [default: 600].
     #[arg(long, env = env::PLACEMENTS_PER_ADDRESS_PER_MINUTE)]
     placements_per_address_per_minute: Option<u32>,
+    /// The site's public origin, e.g. https://place.example.org [default: none].
+    #[arg(long, env = env::PUBLIC_ORIGIN)]
+    public_origin: Option<String>,
     /// An address of its own for GET /metrics (a shard serves its metrics there too)
     /// [default: none].
     #[arg(long, env = env::METRICS_LISTEN)]
@@ -498,6 +501,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.placements_per_address_per_minute {
             c.placements_per_address_per_minute = v;
+        }
+        if let Some(v) = self.public_origin {
+            c.public_origin = Some(v);
         }
         if let Some(v) = self.metrics_listen {
             c.metrics_listen = Some(v);

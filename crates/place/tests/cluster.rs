@@ -133,6 +133,8 @@ impl TestCluster {
             cooldown_secs,
             guest_rate_per_minute: 0,
             guest_pow_bits: 8,
+            // Every player of these tests is 127.0.0.1: no per-network placement budget.
+            placements_per_address_per_minute: 0,
             batch_window_ms: 5,
             ..ServeConfig::default()
         }

@@ -380,20 +380,68 @@ async fn sessions_are_required_and_forged_cookies_refused() {
 }
 
 #[tokio::test]
+async fn a_public_origin_is_the_only_origin_and_makes_the_cookie_secure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(ServeConfig {
+        public_origin: Some("https://Place.Example.org:443/".into()),
+        ..config(dir.path(), 64, 64, 0)
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let post = |origin: &'static str| {
+        let http = http.clone();
+        let base = server.base.clone();
+        async move {
+            let proof = common::guest_proof(&http, &base).await;
+            http.post(format!("{base}/api/v1/auth/guest"))
+                .header("origin", origin)
+                .json(&proof)
+                .send()
+                .await
+                .expect("post")
+        }
+    };
+    // The request's own host is not the public origin.
+    assert_eq!(post("http://127.0.0.1").await.status(), 403);
+    assert_eq!(post("http://place.example.org").await.status(), 403);
+    assert_eq!(post("https://place.example.org:8443").await.status(), 403);
+    let made = post("https://place.example.org").await;
+    assert_eq!(made.status(), 200);
+    let set_cookie = made
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .expect("cookie")
+        .to_owned();
+    assert_cookie_flags(&set_cookie, true);
+    // The __Host- cookie is a session like any other.
+    let pair = set_cookie.split(';').next().expect("pair");
+    let me = common::me(&server.base, pair).await;
+    assert_eq!(me.status, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn foreign_origins_are_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(config(dir.path(), 64, 64, 0)).await;
     let http = reqwest::Client::new();
-    let guest = |origin: &'static str| {
+    let guest = |origin: String| {
         http.post(format!("{}/api/v1/auth/guest", server.base))
             .header("origin", origin)
             .send()
     };
     let proof = common::guest_proof(&http, &server.base).await;
     assert_eq!(
-        guest("http://evil.example").await.expect("post").status(),
+        guest("http://evil.example".into())
+            .await
+            .expect("post")
+            .status(),
         403
     );
+    // The same host and port over another scheme is another origin.
+    let other_scheme = server.base.replace("http://", "https://");
+    assert_eq!(guest(other_scheme).await.expect("post").status(), 403);
     let host = server.base.clone();
     let same = http
         .post(format!("{host}/api/v1/auth/guest"))
@@ -624,6 +672,13 @@ async fn http_reads_serve_the_canvas_and_tiles_with_etags() {
 /// Asserts the session cookie's flags: HTTP-only, SameSite=Lax, whole site, and `Secure` only
 /// when asked for.
 fn assert_cookie_flags(set_cookie: &str, secure: bool) {
+    // A Secure cookie is also `__Host-` (only this origin over HTTPS can set it).
+    let name = if secure {
+        "__Host-place_session="
+    } else {
+        "place_session="
+    };
+    assert!(set_cookie.starts_with(name), "{set_cookie}");
     let attrs: Vec<String> = set_cookie
         .split(';')
         .skip(1)

@@ -169,7 +169,7 @@ export async function guestCookie(baseUrl) {
   });
   if (!res.ok) throw new Error(`POST /api/v1/auth/guest: ${res.status} ${await res.text()}`);
   const setCookie = res.headers.get("set-cookie") ?? "";
-  const m = /place_session=[0-9a-f]+/.exec(setCookie);
+  const m = /(?:__Host-)?place_session=[0-9a-f]+/.exec(setCookie);
   if (!m) throw new Error(`no place_session cookie in ${setCookie}`);
   return m[0];
 }
