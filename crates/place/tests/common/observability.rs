@@ -106,7 +106,11 @@ pub async fn metrics_after_placements(
     assert!(watched.contains("rplace_broadcast_duration_seconds_bucket{le=\"0.1\"}"));
 
     let painted = scrape(painter_base).await;
-    assert_eq!(placed(&painted) - placed(&painter_before), 1.0, "{painted}");
+    // The recorder is the process's: other tests running beside this one may place colour 13 too.
+    assert!(
+        placed(&painted) - placed(&painter_before) >= 1.0,
+        "{painted}"
+    );
     assert!(
         metric(&painted, "rplace_rate_limit_hits_total{why=\"cooldown\"}").unwrap_or(0.0) >= 1.0
     );
