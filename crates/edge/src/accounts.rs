@@ -549,17 +549,8 @@ impl Accounts {
                 }
             }
             Accounts::Shared(s) => {
-                redis::Script::new(
-                    r"
-local at = redis.call('GET', KEYS[1])
-if at then redis.call('SET', KEYS[2], at, 'PX', ARGV[1]) end
-return 0",
-                )
-                .key(s.key(&format!("cooldown:{user}")))
-                .key(s.key(&format!("guestnet:{network}")))
-                .arg(MAX_COOLDOWN_MS)
-                .invoke_async::<i64>(&mut s.redis.clone())
-                .await?;
+                s.copy_placement_time(&format!("cooldown:{user}"), &format!("guestnet:{network}"))
+                    .await?;
             }
         }
         Ok(())
@@ -584,17 +575,8 @@ return 0",
                 }
             }
             Accounts::Shared(s) => {
-                redis::Script::new(
-                    r"
-local at = redis.call('GET', KEYS[1])
-if at then redis.call('SET', KEYS[2], at, 'PX', ARGV[1]) end
-return 0",
-                )
-                .key(s.key(&format!("guestnet:{network}")))
-                .key(s.key(&format!("cooldown:{user}")))
-                .arg(MAX_COOLDOWN_MS)
-                .invoke_async::<i64>(&mut s.redis.clone())
-                .await?;
+                s.copy_placement_time(&format!("guestnet:{network}"), &format!("cooldown:{user}"))
+                    .await?;
             }
         }
         Ok(())
@@ -740,6 +722,23 @@ return 0",
 impl SharedAccounts {
     fn key(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)
+    }
+
+    /// Copies a placement time from the key `from` to `to` (both under the prefix), kept for the
+    /// longest cooldown there can be; nothing when `from` holds none. One round trip.
+    async fn copy_placement_time(&self, from: &str, to: &str) -> Result<(), AccountsError> {
+        redis::Script::new(
+            r"
+local at = redis.call('GET', KEYS[1])
+if at then redis.call('SET', KEYS[2], at, 'PX', ARGV[1]) end
+return 0",
+        )
+        .key(self.key(from))
+        .key(self.key(to))
+        .arg(MAX_COOLDOWN_MS)
+        .invoke_async::<i64>(&mut self.redis.clone())
+        .await?;
+        Ok(())
     }
 
     /// The Redis key of a session: `session:` and the hash of its id, never the id.
