@@ -90,6 +90,7 @@ export class App {
   });
   private timelapse = new TimelapseView({
     toast: (m) => this.ui.toast(m),
+    signedIn: () => this.account.signedIn,
     view: () => (this.info ? { ...this.view, screen: this.size, canvas: { width: this.info.width, height: this.info.height } } : null),
   });
   private minimap = new Minimap(

@@ -133,6 +133,8 @@ export function jobText(job: Job): string {
 
 export interface TimelapseHooks {
   toast(m: string): void;
+  /** Whether a registered user is signed in: renders are for accounts, not guests. */
+  signedIn(): boolean;
   /** The view now: centre, zoom, the screen's and the canvas's sizes. */
   view(): { cx: number; cy: number; zoom: number; screen: { width: number; height: number }; canvas: { width: number; height: number } } | null;
 }
@@ -309,6 +311,11 @@ export class TimelapseView {
   async render(): Promise<void> {
     const v = this.deps.view();
     if (!this.list || !v) return;
+    if (!this.deps.signedIn()) {
+      this.download.hidden = true;
+      this.jobNote.textContent = "Rendering a GIF needs an account: sign in or register first.";
+      return;
+    }
     const request = renderRequest(span(this.list), viewRect(v.cx, v.cy, v.zoom, v.screen, v.canvas), Number(this.framesSelect.value), this.speed);
     this.renderButton.disabled = true;
     this.download.hidden = true;

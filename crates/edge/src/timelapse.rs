@@ -4,12 +4,16 @@
 //! HTTP. `docs/PROTOCOL.md` has the shapes.
 //!
 //! Reads need no session, like the canvas; they share the history's per-address rate limit.
-//! Starting a render needs a session (a guest's will do): one job queued or running per user,
-//! [`place_timelapse::service::MAX_ACTIVE_JOBS`] in all. A job's id is 128 random bits: whoever
-//! has it may read the job and download its result.
+//! Starting a render needs a registered account (guests are refused with 403): one job queued or
+//! running per user and [`place_timelapse::service::JOBS_PER_USER`] an hour, and
+//! [`place_timelapse::service::MAX_ACTIVE_JOBS`] queued or running in all. A result is at most
+//! [`place_timelapse::jobs::MAX_RESULT_BYTES`], and its download is streamed chunk by chunk from
+//! the store. A job's id is 128 random bits: whoever has it may read the job and download its
+//! result.
 
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -214,6 +218,11 @@ async fn render(
     let user = session_user(&edge, &jar)
         .await?
         .ok_or(AppError::Unauthorized)?;
+    if user.is_guest {
+        return Err(AppError::Forbidden(
+            "rendering a timelapse needs an account: sign in or register".into(),
+        ));
+    }
     let r = body
         .map(|Json(b)| b)
         .map_err(|e| AppError::BadRequest(e.body_text()))?;
@@ -240,6 +249,10 @@ async fn render(
         Submitted::QueueFull => Err(AppError::Unavailable(
             "too many timelapses are queued: try again in a minute".into(),
         )),
+        Submitted::OwnerQuota => Err(AppError::TooMany(format!(
+            "you have rendered {} timelapses in the last hour: try again later",
+            place_timelapse::service::JOBS_PER_USER
+        ))),
     }
 }
 
@@ -282,39 +295,49 @@ async fn job(
     Ok(Json(job_json(&job)))
 }
 
+/// Streams a done job's result, one stored chunk at a time.
 async fn download(
     State(edge): State<Arc<Edge>>,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
-    let id = job_id(&id)?;
-    let (content_type, bytes) = timelapse(&edge)?
-        .job_result(id)
+    let id = job_id(&id)?.to_owned();
+    let job = timelapse(&edge)?
+        .job(&id)
         .await?
+        .filter(|job| job.status == JobStatus::Done)
         .ok_or(AppError::NotFound)?;
+    let (Some(content_type), Some(size)) = (job.content_type, job.result_bytes) else {
+        return Err(AppError::NotFound);
+    };
     let extension = if content_type == "image/gif" {
         "gif"
     } else {
         "png"
     };
     let disposition = format!("attachment; filename=\"timelapse-{id}.{extension}\"");
-    Ok((
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_str(&content_type)
-                    .map_err(|e| AppError::Unavailable(e.to_string()))?,
-            ),
-            (
-                header::CONTENT_DISPOSITION,
-                HeaderValue::from_str(&disposition)
-                    .map_err(|e| AppError::Unavailable(e.to_string()))?,
-            ),
-            (
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("private, max-age=86400"),
-            ),
-        ],
-        bytes,
-    )
-        .into_response())
+    let header_value =
+        |v: &str| HeaderValue::from_str(v).map_err(|e| AppError::Unavailable(e.to_string()));
+    let headers = [
+        (header::CONTENT_TYPE, header_value(&content_type)?),
+        (header::CONTENT_DISPOSITION, header_value(&disposition)?),
+        (header::CONTENT_LENGTH, HeaderValue::from(size)),
+        (
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, max-age=86400"),
+        ),
+    ];
+    // Each step reads the next chunk; a chunk gone mid-download (the job pruned) ends the
+    // stream with an error, so the client sees a cut download, never a short file that looks whole.
+    let chunks = futures_util::stream::try_unfold(0u32, move |n| {
+        let (edge, id) = (Arc::clone(&edge), id.clone());
+        async move {
+            let chunk = timelapse(&edge)
+                .map_err(|e| std::io::Error::other(e.to_string()))?
+                .result_chunk(&id, n)
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            Ok::<_, std::io::Error>(chunk.map(|bytes| (bytes, n + 1)))
+        }
+    });
+    Ok((headers, Body::from_stream(chunks)).into_response())
 }

@@ -1576,19 +1576,21 @@ async fn timelapse_jobs_go_to_workers_and_a_killed_workers_job_completes_on_anot
     worker_a.await.expect("worker a stops");
 
     // A slow job, its worker killed with SIGKILL mid-job: the broker hands it to another.
-    let mut slow = std::process::Command::new(env!("CARGO_BIN_EXE_place"))
-        .args(["worker", "--id", "worker-slow", "--throttle-ms", "150"])
-        .args([
-            "--cluster",
-            &cluster.name,
-            "--database-url",
-            &cluster.database_url,
-        ])
-        .args(["--amqp-url", AMQP, "--width", "256", "--height", "256"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("start place worker");
-    let player = common::moderation::Player::join(&bases[0]).await;
+    let mut slow = KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_place"))
+            .args(["worker", "--id", "worker-slow", "--throttle-ms", "150"])
+            .args([
+                "--cluster",
+                &cluster.name,
+                "--database-url",
+                &cluster.database_url,
+            ])
+            .args(["--amqp-url", AMQP, "--width", "256", "--height", "256"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start place worker"),
+    );
+    let player = common::moderation::Player::account(&bases[0], "renderer").await;
     let now = place_edge::now_ms();
     let spec = serde_json::json!({"from": now - 60_000, "to": now, "frames": 40, "delayMs": 50,
                                   "x": 0, "y": 0, "width": 128, "height": 128});
@@ -1624,8 +1626,8 @@ async fn timelapse_jobs_go_to_workers_and_a_killed_workers_job_completes_on_anot
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    slow.kill().expect("kill -9 the worker");
-    slow.wait().expect("reaped");
+    slow.0.kill().expect("kill -9 the worker");
+    slow.0.wait().expect("reaped");
     let (stop_b, worker_b) = start_worker(&cluster, "worker-b");
     let done = common::timelapse::wait_for_job(&bases[1], &id, Duration::from_secs(60)).await;
     assert_eq!(
@@ -1992,4 +1994,15 @@ async fn templates_are_kept_in_postgresql_and_followed_through_any_edge() {
     let bases: Vec<String> = cluster.edges.iter().map(|(base, _)| base.clone()).collect();
     common::templates::templates_made_read_and_followed(&bases).await;
     cluster.remove().await;
+}
+
+/// A child process that is killed when the test lets go of it, even by a failed assertion (a
+/// leaked child would keep the test runner's output open).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

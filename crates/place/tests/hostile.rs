@@ -631,3 +631,86 @@ async fn a_gzip_flood_of_the_canvas_costs_one_compression_per_image() {
     a_player_still_plays(&server, 8, 2).await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_request_body_that_never_arrives_is_cut_off() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(hostile_config(dir.path())).await;
+    let mut stream = connect_from("127.0.0.3", &server.base).await;
+    // A head that promises 100 bytes, then one byte and silence.
+    stream
+        .write_all(
+            b"POST /api/v1/auth/login HTTP/1.1\r\nHost: place\r\n\
+              Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+        )
+        .await
+        .expect("write");
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the connection was not ended within 5 s");
+    let waited = started.elapsed();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.starts_with("HTTP/1.1 400") && text.contains("within the designated timeout"),
+        "a slow body is answered 400, naming the timeout: {text:?}"
+    );
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
+        "cut off after {waited:?}; the deadline is 1 s"
+    );
+    a_player_still_plays(&server, 9, 4).await;
+    server.stop().await;
+}
+
+/// Starts a tiny render as `cookie` and waits for its end; the answer to the start.
+async fn render_tiny(base: &str, cookie: &str) -> common::Answer {
+    let now = place_edge::now_ms();
+    let spec = serde_json::json!({"from": now - 1_000, "to": now, "x": 0, "y": 0,
+                                  "width": 4, "height": 4, "frames": 1});
+    let started = common::moderation::call(
+        base,
+        "POST",
+        "/api/v1/timelapse/render",
+        Some(cookie),
+        Some(spec),
+    )
+    .await;
+    if started.status == 202 {
+        let id = started.body["jobId"].as_str().expect("jobId");
+        common::timelapse::wait_for_job(base, id, Duration::from_secs(10)).await;
+    }
+    started
+}
+
+#[tokio::test]
+async fn render_jobs_are_for_accounts_within_a_quota() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(hostile_config(dir.path())).await;
+    let guest = common::moderation::Player::join(&server.base).await;
+    let refused = render_tiny(&server.base, &guest.cookie).await;
+    assert_eq!(
+        refused.status, 403,
+        "a guest renders nothing: {}",
+        refused.body
+    );
+    let greedy = common::moderation::Player::account(&server.base, "greedy").await;
+    for i in 0..place_timelapse::service::JOBS_PER_USER {
+        let started = render_tiny(&server.base, &greedy.cookie).await;
+        assert_eq!(started.status, 202, "render {i}: {}", started.body);
+    }
+    let over = render_tiny(&server.base, &greedy.cookie).await;
+    assert_eq!(over.status, 429, "over the hourly quota: {}", over.body);
+    assert!(
+        over.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("last hour")),
+        "{}",
+        over.body
+    );
+    // The quota is the user's: another account still renders, and players still play.
+    let other = common::moderation::Player::account(&server.base, "patient").await;
+    assert_eq!(render_tiny(&server.base, &other.cookie).await.status, 202);
+    a_player_still_plays(&server, 10, 6).await;
+    server.stop().await;
+}

@@ -19,9 +19,16 @@ const CLIENTS: u32 = 16;
 struct Process {
     child: Child,
     base: String,
+    /// The `/metrics` URL printed with `--metrics-listen`.
+    metrics: Option<String>,
 }
 
 fn start(data_dir: &std::path::Path) -> Process {
+    start_with(data_dir, &[])
+}
+
+/// [`start`] with more command-line settings.
+fn start_with(data_dir: &std::path::Path, extra: &[&str]) -> Process {
     let mut child = Command::new(env!("CARGO_BIN_EXE_place"))
         .args([
             "serve",
@@ -40,21 +47,33 @@ fn start(data_dir: &std::path::Path) -> Process {
         .args(["--width", &SIDE.to_string(), "--height", &SIDE.to_string()])
         .arg("--data-dir")
         .arg(data_dir)
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn place serve");
     let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read the listening line");
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("listening line")
-        .to_string();
-    Process { child, base }
+    let mut stdout = BufReader::new(stdout);
+    let (mut base, mut metrics) = (None, None);
+    while base.is_none() {
+        let mut line = String::new();
+        stdout
+            .read_line(&mut line)
+            .expect("read the start-up lines");
+        let line = line.trim();
+        assert!(!line.is_empty(), "place serve ended before listening");
+        if let Some(address) = line.strip_prefix("listening on ") {
+            base = Some(address.to_string());
+        } else if let Some(address) = line.strip_prefix("metrics on ") {
+            metrics = Some(address.to_string());
+        }
+    }
+    let base = base.unwrap_or_default();
+    Process {
+        child,
+        base,
+        metrics,
+    }
 }
 
 /// Pixel `k` of client `i`: every client paints its own pixels, each pixel once, so an
@@ -227,6 +246,35 @@ async fn sigterm_closes_sockets_with_1001_and_keeps_the_data() {
     assert_eq!(canvas[(4 * SIDE + 3) as usize], 9);
     server.child.kill().expect("kill");
     server.child.wait().expect("reap");
+}
+
+#[tokio::test]
+async fn metrics_listen_serves_metrics_apart_from_the_public_address() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = start_with(dir.path(), &["--metrics-listen", "127.0.0.1:0"]);
+    let metrics = server
+        .metrics
+        .clone()
+        .expect("the metrics address is printed");
+    let http = reqwest::Client::new();
+    let public = http
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .expect("public /metrics");
+    assert_eq!(public.status(), 404, "the public address serves no metrics");
+    let apart = http.get(&metrics).send().await.expect("metrics address");
+    assert_eq!(apart.status(), 200);
+    let text = apart.text().await.expect("metrics text");
+    assert!(text.contains("rplace_"), "{text}");
+    let page = http
+        .get(metrics.trim_end_matches("metrics"))
+        .send()
+        .await
+        .expect("metrics address, another path");
+    assert_eq!(page.status(), 404, "only /metrics is served there");
+    server.child.kill().expect("kill");
+    server.child.wait().expect("wait");
 }
 
 #[test]

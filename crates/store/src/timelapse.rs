@@ -155,6 +155,19 @@ pub enum Admission {
     OwnerBusy,
     /// As many jobs as allowed are queued or running.
     QueueFull,
+    /// The owner has started as many jobs as allowed in the quota's window.
+    OwnerQuota,
+}
+
+/// The limits a new job is admitted under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobLimits {
+    /// Jobs queued or running at once, over the whole deployment.
+    pub max_active: i64,
+    /// Jobs one owner may start since [`JobLimits::window_start_ms`].
+    pub max_per_owner: i64,
+    /// The start of the per-owner window, epoch ms.
+    pub window_start_ms: i64,
 }
 
 /// A stored job, without its result.
@@ -188,9 +201,20 @@ pub struct JobRecord {
     pub finished_at: Option<i64>,
 }
 
+/// Why a job that was not admitted was refused: the owner's own reasons first.
+fn refusal(owner_busy: bool, owner_recent: i64, limits: &JobLimits) -> Admission {
+    if owner_busy {
+        Admission::OwnerBusy
+    } else if owner_recent >= limits.max_per_owner {
+        Admission::OwnerQuota
+    } else {
+        Admission::QueueFull
+    }
+}
+
 /// The columns of a [`JobRecord`].
 const JOB_COLUMNS: &str = "id, owner_id, params, status, frames_done, frames_total, attempts, \
-     error, content_type, length(result), created_at, started_at, finished_at";
+     error, content_type, result_size, created_at, started_at, finished_at";
 
 /// A row of [`JOB_COLUMNS`].
 type JobRow = (
@@ -422,40 +446,45 @@ impl EmbeddedStore {
         Ok(first.zip(last))
     }
 
-    /// Stores a job as queued, unless its owner has one queued or running, or `max_active` jobs
-    /// are (one statement: SQLite runs writes one at a time).
-    pub async fn admit_job(&self, job: &NewJob, max_active: i64) -> Result<Admission, StoreError> {
+    /// Stores a job as queued, unless its owner has one queued or running or has used its quota,
+    /// or `limits.max_active` jobs are queued or running (one statement: SQLite runs writes one
+    /// at a time).
+    pub async fn admit_job(
+        &self,
+        job: &NewJob,
+        limits: &JobLimits,
+    ) -> Result<Admission, StoreError> {
         let inserted = sqlx::query(
             "INSERT INTO timelapse_jobs (id, owner_id, params, status, frames_total, created_at) \
-             SELECT ?, ?, ?, 'queued', ?, ? \
+             SELECT ?1, ?2, ?3, 'queued', ?4, ?5 \
              WHERE NOT EXISTS (SELECT 1 FROM timelapse_jobs \
-                               WHERE owner_id = ? AND status IN ('queued', 'running')) \
-             AND (SELECT COUNT(*) FROM timelapse_jobs WHERE status IN ('queued', 'running')) < ?",
+                               WHERE owner_id = ?2 AND status IN ('queued', 'running')) \
+             AND (SELECT COUNT(*) FROM timelapse_jobs WHERE owner_id = ?2 AND created_at >= ?6) < ?7 \
+             AND (SELECT COUNT(*) FROM timelapse_jobs WHERE status IN ('queued', 'running')) < ?8",
         )
         .bind(&job.id)
         .bind(job.owner_id)
         .bind(&job.params)
         .bind(i64::from(job.frames_total))
         .bind(job.created_at)
-        .bind(job.owner_id)
-        .bind(max_active)
+        .bind(limits.window_start_ms)
+        .bind(limits.max_per_owner)
+        .bind(limits.max_active)
         .execute(&self.pool)
         .await?;
         if inserted.rows_affected() == 1 {
             return Ok(Admission::Accepted);
         }
-        let busy: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM timelapse_jobs \
-             WHERE owner_id = ? AND status IN ('queued', 'running'))",
+        let (busy, recent): (bool, i64) = sqlx::query_as(
+            "SELECT COALESCE(MAX(status IN ('queued', 'running')), 0), \
+                    COALESCE(SUM(created_at >= ?2), 0) \
+             FROM timelapse_jobs WHERE owner_id = ?1",
         )
         .bind(job.owner_id)
+        .bind(limits.window_start_ms)
         .fetch_one(&self.pool)
         .await?;
-        Ok(if busy {
-            Admission::OwnerBusy
-        } else {
-            Admission::QueueFull
-        })
+        Ok(refusal(busy, recent, limits))
     }
 
     /// Claims a job for rendering: counts an attempt and restarts its progress. `None` when it
@@ -485,7 +514,16 @@ impl EmbeddedStore {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(job_record).transpose()
+        let Some(job) = row.map(job_record).transpose()? else {
+            return Ok(None);
+        };
+        // The new attempt starts over: the chunks of earlier ones are dead.
+        sqlx::query("DELETE FROM timelapse_job_chunks WHERE job_id = ?1 AND attempt < ?2")
+            .bind(id)
+            .bind(i64::from(job.attempts))
+            .execute(&self.pool)
+            .await?;
+        Ok(Some(job))
     }
 
     /// Records the frames an attempt has rendered.
@@ -502,29 +540,61 @@ impl EmbeddedStore {
         Ok(())
     }
 
-    /// Stores an attempt's result and marks the job done; false when the attempt is no longer
+    /// Stores chunk `n` of an attempt's result; false when the attempt is no longer the job's
+    /// (another renderer claimed it since, or it was given up).
+    pub async fn append_job_chunk(
+        &self,
+        id: &str,
+        attempt: u32,
+        n: u32,
+        bytes: &[u8],
+    ) -> Result<bool, StoreError> {
+        let stored = sqlx::query(
+            "INSERT INTO timelapse_job_chunks (job_id, attempt, n, bytes) \
+             SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM timelapse_jobs \
+             WHERE id = ?1 AND attempts = ?2 AND status = 'running')",
+        )
+        .bind(id)
+        .bind(i64::from(attempt))
+        .bind(i64::from(n))
+        .bind(bytes)
+        .execute(&self.pool)
+        .await?;
+        Ok(stored.rows_affected() == 1)
+    }
+
+    /// Marks the job done with the chunks an attempt stored ([`Self::append_job_chunk`]),
+    /// `size` bytes in all, and drops any other attempt's; false when the attempt is no longer
     /// the job's (another renderer claimed it since).
     pub async fn finish_job(
         &self,
         id: &str,
         attempt: u32,
         content_type: &str,
-        result: &[u8],
+        size: u64,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE timelapse_jobs SET status = 'done', frames_done = frames_total, \
-             content_type = ?, result = ?, finished_at = ? \
-             WHERE id = ? AND attempts = ? AND status = 'running'",
+             content_type = ?1, result_size = ?2, finished_at = ?3 \
+             WHERE id = ?4 AND attempts = ?5 AND status = 'running'",
         )
         .bind(content_type)
-        .bind(result)
+        .bind(i64::try_from(size).unwrap_or(i64::MAX))
         .bind(now_ms)
         .bind(id)
         .bind(i64::from(attempt))
         .execute(&self.pool)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM timelapse_job_chunks WHERE job_id = ?1 AND attempt <> ?2")
+            .bind(id)
+            .bind(i64::from(attempt))
+            .execute(&self.pool)
+            .await?;
+        Ok(true)
     }
 
     /// Marks an attempt's job failed.
@@ -559,13 +629,16 @@ impl EmbeddedStore {
         row.map(job_record).transpose()
     }
 
-    /// A done job's media type and bytes.
-    pub async fn job_result(&self, id: &str) -> Result<Option<(String, Vec<u8>)>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT content_type, result FROM timelapse_jobs \
-             WHERE id = ? AND status = 'done' AND result IS NOT NULL",
+    /// Chunk `n` of a done job's result (chunks are numbered from 0); `None` past the last,
+    /// or when the job is not done.
+    pub async fn job_result_chunk(&self, id: &str, n: u32) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT c.bytes FROM timelapse_jobs j JOIN timelapse_job_chunks c \
+             ON c.job_id = j.id AND c.attempt = j.attempts \
+             WHERE j.id = ?1 AND j.status = 'done' AND c.n = ?2",
         )
         .bind(id)
+        .bind(i64::from(n))
         .fetch_optional(&self.pool)
         .await?)
     }
@@ -582,13 +655,23 @@ impl EmbeddedStore {
 
     /// Deletes the jobs finished before `before_ms`, results and all; how many.
     pub async fn prune_jobs(&self, before_ms: i64) -> Result<u64, StoreError> {
-        Ok(sqlx::query(
-            "DELETE FROM timelapse_jobs WHERE status IN ('done', 'failed') AND finished_at < ?",
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "DELETE FROM timelapse_job_chunks WHERE job_id IN (SELECT id FROM timelapse_jobs \
+             WHERE status IN ('done', 'failed') AND finished_at < ?1)",
         )
         .bind(before_ms)
-        .execute(&self.pool)
+        .execute(&mut *tx)
+        .await?;
+        let pruned = sqlx::query(
+            "DELETE FROM timelapse_jobs WHERE status IN ('done', 'failed') AND finished_at < ?1",
+        )
+        .bind(before_ms)
+        .execute(&mut *tx)
         .await?
-        .rows_affected())
+        .rows_affected();
+        tx.commit().await?;
+        Ok(pruned)
     }
 }
 
@@ -729,26 +812,31 @@ impl PgStore {
         Ok(first.zip(last))
     }
 
-    /// Stores a job as queued, unless its owner has one queued or running, or `max_active` jobs
-    /// are (admissions take turns under an advisory lock, so two edges cannot both admit).
-    pub async fn admit_job(&self, job: &NewJob, max_active: i64) -> Result<Admission, StoreError> {
+    /// Stores a job as queued, unless its owner has one queued or running or has used its quota,
+    /// or `limits.max_active` jobs are queued or running (admissions take turns under an advisory
+    /// lock, so two edges cannot both admit).
+    pub async fn admit_job(
+        &self,
+        job: &NewJob,
+        limits: &JobLimits,
+    ) -> Result<Admission, StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(ADMISSION_LOCK)
             .execute(&mut *tx)
             .await?;
-        let (busy, active): (bool, i64) = sqlx::query_as(
-            "SELECT COALESCE(bool_or(owner_id = $1), false), COUNT(*) FROM timelapse_jobs \
-             WHERE status IN ('queued', 'running')",
+        let (busy, recent, active): (bool, i64, i64) = sqlx::query_as(
+            "SELECT COALESCE(bool_or(owner_id = $1 AND status IN ('queued', 'running')), false), \
+                    COUNT(*) FILTER (WHERE owner_id = $1 AND created_at >= $2), \
+                    COUNT(*) FILTER (WHERE status IN ('queued', 'running')) \
+             FROM timelapse_jobs WHERE owner_id = $1 OR status IN ('queued', 'running')",
         )
         .bind(job.owner_id)
+        .bind(limits.window_start_ms)
         .fetch_one(&mut *tx)
         .await?;
-        if busy {
-            return Ok(Admission::OwnerBusy);
-        }
-        if active >= max_active {
-            return Ok(Admission::QueueFull);
+        if busy || recent >= limits.max_per_owner || active >= limits.max_active {
+            return Ok(refusal(busy, recent, limits));
         }
         sqlx::query(
             "INSERT INTO timelapse_jobs (id, owner_id, params, status, frames_total, created_at) \
@@ -792,7 +880,16 @@ impl PgStore {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(job_record).transpose()
+        let Some(job) = row.map(job_record).transpose()? else {
+            return Ok(None);
+        };
+        // The new attempt starts over: the chunks of earlier ones are dead.
+        sqlx::query("DELETE FROM timelapse_job_chunks WHERE job_id = $1 AND attempt < $2")
+            .bind(id)
+            .bind(i64::from(job.attempts))
+            .execute(&self.pool)
+            .await?;
+        Ok(Some(job))
     }
 
     /// Records the frames an attempt has rendered.
@@ -809,29 +906,61 @@ impl PgStore {
         Ok(())
     }
 
-    /// Stores an attempt's result and marks the job done; false when the attempt is no longer
+    /// Stores chunk `n` of an attempt's result; false when the attempt is no longer the job's
+    /// (another renderer claimed it since, or it was given up).
+    pub async fn append_job_chunk(
+        &self,
+        id: &str,
+        attempt: u32,
+        n: u32,
+        bytes: &[u8],
+    ) -> Result<bool, StoreError> {
+        let stored = sqlx::query(
+            "INSERT INTO timelapse_job_chunks (job_id, attempt, n, bytes) \
+             SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM timelapse_jobs \
+             WHERE id = $1 AND attempts = $2 AND status = 'running')",
+        )
+        .bind(id)
+        .bind(i64::from(attempt))
+        .bind(i64::from(n))
+        .bind(bytes)
+        .execute(&self.pool)
+        .await?;
+        Ok(stored.rows_affected() == 1)
+    }
+
+    /// Marks the job done with the chunks an attempt stored ([`Self::append_job_chunk`]),
+    /// `size` bytes in all, and drops any other attempt's; false when the attempt is no longer
     /// the job's (another renderer claimed it since).
     pub async fn finish_job(
         &self,
         id: &str,
         attempt: u32,
         content_type: &str,
-        result: &[u8],
+        size: u64,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE timelapse_jobs SET status = 'done', frames_done = frames_total, \
-             content_type = $1, result = $2, finished_at = $3 \
+             content_type = $1, result_size = $2, finished_at = $3 \
              WHERE id = $4 AND attempts = $5 AND status = 'running'",
         )
         .bind(content_type)
-        .bind(result)
+        .bind(i64::try_from(size).unwrap_or(i64::MAX))
         .bind(now_ms)
         .bind(id)
-        .bind(attempt as i32)
+        .bind(i64::from(attempt))
         .execute(&self.pool)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM timelapse_job_chunks WHERE job_id = $1 AND attempt <> $2")
+            .bind(id)
+            .bind(i64::from(attempt))
+            .execute(&self.pool)
+            .await?;
+        Ok(true)
     }
 
     /// Marks an attempt's job failed.
@@ -866,32 +995,45 @@ impl PgStore {
         row.map(job_record).transpose()
     }
 
-    /// A done job's media type and bytes.
-    pub async fn job_result(&self, id: &str) -> Result<Option<(String, Vec<u8>)>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT content_type, result FROM timelapse_jobs \
-             WHERE id = $1 AND status = 'done' AND result IS NOT NULL",
+    /// Chunk `n` of a done job's result (chunks are numbered from 0); `None` past the last,
+    /// or when the job is not done.
+    pub async fn job_result_chunk(&self, id: &str, n: u32) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT c.bytes FROM timelapse_jobs j JOIN timelapse_job_chunks c \
+             ON c.job_id = j.id AND c.attempt = j.attempts \
+             WHERE j.id = $1 AND j.status = 'done' AND c.n = $2",
         )
         .bind(id)
+        .bind(i64::from(n))
         .fetch_optional(&self.pool)
         .await?)
     }
 
     /// Deletes the jobs finished before `before_ms`, results and all; how many.
     pub async fn prune_jobs(&self, before_ms: i64) -> Result<u64, StoreError> {
-        Ok(sqlx::query(
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "DELETE FROM timelapse_job_chunks WHERE job_id IN (SELECT id FROM timelapse_jobs \
+             WHERE status IN ('done', 'failed') AND finished_at < $1)",
+        )
+        .bind(before_ms)
+        .execute(&mut *tx)
+        .await?;
+        let pruned = sqlx::query(
             "DELETE FROM timelapse_jobs WHERE status IN ('done', 'failed') AND finished_at < $1",
         )
         .bind(before_ms)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
-        .rows_affected())
+        .rows_affected();
+        tx.commit().await?;
+        Ok(pruned)
     }
 }
 
 /// [`JOB_COLUMNS`] with PostgreSQL's types widened to [`JobRow`]'s.
 const PG_JOB_COLUMNS: &str = "id, owner_id, params, status, frames_done::int8, \
-     frames_total::int8, attempts::int8, error, content_type, length(result)::int8, created_at, \
+     frames_total::int8, attempts::int8, error, content_type, result_size, created_at, \
      started_at, finished_at";
 
 #[cfg(test)]
@@ -935,50 +1077,68 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn jobs_are_admitted_one_per_owner_and_claims_are_fenced() {
+    async fn jobs_are_admitted_one_per_owner_within_quota_and_claims_are_fenced() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = EmbeddedStore::open(dir.path()).await.expect("open");
-        let job = |id: &str, owner| NewJob {
+        let job = |id: &str, owner, created_at| NewJob {
             id: id.into(),
             owner_id: owner,
             params: "{}".into(),
             frames_total: 3,
-            created_at: 5,
+            created_at,
         };
-        assert_eq!(
-            store.admit_job(&job("a", 1), 2).await.expect("a"),
-            Admission::Accepted
-        );
-        assert_eq!(
-            store.admit_job(&job("b", 1), 2).await.expect("b"),
-            Admission::OwnerBusy
-        );
-        assert_eq!(
-            store.admit_job(&job("c", 2), 2).await.expect("c"),
-            Admission::Accepted
-        );
-        assert_eq!(
-            store.admit_job(&job("d", 3), 2).await.expect("d"),
-            Admission::QueueFull
-        );
+        let limits = JobLimits {
+            max_active: 2,
+            max_per_owner: 2,
+            window_start_ms: 0,
+        };
+        let admit = |j: NewJob| {
+            let store = store.clone();
+            async move { store.admit_job(&j, &limits).await.expect("admit") }
+        };
+        assert_eq!(admit(job("a", 1, 5)).await, Admission::Accepted);
+        assert_eq!(admit(job("b", 1, 5)).await, Admission::OwnerBusy);
+        assert_eq!(admit(job("c", 2, 5)).await, Admission::Accepted);
+        assert_eq!(admit(job("d", 3, 5)).await, Admission::QueueFull);
         let first = store
             .claim_job("a", 10, 3)
             .await
             .expect("claim")
             .expect("queued");
         assert_eq!((first.status, first.attempts), (JobStatus::Running, 1));
+        assert!(store
+            .append_job_chunk("a", 1, 0, b"OLD")
+            .await
+            .expect("chunk"));
         let second = store
             .claim_job("a", 11, 3)
             .await
             .expect("claim")
             .expect("again");
         assert_eq!(second.attempts, 2);
+        // The first renderer is fenced off: its chunks and its finish are refused.
         assert!(!store
-            .finish_job("a", 1, "image/gif", b"GIF", 12)
+            .append_job_chunk("a", 1, 1, b"OLD")
+            .await
+            .expect("stale chunk"));
+        assert!(!store
+            .finish_job("a", 1, "image/gif", 3, 12)
             .await
             .expect("stale"));
         assert!(store
-            .finish_job("a", 2, "image/gif", b"GIF", 12)
+            .append_job_chunk("a", 2, 0, b"GI")
+            .await
+            .expect("chunk"));
+        assert!(store
+            .append_job_chunk("a", 2, 1, b"F")
+            .await
+            .expect("chunk"));
+        assert_eq!(
+            store.job_result_chunk("a", 0).await.expect("not done"),
+            None
+        );
+        assert!(store
+            .finish_job("a", 2, "image/gif", 3, 12)
             .await
             .expect("finish"));
         let done = store.job("a").await.expect("job").expect("exists");
@@ -986,10 +1146,10 @@ mod tests {
             (done.status, done.frames_done, done.result_bytes),
             (JobStatus::Done, 3, Some(3))
         );
-        assert_eq!(
-            store.job_result("a").await.expect("result"),
-            Some(("image/gif".into(), b"GIF".to_vec()))
-        );
+        let chunk = |n| store.job_result_chunk("a", n);
+        assert_eq!(chunk(0).await.expect("0"), Some(b"GI".to_vec()));
+        assert_eq!(chunk(1).await.expect("1"), Some(b"F".to_vec()));
+        assert_eq!(chunk(2).await.expect("2"), None);
         assert!(store.claim_job("a", 13, 3).await.expect("claim").is_none());
         for _ in 0..3 {
             store.claim_job("c", 14, 3).await.expect("claim");
@@ -1001,6 +1161,25 @@ mod tests {
             store.unfinished_jobs().await.expect("unfinished"),
             Vec::<String>::new()
         );
+        // Owner 1 has nothing running but a job in the window: a quota of one is used up; a
+        // window that starts after it lets the owner in again.
+        let one = JobLimits {
+            max_per_owner: 1,
+            ..limits
+        };
+        assert_eq!(
+            store.admit_job(&job("e", 1, 20), &one).await.expect("e"),
+            Admission::OwnerQuota
+        );
+        let later = JobLimits {
+            window_start_ms: 6,
+            ..one
+        };
+        assert_eq!(
+            store.admit_job(&job("f", 1, 20), &later).await.expect("f"),
+            Admission::Accepted
+        );
         assert_eq!(store.prune_jobs(100).await.expect("prune"), 2);
+        assert_eq!(chunk(0).await.expect("pruned"), None);
     }
 }

@@ -30,7 +30,7 @@ pub mod service;
 pub mod snapshot;
 
 use place_store::timelapse::{
-    Admission, JobRecord, NewJob, NewSnapshot, SnapshotInfo, SnapshotRecord, TimedEvent,
+    Admission, JobLimits, JobRecord, NewJob, NewSnapshot, SnapshotInfo, SnapshotRecord, TimedEvent,
 };
 use place_store::{EmbeddedStore, PgStore, Rect, StoreError};
 use place_tiles::CanvasGeometry;
@@ -137,8 +137,12 @@ impl Source {
     }
 
     /// See [`EmbeddedStore::admit_job`].
-    pub async fn admit_job(&self, job: &NewJob, max_active: i64) -> Result<Admission, StoreError> {
-        both!(self, s => s.admit_job(job, max_active).await)
+    pub async fn admit_job(
+        &self,
+        job: &NewJob,
+        limits: &JobLimits,
+    ) -> Result<Admission, StoreError> {
+        both!(self, s => s.admit_job(job, limits).await)
     }
 
     /// See [`EmbeddedStore::claim_job`].
@@ -156,16 +160,27 @@ impl Source {
         both!(self, s => s.job_progress(id, attempt, done).await)
     }
 
+    /// See [`EmbeddedStore::append_job_chunk`].
+    pub async fn append_job_chunk(
+        &self,
+        id: &str,
+        attempt: u32,
+        n: u32,
+        bytes: &[u8],
+    ) -> Result<bool, StoreError> {
+        both!(self, s => s.append_job_chunk(id, attempt, n, bytes).await)
+    }
+
     /// See [`EmbeddedStore::finish_job`].
     pub async fn finish_job(
         &self,
         id: &str,
         attempt: u32,
         content_type: &str,
-        result: &[u8],
+        size: u64,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        both!(self, s => s.finish_job(id, attempt, content_type, result, now_ms).await)
+        both!(self, s => s.finish_job(id, attempt, content_type, size, now_ms).await)
     }
 
     /// See [`EmbeddedStore::fail_job`].
@@ -184,9 +199,9 @@ impl Source {
         both!(self, s => s.job(id).await)
     }
 
-    /// See [`EmbeddedStore::job_result`].
-    pub async fn job_result(&self, id: &str) -> Result<Option<(String, Vec<u8>)>, StoreError> {
-        both!(self, s => s.job_result(id).await)
+    /// See [`EmbeddedStore::job_result_chunk`].
+    pub async fn job_result_chunk(&self, id: &str, n: u32) -> Result<Option<Vec<u8>>, StoreError> {
+        both!(self, s => s.job_result_chunk(id, n).await)
     }
 
     /// See [`EmbeddedStore::prune_jobs`].

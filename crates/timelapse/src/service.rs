@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use place_store::timelapse::{Admission, JobRecord, NewJob, SnapshotInfo};
+use place_store::timelapse::{Admission, JobLimits, JobRecord, NewJob, SnapshotInfo};
 use place_store::Rect;
 use tokio::sync::Semaphore;
 
@@ -20,6 +20,10 @@ use crate::{now_ms, snapshot, TimelapseError};
 
 /// Jobs queued or running at once, over the whole deployment.
 pub const MAX_ACTIVE_JOBS: i64 = 16;
+/// Jobs one user may start in [`QUOTA_WINDOW_MS`] (and only one at a time).
+pub const JOBS_PER_USER: i64 = 10;
+/// The window of [`JOBS_PER_USER`]: an hour.
+pub const QUOTA_WINDOW_MS: i64 = 60 * 60 * 1000;
 /// Exact frames one edge renders at once.
 pub const FRAMES_AT_ONCE: usize = 2;
 
@@ -41,6 +45,8 @@ pub enum Submitted {
     OwnerBusy,
     /// [`MAX_ACTIVE_JOBS`] are queued or running.
     QueueFull,
+    /// The user has started [`JOBS_PER_USER`] jobs in the last [`QUOTA_WINDOW_MS`].
+    OwnerQuota,
 }
 
 /// The timelapse as an edge serves it.
@@ -107,17 +113,24 @@ impl Timelapse {
     /// Stores a render job for `owner` (after checking `spec`) and hands it on.
     pub async fn submit(&self, owner: i64, spec: &RenderSpec) -> Result<Submitted, TimelapseError> {
         spec.validate(self.ctx.geometry)?;
+        let now = now_ms();
         let job = NewJob {
             id: new_job_id()?,
             owner_id: owner,
             params: serde_json::to_string(spec)
                 .map_err(|e| TimelapseError::Invalid(e.to_string()))?,
             frames_total: spec.frames,
-            created_at: now_ms(),
+            created_at: now,
         };
-        match self.ctx.source.admit_job(&job, MAX_ACTIVE_JOBS).await? {
+        let limits = JobLimits {
+            max_active: MAX_ACTIVE_JOBS,
+            max_per_owner: JOBS_PER_USER,
+            window_start_ms: now - QUOTA_WINDOW_MS,
+        };
+        match self.ctx.source.admit_job(&job, &limits).await? {
             Admission::OwnerBusy => return Ok(Submitted::OwnerBusy),
             Admission::QueueFull => return Ok(Submitted::QueueFull),
+            Admission::OwnerQuota => return Ok(Submitted::OwnerQuota),
             Admission::Accepted => {}
         }
         match &self.dispatch {
@@ -147,9 +160,10 @@ impl Timelapse {
         Ok(self.ctx.source.job(id).await?)
     }
 
-    /// A done job's media type and bytes.
-    pub async fn job_result(&self, id: &str) -> Result<Option<(String, Vec<u8>)>, TimelapseError> {
-        Ok(self.ctx.source.job_result(id).await?)
+    /// Chunk `n` (from 0) of a done job's result; `None` past the last. A download reads
+    /// them one after another.
+    pub async fn result_chunk(&self, id: &str, n: u32) -> Result<Option<Vec<u8>>, TimelapseError> {
+        Ok(self.ctx.source.job_result_chunk(id, n).await?)
     }
 }
 

@@ -1,7 +1,7 @@
 // The timelapse viewer: the Timelapse button shows the view at the moment the
 // slider says, exactly once the slider rests (compared with what was painted
 // then); panning and zooming work inside it; Play steps through the span;
-// the palette stays in sight; "Render GIF" renders the view's rectangle with
+// the palette stays in sight; "Render GIF" (for accounts) renders the view's rectangle with
 // the frames chosen and offers the download. Desktop and phone.
 
 import assert from "node:assert/strict";
@@ -112,6 +112,21 @@ describe("timelapse viewer", () => {
     await page.waitForFunction(() => document.getElementById("timelapse-slider").value === "1000" && document.getElementById("timelapse-play").textContent === "▶", null, { timeout: 20_000 });
     await waitExact(page);
     assert.deepEqual(await frameRgb(page, 108, 108), hexRgb(palette[13]));
+
+    // A guest is told that renders need an account, and nothing is asked of the server.
+    let guestRenders = 0;
+    page.on("request", (r) => (guestRenders += r.url().includes("/api/v1/timelapse/render") ? 1 : 0));
+    await page.click("#timelapse-render");
+    await page.waitForFunction(() => document.getElementById("timelapse-job").textContent.includes("needs an account"));
+    assert.equal(guestRenders, 0, "no render request for a guest");
+    console.log(`screenshot: ${await screenshot(page, "timelapse-render-guest.png")}`);
+    await page.click("#account-button");
+    await page.waitForSelector("#account-dialog[open]");
+    await page.fill("#account-username", "renderer");
+    await page.fill("#account-password", "a long password");
+    await page.click("#account-register");
+    await page.waitForFunction(() => document.getElementById("account-name").textContent === "renderer");
+    await page.waitForSelector("#account-dialog:not([open])", { state: "attached" });
 
     // The GIF is of this view's rectangle, with the frames chosen.
     await page.evaluate(() => window.__place.setView(110, 110, 8));

@@ -79,8 +79,23 @@ pub struct Player {
 }
 
 impl Player {
+    /// A new guest on a socket.
     pub async fn join(base: &str) -> Player {
         let cookie = super::guest(base).await;
+        Self::connect(base, cookie).await
+    }
+
+    /// A newly registered account on a socket, named `prefix` and a random suffix (the cluster
+    /// tests share one database, so names must not repeat across runs).
+    pub async fn account(base: &str, prefix: &str) -> Player {
+        let username = format!("{prefix}_{:08x}", rand::random::<u32>());
+        let registered =
+            super::credentials(base, "register", &username, "a long enough password", None).await;
+        assert_eq!(registered.status, 201, "{}", registered.body);
+        Self::connect(base, registered.cookie().expect("session cookie")).await
+    }
+
+    async fn connect(base: &str, cookie: String) -> Player {
         let me = super::me(base, &cookie).await;
         let ws = base.replace("http://", "ws://") + "/ws";
         let mut socket = Client::connect(&ws, Some(&cookie), false).await;

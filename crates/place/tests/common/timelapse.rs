@@ -146,20 +146,35 @@ pub async fn frames_equal_replays(
     let (status, _) = get_bytes(&format!("{}/api/v1/timelapse/frame?width=100000", bases[0])).await;
     assert_eq!(status, 400, "a rectangle off the canvas");
 
-    // A render job: refused without a session or with bad parameters, then polled and
-    // downloaded from another edge; every frame equals the replay at its time.
-    let player = Player::join(&bases[0]).await;
+    // A render job: refused without a session, to a guest, or with bad parameters, then polled
+    // and downloaded from another edge; every frame equals the replay at its time.
     let spec = json!({"from": start - 100, "to": end + 100, "x": rect.x, "y": rect.y,
                       "width": rect.width, "height": rect.height, "frames": 12, "delayMs": 50});
-    let anonymous = call(
-        &bases[0],
-        "POST",
-        "/api/v1/timelapse/render",
-        None,
-        Some(spec.clone()),
-    )
-    .await;
-    assert_eq!(anonymous.status, 401);
+    let render = |cookie: Option<String>| {
+        let (base, spec) = (bases[0].clone(), spec.clone());
+        async move {
+            call(
+                &base,
+                "POST",
+                "/api/v1/timelapse/render",
+                cookie.as_deref(),
+                Some(spec),
+            )
+            .await
+        }
+    };
+    assert_eq!(render(None).await.status, 401);
+    let guest = Player::join(&bases[0]).await;
+    let refused = render(Some(guest.cookie.clone())).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(
+        refused.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("account")),
+        "{}",
+        refused.body
+    );
+    let player = Player::account(&bases[0], "renderer").await;
     for (bad, why) in [
         (json!({"frames": 0}), "frames"),
         (json!({"frames": 5000}), "frames"),
