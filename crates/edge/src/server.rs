@@ -18,6 +18,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -136,20 +137,15 @@ pub struct ConnectionGate {
     max_total: usize,
     max_per_address: Option<u32>,
     addresses: AddressPolicy,
-    counts: Mutex<Counts>,
+    total: AtomicUsize,
+    per_network: KeyedCounter<IpAddr>,
 }
 
-#[derive(Debug, Default)]
-struct Counts {
-    total: usize,
-    per_network: HashMap<IpAddr, u32>,
-}
-
-/// One admitted connection; dropping the last clone gives its place back.
+/// One admitted connection; dropping it gives its places back.
 #[derive(Debug)]
 pub struct ConnectionPermit {
     gate: Arc<ConnectionGate>,
-    network: Option<IpAddr>,
+    _network: Option<KeyedSlot<IpAddr>>,
 }
 
 impl ConnectionGate {
@@ -159,55 +155,51 @@ impl ConnectionGate {
             max_total: limits.max_connections,
             max_per_address: per_address.then_some(limits.max_connections_per_address),
             addresses: limits.addresses,
-            counts: Mutex::new(Counts::default()),
+            total: AtomicUsize::new(0),
+            per_network: KeyedCounter::default(),
         })
     }
 
     /// Admits a connection from `ip`, or says why not.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionPermit, Refusal> {
-        let mut counts = self.counts.lock();
-        if counts.total >= self.max_total {
+        let taken = self
+            .total
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (open < self.max_total).then_some(open + 1)
+            });
+        if taken.is_err() {
             return Err(Refusal::Full);
         }
         let network = match self.max_per_address {
             Some(max) => {
-                let network = self.addresses.network(ip);
-                let open = counts.per_network.entry(network).or_insert(0);
-                if *open >= max {
+                let slot = self
+                    .per_network
+                    .try_acquire(self.addresses.network(ip), max);
+                if slot.is_none() {
+                    self.total.fetch_sub(1, Ordering::AcqRel);
                     return Err(Refusal::TooManyFromAddress);
                 }
-                *open += 1;
-                Some(network)
+                slot
             }
             None => None,
         };
-        counts.total += 1;
-        crate::telemetry::open_connections(counts.total);
+        crate::telemetry::connection_opened();
         Ok(ConnectionPermit {
             gate: Arc::clone(self),
-            network,
+            _network: network,
         })
     }
 
     /// Connections open now.
     pub fn open(&self) -> usize {
-        self.counts.lock().total
+        self.total.load(Ordering::Acquire)
     }
 }
 
 impl Drop for ConnectionPermit {
     fn drop(&mut self) {
-        let mut counts = self.gate.counts.lock();
-        counts.total = counts.total.saturating_sub(1);
-        if let Some(network) = self.network {
-            if let Some(open) = counts.per_network.get_mut(&network) {
-                *open -= 1;
-                if *open == 0 {
-                    counts.per_network.remove(&network);
-                }
-            }
-        }
-        crate::telemetry::open_connections(counts.total);
+        self.gate.total.fetch_sub(1, Ordering::AcqRel);
+        crate::telemetry::connection_closed();
     }
 }
 

@@ -101,6 +101,7 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
             match installed {
                 Ok(handle) => {
                     describe();
+                    start_at_zero();
                     let upkeep = handle.clone();
                     let spawned = std::thread::Builder::new()
                         .name("metrics-upkeep".into())
@@ -174,6 +175,33 @@ fn describe() {
         place_shard::driver::WRITE_BATCH_SIZE,
         "Placements per group commit of this process's shard"
     );
+}
+
+/// Registers the series whose labels are known in advance at zero, so a dashboard sees
+/// `rplace_rate_limit_hits_total 0` from start-up instead of no series until the first hit.
+fn start_at_zero() {
+    for name in [OPEN_CONNECTIONS, ACTIVE_CONNECTIONS, ACTIVE_USERS] {
+        gauge!(name).set(0.0);
+    }
+    counter!(CANVAS_COMPRESSIONS).absolute(0);
+    for why in ["cooldown", "flood", "network"] {
+        counter!(RATE_LIMIT_HITS, "why" => why).absolute(0);
+    }
+    for why in ["server_full", "address_connections"] {
+        counter!(CONNECTIONS_REFUSED, "why" => why).absolute(0);
+    }
+    for code in place_protocol::ErrorCode::ALL {
+        counter!(PLACEMENTS_REFUSED, "code" => code.as_str()).absolute(0);
+    }
+    for name in [
+        PLACEMENT_DURATION,
+        BROADCAST_DURATION,
+        place_shard::driver::WRITE_DURATION,
+        place_shard::driver::WRITE_BATCH_SIZE,
+    ] {
+        // Registering is enough: the exporter renders an empty histogram with zero counts.
+        let _ = histogram!(name);
+    }
 }
 
 /// One shard's figures, from its status (`place serve`) or its report in Redis (a cluster).
@@ -256,9 +284,14 @@ pub fn shard_app() -> axum::Router {
     axum::Router::new().route("/metrics", axum::routing::get(|| async { render() }))
 }
 
-/// Sets the open-connections gauge.
-pub fn open_connections(open: usize) {
-    gauge!(OPEN_CONNECTIONS).set(open as f64);
+/// A connection was admitted by the accept loop.
+pub fn connection_opened() {
+    gauge!(OPEN_CONNECTIONS).increment(1.0);
+}
+
+/// A connection admitted by the accept loop has closed.
+pub fn connection_closed() {
+    gauge!(OPEN_CONNECTIONS).decrement(1.0);
 }
 
 /// The method as a label from a closed set: a client may send any token as a method, and each
@@ -293,4 +326,25 @@ pub async fn record_http(request: Request, next: Next) -> Response {
     histogram!(HTTP_DURATION, "method" => method, "path" => path)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_and_histograms_are_exported_at_zero_from_start_up() {
+        let text = handle().expect("the recorder").render();
+        for series in [
+            "rplace_rate_limit_hits_total{why=\"cooldown\"}",
+            "rplace_placements_refused_total{code=\"RATE_LIMITED\"}",
+            "rplace_connections_refused_total{why=\"server_full\"}",
+            "rplace_canvas_compressions_total",
+            "rplace_open_connections",
+            "rplace_placement_duration_seconds_count",
+            "rplace_broadcast_duration_seconds_count",
+        ] {
+            assert!(text.contains(series), "{series} missing from:\n{text}");
+        }
+    }
 }
