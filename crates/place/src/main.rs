@@ -49,7 +49,7 @@ enum Command {
 
 #[derive(Args, Debug)]
 struct TimelapseArgs {
-    /// The first frame's time: epoch ms, RFC 3339, `now-2h` (s, m, h, d), or `start`.
+    /// The first frame's time: epoch ms, RFC 3339, `now-2h` (any span: `90m`, `1h30m`, `2days`), or `start`.
     #[arg(long)]
     from: String,
     /// The last frame's time (as --from).

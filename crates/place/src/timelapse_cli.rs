@@ -5,7 +5,8 @@
 //! server's jobs ([`place_timelapse::render::Renderer`]).
 //!
 //! Times are epoch milliseconds, RFC 3339 (`2026-11-25T18:00:00Z`, `...+01:00`), `now`,
-//! `now-90m` (`s`, `m`, `h`, `d`), or `start` (the first placement of the log).
+//! `now-90m` (any span `humantime` reads: `90m`, `1h30m`, `2days`), or `start` (the first
+//! placement of the log).
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -226,73 +227,18 @@ pub fn parse_time(text: &str, now: i64, first_event: Option<i64>) -> anyhow::Res
         .with_context(|| format!("{text:?} is not epoch ms, RFC 3339, now, now-90m or start"))
 }
 
+/// A span like `90m`, `2h`, `1h30m` or `3days`, in ms.
 fn duration_ms(text: &str) -> anyhow::Result<i64> {
-    let (number, unit) = text.split_at(text.len().saturating_sub(1));
-    let n: i64 = number
-        .parse()
-        .with_context(|| format!("{text:?} is not like 90m"))?;
-    let unit_ms = match unit {
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => bail!("{text:?}: the unit is s, m, h or d"),
-    };
-    Ok(n * unit_ms)
+    let span = humantime::parse_duration(text)
+        .with_context(|| format!("{text:?} is not a span like 90m, 2h or 1h30m"))?;
+    i64::try_from(span.as_millis()).with_context(|| format!("{text:?} is too long"))
 }
 
-/// `YYYY-MM-DDTHH:MM:SS[.fff](Z|+HH:MM|-HH:MM)` in epoch ms.
+/// An RFC 3339 date and time (`2026-11-25T18:00:00Z`, `...+01:00`), in epoch ms.
 fn rfc3339_ms(text: &str) -> Option<i64> {
-    let b = text.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    let num = |range: std::ops::Range<usize>| text.get(range)?.parse::<i64>().ok();
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let mut rest = &text[19..];
-    let mut millis = 0;
-    if let Some(fraction) = rest.strip_prefix('.') {
-        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
-        let padded = format!("{:0<3}", &fraction[..digits.min(3)]);
-        millis = padded.parse::<i64>().ok()?;
-        rest = &fraction[digits..];
-    }
-    let offset_min = match rest {
-        "Z" | "z" => 0,
-        _ => {
-            let sign = match rest.as_bytes().first()? {
-                b'+' => 1,
-                b'-' => -1,
-                _ => return None,
-            };
-            let h: i64 = rest.get(1..3)?.parse().ok()?;
-            let m: i64 = rest.get(4..6)?.parse().ok()?;
-            sign * (h * 60 + m)
-        }
-    };
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    let days = days_from_civil(year, month, day);
-    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second - offset_min * 60;
-    Some(seconds * 1_000 + millis)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    let moment =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(moment.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
 #[cfg(test)]
@@ -322,8 +268,17 @@ mod tests {
             parse_time("2023-11-14T23:13:20+01:00", now, None).expect("offset"),
             1_700_000_000_000
         );
+        assert_eq!(
+            parse_time("now-1h30m", now, None).expect("compound"),
+            now - 5_400_000
+        );
         assert!(parse_time("yesterday", now, None).is_err());
-        assert!(parse_time("now-3w", now, None).is_err());
+        assert!(parse_time("now-3x", now, None).is_err());
+        assert!(
+            parse_time("2026-02-31T00:00:00Z", now, None).is_err(),
+            "there is no 31 February"
+        );
+        assert!(parse_time("2026-01-01T24:00:00Z", now, None).is_err());
     }
 
     #[test]
