@@ -35,11 +35,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::reshard::{
-    change_ring, silent_shards, ShardReport, SilenceWatch, REPORT_EVERY, REPORT_TTL,
-};
+use crate::reshard::{change_ring, silent_shards, SilenceWatch};
 use crate::ring::{Ring, RingError};
-use crate::ring_store::RingStore;
+use crate::ring_store::{RingStore, ShardReport, REPORT_EVERY, REPORT_TTL};
 
 /// How long a failover or a rejoin waits for the shards to load the moving tiles.
 const HANDOFF_TIMEOUT: Duration = Duration::from_secs(60);

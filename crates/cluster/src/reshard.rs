@@ -10,18 +10,17 @@
 //! the ring, and edges route them again (see `ClusterClient::place`).
 //!
 //! Shards report themselves under `{prefix}shard:{id}` every [`REPORT_EVERY`], with a time to
-//! live of [`REPORT_TTL`]: a missing report is a shard that is down (what the failover watchdog
+//! live of [`REPORT_TTL`](crate::ring_store::REPORT_TTL): a missing report is a shard that is down (what the failover watchdog
 //! of [`crate::failover`] acts on, see [`SilenceWatch`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use place_tiles::CanvasGeometry;
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::ring::{Ring, RingError, ShardInfo};
-use crate::ring_store::{RingStore, RingStoreError};
+use crate::ring_store::{RingStore, RingStoreError, ShardReport, REPORT_EVERY};
 use crate::tls::NodeIdentity;
 
 /// How long a new shard may take to show up in Redis before it is refused.
@@ -31,49 +30,6 @@ const REPORT_WAIT: Duration = Duration::from_secs(5);
 /// (the handoff cannot complete without it, and the change lock must be free for the failover
 /// that takes it out).
 const HANDOFF_SILENCE: Duration = Duration::from_secs(1);
-
-/// How often a shard reports.
-pub const REPORT_EVERY: Duration = Duration::from_millis(250);
-/// How long a report lives: a shard silent this long (four reports missed) is down. A failover
-/// acts after a further silence of the shards' `--failover-after-secs` (see
-/// [`crate::failover`]).
-pub const REPORT_TTL: Duration = Duration::from_secs(1);
-
-/// What a shard says about itself. The figures after `placements_per_sec` are for operators
-/// (an edge's `/metrics` shows them per shard); absent in an older shard's report, they read 0.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ShardReport {
-    /// Its id.
-    pub id: String,
-    /// The ring epoch it works at.
-    pub epoch: u64,
-    /// How many tiles it owns.
-    pub owned: usize,
-    /// How many of them it is still loading after a ring change.
-    pub acquiring: usize,
-    /// Placements it made durable per second, lately.
-    pub placements_per_sec: f64,
-    /// When it began to work at `epoch` (epoch ms): it stopped taking placements for the tiles
-    /// it lost then, and began loading those it gained.
-    #[serde(default)]
-    pub epoch_since_ms: Option<i64>,
-    /// When every tile it gained at `epoch` was loaded and serving (epoch ms).
-    #[serde(default)]
-    pub ready_at_ms: Option<i64>,
-    /// Placements it made durable since it started.
-    #[serde(default)]
-    pub placed_total: u64,
-    /// Placements waiting to be written.
-    #[serde(default)]
-    pub queue_depth: usize,
-    /// Group commits since it started.
-    #[serde(default)]
-    pub writes_total: u64,
-    /// How long a group commit takes lately (a moving average), in seconds.
-    #[serde(default)]
-    pub write_seconds: f64,
-}
 
 /// Why a ring change failed.
 #[derive(Debug, Error)]

@@ -13,12 +13,55 @@ use std::time::Duration;
 use futures_util::StreamExt;
 
 use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::sync::{watch, Notify};
 use tracing::{info, warn};
 
-use crate::reshard::{ShardReport, REPORT_TTL};
 use crate::ring::{Ring, RingError};
+
+/// How often a shard reports.
+pub const REPORT_EVERY: Duration = Duration::from_millis(250);
+/// How long a report lives: a shard silent this long (four reports missed) is down. A failover
+/// acts after a further silence of the shards' `--failover-after-secs` (see
+/// [`crate::failover`]).
+pub const REPORT_TTL: Duration = Duration::from_secs(1);
+
+/// What a shard says about itself. The figures after `placements_per_sec` are for operators
+/// (an edge's `/metrics` shows them per shard); absent in an older shard's report, they read 0.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardReport {
+    /// Its id.
+    pub id: String,
+    /// The ring epoch it works at.
+    pub epoch: u64,
+    /// How many tiles it owns.
+    pub owned: usize,
+    /// How many of them it is still loading after a ring change.
+    pub acquiring: usize,
+    /// Placements it made durable per second, lately.
+    pub placements_per_sec: f64,
+    /// When it began to work at `epoch` (epoch ms): it stopped taking placements for the tiles
+    /// it lost then, and began loading those it gained.
+    #[serde(default)]
+    pub epoch_since_ms: Option<i64>,
+    /// When every tile it gained at `epoch` was loaded and serving (epoch ms).
+    #[serde(default)]
+    pub ready_at_ms: Option<i64>,
+    /// Placements it made durable since it started.
+    #[serde(default)]
+    pub placed_total: u64,
+    /// Placements waiting to be written.
+    #[serde(default)]
+    pub queue_depth: usize,
+    /// Group commits since it started.
+    #[serde(default)]
+    pub writes_total: u64,
+    /// How long a group commit takes lately (a moving average), in seconds.
+    #[serde(default)]
+    pub write_seconds: f64,
+}
 
 /// Stores the ring only while the caller holds the change lock, and announces it (`KEYS[1]`
 /// lock, `KEYS[2]` ring, `KEYS[3]` the channel, `ARGV[1]` the holder's token, `ARGV[2]` the ring,

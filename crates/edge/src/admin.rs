@@ -22,8 +22,8 @@ use serde_json::{json, Value};
 
 use crate::cooldown::MAX_COOLDOWN_MS;
 use crate::error::AppError;
-use crate::http::session_user;
 use crate::moderation::{ModerationError, RollbackOutcome};
+use crate::session::session_user;
 use crate::Edge;
 
 /// Rows of the audit log per page, by default and at most.

@@ -27,7 +27,7 @@ use serde::Deserialize;
 
 use crate::credentials;
 use crate::error::AppError;
-use crate::http::{raw_session, session_user, user_json, SECURE_SESSION_COOKIE, SESSION_COOKIE};
+use crate::session::{raw_session, session_user, user_json, SECURE_SESSION_COOKIE, SESSION_COOKIE};
 use crate::{now_ms, Edge};
 
 /// What register and login take. No `Debug`: it holds a password.

@@ -49,6 +49,7 @@ pub mod login_limit;
 pub mod moderation;
 pub mod ring_admin;
 pub mod server;
+pub mod session;
 pub mod shards;
 pub mod telemetry;
 pub mod templates;

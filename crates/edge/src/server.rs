@@ -50,7 +50,7 @@ pub const SEND_BUFFER: usize = 256 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Open TCP connections (HTTP and WebSocket) in the process; lowered at start to the file
-    /// limit less [`FD_RESERVE`].
+    /// limit less `FD_RESERVE`.
     pub max_connections: usize,
     /// Open TCP connections from one network (see [`AddressPolicy`]); ignored behind a trusted
     /// proxy, whose own limits apply.

@@ -15,7 +15,7 @@
 //! - `GET /api/v1/templates/{id}/progress`: `{total, correct}`, how many of its pixels the canvas
 //!   shows in the template's colour now.
 //!
-//! Reads go through the history's per-address rate limit ([`crate::history::limit`]).
+//! Reads go through the history's per-address rate limit (`history::limit`).
 //!
 //! Stored pixels are one bit per pixel saying "part of the template" followed by one palette
 //! index per pixel (0 where transparent), raw-DEFLATE-compressed ([`encode_pixels`]).
@@ -37,8 +37,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::AppError;
-use crate::http::session_user;
 use crate::moderation::ModerationStore;
+use crate::session::session_user;
 use crate::{now_ms, Edge};
 
 /// The longest side of a template, in pixels.

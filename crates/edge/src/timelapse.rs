@@ -31,7 +31,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::AppError;
-use crate::http::session_user;
+use crate::session::session_user;
 use crate::{now_ms, Edge};
 
 /// Frames a render has when none is asked for.
