@@ -90,6 +90,12 @@ pub struct Args {
     /// report counts reconnects. Without it, a dropped player stops.
     #[arg(long)]
     pub reconnect: bool,
+    /// Players whose every delivery is decoded and checked, besides the placing sessions
+    /// (always checked: their acknowledgements and the ledger need it). The others check their
+    /// first paint, then only count the messages and bytes they receive, so that loadgen's CPU
+    /// stays well under the server's. The report says how many were checked.
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    pub check_players: usize,
     /// No progress bar (a status line every 10 s instead).
     #[arg(long)]
     pub quiet: bool,

@@ -105,6 +105,8 @@ pub struct Counters {
     pub placements_acked: AtomicU64,
     /// Placements refused (`error` with their request id).
     pub placements_rejected: AtomicU64,
+    /// Players whose every delivery is checked.
+    pub checked: AtomicU64,
     /// Messages received.
     pub messages: AtomicU64,
     /// Payload bytes received.

@@ -56,16 +56,17 @@ pub async fn canvas_info(client: &reqwest::Client, target: &Target) -> anyhow::R
         .with_context(|| format!("GET {url}: not canvas info"))
 }
 
-/// A solved challenge for a new guest, or an empty body when the server asks none (or is older
-/// than challenges).
+/// A solved challenge for a new guest, or `None` when the server asks none (or is older than
+/// challenges): then the request has no body at all (an empty JSON object is not a proof, and
+/// the server refuses it as malformed).
 async fn guest_proof(
     client: &reqwest::Client,
     target: &Target,
-) -> anyhow::Result<serde_json::Value> {
+) -> anyhow::Result<Option<serde_json::Value>> {
     let url = format!("{}/api/v1/auth/challenge", target.http_base);
     let response = client.get(&url).send().await.context("challenge")?;
     if !response.status().is_success() {
-        return Ok(serde_json::json!({}));
+        return Ok(None);
     }
     let challenge: serde_json::Value = response.json().await.context("challenge")?;
     let text = challenge["challenge"]
@@ -74,7 +75,7 @@ async fn guest_proof(
         .to_owned();
     let bits = challenge["difficulty"].as_u64().unwrap_or(0).min(32) as u8;
     if bits == 0 {
-        return Ok(serde_json::json!({}));
+        return Ok(None);
     }
     let nonce = tokio::task::spawn_blocking({
         let text = text.clone();
@@ -82,7 +83,7 @@ async fn guest_proof(
     })
     .await
     .context("proof of work")?;
-    Ok(serde_json::json!({"challenge": text, "nonce": nonce}))
+    Ok(Some(serde_json::json!({"challenge": text, "nonce": nonce})))
 }
 
 /// `POST /api/v1/auth/guest`: a new guest session, as the `place_session=...` cookie pair.
@@ -94,13 +95,11 @@ async fn guest_proof(
 pub async fn guest(client: &reqwest::Client, target: &Target) -> anyhow::Result<String> {
     let url = format!("{}/api/v1/auth/guest", target.http_base);
     for attempt in 1..=GUEST_ATTEMPTS {
-        let proof = guest_proof(client, target).await?;
-        let response = client
-            .post(&url)
-            .json(&proof)
-            .send()
-            .await
-            .context("guest session")?;
+        let mut request = client.post(&url);
+        if let Some(proof) = guest_proof(client, target).await? {
+            request = request.json(&proof);
+        }
+        let response = request.send().await.context("guest session")?;
         let status = response.status();
         if status == reqwest::StatusCode::TOO_MANY_REQUESTS && attempt < GUEST_ATTEMPTS {
             let wait = response

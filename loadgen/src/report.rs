@@ -128,6 +128,9 @@ pub struct Players {
     pub dropped: u64,
     /// Dropped connections opened again (`--reconnect`).
     pub reconnects: u64,
+    /// Players whose every delivery was decoded and checked (`--check-players` plus the placing
+    /// sessions); the rest checked their first paint and then only counted what they received.
+    pub checked: usize,
 }
 
 /// Placements.
@@ -264,6 +267,9 @@ pub struct Totals {
     pub messages: u64,
     /// Payload bytes received.
     pub bytes: u64,
+    /// Messages received during the steady phase (by every player, checked or not): what the
+    /// server's CPU per delivered message is taken over.
+    pub messages_steady: u64,
 }
 
 /// CPU and memory of a process.
@@ -273,6 +279,10 @@ pub struct ProcessFigures {
     pub cpu_cores_steady: f64,
     /// CPU seconds over the whole run.
     pub cpu_secs: f64,
+    /// CPU seconds during the steady phase (`utime + stime` from `/proc/PID/stat`).
+    pub cpu_secs_steady: f64,
+    /// CPU time per message delivered during the steady phase, in microseconds.
+    pub cpu_us_per_message_steady: f64,
     /// RSS before the first player, KiB.
     pub rss_start_kib: u64,
     /// RSS at the end of the steady phase (everyone connected), KiB.
@@ -308,7 +318,7 @@ impl Report {
         let p = &self.players;
         let _ = writeln!(
             out,
-            "players: {} requested, {} connected, {} painted, {} dropped, {} reconnected, {} failed (session {}, connect {})",
+            "players: {} requested, {} connected, {} painted, {} dropped, {} reconnected, {} failed (session {}, connect {}); every delivery checked at {}",
             p.requested,
             p.connected,
             p.painted,
@@ -316,7 +326,8 @@ impl Report {
             p.reconnects,
             p.sessions_failed + p.connect_failed,
             p.sessions_failed,
-            p.connect_failed
+            p.connect_failed,
+            p.checked
         );
         let t = &self.timing;
         let _ = writeln!(
@@ -378,15 +389,17 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "\nreceived: {} messages, {:.1} MB",
+            "\nreceived: {} messages ({} in the steady phase), {:.1} MB",
             self.totals.messages,
+            self.totals.messages_steady,
             self.totals.bytes as f64 / 1e6
         );
         if let Some(s) = &self.server {
             let _ = writeln!(
                 out,
-                "server: {:.2} cores (steady), {:.1} CPU s, RSS {} -> {} MiB (peak {} MiB)",
+                "server: {:.2} cores (steady), {:.2} us CPU per delivered message (steady), {:.1} CPU s, RSS {} -> {} MiB (peak {} MiB)",
                 s.cpu_cores_steady,
+                s.cpu_us_per_message_steady,
                 s.cpu_secs,
                 s.rss_start_kib / 1024,
                 s.rss_steady_kib / 1024,
@@ -396,8 +409,9 @@ impl Report {
         let g = &self.loadgen;
         let _ = writeln!(
             out,
-            "loadgen: {:.2} cores (steady), peak RSS {} MiB",
+            "loadgen: {:.2} cores (steady), {:.2} us CPU per received message (steady), peak RSS {} MiB",
             g.cpu_cores_steady,
+            g.cpu_us_per_message_steady,
             g.peak_rss_kib / 1024
         );
         if let Some(m) = &self.machine {

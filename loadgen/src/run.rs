@@ -87,6 +87,8 @@ pub struct Shared {
     pub reconnect: bool,
     /// Bounds the players getting a session and connecting at once.
     pub connecting: tokio::sync::Semaphore,
+    /// Players besides the placers whose every delivery is checked (`--check-players`).
+    pub check_players: usize,
     measure_from: OnceLock<Instant>,
 }
 
@@ -142,6 +144,7 @@ pub async fn run(args: &Args, progress: bool) -> anyhow::Result<Report> {
         source_spread: !args.no_source_spread,
         reconnect: args.reconnect,
         connecting: tokio::sync::Semaphore::new(MAX_CONNECTING),
+        check_players: args.check_players,
         measure_from: OnceLock::new(),
     });
     let expected = Duration::from_secs_f64(args.clients as f64 / args.ramp_per_sec)
@@ -160,6 +163,7 @@ struct Figures {
     total: Duration,
     connected_at_steady: u64,
     acked_steady: u64,
+    messages_steady: u64,
     server: Option<[Sample; 4]>,
     loadgen: [Sample; 4],
     /// Machine busy time at the start and end of the steady phase.
@@ -191,10 +195,12 @@ async fn drive(
     let _ = shared.measure_from.set(steady_start);
     let connected_at_steady = get(&counters.connected);
     let acked_before = get(&counters.placements_acked);
+    let messages_before = get(&counters.messages);
     let s1 = sample_all()?;
     let m1 = procstat::machine_busy().ok();
     tokio::time::sleep(args.duration).await;
     let s2 = sample_all()?;
+    let messages_steady = get(&counters.messages) - messages_before;
     let m2 = procstat::machine_busy().ok();
     let steady = steady_start.elapsed();
     let acked_steady = get(&counters.placements_acked) - acked_before;
@@ -221,6 +227,7 @@ async fn drive(
         total: start.elapsed(),
         connected_at_steady,
         acked_steady,
+        messages_steady,
         server: s0
             .0
             .zip(s1.0)
@@ -316,6 +323,7 @@ fn build_report(
             connect_failed: get(&c.connect_failed),
             dropped: get(&c.dropped),
             reconnects: get(&c.reconnects),
+            checked: get(&c.checked) as usize,
         },
         connect_errors: m.connect_errors(),
         drops: m.drops(),
@@ -358,9 +366,12 @@ fn build_report(
         totals: report::Totals {
             messages: get(&c.messages),
             bytes: get(&c.bytes),
+            messages_steady: f.messages_steady,
         },
-        server: f.server.map(|s| process_figures(&s, f.steady)),
-        loadgen: process_figures(&f.loadgen, f.steady),
+        server: f
+            .server
+            .map(|s| process_figures(&s, f.steady, f.messages_steady)),
+        loadgen: process_figures(&f.loadgen, f.steady, f.messages_steady),
         machine: machine_figures(&f),
         fd_limit: report::FdFigures {
             wanted: fd.wanted,
@@ -384,12 +395,14 @@ fn machine_figures(f: &Figures) -> Option<report::MachineFigures> {
     })
 }
 
-/// Samples at: start, steady start, steady end, end.
-fn process_figures(s: &[Sample; 4], steady: Duration) -> report::ProcessFigures {
+/// Samples at: start, steady start, steady end, end; `messages` were delivered in between.
+fn process_figures(s: &[Sample; 4], steady: Duration, messages: u64) -> report::ProcessFigures {
+    let cpu_steady = s[2].cpu.saturating_sub(s[1].cpu).as_secs_f64();
     report::ProcessFigures {
-        cpu_cores_steady: (s[2].cpu.saturating_sub(s[1].cpu)).as_secs_f64()
-            / steady.as_secs_f64().max(1e-9),
+        cpu_cores_steady: cpu_steady / steady.as_secs_f64().max(1e-9),
         cpu_secs: s[3].cpu.saturating_sub(s[0].cpu).as_secs_f64(),
+        cpu_secs_steady: cpu_steady,
+        cpu_us_per_message_steady: cpu_steady * 1e6 / messages.max(1) as f64,
         rss_start_kib: s[0].rss_kib,
         rss_steady_kib: s[2].rss_kib,
         peak_rss_kib: s.iter().map(|x| x.peak_rss_kib).max().unwrap_or(0),

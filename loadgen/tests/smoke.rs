@@ -101,10 +101,18 @@ async fn hundreds_of_players_receive_every_placement_in_order() {
             "60",
             "--grace",
             "1s",
+            "--check-players",
+            "100",
         ],
     )
     .await;
     assert_clean(&report);
+    // 100 asked for, and the placers among the rest; the others only counted after painting.
+    assert!(
+        (100..300).contains(&report.players.checked),
+        "{}",
+        report.table()
+    );
     assert!(
         report.placements.acked > 50,
         "placements were acknowledged\n{}",
