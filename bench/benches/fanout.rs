@@ -1,6 +1,6 @@
 //! Fan-out of one batch to many subscribers, as the edge's tile hub does it: the message is
-//! wrapped once in a `SharedFrame`, an `Arc` of it is queued to every client's bounded channel,
-//! and each client's writer takes it out and asks for its encoding (made once, then cloned).
+//! wrapped once in a `SharedFrame`, an `Arc` of it is queued to every client's bounded outbox,
+//! and each client's connection takes it out and asks for its encoding (made once, then cloned).
 
 // `criterion_group!` makes public functions that cannot carry docs.
 #![allow(missing_docs)]
@@ -8,7 +8,7 @@
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use place_bench::fixtures;
 use place_edge::frame::{Format, SharedFrame};
-use place_edge::hub::Outbound;
+use place_edge::outbox;
 use place_protocol::ServerMessage;
 use place_tiles::TileId;
 
@@ -21,10 +21,7 @@ fn fan_out(c: &mut Criterion) {
             b.iter_batched_ref(
                 || {
                     (0..subscribers)
-                        .map(|_| {
-                            let (out, rx, _lag) = Outbound::channel(1024);
-                            (out, rx)
-                        })
+                        .map(|_| outbox::channel(1024))
                         .collect::<Vec<_>>()
                 },
                 |clients| {
@@ -36,8 +33,12 @@ fn fan_out(c: &mut Criterion) {
                     for (out, _) in clients.iter() {
                         out.send(std::sync::Arc::clone(&frame));
                     }
-                    for (_, rx) in clients.iter_mut() {
-                        if let Ok(frame) = rx.try_recv() {
+                    let mut cx =
+                        std::task::Context::from_waker(futures_util::task::noop_waker_ref());
+                    let mut taken = std::collections::VecDeque::new();
+                    for (_, inbox) in clients.iter() {
+                        let _ = inbox.poll_take(&mut cx, &mut taken, 64);
+                        for frame in taken.drain(..) {
                             black_box(frame.to_ws(Format::Binary));
                         }
                     }

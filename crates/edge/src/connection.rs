@@ -1,17 +1,23 @@
 //! One player's WebSocket, from welcome to close.
 //!
-//! Two halves run side by side: the reader decodes each frame (binary or JSON by the frame's
-//! kind), throttles floods and acts on the message; the writer sends the client's queue of frames
-//! in the client's format, pings, and closes the socket when asked (flood, lag, shutdown).
-//! Every bad frame gets an error answer and leaves the connection usable.
+//! One task owns the socket, reading and writing it in a single poll loop (no `split()` lock):
+//! it decodes each frame the client sends (binary or JSON by the frame's kind), throttles floods
+//! and acts on the message; it writes the frames queued in the client's
+//! [`Inbox`](crate::outbox::Inbox) in the client's format, every frame ready at once followed by
+//! one flush (one `send` system call); and it closes the socket when asked (flood, lag, a stalled
+//! write, silence, a session that ended, shutdown). The task has no timer and waits on nothing
+//! but its socket and its inbox: pings, write deadlines, shutdown and live changes come from
+//! the edge's one keeper ([`crate::sockets`]). Every bad frame gets an error answer and leaves
+//! the connection usable.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
+use std::future::poll_fn;
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use place_protocol::{
@@ -21,12 +27,13 @@ use place_protocol::{
 use place_shard::{PlaceError, PlaceRequest};
 use place_store::User;
 use place_tiles::TileId;
-use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, info_span, Instrument};
 
 use crate::accounts::{Admission, Origin};
 use crate::frame::{Format, SharedFrame};
-use crate::hub::{ConnId, LagSignal, Outbound};
+use crate::hub::ConnId;
+use crate::outbox::{self, Ending, Inbox, Outbound};
+use crate::sockets::Heard;
 use crate::{now_ms, Edge};
 
 /// Frames a client may have queued before it counts as lagging (closed with 4000).
@@ -39,9 +46,7 @@ const FRAME_BURST: u32 = 100;
 const MAX_DROPPED: u32 = 200;
 /// The window in which dropped frames are counted.
 const FLOOD_WINDOW: Duration = Duration::from_secs(10);
-/// A write (a flush of queued frames, or a ping) that cannot complete in this time means the
-/// client stopped reading: it is closed (4000) and its memory released.
-pub const WRITE_STALL: Duration = Duration::from_secs(8);
+pub use crate::sockets::WRITE_STALL;
 /// The most time spent writing a close frame or the answers queued before it.
 const CLOSE_WRITE: Duration = Duration::from_secs(1);
 /// How long a closing connection waits for the other side of the close handshake.
@@ -50,6 +55,8 @@ const CLOSE_HANDSHAKE: Duration = Duration::from_secs(2);
 /// placed (`retryAfter`): about the time a failover takes to give a dead shard's tiles new
 /// owners, so a page retrying every second sees its pixel placed within a few tries.
 pub const RETRY_UNAVAILABLE_AFTER: Duration = Duration::from_secs(1);
+/// Most frames written with one flush (one `send` system call).
+const FRAMES_PER_FLUSH: usize = 64;
 
 /// Close codes (see `docs/PROTOCOL.md`).
 pub mod close_code {
@@ -67,32 +74,26 @@ pub mod close_code {
     pub const UNAUTHORIZED: u16 = 4401;
 }
 
-enum Control {
-    Close(u16, &'static str),
-    Stop,
-}
-
 /// Runs one connection to its end. `session` is the id the user was found by, so that the
 /// connection closes when that session ends.
 /// `network` is the client's network, for its per-network placement budget.
 pub async fn run(
     edge: Arc<Edge>,
-    socket: WebSocket,
+    mut socket: WebSocket,
     user: Option<User>,
     session: String,
     format: Format,
     network: std::net::IpAddr,
 ) {
-    let (mut sink, stream) = socket.split();
     let Some(user) = user else {
         let error = ErrorMessage::new(
             ErrorCode::Unauthorized,
             "no valid session: POST /api/v1/auth/guest first",
         );
-        let _ = sink
+        let _ = socket
             .send(SharedFrame::new(ServerMessage::Error(error)).to_ws(format))
             .await;
-        let _ = sink
+        let _ = socket
             .send(close(close_code::UNAUTHORIZED, "unauthorized"))
             .await;
         return;
@@ -100,9 +101,8 @@ pub async fn run(
     let conn = edge.next_conn_id();
     let user_id = user.id;
     edge.count_online(user_id, true);
-    let span = info_span!("connection", conn, user_id = user.id);
-    let (outbound, frames, lag) = Outbound::channel(OUTBOUND_QUEUE);
-    let (control_tx, control_rx) = mpsc::channel(2);
+    let (outbound, inbox) = outbox::channel(OUTBOUND_QUEUE);
+    let heard = Arc::new(Heard::default());
 
     let welcome = Welcome {
         user_id: user.id.to_string(),
@@ -115,127 +115,44 @@ pub async fn run(
         canvas_info: edge.canvas_info(),
     };
     outbound.send(SharedFrame::new(ServerMessage::Welcome(welcome)));
+    edge.sockets
+        .add(&edge, conn, (user_id, &session), &outbound, &heard);
 
-    let live = follow_live(
-        Arc::clone(&edge),
-        user.id,
-        session,
-        outbound.clone(),
-        control_tx.clone(),
-    );
-    let heard = Arc::new(Heard::new());
     let origin = Origin {
         network,
         budget_per_minute: edge.config.limits.placements_per_address_per_minute,
     };
-    let mut reader = Reader {
-        origin,
-        heard: Arc::clone(&heard),
-        edge: Arc::clone(&edge),
-        conn,
-        user,
-        outbound,
-        subscribed: HashSet::new(),
-        limiter: RateLimiter::direct(
-            Quota::per_second(NonZeroU32::new(FRAMES_PER_SECOND).unwrap_or(NonZeroU32::MIN))
-                .allow_burst(NonZeroU32::new(FRAME_BURST).unwrap_or(NonZeroU32::MIN)),
-        ),
-        dropped: 0,
-        dropped_since: std::time::Instant::now(),
-        control: control_tx,
+    let mut connection = Connection {
+        socket,
+        inbox,
+        format,
+        unsent: VecDeque::new(),
+        written: Vec::with_capacity(FRAMES_PER_FLUSH),
+        flushing: false,
+        reader: Reader {
+            origin,
+            heard,
+            edge: Arc::clone(&edge),
+            conn,
+            user,
+            outbound,
+            subscribed: HashSet::new(),
+            limiter: RateLimiter::direct(
+                Quota::per_second(NonZeroU32::new(FRAMES_PER_SECOND).unwrap_or(NonZeroU32::MIN))
+                    .allow_burst(NonZeroU32::new(FRAME_BURST).unwrap_or(NonZeroU32::MIN)),
+            ),
+            dropped: 0,
+            dropped_since: std::time::Instant::now(),
+        },
     };
-    async move {
-        debug!("connected");
-        {
-            let writer = write_frames(Writer {
-                sink,
-                frames,
-                lag,
-                control: control_rx,
-                shutdown: edge.shutdown.clone(),
-                format,
-                heard: Arc::clone(&heard),
-                ping_every: edge.config.limits.ping_interval,
-            });
-            let reading = async {
-                // Live changes are followed while the client is read; both end together.
-                tokio::select! {
-                    _ = reader.read_frames(stream) => {}
-                    _ = live => {}
-                }
-            };
-            tokio::pin!(writer);
-            tokio::pin!(reading);
-            // Whichever half ends first, give the other a moment: the writer to send its close frame,
-            // the reader to see the client's answer to it (closing with unread input would reset
-            // the connection before the client reads the close frame).
-            tokio::select! {
-                _ = &mut writer => {
-                    let _ = tokio::time::timeout(CLOSE_HANDSHAKE, &mut reading).await;
-                }
-                _ = &mut reading => {
-                    let _ = tokio::time::timeout(CLOSE_HANDSHAKE, &mut writer).await;
-                }
-            }
-        }
-        edge.hub.unsubscribe(conn, reader.subscribed.drain());
-        edge.count_online(user_id, false);
-        debug!("disconnected");
-    }
-    .instrument(span)
-    .await;
-}
-
-/// Tells the client when the cooldown changes (its new wait under the new cooldown), and closes
-/// the connection (4401) when its session ends. Returns only when it has closed it.
-async fn follow_live(
-    edge: Arc<Edge>,
-    user_id: i64,
-    session: String,
-    outbound: Outbound,
-    control: mpsc::Sender<Control>,
-) {
-    let mut cooldown = edge.live.watch_cooldown();
-    cooldown.borrow_and_update();
-    let mut ended = edge.live.watch_sessions_ended();
-    loop {
-        tokio::select! {
-            changed = cooldown.changed() => {
-                if changed.is_err() {
-                    return std::future::pending().await;
-                }
-                let cooldown_ms = *cooldown.borrow_and_update();
-                let remaining = edge
-                    .accounts
-                    .cooldown_remaining(user_id, now_ms(), cooldown_ms as i64)
-                    .await
-                    .unwrap_or(0);
-                outbound.send(SharedFrame::new(ServerMessage::Cooldown {
-                    cooldown: (cooldown_ms / 1000) as u32,
-                    cooldown_remaining: remaining as u64,
-                }));
-            }
-            id = ended.recv() => {
-                let ours = match id {
-                    Ok(id) => *id == *session,
-                    // Too many ended at once to follow one by one: ask the store.
-                    Err(broadcast::error::RecvError::Lagged(_)) => matches!(
-                        edge.accounts.session_user(&session, now_ms()).await,
-                        Ok(None)
-                    ),
-                    Err(broadcast::error::RecvError::Closed) => {
-                        return std::future::pending().await;
-                    }
-                };
-                if ours {
-                    let _ = control
-                        .send(Control::Close(close_code::UNAUTHORIZED, "session ended"))
-                        .await;
-                    return;
-                }
-            }
-        }
-    }
+    debug!(conn, user_id, "connected");
+    let ending = poll_fn(|cx| connection.poll_serve(cx)).await;
+    connection.finish(ending).await;
+    edge.sockets.remove(conn);
+    edge.hub
+        .unsubscribe(conn, connection.reader.subscribed.drain());
+    edge.count_online(user_id, false);
+    debug!(conn, user_id, why = ending.why, "disconnected");
 }
 
 /// A read failed because the client sent a message or frame over the hard limit.
@@ -253,207 +170,168 @@ fn close(code: u16, reason: &'static str) -> Message {
     }))
 }
 
-/// What the writing half of a connection works with.
-struct Writer {
-    sink: SplitSink<WebSocket, Message>,
-    frames: mpsc::Receiver<Arc<SharedFrame>>,
-    lag: Arc<LagSignal>,
-    control: mpsc::Receiver<Control>,
-    shutdown: tokio_util::sync::CancellationToken,
+/// One connection: its socket, its queue, and what it read.
+struct Connection {
+    socket: WebSocket,
+    inbox: Inbox,
     format: Format,
-    heard: Arc<Heard>,
-    ping_every: Duration,
+    /// Frames taken from the inbox, not yet handed to the socket.
+    unsent: VecDeque<Arc<SharedFrame>>,
+    /// Frames handed to the socket, kept until their flush is done: a batch's broadcast latency
+    /// is taken when the last socket it went to has written it.
+    written: Vec<Arc<SharedFrame>>,
+    /// Something was handed to the socket and not yet flushed.
+    flushing: bool,
+    reader: Reader,
 }
 
-/// How a writer ends: with a close frame (its code, reason, and the label it is counted by), or
-/// quietly because the socket is gone.
-struct Ending {
-    close: Option<(u16, &'static str)>,
-    why: &'static str,
-}
-
-impl Ending {
-    const GONE: Ending = Ending {
-        close: None,
-        why: "gone",
-    };
-
-    fn close(code: u16, reason: &'static str, why: &'static str) -> Self {
-        Ending {
-            close: Some((code, reason)),
-            why,
+impl Connection {
+    /// Reads and writes until the connection is to end, and says how.
+    fn poll_serve(&mut self, cx: &mut Context<'_>) -> Poll<Ending> {
+        loop {
+            if let Poll::Ready(ending) = self.poll_read(cx) {
+                return Poll::Ready(ending);
+            }
+            // While frames wait for the socket, only the signals are looked at: the queue
+            // behind them fills, and overflows into the lagging signal.
+            let max = if self.unsent.is_empty() {
+                FRAMES_PER_FLUSH
+            } else {
+                0
+            };
+            let mut ping = false;
+            if let Poll::Ready(signals) = self.inbox.poll_take(cx, &mut self.unsent, max) {
+                if let Some(ending) = signals.ending {
+                    return Poll::Ready(ending);
+                }
+                ping = signals.ping;
+            }
+            match self.poll_write(cx, ping) {
+                Poll::Ready(Ok(true)) => continue,
+                Poll::Ready(Ok(false)) | Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(())) => return Poll::Ready(Ending::GONE),
+            }
         }
     }
 
-    fn shutdown() -> Self {
-        Self::close(close_code::GOING_AWAY, "server shutting down", "shutdown")
-    }
-
-    fn lagging() -> Self {
-        Self::close(
-            close_code::LAGGING,
-            "too far behind: reconnect and resubscribe",
-            "lagging",
-        )
-    }
-}
-
-/// What the writer does next.
-enum Work {
-    Frames(Arc<SharedFrame>),
-    Ping,
-}
-
-/// Sends the client's frames, pings it, and closes the socket when asked (flood, session ended),
-/// at shutdown, when the client falls behind, when a write cannot complete within
-/// [`WRITE_STALL`] (a client that stopped reading), or when nothing was heard from it for
-/// twice the ping interval. A write in progress never holds those back: it is raced against them.
-async fn write_frames(writer: Writer) {
-    let Writer {
-        mut sink,
-        mut frames,
-        lag,
-        mut control,
-        shutdown,
-        format,
-        heard,
-        ping_every,
-    } = writer;
-    let mut ping = tokio::time::interval(ping_every);
-    ping.reset();
-    // A client not heard from (no frame, no pong) for this long is closed (4002).
-    let silence_limit = ping_every * 2 + Duration::from_secs(1);
-    let mut written = Vec::with_capacity(FRAMES_PER_FLUSH);
-    let ending = loop {
-        let work = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break Ending::shutdown(),
-            _ = lag.wait() => break Ending::lagging(),
-            command = control.recv() => break on_control(command, &mut sink, &mut frames, format).await,
-            frame = frames.recv() => match frame {
-                Some(frame) => Work::Frames(frame),
-                None => break Ending::GONE,
-            },
-            _ = ping.tick() => {
-                if heard.silent_for() > silence_limit {
-                    break Ending::close(close_code::UNRESPONSIVE, "no answer to pings", "unresponsive");
+    /// Handles every message the client sent that is ready.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Ending> {
+        loop {
+            let message = match self.socket.poll_next_unpin(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => return Poll::Ready(Ending::GONE),
+                Poll::Ready(Some(Err(error))) => {
+                    debug!(conn = self.reader.conn, %error, "read failed");
+                    return Poll::Ready(if is_too_big(error) {
+                        Ending::after_queued(close_code::TOO_BIG, "message too big")
+                    } else {
+                        Ending::GONE
+                    });
                 }
-                Work::Ping
+                Poll::Ready(Some(Ok(message))) => message,
+            };
+            self.reader.heard.now();
+            if let Some(ending) = self.reader.on_message(message) {
+                return Poll::Ready(ending);
             }
+        }
+    }
+
+    /// Hands the unsent frames (and a ping) to the socket and flushes them. `Ok(true)`: all
+    /// flushed and maybe more to take; `Ok(false)`: nothing to do; pending: the socket is full.
+    fn poll_write(&mut self, cx: &mut Context<'_>, ping: bool) -> Poll<Result<bool, ()>> {
+        if ping {
+            // A ping goes out with the next flush, ahead of frames not yet handed over.
+            match self.socket.poll_ready_unpin(cx) {
+                Poll::Ready(Ok(())) => {
+                    if self
+                        .socket
+                        .start_send_unpin(Message::Ping(Default::default()))
+                        .is_err()
+                    {
+                        return Poll::Ready(Err(()));
+                    }
+                    self.flushing = true;
+                }
+                Poll::Ready(Err(_)) => return Poll::Ready(Err(())),
+                // The socket is full: the keeper's stall deadline covers this client.
+                Poll::Pending => {}
+            }
+        }
+        let had_work = !self.unsent.is_empty() || self.flushing;
+        while let Some(frame) = self.unsent.front() {
+            match self.socket.poll_ready_unpin(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_)) => return Poll::Ready(Err(())),
+                Poll::Pending => break,
+            }
+            if self
+                .socket
+                .start_send_unpin(frame.to_ws(self.format))
+                .is_err()
+            {
+                return Poll::Ready(Err(()));
+            }
+            self.flushing = true;
+            if let Some(frame) = self.unsent.pop_front() {
+                self.written.push(frame);
+            }
+        }
+        if !self.flushing {
+            return Poll::Ready(Ok(false));
+        }
+        match self.socket.poll_flush_unpin(cx) {
+            Poll::Ready(Ok(())) => {
+                self.flushing = false;
+                self.written.clear();
+                self.inbox.set_blocked(false);
+                Poll::Ready(Ok(had_work))
+            }
+            Poll::Ready(Err(_)) => Poll::Ready(Err(())),
+            Poll::Pending => {
+                self.inbox.set_blocked(true);
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Closes the connection as `ending` says, each step bounded: the answers queued before a
+    /// close asked by the connection itself, the close frame, then the client's answer to it
+    /// (closing with unread input would reset the connection before the client reads the
+    /// close frame).
+    async fn finish(&mut self, ending: Ending) {
+        metrics::counter!(crate::telemetry::WEBSOCKETS_CLOSED, "why" => ending.why).increment(1);
+        let format = self.format;
+        let Some((code, reason)) = ending.close else {
+            // The client closed (its close frame is answered by this flush) or is gone.
+            let _ = tokio::time::timeout(CLOSE_WRITE, self.socket.close()).await;
+            return;
         };
+        let queued: Vec<Arc<SharedFrame>> = if ending.flush_queued {
+            self.unsent.drain(..).chain(self.inbox.take_all()).collect()
+        } else {
+            Vec::new()
+        };
+        let socket = &mut self.socket;
         let write = async {
-            match work {
-                Work::Frames(frame) => {
-                    send_ready(&mut sink, &mut frames, frame, format, &mut written).await
-                }
-                Work::Ping => sink.send(Message::Ping(Default::default())).await,
+            for frame in queued {
+                socket.feed(frame.to_ws(format)).await?;
             }
+            socket.send(close(code, reason)).await
         };
-        let interrupted = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => Some(Ending::shutdown()),
-            _ = lag.wait() => Some(Ending::lagging()),
-            command = control.recv() => Some(match command {
-                Some(Control::Close(code, reason)) => Ending::close(code, reason, reason),
-                Some(Control::Stop) | None => Ending::GONE,
-            }),
-            result = tokio::time::timeout(WRITE_STALL, write) => match result {
-                Ok(Ok(())) => None,
-                Ok(Err(_)) => Some(Ending::GONE),
-                Err(_) => Some(Ending::close(close_code::LAGGING, "not reading: reconnect and resubscribe", "stalled")),
-            },
-        };
-        // Frames are released once flushed: a batch's broadcast latency is taken when the last
-        // socket it went to has written it.
-        written.clear();
-        if let Some(ending) = interrupted {
-            break ending;
-        }
-    };
-    metrics::counter!(crate::telemetry::WEBSOCKETS_CLOSED, "why" => ending.why).increment(1);
-    if let Some((code, reason)) = ending.close {
         // A client that stopped reading may never take the close frame: bounded, then dropped.
-        let _ = tokio::time::timeout(CLOSE_WRITE, sink.send(close(code, reason))).await;
-    }
-    let _ = tokio::time::timeout(CLOSE_WRITE, sink.close()).await;
-}
-
-/// A close asked by the reader or the live changes: the answers already queued (the errors
-/// that explain the close) go out first, within [`CLOSE_WRITE`].
-async fn on_control(
-    command: Option<Control>,
-    sink: &mut SplitSink<WebSocket, Message>,
-    frames: &mut mpsc::Receiver<Arc<SharedFrame>>,
-    format: Format,
-) -> Ending {
-    match command {
-        Some(Control::Close(code, reason)) => {
-            let flush = async {
-                while let Ok(frame) = frames.try_recv() {
-                    if sink.send(frame.to_ws(format)).await.is_err() {
+        if let Ok(Ok(())) = tokio::time::timeout(CLOSE_WRITE, write).await {
+            let answer = async {
+                while let Some(Ok(message)) = self.socket.next().await {
+                    if matches!(message, Message::Close(_)) {
                         break;
                     }
                 }
             };
-            let _ = tokio::time::timeout(CLOSE_WRITE, flush).await;
-            Ending::close(code, reason, reason)
+            let _ = tokio::time::timeout(CLOSE_HANDSHAKE, answer).await;
         }
-        Some(Control::Stop) | None => Ending::GONE,
+        let _ = tokio::time::timeout(CLOSE_WRITE, self.socket.close()).await;
     }
-}
-
-/// When the client was last heard from (any frame, pongs included).
-#[derive(Debug)]
-struct Heard {
-    since: std::time::Instant,
-    last_ms: std::sync::atomic::AtomicU64,
-}
-
-impl Heard {
-    fn new() -> Self {
-        Self {
-            since: std::time::Instant::now(),
-            last_ms: std::sync::atomic::AtomicU64::new(0),
-        }
-    }
-
-    fn now(&self) {
-        let ms = u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    fn silent_for(&self) -> Duration {
-        let last = Duration::from_millis(self.last_ms.load(std::sync::atomic::Ordering::Relaxed));
-        self.since.elapsed().saturating_sub(last)
-    }
-}
-
-/// Most frames written with one flush (one `send` system call).
-const FRAMES_PER_FLUSH: usize = 64;
-
-/// Writes `first` and every frame already queued behind it (up to [`FRAMES_PER_FLUSH`]), then
-/// flushes once: under load a socket gets one system call for many small frames instead of one
-/// each (a profile of fan-out showed half the server's CPU in `sendto`). The frames written are
-/// kept in `written` until the flush is done.
-async fn send_ready(
-    sink: &mut SplitSink<WebSocket, Message>,
-    frames: &mut mpsc::Receiver<Arc<SharedFrame>>,
-    first: Arc<SharedFrame>,
-    format: Format,
-    written: &mut Vec<Arc<SharedFrame>>,
-) -> Result<(), axum::Error> {
-    sink.feed(first.to_ws(format)).await?;
-    written.push(first);
-    for _ in 1..FRAMES_PER_FLUSH {
-        match frames.try_recv() {
-            Ok(frame) => {
-                sink.feed(frame.to_ws(format)).await?;
-                written.push(frame);
-            }
-            Err(_) => break,
-        }
-    }
-    sink.flush().await
 }
 
 struct Reader {
@@ -467,70 +345,45 @@ struct Reader {
     limiter: DefaultDirectRateLimiter,
     dropped: u32,
     dropped_since: std::time::Instant,
-    control: mpsc::Sender<Control>,
 }
 
 impl Reader {
-    async fn read_frames(&mut self, mut stream: SplitStream<WebSocket>) {
-        while let Some(next) = stream.next().await {
-            self.heard.now();
-            let message = match next {
-                Ok(message) => message,
-                Err(error) => {
-                    debug!(%error, "read failed");
-                    if is_too_big(error) {
-                        let _ = self
-                            .control
-                            .send(Control::Close(close_code::TOO_BIG, "message too big"))
-                            .await;
-                    }
-                    break;
-                }
-            };
-            if matches!(message, Message::Close(_)) {
-                break;
-            }
-            if matches!(message, Message::Ping(_) | Message::Pong(_)) {
-                continue;
-            }
-            // A flood is refused before its frames cost a decode.
-            if self.limiter.check().is_err() {
-                if self.dropped_since.elapsed() > FLOOD_WINDOW {
-                    self.dropped = 0;
-                    self.dropped_since = std::time::Instant::now();
-                }
-                self.dropped += 1;
-                if self.dropped >= MAX_DROPPED {
-                    let _ = self
-                        .control
-                        .send(Control::Close(close_code::POLICY, "too many messages"))
-                        .await;
-                    // Read (and ignore) what the client still sends until it answers the close:
-                    // closing with unread input would reset the connection under the close frame.
-                    while let Some(message) = stream.next().await {
-                        if let Ok(Message::Close(_)) = message {
-                            break;
-                        }
-                    }
-                    return;
-                }
-                metrics::counter!(crate::telemetry::RATE_LIMIT_HITS, "why" => "flood").increment(1);
-                let error =
-                    ErrorMessage::new(ErrorCode::RateLimited, "too many messages: slow down");
-                self.reply(ServerMessage::Error(error));
-                continue;
-            }
-            let decoded = match &message {
-                Message::Binary(bytes) => binary::decode_client(bytes),
-                Message::Text(text) => json::decode_client(text.as_str()),
-                Message::Close(_) | Message::Ping(_) | Message::Pong(_) => continue,
-            };
-            match decoded {
-                Ok(message) => self.handle(message),
-                Err(e) => self.reply(ServerMessage::Error(e.to_error_message())),
-            }
+    /// Acts on one message from the client; `Some` when the connection is to close.
+    fn on_message(&mut self, message: Message) -> Option<Ending> {
+        if matches!(message, Message::Close(_)) {
+            return Some(Ending::GONE);
         }
-        let _ = self.control.send(Control::Stop).await;
+        if matches!(message, Message::Ping(_) | Message::Pong(_)) {
+            return None;
+        }
+        // A flood is refused before its frames cost a decode.
+        if self.limiter.check().is_err() {
+            if self.dropped_since.elapsed() > FLOOD_WINDOW {
+                self.dropped = 0;
+                self.dropped_since = std::time::Instant::now();
+            }
+            self.dropped += 1;
+            if self.dropped >= MAX_DROPPED {
+                return Some(Ending::after_queued(
+                    close_code::POLICY,
+                    "too many messages",
+                ));
+            }
+            metrics::counter!(crate::telemetry::RATE_LIMIT_HITS, "why" => "flood").increment(1);
+            let error = ErrorMessage::new(ErrorCode::RateLimited, "too many messages: slow down");
+            self.reply(ServerMessage::Error(error));
+            return None;
+        }
+        let decoded = match &message {
+            Message::Binary(bytes) => binary::decode_client(bytes),
+            Message::Text(text) => json::decode_client(text.as_str()),
+            Message::Close(_) | Message::Ping(_) | Message::Pong(_) => return None,
+        };
+        match decoded {
+            Ok(message) => self.handle(message),
+            Err(e) => self.reply(ServerMessage::Error(e.to_error_message())),
+        }
+        None
     }
 
     fn reply(&self, message: ServerMessage) {

@@ -32,8 +32,10 @@ use crate::{admin, auth, connection, history, now_ms, Edge};
 const CANVAS_IMAGE_TTL: Duration = Duration::from_secs(1);
 /// Hard limit on one WebSocket message; between 64 KiB and this the client gets `BAD_REQUEST`.
 const WS_MAX_MESSAGE: usize = 1 << 20;
-/// Initial WebSocket read buffer per connection.
+/// WebSocket write buffer per connection: frames queued together are written with one flush.
 const WS_BUFFER: usize = 4 * 1024;
+/// The WebSocket read buffer: players send subscriptions and placements of a few hundred bytes.
+const WS_READ_BUFFER: usize = 512;
 
 /// The edge's routes.
 pub fn app(edge: Arc<Edge>) -> Router {
@@ -486,8 +488,10 @@ async fn websocket(
         .max_frame_size(WS_MAX_MESSAGE)
         // tungstenite's defaults (128 KiB each way) would cost every idle player 256 KiB;
         // players send a few bytes and receive small frames, so start small (buffers grow when
-        // a large frame needs it).
-        .read_buffer_size(WS_BUFFER)
+        // a large frame needs it). The read buffer is zeroed up to this size at every look at
+        // the socket (each time the connection task wakes, for a frame to write as much as for
+        // one to read): it is kept smaller still.
+        .read_buffer_size(WS_READ_BUFFER)
         // Frames queued together are buffered up to this much and written with one flush.
         .write_buffer_size(WS_BUFFER)
         .on_upgrade(move |socket| {

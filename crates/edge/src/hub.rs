@@ -12,7 +12,6 @@
 //! order the hub decided them.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -22,70 +21,14 @@ use place_cluster::ClusterClient;
 use place_protocol::ServerMessage;
 use place_shard::{ShardHandle, ShardMessage, SubscriberId, TileBatch, TileSnapshot};
 use place_tiles::{Catchup, Tile, TileId};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use crate::frame::SharedFrame;
+use crate::outbox::Outbound;
 
 /// Identifies a client connection.
 pub type ConnId = u64;
-
-/// The sending half of a client's queue of outgoing frames.
-#[derive(Debug, Clone)]
-pub struct Outbound {
-    frames: mpsc::Sender<Arc<SharedFrame>>,
-    lagged: Arc<LagSignal>,
-}
-
-/// Set when a client's queue overflowed: its connection closes (4000) and the client resyncs.
-#[derive(Debug, Default)]
-pub struct LagSignal {
-    lagged: AtomicBool,
-    notify: Notify,
-}
-
-impl LagSignal {
-    /// Waits until the client is marked as lagging.
-    pub async fn wait(&self) {
-        loop {
-            let notified = self.notify.notified();
-            if self.lagged.load(Ordering::Acquire) {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-impl Outbound {
-    /// A queue of `capacity` frames.
-    pub fn channel(capacity: usize) -> (Self, mpsc::Receiver<Arc<SharedFrame>>, Arc<LagSignal>) {
-        let (frames, receiver) = mpsc::channel(capacity);
-        let lagged = Arc::new(LagSignal::default());
-        (
-            Self {
-                frames,
-                lagged: Arc::clone(&lagged),
-            },
-            receiver,
-            lagged,
-        )
-    }
-
-    /// Queues a frame; returns false when the client is gone. A full queue marks the client as
-    /// lagging rather than blocking anyone.
-    pub fn send(&self, frame: Arc<SharedFrame>) -> bool {
-        match self.frames.try_send(frame) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.lagged.lagged.store(true, Ordering::Release);
-                self.lagged.notify.notify_waiters();
-                true
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
-    }
-}
 
 enum ShardCommand {
     Subscribe(TileId, Option<u64>),

@@ -47,10 +47,12 @@ pub mod hub;
 pub mod live;
 pub mod login_limit;
 pub mod moderation;
+pub mod outbox;
 pub mod ring_admin;
 pub mod server;
 pub mod session;
 pub mod shards;
+pub mod sockets;
 pub mod telemetry;
 pub mod templates;
 pub mod timelapse;
@@ -168,6 +170,8 @@ pub struct Edge {
     sockets_per_session: server::KeyedCounter<String>,
     /// Open WebSockets per client network, capped at `limits.max_websockets_per_address`.
     sockets_per_address: server::KeyedCounter<IpAddr>,
+    /// Every open WebSocket, looked after by one keeper (pings, stalls, shutdown, live changes).
+    sockets: sockets::Sockets,
 }
 
 impl Edge {
@@ -205,7 +209,9 @@ impl Edge {
             challenges,
             sockets_per_session: server::KeyedCounter::default(),
             sockets_per_address: server::KeyedCounter::default(),
+            sockets: sockets::Sockets::default(),
         });
+        tokio::spawn(sockets::keep(Arc::downgrade(&edge)));
         telemetry::handle();
         tokio::spawn(prune_cooldowns(Arc::downgrade(&edge)));
         if matches!(edge.accounts, Accounts::Shared(_)) {
