@@ -343,19 +343,26 @@ impl Edge {
         }
     }
 
-    /// Counts a user's WebSocket in (`opened`) or out, for the online gauges.
+    /// Counts a user's WebSocket in (`opened`) or out, for the online gauges. Both gauges move
+    /// by steps (never set), so the process's figure is the sum over its edges.
     fn count_online(&self, user_id: i64, opened: bool) {
         if opened {
-            *self.online.entry(user_id).or_insert(0) += 1;
+            let mut sockets = self.online.entry(user_id).or_insert(0);
+            *sockets += 1;
+            if *sockets == 1 {
+                metrics::gauge!(telemetry::ACTIVE_USERS).increment(1.0);
+            }
             metrics::gauge!(telemetry::ACTIVE_CONNECTIONS).increment(1.0);
         } else {
-            self.online.remove_if_mut(&user_id, |_, n| {
+            let gone = self.online.remove_if_mut(&user_id, |_, n| {
                 *n -= 1;
                 *n == 0
             });
+            if gone.is_some() {
+                metrics::gauge!(telemetry::ACTIVE_USERS).decrement(1.0);
+            }
             metrics::gauge!(telemetry::ACTIVE_CONNECTIONS).decrement(1.0);
         }
-        metrics::gauge!(telemetry::ACTIVE_USERS).set(self.online.len() as f64);
     }
 
     /// A fresh id, unique in this process: names connections and placements in the logs.
