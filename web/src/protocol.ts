@@ -33,6 +33,8 @@ export const ERROR_CODES: Record<number, string> = {
   6: "BAD_REQUEST",
   7: "TOO_MANY_TILES",
   8: "UNAVAILABLE",
+  9: "REGION_LOCKED",
+  10: "REGION_REGISTERED_ONLY",
 };
 
 export interface CanvasInfo {

@@ -14,7 +14,12 @@ export function el<T extends HTMLElement>(id: string): T {
 export function rejectionText(code: string, message: string, cooldownMs?: number): string {
   switch (code) {
     case "RATE_LIMITED":
-      return cooldownMs !== undefined ? `Too soon: wait ${Math.ceil(cooldownMs / 1000)} s` : "Too many requests: slow down";
+      // Without a cooldown it is the network's budget or a slow region: the server says which.
+      return cooldownMs !== undefined ? `Too soon: wait ${Math.ceil(cooldownMs / 1000)} s` : message || "Too many requests: slow down";
+    case "REGION_LOCKED":
+      return "This area is locked by the moderators: nobody may place here now";
+    case "REGION_REGISTERED_ONLY":
+      return "Only registered players may place in this area: sign up to paint here";
     case "BANNED":
       return "You are banned from placing pixels";
     case "INVALID_COORDS":

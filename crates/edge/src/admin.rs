@@ -13,7 +13,7 @@ use std::time::Duration;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use axum_extra::extract::cookie::CookieJar;
 use place_store::{EventRecord, Rect, Selection, User};
@@ -23,6 +23,7 @@ use serde_json::{json, Value};
 use crate::cooldown::MAX_COOLDOWN_MS;
 use crate::error::AppError;
 use crate::moderation::{ModerationError, RollbackOutcome};
+use crate::regions::{NewRegion, RegionError};
 use crate::session::session_user;
 use crate::Edge;
 
@@ -48,6 +49,8 @@ pub fn routes() -> Router<Arc<Edge>> {
         .route("/api/v1/admin/users", get(find_users))
         .route("/api/v1/admin/users/{id}/placements", get(user_placements))
         .route("/api/v1/admin/pixel", get(pixel))
+        .route("/api/v1/admin/regions", get(regions).post(add_region))
+        .route("/api/v1/admin/regions/{id}", delete(delete_region))
 }
 
 /// The request's user, who must be an administrator.
@@ -378,6 +381,71 @@ async fn stats(State(edge): State<Arc<Edge>>, Admin(_): Admin) -> Result<Json<Va
         "cooldownSeconds": edge.cooldown_ms() / 1000,
         "shards": shards,
     })))
+}
+
+impl From<RegionError> for AppError {
+    fn from(e: RegionError) -> Self {
+        match e {
+            RegionError::Moderation(e) => e.into(),
+            e => AppError::BadRequest(e.to_string()),
+        }
+    }
+}
+
+/// `POST /api/v1/admin/regions`: a region's rectangle, mode and optional cooldown and end.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RegionParams {
+    #[serde(flatten)]
+    rect: RectParams,
+    mode: String,
+    cooldown_seconds: Option<u64>,
+    until: Option<i64>,
+}
+
+async fn regions(State(edge): State<Arc<Edge>>, Admin(_): Admin) -> Json<Value> {
+    Json(edge.regions().to_json(crate::now_ms()))
+}
+
+async fn add_region(
+    State(edge): State<Arc<Edge>>,
+    Admin(admin): Admin,
+    request: Result<Json<RegionParams>, JsonRejection>,
+) -> Result<(axum::http::StatusCode, Json<Value>), AppError> {
+    let params = body(request)?;
+    let rect = params
+        .rect
+        .rect(&edge)?
+        .ok_or_else(|| AppError::BadRequest("a region needs x, y, width and height".into()))?;
+    let mode = place_store::RegionMode::parse(&params.mode).ok_or_else(|| {
+        AppError::BadRequest(format!(
+            "mode {:?} is not one of locked, slow, registered",
+            params.mode
+        ))
+    })?;
+    let new = NewRegion {
+        rect,
+        mode,
+        cooldown: params.cooldown_seconds.map(Duration::from_secs),
+        until_ms: params.until,
+    };
+    let region = edge.add_region(admin.id, new).await?;
+    Ok((axum::http::StatusCode::CREATED, Json(region.to_json())))
+}
+
+async fn delete_region(
+    State(edge): State<Arc<Edge>>,
+    Admin(admin): Admin,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| AppError::BadRequest(format!("{id:?} is not a region id")))?;
+    let region = edge
+        .delete_region(&admin, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    Ok(Json(region.to_json()))
 }
 
 #[derive(Deserialize)]

@@ -485,6 +485,7 @@ impl Reader {
         let edge = Arc::clone(&self.edge);
         let outbound = self.outbound.clone();
         let user_id = self.user.id;
+        let placer = crate::regions::Placer::of(&self.user);
         let origin = self.origin;
         // A correlation id per placement (never 0, which means none), on every log line it
         // causes here and, carried over the wire, at the shard that applies it.
@@ -502,7 +503,7 @@ impl Reader {
                 let started = std::time::Instant::now();
                 let message = place_checked(
                     &edge,
-                    (user_id, origin),
+                    (user_id, placer, origin),
                     (x, y, color),
                     placement_id,
                     request_id,
@@ -536,11 +537,11 @@ fn record_placement(answer: &ServerMessage, color: u8, started: std::time::Insta
     }
 }
 
-/// The checks that need the shared account state (ban, cooldown, the network's budget), then
-/// the placement itself.
+/// The protected regions (from memory), the checks that need the shared account state (ban,
+/// cooldown, the network's budget), then the placement itself.
 async fn place_checked(
     edge: &Edge,
-    (user_id, origin): (i64, Origin),
+    (user_id, placer, origin): (i64, crate::regions::Placer, Origin),
     (x, y, color): (u32, u32, u8),
     placement_id: u64,
     request_id: Option<RequestId>,
@@ -549,12 +550,18 @@ async fn place_checked(
         ServerMessage::Error(ErrorMessage::new(code, message).with_request_id(request_id))
     };
     let now = now_ms();
+    let rule = edge.regions().rule(x, y, now, placer);
+    let cooldown_ms = match rule.cooldown_ms(edge.cooldown_ms()) {
+        Ok(cooldown_ms) => cooldown_ms,
+        Err(refusal) => return ServerMessage::Error(refusal.with_request_id(request_id)),
+    };
     let next = match edge
         .accounts
-        .admit_placement(user_id, origin, now, edge.cooldown_ms())
+        .admit_placement(user_id, origin, now, cooldown_ms)
         .await
     {
-        Ok(Admission::Admitted { next_at_ms }) => next_at_ms,
+        // The next placement outside any slow region.
+        Ok(Admission::Admitted { .. }) => now + edge.cooldown_ms(),
         Ok(Admission::Banned) => {
             return fail(
                 ErrorCode::Banned,
@@ -563,13 +570,9 @@ async fn place_checked(
             )
         }
         Ok(Admission::CoolingDown { remaining_ms }) => {
-            let mut error = ErrorMessage::new(
-                ErrorCode::RateLimited,
-                format!("cooldown: {:.1} s left", remaining_ms as f64 / 1000.0),
-            )
-            .with_request_id(request_id);
-            error.cooldown_remaining = Some(remaining_ms as u64);
-            return ServerMessage::Error(error);
+            return ServerMessage::Error(
+                rule.cooling_down(remaining_ms).with_request_id(request_id),
+            );
         }
         Ok(Admission::NetworkBusy { retry_ms }) => {
             metrics::counter!(crate::telemetry::RATE_LIMIT_HITS, "why" => "network").increment(1);

@@ -50,6 +50,7 @@ pub fn app(edge: Arc<Edge>) -> Router {
         .merge(crate::timelapse::routes(&edge))
         .merge(crate::templates::routes(&edge))
         .route("/api/v1/canvas/info", get(canvas_info))
+        .route("/api/v1/regions", get(regions))
         .route("/api/v1/tiles/{tx}/{ty}", get(tile))
         .route("/health", get(|| async { "ok" }))
         .route("/health/ready", get(ready))
@@ -201,6 +202,15 @@ async fn me(
 
 async fn canvas_info(State(edge): State<Arc<Edge>>) -> Json<place_protocol::CanvasInfo> {
     Json(edge.canvas_info())
+}
+
+/// The protected regions in force, for the page's outlines (from this edge's memory).
+async fn regions(State(edge): State<Arc<Edge>>) -> Response {
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(edge.regions().to_json(now_ms())),
+    )
+        .into_response()
 }
 
 /// The whole canvas, built from the shard's tiles at most once a second, with its gzip made at

@@ -48,6 +48,7 @@ pub mod live;
 pub mod login_limit;
 pub mod moderation;
 pub mod outbox;
+pub mod regions;
 pub mod ring_admin;
 pub mod server;
 pub mod session;
@@ -172,6 +173,8 @@ pub struct Edge {
     sockets_per_address: server::KeyedCounter<IpAddr>,
     /// Every open WebSocket, looked after by one keeper (pings, stalls, shutdown, live changes).
     sockets: sockets::Sockets,
+    /// The protected regions in force, checked on every placement.
+    regions: regions::RegionIndex,
 }
 
 impl Edge {
@@ -210,10 +213,12 @@ impl Edge {
             sockets_per_session: server::KeyedCounter::default(),
             sockets_per_address: server::KeyedCounter::default(),
             sockets: sockets::Sockets::default(),
+            regions: regions::RegionIndex::default(),
         });
         tokio::spawn(sockets::keep(Arc::downgrade(&edge)));
         telemetry::handle();
         tokio::spawn(prune_cooldowns(Arc::downgrade(&edge)));
+        tokio::spawn(regions::keep_current(Arc::downgrade(&edge)));
         if matches!(edge.accounts, Accounts::Shared(_)) {
             tokio::spawn(sync_admins(Arc::downgrade(&edge)));
         }

@@ -1,5 +1,6 @@
-//! Live changes every edge applies within a second: the cooldown an administrator sets, and
-//! sessions that end (logout), whose open WebSockets close at once.
+//! Live changes every edge applies within a second: the cooldown an administrator sets,
+//! sessions that end (logout), whose open WebSockets close at once, and changes of the protected
+//! regions (each edge reads them again from the store: [`crate::regions`]).
 //!
 //! In `place serve` an announcement is applied directly. In the cluster it is also published on
 //! the Redis channel `place:NAME:live`, and every edge applies what it receives there; the
@@ -37,6 +38,8 @@ pub enum LiveEvent {
         /// The session id.
         session: String,
     },
+    /// A protected region was made or deleted: read them again.
+    RegionsChanged,
 }
 
 /// An announcement could not be made.
@@ -135,6 +138,8 @@ impl RedisBus {
 pub struct LiveState {
     cooldown_ms: watch::Sender<u64>,
     sessions_ended: broadcast::Sender<Arc<str>>,
+    /// Counts announced changes of the regions.
+    regions_changed: watch::Sender<u64>,
 }
 
 impl LiveState {
@@ -143,6 +148,7 @@ impl LiveState {
         Self {
             cooldown_ms: watch::Sender::new(cooldown_ms),
             sessions_ended: broadcast::channel(64).0,
+            regions_changed: watch::Sender::new(0),
         }
     }
 
@@ -159,6 +165,11 @@ impl LiveState {
     /// Ids of sessions that end from now on.
     pub fn watch_sessions_ended(&self) -> broadcast::Receiver<Arc<str>> {
         self.sessions_ended.subscribe()
+    }
+
+    /// Announced changes of the regions.
+    pub fn watch_regions(&self) -> watch::Receiver<u64> {
+        self.regions_changed.subscribe()
     }
 
     /// Applies an event to this edge.
@@ -178,6 +189,7 @@ impl LiveState {
                 // No receiver means no open connection at all: nothing to close.
                 let _ = self.sessions_ended.send(session.as_str().into());
             }
+            LiveEvent::RegionsChanged => self.regions_changed.send_modify(|n| *n += 1),
         }
     }
 }

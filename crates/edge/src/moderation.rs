@@ -314,10 +314,21 @@ impl Edge {
         action: &str,
         details: &serde_json::Value,
     ) -> Result<i64, ModerationError> {
+        self.audit_as(actor.id, action, details).await
+    }
+
+    /// Writes one row of the audit log in the name of `actor_id` (a user, or
+    /// [`crate::regions::SERVER_ACTOR`] for what the server does by itself).
+    pub async fn audit_as(
+        &self,
+        actor_id: i64,
+        action: &str,
+        details: &serde_json::Value,
+    ) -> Result<i64, ModerationError> {
         Ok(self
             .accounts
             .moderation_store()
-            .append_audit(actor.id, action, &details.to_string())
+            .append_audit(actor_id, action, &details.to_string())
             .await?)
     }
 }

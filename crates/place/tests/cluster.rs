@@ -979,6 +979,20 @@ async fn moderation_across_edges_bans_settings_and_rollbacks() {
 }
 
 #[tokio::test]
+async fn protected_regions_reach_every_edge_within_a_second() {
+    let cluster = TestCluster::start(2, 2, 0).await;
+    let bases: Vec<String> = cluster.edges.iter().map(|(base, _)| base.clone()).collect();
+    let store = place::admin::UserStore::Cluster {
+        database_url: cluster.database_url.clone(),
+        name: cluster.name.clone(),
+        redis_url: cluster.redis_url.clone(),
+    };
+    let admin = common::moderation::admin_cookie(&store, &bases[0], "root").await;
+    common::regions::regions_hold_on_every_edge(&bases, &admin).await;
+    cluster.remove().await;
+}
+
+#[tokio::test]
 async fn history_is_read_from_postgresql_through_any_edge() {
     let cluster = TestCluster::start(2, 2, 0).await;
     let bases: Vec<String> = cluster.edges.iter().map(|(base, _)| base.clone()).collect();

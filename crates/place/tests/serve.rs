@@ -950,6 +950,35 @@ async fn moderation_rolls_back_to_exact_colours_and_the_log_still_replays() {
 }
 
 #[tokio::test]
+async fn protected_regions_hold_and_outlive_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(config(dir.path(), 64, 64, 0)).await;
+    let store = place::admin::UserStore::DataDir(dir.path().to_path_buf());
+    let admin = common::moderation::admin_cookie(&store, &server.base, "root").await;
+    let kept =
+        common::regions::regions_hold_on_every_edge(std::slice::from_ref(&server.base), &admin)
+            .await;
+    server.stop().await;
+    let server = Server::start(config(dir.path(), 64, 64, 0)).await;
+    let regions: serde_json::Value = reqwest::get(format!("{}/api/v1/regions", server.base))
+        .await
+        .expect("regions")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(regions["regions"][0]["id"], kept.as_str(), "{regions}");
+    assert_eq!(regions["regions"].as_array().map(Vec::len), Some(1));
+    let mut guest = common::moderation::Player::join(&server.base).await;
+    match guest.place(41, 41, 2).await {
+        place_protocol::ServerMessage::Error(e) => {
+            assert_eq!(e.code, place_protocol::ErrorCode::RegionRegisteredOnly)
+        }
+        other => panic!("a guest placed in a registered region after a restart: {other:?}"),
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn moderation_bans_and_a_cooldown_that_outlives_a_restart() {
     use common::moderation;
     let dir = tempfile::tempdir().expect("tempdir");

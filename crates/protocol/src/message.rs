@@ -121,11 +121,15 @@ pub enum ErrorCode {
     TooManyTiles,
     /// The placement could not be made durable now; retryable.
     Unavailable,
+    /// The pixel lies in a locked region: only administrators place there.
+    RegionLocked,
+    /// The pixel lies in a region for registered players: guests may not place there.
+    RegionRegisteredOnly,
 }
 
 impl ErrorCode {
     /// Every code, in binary order.
-    pub const ALL: [ErrorCode; 8] = [
+    pub const ALL: [ErrorCode; 10] = [
         Self::RateLimited,
         Self::InvalidCoords,
         Self::InvalidColor,
@@ -134,6 +138,8 @@ impl ErrorCode {
         Self::BadRequest,
         Self::TooManyTiles,
         Self::Unavailable,
+        Self::RegionLocked,
+        Self::RegionRegisteredOnly,
     ];
 
     /// The code's name on the wire (JSON) and in logs.
@@ -147,10 +153,12 @@ impl ErrorCode {
             Self::BadRequest => "BAD_REQUEST",
             Self::TooManyTiles => "TOO_MANY_TILES",
             Self::Unavailable => "UNAVAILABLE",
+            Self::RegionLocked => "REGION_LOCKED",
+            Self::RegionRegisteredOnly => "REGION_REGISTERED_ONLY",
         }
     }
 
-    /// The code's byte in the binary protocol (1 to 8).
+    /// The code's byte in the binary protocol (1 to 10).
     pub fn to_byte(self) -> u8 {
         Self::ALL
             .iter()
@@ -338,7 +346,9 @@ mod tests {
             assert_eq!(ErrorCode::from_byte(code.to_byte()), Some(code));
         }
         assert_eq!(ErrorCode::from_byte(0), None);
-        assert_eq!(ErrorCode::from_byte(9), None);
+        assert_eq!(ErrorCode::from_byte(11), None);
+        assert_eq!(ErrorCode::RegionLocked.to_byte(), 9);
+        assert_eq!(ErrorCode::RegionRegisteredOnly.to_byte(), 10);
         assert_eq!(ErrorCode::RateLimited.to_byte(), 1);
         assert_eq!(ErrorCode::Unavailable.to_byte(), 8);
     }

@@ -12,6 +12,7 @@
 //!   window, and timelapse render jobs, in both stores.
 //! - [`templates`]: the images players paint by, at a place on the canvas, shared by id, in
 //!   both stores.
+//! - [`regions`]: protected regions (locked, slow, registered-only rectangles), in both stores.
 //! - [`moderation`]: what rollbacks, resets, the audit log and the admin panel read and write,
 //!   and the pure "colour before" computation both stores use.
 //!
@@ -29,6 +30,7 @@ pub mod embedded;
 pub mod history;
 pub mod moderation;
 pub mod postgres;
+pub mod regions;
 pub mod templates;
 pub mod timelapse;
 pub mod types;
@@ -40,6 +42,7 @@ pub use moderation::{
     Selection,
 };
 pub use postgres::PgStore;
+pub use regions::{RegionMode, RegionRecord};
 pub use templates::TemplateRecord;
 pub use timelapse::TimedEvent;
 pub use types::{NewEvent, RestoredCanvas, StoreError, TileSnapshotRecord, User, UserLogin};

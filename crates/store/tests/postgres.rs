@@ -710,3 +710,50 @@ async fn templates_are_kept_and_their_owners_rate_limited() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn regions_are_kept_listed_until_they_end_and_deleted() {
+    use place_store::{RegionMode, RegionRecord};
+    with_schemas("regions", |url, [schema]| async move {
+        let store = connect(&url, &schema).await;
+        let region = |mode, until_ms| RegionRecord {
+            id: 0,
+            x: 1,
+            y: 2,
+            width: 3,
+            height: 4,
+            mode,
+            cooldown_ms: None,
+            until_ms,
+            created_by: 0,
+            created_at: 10,
+        };
+        let registered = store
+            .add_region(&region(RegionMode::Registered, None))
+            .await
+            .expect("add");
+        let ending = store
+            .add_region(&region(RegionMode::Locked, Some(100)))
+            .await
+            .expect("add");
+        let ids = |list: Vec<RegionRecord>| list.iter().map(|r| r.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(store.active_regions(99).await.expect("list")),
+            [registered, ending]
+        );
+        assert_eq!(
+            ids(store.active_regions(100).await.expect("list")),
+            [registered]
+        );
+        let gone = store.delete_region(registered).await.expect("delete");
+        assert_eq!(
+            gone,
+            Some(RegionRecord {
+                id: registered,
+                ..region(RegionMode::Registered, None)
+            })
+        );
+        assert_eq!(store.delete_region(registered).await.expect("again"), None);
+    })
+    .await;
+}

@@ -259,6 +259,7 @@ pub mod history;
 pub mod moderation;
 pub mod observability;
 pub mod proxy;
+pub mod regions;
 pub mod templates;
 pub mod timelapse;
 

@@ -27,6 +27,9 @@ pub const ADMIN_ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/admin/ring"),
     ("POST", "/api/v1/admin/ring/shards"),
     ("DELETE", "/api/v1/admin/ring/shards/shard-1"),
+    ("GET", "/api/v1/admin/regions"),
+    ("POST", "/api/v1/admin/regions"),
+    ("DELETE", "/api/v1/admin/regions/1"),
 ];
 
 /// A request to `base` + `path` with a cookie and a JSON body.
@@ -540,19 +543,21 @@ pub async fn bans_and_settings_reach_every_edge(bases: &[String], admin: &str) {
     )
     .await;
     assert_eq!(too_long.status, 400);
-    let audit = call(first, "GET", "/api/v1/admin/audit-log", Some(admin), None).await;
-    let actions: Vec<&str> = audit.body["entries"]
+    let (actions, audit) = audit_actions(first, admin).await;
+    assert_eq!(actions, ["settings", "unban-user", "ban-user"], "{audit}");
+}
+
+/// The actions of the audit log's first page at `base`, newest first, and the page itself.
+pub async fn audit_actions(base: &str, admin: &str) -> (Vec<String>, Value) {
+    let audit = call(base, "GET", "/api/v1/admin/audit-log", Some(admin), None).await;
+    assert_eq!(audit.status, 200, "{}", audit.body);
+    let actions = audit.body["entries"]
         .as_array()
         .expect("entries")
         .iter()
-        .map(|e| e["action"].as_str().unwrap_or(""))
+        .map(|e| e["action"].as_str().unwrap_or("").to_owned())
         .collect();
-    assert_eq!(
-        actions,
-        ["settings", "unban-user", "ban-user"],
-        "{}",
-        audit.body
-    );
+    (actions, audit.body)
 }
 
 /// Every `(method, route pattern)` the edge serves under `/api/v1/admin/`, read from its source
