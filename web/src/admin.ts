@@ -9,6 +9,7 @@
 // tested in tests/unit.
 
 import type { Me } from "./account";
+import type { Region } from "./regions";
 import { el } from "./ui";
 
 /** A user as the admin API shows it. */
@@ -231,7 +232,7 @@ export function adminErrorText(status: number, code: string | undefined, message
 }
 
 /** A same-origin JSON request to the admin API: the answer, or an Error with the text to show. */
-async function api<T>(method: "GET" | "POST" | "PUT", path: string, body?: object): Promise<T> {
+async function api<T>(method: "GET" | "POST" | "PUT" | "DELETE", path: string, body?: object): Promise<T> {
   const res = await fetch(`/api/v1/admin/${path}`, {
     method,
     credentials: "same-origin",
@@ -270,6 +271,15 @@ export interface AdminHooks {
   /** The palette, to show a placement's colour. */
   palette(): readonly string[];
   toast(message: string): void;
+  /** The protected regions changed: the page reads them again. */
+  regionsChanged(): void;
+}
+
+/** "locked (0, 0) to (9, 9): 10 × 10 px, until 18:05" and what made it. */
+export function regionLabel(r: Region, now: number): string {
+  const mode = r.mode === "slow" ? `slow (${r.cooldownSeconds} s)` : r.mode === "registered" ? "registered only" : "locked";
+  const until = r.until === null ? "" : `, until ${timeText(r.until, now)}`;
+  return `${mode} ${rectText(r)}${until}${r.automatic ? " · by the spike alarm" : ""}`;
 }
 
 /** The "Admin" button in the top bar and its panel. */
@@ -294,6 +304,11 @@ export class AdminPanel {
   private areaSince = el<HTMLSelectElement>("admin-area-since");
   private areaRollback = el<HTMLButtonElement>("admin-area-rollback");
   private areaReset = el<HTMLButtonElement>("admin-area-reset");
+  private regionMode = el<HTMLSelectElement>("admin-region-mode");
+  private regionCooldown = el<HTMLInputElement>("admin-region-cooldown");
+  private regionFor = el<HTMLSelectElement>("admin-region-for");
+  private regionAdd = el<HTMLButtonElement>("admin-region-add");
+  private regionList = el<HTMLUListElement>("admin-regions");
   private confirmBox = el("admin-confirm");
   private confirmText = el("admin-confirm-text");
   private error = el("admin-error");
@@ -332,6 +347,10 @@ export class AdminPanel {
     this.areaRollback.addEventListener("click", () => this.askAreaRollback());
     this.areaReset.addEventListener("click", () => this.askReset(this.area));
     el("admin-reset-all").addEventListener("click", () => this.askReset(null));
+    this.regionMode.addEventListener("change", () => {
+      el("admin-region-cooldown-label").hidden = this.regionMode.value !== "slow";
+    });
+    this.regionAdd.addEventListener("click", () => void this.run(() => this.addRegion()));
     el("admin-confirm-yes").addEventListener("click", () => {
       const action = this.pendingConfirm;
       this.hideConfirm();
@@ -387,7 +406,7 @@ export class AdminPanel {
     this.toggle.setAttribute("aria-expanded", String(open));
     if (open) {
       void this.run(async () => {
-        await Promise.all([this.loadSettings(), this.loadAudit(true), this.loadStats()]);
+        await Promise.all([this.loadSettings(), this.loadAudit(true), this.loadStats(), this.loadRegions()]);
       });
       if (this.statsTimer === null) {
         this.statsTimer = setInterval(() => void this.run(() => this.loadStats()), STATS_REFRESH_MS);
@@ -423,6 +442,7 @@ export class AdminPanel {
     this.hooks.outline(rect);
     this.areaRollback.disabled = rect === null;
     this.areaReset.disabled = rect === null;
+    this.regionAdd.disabled = rect === null;
     this.areaText.textContent = rect ? rectText(rect) : "No rectangle selected";
   }
 
@@ -465,6 +485,46 @@ export class AdminPanel {
   private async afterAreaAction(): Promise<void> {
     const selected = this.user?.userId;
     await Promise.all([this.loadAudit(true), this.loadStats(), selected ? this.select(selected) : Promise.resolve()]);
+  }
+
+  /** Protects the selected rectangle in the chosen mode. */
+  private async addRegion(): Promise<void> {
+    const rect = this.area;
+    if (!rect) return;
+    const mode = this.regionMode.value;
+    const minutes = Number(this.regionFor.value);
+    const body: Record<string, unknown> = { ...rect, mode };
+    if (mode === "slow") body.cooldownSeconds = Number(this.regionCooldown.value);
+    if (minutes > 0) body.until = Date.now() + minutes * 60_000;
+    const region = await api<Region>("POST", "regions", body);
+    this.hooks.toast(`Protected: ${regionLabel(region, Date.now())}`);
+    this.hooks.regionsChanged();
+    await Promise.all([this.loadRegions(), this.loadAudit(true)]);
+  }
+
+  private async removeRegion(r: Region): Promise<void> {
+    await api<Region>("DELETE", `regions/${encodeURIComponent(r.id)}`);
+    this.hooks.toast(`No longer protected: ${rectText(r)}`);
+    this.hooks.regionsChanged();
+    await Promise.all([this.loadRegions(), this.loadAudit(true)]);
+  }
+
+  private async loadRegions(): Promise<void> {
+    const { regions } = await api<{ regions: Region[] }>("GET", "regions");
+    const now = Date.now();
+    this.regionList.replaceChildren(
+      ...regions.map((r) => {
+        const li = item(regionLabel(r, now));
+        li.classList.add("region", r.mode);
+        const remove = document.createElement("button");
+        remove.type = "button";
+        remove.textContent = "Remove";
+        remove.addEventListener("click", () => void this.run(() => this.removeRegion(r)));
+        li.append(remove);
+        return li;
+      }),
+    );
+    if (regions.length === 0) this.regionList.replaceChildren(item("None"));
   }
 
   private async loadStats(): Promise<void> {

@@ -22,6 +22,7 @@ import {
   type ServerMsg,
   type SubscribeEntry,
 } from "./protocol";
+import { RegionsView } from "./regions";
 import { Renderer } from "./renderer";
 import { entryFor, Subscriptions, wantedTiles } from "./subscriptions";
 import { expectedAt, isDamage, nextWrong, templateRgba, TemplateView, type Template } from "./templates";
@@ -83,10 +84,13 @@ export class App {
     outline: (rect) => this.renderer.setSelection(rect),
     palette: () => this.info?.palette ?? [],
     toast: (m) => this.ui.toast(m),
+    regionsChanged: () => void this.regions.refresh(),
   });
+  private regions = new RegionsView({ draw: (regions) => this.renderer.setRegions(regions) });
   private history = new HistoryView({
     palette: () => this.info?.palette ?? [],
     heat: (layer, opacity) => this.renderer.setHeat(layer, opacity),
+    restrictions: (x, y) => this.regions.reasonsAt(x, y),
   });
   private timelapse = new TimelapseView({
     toast: (m) => this.ui.toast(m),
@@ -205,6 +209,7 @@ export class App {
     });
     setInterval(() => this.tick(), 250);
     this.conn.start();
+    this.regions.start();
     exposeDebugHook(this);
   }
 
@@ -375,6 +380,10 @@ export class App {
       this.restoreCooldown(p.requestId);
       if (m.code === "BANNED") this.banned = true;
       else this.ui.toast(rejectionText(m.code, m.message, m.cooldownRemaining));
+      // Refused for a region this page may not know of yet: outline it now.
+      if (m.code.startsWith("REGION_") || (m.code === "RATE_LIMITED" && m.cooldownRemaining === undefined)) {
+        void this.regions.refresh();
+      }
     }
     if (m.cooldownRemaining !== undefined) this.nextPlacementAt = Date.now() + m.cooldownRemaining;
     if (m.requestId !== undefined) return; // the answer to a placement
@@ -858,6 +867,14 @@ export class App {
       },
       get selectedColor() {
         return app.color;
+      },
+      /** Reads the protected regions again now (instead of at the next refresh). */
+      refreshRegions() {
+        return app.regions.refresh();
+      },
+      /** The protected regions the page outlines. */
+      get regions() {
+        return app.regions.all.map((r) => ({ id: r.id, x: r.x, y: r.y, width: r.width, height: r.height, mode: r.mode }));
       },
       /** Pixels whose history the tooltip keeps. */
       get historyCached() {

@@ -170,6 +170,8 @@ export interface HistoryHooks {
   palette(): readonly string[];
   /** Lays the heatmap over the canvas (null: none) at this opacity (lower shows the canvas's colours). */
   heat(layer: HeatLayer | null, opacity: number): void;
+  /** Why placing at (x, y) is restricted (protected regions), one line each. */
+  restrictions(x: number, y: number): string[];
 }
 
 /** The pixel tooltip and the heatmap toggle. */
@@ -336,7 +338,13 @@ export class HistoryView {
       none.textContent = "Nobody has placed this pixel yet";
       lines.push(none);
     }
-    this.tooltip.replaceChildren(title, ...lines);
+    const restrictions = this.hooks.restrictions(x, y).map((text) => {
+      const line = document.createElement("div");
+      line.className = "restricted";
+      line.textContent = text;
+      return line;
+    });
+    this.tooltip.replaceChildren(title, ...restrictions, ...lines);
     this.tooltip.hidden = false;
     this.place();
   }

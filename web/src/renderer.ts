@@ -19,6 +19,8 @@ const HIGHLIGHT_OUTER = "#1d1d24";
 const HIGHLIGHT_INNER = "#ff2bd6";
 /** The frame of the rectangle the admin panel selected: dashed, over a dark line. */
 const SELECTION = "#ffd400";
+/** The outline of a protected region, by mode. */
+const REGION_COLORS: Record<string, string> = { locked: "#e53935", slow: "#fb8c00", registered: "#1e88e5" };
 
 type Surface = OffscreenCanvas | HTMLCanvasElement;
 
@@ -86,6 +88,8 @@ export class Renderer implements TileListener {
   /** Pixels outlined over the canvas (an administrator's view of one user's placements). */
   private highlights: readonly { x: number; y: number }[] = [];
   private selection: { x: number; y: number; width: number; height: number } | null = null;
+  /** Protected regions, outlined by mode. */
+  private regions: readonly { x: number; y: number; width: number; height: number; mode: string }[] = [];
   /**
    * The template laid over the canvas: its image (transparent where it is not part of it) and
    * the same with each pixel a dot in the middle of a 3x3 block, for high zooms.
@@ -163,6 +167,13 @@ export class Renderer implements TileListener {
 
   get selected(): { x: number; y: number; width: number; height: number } | null {
     return this.selection;
+  }
+
+  /** Outlines these protected regions (empty: none). */
+  setRegions(regions: readonly { x: number; y: number; width: number; height: number; mode: string }[]): void {
+    this.regions = regions;
+    this.viewDirty = true;
+    this.request();
   }
 
   /** Lays a heatmap over the canvas (null: none). */
@@ -371,7 +382,7 @@ export class Renderer implements TileListener {
     const range = visibleTiles(this.view, this.size, this.width, this.height, TILE_SIZE);
     // Outlines reach past their tile and the heatmap lies over all: with either shown, a
     // changed tile redraws the whole view.
-    const outlined = this.highlights.length > 0 || this.selection !== null;
+    const outlined = this.highlights.length > 0 || this.selection !== null || this.regions.length > 0;
     const covered = outlined || this.heat !== null || this.template !== null;
     if (this.viewDirty || (this.mode === "overview" && this.overviewDirty) || (covered && this.dirtyTiles.size > 0)) {
       this.drawAll(range);
@@ -385,6 +396,7 @@ export class Renderer implements TileListener {
     }
     if (this.template) this.drawTemplate();
     if (this.heat) this.drawHeat(range);
+    if (this.regions.length > 0) this.drawRegions();
     if (outlined) this.drawHighlights();
     if (this.selection) this.drawSelection(this.selection);
     this.dirtyTiles.clear();
@@ -452,6 +464,25 @@ export class Renderer implements TileListener {
       }
       ctx.stroke();
     }
+  }
+
+  /** Each protected region: a dark line under a dashed line of its mode's colour, on its edge. */
+  private drawRegions(): void {
+    const ctx = this.ctx;
+    const d = this.dpr;
+    for (const r of this.regions) {
+      const [x, y, w, h] = this.rect(r.x, r.y, r.width, r.height);
+      if (x + w < 0 || y + h < 0 || x > this.canvas.width || y > this.canvas.height) continue;
+      ctx.lineWidth = 3 * d;
+      ctx.strokeStyle = HIGHLIGHT_OUTER;
+      ctx.setLineDash([]);
+      ctx.strokeRect(x, y, w, h);
+      ctx.lineWidth = 2 * d;
+      ctx.strokeStyle = REGION_COLORS[r.mode] ?? SELECTION;
+      ctx.setLineDash([8 * d, 4 * d]);
+      ctx.strokeRect(x, y, w, h);
+    }
+    ctx.setLineDash([]);
   }
 
   /** A frame just outside the selected rectangle: a dark line under a dashed bright one. */
