@@ -1,10 +1,14 @@
 // The admin panel: shown only to an administrator (GET /api/v1/auth/me says
 // isAdmin). The figures (players online, placements per minute, top placers,
-// bans, shard health; refreshed while the panel is open); find a user by name
-// or by picking a pixel, see and highlight their recent placements, ban or
-// unban them, roll their placements back; select a rectangle on the canvas and
-// roll it back over a time window or reset it (or the whole canvas), each
-// after a confirm step; change the cooldown; page through the audit log.
+// bans, shard health; refreshed while the panel is open and after every
+// change); find a user by name or by picking a pixel, see and highlight their
+// recent placements, ban or unban them, roll their placements back; select a
+// rectangle on the canvas and roll it back over a time window, reset it (or
+// the whole canvas) or protect it (a region); change the cooldown; page
+// through the audit log, each entry a sentence with its JSON behind a
+// disclosure. Every destructive action (ban, rollback, reset) asks first in a
+// modal that is on screen whatever the window's size. On a phone the panel is
+// a sheet over the lower part of the screen, under the top bar's buttons.
 // Talks to /api/v1/admin/*; the formatting and the rules are pure functions,
 // tested in tests/unit.
 
@@ -36,7 +40,8 @@ export interface Placement {
 export interface AuditEntry {
   id: string;
   actorId: string;
-  actorName: string;
+  /** null for the server itself (actorId "0") or a deleted user. */
+  actorName: string | null;
   action: string;
   details: unknown;
   createdAt: number;
@@ -196,15 +201,78 @@ export function timeText(epochMs: number, now: number): string {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${hms.slice(0, 5)}`;
 }
 
-/** One line of the audit log: "alice ban-user userId=17". */
-export function auditText(e: AuditEntry): string {
-  const details =
-    e.details && typeof e.details === "object"
-      ? Object.entries(e.details as Record<string, unknown>)
-          .map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : String(v)}`)
-          .join(" ")
-      : "";
-  return `${e.actorName} ${e.action}${details ? ` ${details}` : ""}`;
+/** Who did it: the administrator's name, "the server" for what it did by itself. */
+export function auditActor(e: AuditEntry): string {
+  if (e.actorId === "0") return "the server";
+  return e.actorName ?? `deleted user #${e.actorId}`;
+}
+
+/** "(990,960)-(1040,1010)": a rectangle by its corner pixels. */
+export function cornersText(r: Rect): string {
+  return `(${r.x},${r.y})-(${r.x + r.width - 1},${r.y + r.height - 1})`;
+}
+
+/** "37 placements", "1 placement". */
+function count(n: unknown, what: string): string {
+  const k = typeof n === "number" ? n : 0;
+  return `${k} ${what}${k === 1 ? "" : "s"}`;
+}
+
+/** An audit log time bound: "18:02" today, the date otherwise; 0 and far futures have none. */
+function boundText(ms: unknown, now: number): string | null {
+  if (typeof ms !== "number" || ms <= 0 || ms > now + 365 * 86_400_000) return null;
+  const t = timeText(ms, now);
+  return t.length === 8 ? t.slice(0, 5) : t; // "18:02:07" today: to the minute
+}
+
+/**
+ * What an audit entry did, as a sentence after the actor's name: "rolled back 37 placements of
+ * griefer1 in (990,960)-(1040,1010) between 18:02 and 18:05". Unknown actions fall back to their
+ * name (the JSON is shown beside it).
+ */
+export function auditSentence(e: AuditEntry, now: number): string {
+  const d = (e.details && typeof e.details === "object" ? e.details : {}) as Record<string, unknown>;
+  const who = typeof d.username === "string" ? d.username : `user #${String(d.userId ?? "?")}`;
+  const rect = d.rect as Rect | undefined;
+  const area = rect ? cornersText(rect) : d.width !== undefined ? cornersText(d as unknown as Rect) : "";
+  switch (e.action) {
+    case "ban-user":
+      return `banned ${who}`;
+    case "unban-user":
+      return `lifted the ban on ${who}`;
+    case "settings":
+      return `set the cooldown to ${String(d.cooldownSeconds)} s` + (d.previousSeconds !== undefined ? ` (was ${String(d.previousSeconds)} s)` : "");
+    case "rollback": {
+      const undone = `rolled back ${count(d.reverted, "placement")}`;
+      if (d.userId !== undefined) {
+        const since = boundText(d.since, now);
+        return `${undone} of ${who}${since ? ` since ${since}` : ""}`;
+      }
+      const from = boundText(d.from, now);
+      const to = boundText(d.to, now);
+      const window = from && to ? ` between ${from} and ${to}` : from ? ` since ${from}` : to ? ` until ${to}` : "";
+      return `${undone} in ${area}${window}`;
+    }
+    case "reset-canvas":
+      return `reset ${area} to colour 0 (${count(d.reverted, "placement")} rolled back)`;
+    case "region-add": {
+      const until = boundText(d.until, now);
+      const end = until ? ` until ${until}` : "";
+      if (d.mode === "slow") return `slowed ${area} down to one pixel every ${String(d.cooldownSeconds)} s${end}`;
+      if (d.mode === "registered") return `kept ${area} for registered players${end}`;
+      return `locked ${area}${end}`;
+    }
+    case "region-remove":
+      return `lifted the ${String(d.mode)} protection of ${area}`;
+    case "spike-alarm":
+      return `raised a spike alarm: ${String(d.rate)} placements/s in ${area} (baseline ${String(d.baseline)}/s)`;
+    case "ring-add":
+      return `added shard ${String(d.shard)} (${String(d.addr)}) to the ring`;
+    case "ring-remove":
+      return `removed shard ${String(d.shard)} from the ring`;
+    default:
+      return e.action;
+  }
 }
 
 /** The answer of a rollback or a reset. */
@@ -247,6 +315,29 @@ async function api<T>(method: "GET" | "POST" | "PUT" | "DELETE", path: string, b
     throw new Error(adminErrorText(res.status, err?.code, err?.message));
   }
   return (await res.json()) as T;
+}
+
+/** An audit log line: local time, who, what as a sentence, and the JSON behind a disclosure. */
+function auditItem(e: AuditEntry, now: number): HTMLLIElement {
+  const li = document.createElement("li");
+  const time = document.createElement("time");
+  time.dateTime = new Date(e.createdAt).toISOString();
+  time.title = new Date(e.createdAt).toLocaleString();
+  time.textContent = timeText(e.createdAt, now);
+  const actor = document.createElement("b");
+  actor.textContent = auditActor(e);
+  const sentence = document.createElement("span");
+  sentence.textContent = ` ${auditSentence(e, now)}`;
+  const details = document.createElement("details");
+  const summary = document.createElement("summary");
+  summary.textContent = "JSON";
+  const json = document.createElement("pre");
+  json.textContent = JSON.stringify({ action: e.action, ...(e.details as object) }, null, 1);
+  details.append(summary, json);
+  const line = document.createElement("p");
+  line.append(time, " ", actor, sentence);
+  li.append(line, details);
+  return li;
 }
 
 function item(text: string, onClick?: () => void): HTMLLIElement {
@@ -330,8 +421,8 @@ export class AdminPanel {
       void this.run(() => this.findByName(this.nameInput.value.trim()));
     });
     this.pickButton.addEventListener("click", () => this.setTapMode(this.tapMode === "pick" ? "none" : "pick"));
-    this.banButton.addEventListener("click", () => void this.run(() => this.setBanned(!this.user?.banned)));
-    el("admin-rollback").addEventListener("click", () => void this.run(() => this.rollback()));
+    this.banButton.addEventListener("click", () => this.askBan());
+    el("admin-rollback").addEventListener("click", () => this.askRollback());
     el<HTMLFormElement>("admin-settings").addEventListener("submit", (e) => {
       e.preventDefault();
       void this.run(() => this.saveCooldown());
@@ -357,6 +448,13 @@ export class AdminPanel {
       if (action) void this.run(action);
     });
     el("admin-confirm-no").addEventListener("click", () => this.hideConfirm());
+    // Escape, or a click on the dimmed backdrop, is "Cancel".
+    this.confirmBox.addEventListener("click", (e) => {
+      if (e.target === this.confirmBox) this.hideConfirm();
+    });
+    document.addEventListener("keydown", (e) => {
+      if (e.key === "Escape" && !this.confirmBox.hidden) this.hideConfirm();
+    });
     for (const select of [this.since, this.areaSince]) {
       select.replaceChildren(
         ...ROLLBACK_WINDOWS.map((w) => Object.assign(document.createElement("option"), { value: String(w.minutes), textContent: w.label })),
@@ -451,6 +549,7 @@ export class AdminPanel {
     this.pendingConfirm = action;
     this.confirmText.textContent = text;
     this.confirmBox.hidden = false;
+    el<HTMLButtonElement>("admin-confirm-no").focus();
   }
 
   private hideConfirm(): void {
@@ -604,15 +703,31 @@ export class AdminPanel {
     const u = await api<AdminUser>("POST", ban ? "ban-user" : "unban-user", { userId: this.user.userId });
     this.showUser(u);
     this.hooks.toast(`${u.username} is ${u.banned ? "banned" : "no longer banned"}`);
-    await this.loadAudit(true);
+    await Promise.all([this.loadAudit(true), this.loadStats()]);
   }
 
-  private async rollback(): Promise<void> {
-    if (!this.user) return;
-    const since = rollbackSince(Number(this.since.value), Date.now());
-    const r = await api<Outcome>("POST", "rollback", { userId: this.user.userId, since });
-    this.hooks.toast(outcomeText("Rolled back", r));
-    await Promise.all([this.select(this.user.userId), this.loadAudit(true)]);
+  /** A ban asks first; lifting one does not. */
+  private askBan(): void {
+    const u = this.user;
+    if (!u) return;
+    if (u.banned) {
+      void this.run(() => this.setBanned(false));
+      return;
+    }
+    this.ask(`Ban ${u.username}? They can no longer place, on every edge at once.`, () => this.setBanned(true));
+  }
+
+  private askRollback(): void {
+    const u = this.user;
+    if (!u) return;
+    const minutes = Number(this.since.value);
+    const window = ROLLBACK_WINDOWS.find((w) => w.minutes === minutes)?.label ?? "";
+    this.ask(`Roll back every placement of ${u.username}, ${window}?`, async () => {
+      const since = rollbackSince(minutes, Date.now());
+      const r = await api<Outcome>("POST", "rollback", { userId: u.userId, since });
+      this.hooks.toast(outcomeText("Rolled back", r));
+      await Promise.all([this.select(u.userId), this.loadAudit(true), this.loadStats()]);
+    });
   }
 
   private async loadSettings(): Promise<void> {
@@ -627,7 +742,8 @@ export class AdminPanel {
       cooldownSeconds: Number(this.cooldownInput.value),
     });
     this.cooldownInput.value = String(cooldownSeconds);
-    await this.loadAudit(true);
+    // The figures show the new cooldown at once, not at their next refresh.
+    await Promise.all([this.loadAudit(true), this.loadStats()]);
   }
 
   /** The audit log page the pager is on (the newest after `fromStart`). */
@@ -638,7 +754,7 @@ export class AdminPanel {
     const { entries, next } = await api<{ entries: AuditEntry[]; next: string | null }>("GET", query);
     this.pager.loaded(next);
     const now = Date.now();
-    this.auditList.replaceChildren(...entries.map((e) => item(`${timeText(e.createdAt, now)} ${auditText(e)}`)));
+    this.auditList.replaceChildren(...entries.map((e) => auditItem(e, now)));
     if (entries.length === 0) this.auditList.replaceChildren(item("Nothing yet"));
     this.auditNewer.disabled = !this.pager.hasNewer;
     this.auditOlder.disabled = !this.pager.hasOlder;

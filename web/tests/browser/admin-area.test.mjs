@@ -167,8 +167,8 @@ describe("admin panel: figures, areas and the audit log", () => {
     const page = await openPage(context, server.url, { x: 10, y: 10, zoom: 8 });
     await openAdminPanel(page, ADMIN);
     const seconds = () =>
-      page.$$eval("#admin-audit li", (lis) => lis.map((li) => /cooldownSeconds=(\d+)/.exec(li.textContent)?.[1]).filter(Boolean).map(Number));
-    await page.waitForFunction(() => document.getElementById("admin-audit").textContent.includes("cooldownSeconds=45"));
+      page.$$eval("#admin-audit li", (lis) => lis.map((li) => /set the cooldown to (\d+) s/.exec(li.textContent)?.[1]).filter(Boolean).map(Number));
+    await page.waitForFunction(() => document.getElementById("admin-audit").textContent.includes("set the cooldown to 45 s"));
     assert.deepEqual(await seconds(), Array.from({ length: 20 }, (_, i) => 45 - i));
     assert.ok(await page.isDisabled("#admin-audit-newer"));
     assert.equal(await page.textContent("#admin-audit-page"), "Page 1");

@@ -83,6 +83,7 @@ describe("admin panel", () => {
     // Roll back all of them: each pixel shows the colour it had before.
     await page.selectOption("#admin-since", "0");
     await page.click("#admin-rollback");
+    await page.click("#admin-confirm-yes");
     await waitForCanvasRgb(page, 20, 20, hexRgb(palette[2]));
     await waitForCanvasRgb(page, 21, 20, hexRgb(palette[0]));
     await waitForCanvasRgb(page, 23, 22, hexRgb(palette[0]));
@@ -104,6 +105,7 @@ describe("admin panel", () => {
     await page.click(`#admin-found button:has-text("${vandalMe.username}")`);
     await page.waitForFunction(() => document.getElementById("admin-ban").textContent === "Ban");
     await page.click("#admin-ban");
+    await page.click("#admin-confirm-yes");
     await page.waitForFunction(() => document.getElementById("admin-ban").textContent === "Unban");
     const refused = await vandal.place(30, 30, 5);
     assert.equal(refused.type, "error");

@@ -2,7 +2,8 @@ import { describe, expect, it } from "vitest";
 import {
   adminErrorText,
   AuditPager,
-  auditText,
+  auditActor,
+  auditSentence,
   cooldownProblem,
   highlightPixels,
   outcomeText,
@@ -51,11 +52,30 @@ describe("admin panel rules", () => {
     expect(timeText(new Date(2026, 10, 20, 9, 5, 7).getTime(), now)).toBe("2026-11-20 09:05");
   });
 
-  it("an audit entry reads as one line", () => {
-    const e = { id: "1", actorId: "2", actorName: "alice", action: "ban-user", details: { userId: "17" }, createdAt: 0 };
-    expect(auditText(e)).toBe("alice ban-user userId=17");
-    expect(auditText({ ...e, action: "reset-canvas", details: { rect: { x: 0 } } })).toBe('alice reset-canvas rect={"x":0}');
-    expect(auditText({ ...e, details: null })).toBe("alice ban-user");
+  it("an audit entry reads as a sentence by its actor", () => {
+    const now = new Date(2026, 10, 24, 19, 0, 0).getTime();
+    const at = (h: number, m: number) => new Date(2026, 10, 24, h, m, 30).getTime();
+    const e = { id: "1", actorId: "2", actorName: "alice", action: "ban-user", details: { userId: "17", username: "griefer1" }, createdAt: 0 };
+    expect(auditActor(e)).toBe("alice");
+    expect(auditActor({ ...e, actorId: "0", actorName: null })).toBe("the server");
+    expect(auditActor({ ...e, actorName: null })).toBe("deleted user #2");
+    expect(auditSentence(e, now)).toBe("banned griefer1");
+    const area = { rect: { x: 990, y: 960, width: 51, height: 51 }, from: at(18, 2), to: at(18, 5), reverted: 37 };
+    expect(auditSentence({ ...e, action: "rollback", details: { ...area, userId: undefined } }, now)).toBe(
+      "rolled back 37 placements in (990,960)-(1040,1010) between 18:02 and 18:05",
+    );
+    expect(auditSentence({ ...e, action: "rollback", details: { userId: "17", username: "griefer1", since: at(18, 2), reverted: 1 } }, now)).toBe(
+      "rolled back 1 placement of griefer1 since 18:02",
+    );
+    expect(auditSentence({ ...e, action: "rollback", details: { ...area, from: 0, to: 9e15 } }, now)).toBe("rolled back 37 placements in (990,960)-(1040,1010)");
+    expect(auditSentence({ ...e, action: "settings", details: { cooldownSeconds: 2, previousSeconds: 5 } }, now)).toBe("set the cooldown to 2 s (was 5 s)");
+    expect(auditSentence({ ...e, action: "reset-canvas", details: { rect: { x: 0, y: 0, width: 10, height: 10 }, reverted: 3 } }, now)).toBe(
+      "reset (0,0)-(9,9) to colour 0 (3 placements rolled back)",
+    );
+    const region = { x: 0, y: 0, width: 40, height: 30, mode: "slow", cooldownSeconds: 60, until: at(18, 30) };
+    expect(auditSentence({ ...e, action: "region-add", details: region }, now)).toBe("slowed (0,0)-(39,29) down to one pixel every 60 s until 18:30");
+    expect(auditSentence({ ...e, action: "region-remove", details: { ...region, mode: "locked" } }, now)).toBe("lifted the locked protection of (0,0)-(39,29)");
+    expect(auditSentence({ ...e, action: "something-new", details: null }, now)).toBe("something-new");
   });
 
   it("refusals say why", () => {
