@@ -68,6 +68,31 @@ export interface ShardStat {
   writeMs?: number;
 }
 
+/** GET /api/v1/admin/alarms: a placement spike the server saw in a cell. */
+export interface Alarm {
+  id: string;
+  createdAt: number;
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+  /** Placements a second over the last 5 s, on the edge that saw it. */
+  rate: number;
+  /** The cell's usual placements a second before it. */
+  baseline: number;
+  edge: string;
+  /** The automatic slow-down's region, if the server made one. */
+  regionId: string | null;
+  /** That slow-down is still in force. */
+  slowedDown: boolean;
+}
+
+/** "18:02:07 42/s in (0,0)-(63,63), usually 0.5/s · slowed down". */
+export function alarmText(a: Alarm, now: number): string {
+  const slowed = a.slowedDown ? " · slowed down" : a.regionId ? " · slow-down over" : "";
+  return `${timeText(a.createdAt, now)} ${a.rate}/s in ${cornersText(a)}, usually ${a.baseline}/s${slowed}`;
+}
+
 /** A rectangle of the canvas, in pixels. */
 export interface Rect {
   x: number;
@@ -626,8 +651,39 @@ export class AdminPanel {
     if (regions.length === 0) this.regionList.replaceChildren(item("None"));
   }
 
+  /** The spike alarms, each with a button lifting its automatic slow-down while in force. */
+  private async loadAlarms(): Promise<void> {
+    const { alarms } = await api<{ alarms: Alarm[] }>("GET", "alarms");
+    const now = Date.now();
+    const list = el("admin-alarms");
+    list.replaceChildren(
+      ...alarms.map((a) => {
+        const li = item(alarmText(a, now));
+        li.classList.add("alarm");
+        if (a.slowedDown && a.regionId) {
+          const lift = document.createElement("button");
+          lift.type = "button";
+          lift.textContent = "Lift the slow-down";
+          const id = a.regionId;
+          lift.addEventListener("click", () =>
+            void this.run(async () => {
+              await api<Region>("DELETE", `regions/${encodeURIComponent(id)}`);
+              this.hooks.toast(`Slow-down of ${cornersText(a)} lifted`);
+              this.hooks.regionsChanged();
+              await Promise.all([this.loadAlarms(), this.loadRegions(), this.loadAudit(true)]);
+            }),
+          );
+          li.append(lift);
+        }
+        return li;
+      }),
+    );
+    if (alarms.length === 0) list.replaceChildren(item("None"));
+  }
+
   private async loadStats(): Promise<void> {
-    const s = await api<Stats>("GET", "stats");
+    // The alarms come with the figures: refreshed as often, and after every change.
+    const [s] = await Promise.all([api<Stats>("GET", "stats"), this.loadAlarms()]);
     el("admin-stat-online").textContent = String(s.playersOnline);
     el("admin-stat-rate").textContent = String(s.placementsLastMinute);
     el("admin-stat-banned").textContent = String(s.bannedUsers);

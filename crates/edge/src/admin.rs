@@ -51,6 +51,7 @@ pub fn routes() -> Router<Arc<Edge>> {
         .route("/api/v1/admin/pixel", get(pixel))
         .route("/api/v1/admin/regions", get(regions).post(add_region))
         .route("/api/v1/admin/regions/{id}", delete(delete_region))
+        .route("/api/v1/admin/alarms", get(alarms))
 }
 
 /// The request's user, who must be an administrator.
@@ -446,6 +447,40 @@ async fn delete_region(
         .await?
         .ok_or(AppError::NotFound)?;
     Ok(Json(region.to_json()))
+}
+
+/// Spike alarms of the last day the panel lists, at most.
+const ALARMS_LISTED: i64 = 50;
+
+/// `GET /api/v1/admin/alarms`: the spike alarms of the last day (every edge's: they are rows of
+/// the audit log), each with whether its automatic slow-down is still in force.
+async fn alarms(State(edge): State<Arc<Edge>>, Admin(_): Admin) -> Result<Json<Value>, AppError> {
+    let now = crate::now_ms();
+    let entries = edge
+        .accounts
+        .moderation_store()
+        .audit_of_action("spike-alarm", now - 24 * 3_600_000, ALARMS_LISTED)
+        .await?;
+    let in_force: Vec<String> = edge
+        .regions()
+        .in_force(now)
+        .iter()
+        .map(|r| r.id.to_string())
+        .collect();
+    let alarms: Vec<Value> = entries
+        .into_iter()
+        .map(|e| {
+            let mut alarm = serde_json::from_str::<Value>(&e.details).unwrap_or(Value::Null);
+            let slowed = alarm["regionId"]
+                .as_str()
+                .is_some_and(|id| in_force.iter().any(|r| r == id));
+            alarm["id"] = json!(e.id.to_string());
+            alarm["createdAt"] = json!(e.created_at);
+            alarm["slowedDown"] = json!(slowed);
+            alarm
+        })
+        .collect();
+    Ok(Json(json!({"alarms": alarms})))
 }
 
 #[derive(Deserialize)]

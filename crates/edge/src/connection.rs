@@ -610,6 +610,7 @@ async fn place_checked(
     match edge.shards.place(request).await {
         Ok(placed) => {
             debug!(seq = placed.seq, "placed");
+            edge.spike_alarm().record(x, y);
             ServerMessage::Success {
                 request_id,
                 next_placement: next as u64,

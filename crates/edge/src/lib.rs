@@ -34,6 +34,7 @@
 pub mod accounts;
 pub mod address;
 pub mod admin;
+pub mod alarm;
 pub mod auth;
 pub mod challenge;
 pub mod connection;
@@ -120,6 +121,8 @@ pub struct EdgeConfig {
     /// The edge listens on a loopback address: over plain HTTP its cookie may go without
     /// `Secure` (development). Everywhere else the cookie is `Secure` and `__Host-`.
     pub plain_loopback: bool,
+    /// The placement-spike alarm's thresholds and actions.
+    pub spike: alarm::SpikeConfig,
 }
 
 impl Default for EdgeConfig {
@@ -139,6 +142,7 @@ impl Default for EdgeConfig {
             metrics_apart: false,
             public_origin: None,
             plain_loopback: true,
+            spike: alarm::SpikeConfig::default(),
         }
     }
 }
@@ -175,6 +179,8 @@ pub struct Edge {
     sockets: sockets::Sockets,
     /// The protected regions in force, checked on every placement.
     regions: regions::RegionIndex,
+    /// The placement-spike alarm, fed by every placement made here.
+    spikes: alarm::SpikeAlarm,
 }
 
 impl Edge {
@@ -190,6 +196,7 @@ impl Edge {
             .map(|n| RateLimiter::keyed(Quota::per_minute(n)));
         let hub = shards.start_hub();
         let login_limiter = LoginLimiter::for_accounts(&accounts);
+        let config_spike = config.spike.clone();
         let challenges = challenge::Challenges::for_accounts(&accounts, config.guest_pow_bits);
         let edge = Arc::new(Self {
             live: LiveState::new(config.cooldown.as_millis() as u64),
@@ -214,11 +221,13 @@ impl Edge {
             sockets_per_address: server::KeyedCounter::default(),
             sockets: sockets::Sockets::default(),
             regions: regions::RegionIndex::default(),
+            spikes: alarm::SpikeAlarm::new(config_spike),
         });
         tokio::spawn(sockets::keep(Arc::downgrade(&edge)));
         telemetry::handle();
         tokio::spawn(prune_cooldowns(Arc::downgrade(&edge)));
         tokio::spawn(regions::keep_current(Arc::downgrade(&edge)));
+        tokio::spawn(alarm::watch(Arc::downgrade(&edge)));
         if matches!(edge.accounts, Accounts::Shared(_)) {
             tokio::spawn(sync_admins(Arc::downgrade(&edge)));
         }

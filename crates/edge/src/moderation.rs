@@ -132,6 +132,19 @@ impl ModerationStore<'_> {
         }
     }
 
+    /// The audit log's rows of `action` since `since_ms`, newest first.
+    pub async fn audit_of_action(
+        &self,
+        action: &str,
+        since_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        match self {
+            Self::Embedded(s) => s.audit_of_action(action, since_ms, limit).await,
+            Self::Postgres(s) => s.audit_of_action(action, since_ms, limit).await,
+        }
+    }
+
     /// The latest placements on a pixel.
     pub async fn pixel_events(
         &self,

@@ -71,6 +71,18 @@ pub mod env {
     pub const IPV4_PREFIX: &str = "PLACE_IPV4_PREFIX";
     /// `ipv6_prefix`.
     pub const IPV6_PREFIX: &str = "PLACE_IPV6_PREFIX";
+    /// `spike_cell`.
+    pub const SPIKE_CELL: &str = "PLACE_SPIKE_CELL";
+    /// `spike_min_rate`.
+    pub const SPIKE_MIN_RATE: &str = "PLACE_SPIKE_MIN_RATE";
+    /// `spike_factor`.
+    pub const SPIKE_FACTOR: &str = "PLACE_SPIKE_FACTOR";
+    /// `spike_webhook`.
+    pub const SPIKE_WEBHOOK: &str = "PLACE_SPIKE_WEBHOOK";
+    /// `spike_slow_minutes`.
+    pub const SPIKE_SLOW_MINUTES: &str = "PLACE_SPIKE_SLOW_MINUTES";
+    /// `spike_slow_cooldown_secs`.
+    pub const SPIKE_SLOW_COOLDOWN_SECS: &str = "PLACE_SPIKE_SLOW_COOLDOWN_SECS";
 }
 
 /// Every setting of `place serve`, with its default. The TOML file uses these names.
@@ -144,6 +156,20 @@ pub struct ServeConfig {
     pub ipv4_prefix: u8,
     /// IPv6 prefix length that per-address limits count as one network, 16 to 128. Default 64.
     pub ipv6_prefix: u8,
+    /// The spike alarm's cell: a square of this many pixels a side, 8 to 1024. Default 64.
+    pub spike_cell: u32,
+    /// Placements a second (over 5 s) a cell must reach, on one edge, to raise a spike alarm,
+    /// 1 to 1,000,000. Default 20.
+    pub spike_min_rate: u32,
+    /// How many times its moving baseline a cell's rate must also reach, 2 to 1000. Default 5.
+    pub spike_factor: u32,
+    /// An `http://` or `https://` URL each spike alarm is POSTed to as JSON. Default: none.
+    pub spike_webhook: Option<String>,
+    /// Minutes an alarmed cell is put in `slow` mode by itself, 0 to 1440; 0 only alarms.
+    /// Default 0.
+    pub spike_slow_minutes: u64,
+    /// The cooldown of that automatic slow region, 1 to 3600 seconds. Default 30.
+    pub spike_slow_cooldown_secs: u64,
 }
 
 /// How logs are written.
@@ -187,6 +213,12 @@ impl Default for ServeConfig {
             public_origin: None,
             ipv4_prefix: 32,
             ipv6_prefix: 64,
+            spike_cell: 64,
+            spike_min_rate: 20,
+            spike_factor: 5,
+            spike_webhook: None,
+            spike_slow_minutes: 0,
+            spike_slow_cooldown_secs: 30,
         }
     }
 }
@@ -327,6 +359,7 @@ impl ServeConfig {
         };
         in_range("ipv4_prefix", self.ipv4_prefix, 8, 32)?;
         in_range("ipv6_prefix", self.ipv6_prefix, 16, 128)?;
+        let spike = self.spike_config()?;
         let palette = match &self.palette {
             Some(colors) => Palette::from_hex(colors).map_err(|e| bad("palette", e.to_string()))?,
             None => Palette::default_with(self.colors).map_err(|e| bad("colors", e.to_string()))?,
@@ -349,6 +382,7 @@ impl ServeConfig {
                 metrics_apart: metrics_listen.is_some(),
                 public_origin: self.public_origin.clone(),
                 plain_loopback: listen.ip().is_loopback(),
+                spike,
                 limits: Limits {
                     max_connections: self.max_connections,
                     max_connections_per_address: self.max_connections_per_address,
@@ -377,6 +411,42 @@ impl ServeConfig {
             log_format: self.log_format,
             timelapse_snapshot_interval: Duration::from_secs(self.timelapse_snapshot_secs),
             metrics_listen,
+        })
+    }
+}
+
+impl ServeConfig {
+    /// The spike alarm's settings, checked.
+    fn spike_config(&self) -> Result<place_edge::alarm::SpikeConfig, ConfigError> {
+        in_range("spike_cell", self.spike_cell, 8, 1024)?;
+        in_range("spike_min_rate", self.spike_min_rate, 1, 1_000_000)?;
+        in_range("spike_factor", self.spike_factor, 2, 1000)?;
+        in_range("spike_slow_minutes", self.spike_slow_minutes, 0, 1440)?;
+        in_range(
+            "spike_slow_cooldown_secs",
+            self.spike_slow_cooldown_secs,
+            1,
+            3600,
+        )?;
+        if let Some(url) = &self.spike_webhook {
+            let parsed =
+                reqwest::Url::parse(url).map_err(|e| bad("spike_webhook", e.to_string()))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(bad(
+                    "spike_webhook",
+                    format!("{url:?} is not an http(s) URL"),
+                ));
+            }
+        }
+        Ok(place_edge::alarm::SpikeConfig {
+            cell: self.spike_cell,
+            min_rate: self.spike_min_rate,
+            factor: self.spike_factor,
+            webhook: self.spike_webhook.clone(),
+            auto_slow: (self.spike_slow_minutes > 0).then(|| place_edge::alarm::AutoSlow {
+                duration: Duration::from_secs(self.spike_slow_minutes * 60),
+                cooldown: Duration::from_secs(self.spike_slow_cooldown_secs),
+            }),
         })
     }
 }
@@ -437,6 +507,20 @@ mod tests {
                 ..Default::default()
             }),
             "palette"
+        );
+        assert_eq!(
+            check(ServeConfig {
+                spike_webhook: Some("ftp://example.org/x".into()),
+                ..Default::default()
+            }),
+            "spike_webhook"
+        );
+        assert_eq!(
+            check(ServeConfig {
+                spike_factor: 1,
+                ..Default::default()
+            }),
+            "spike_factor"
         );
     }
 

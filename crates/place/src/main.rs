@@ -431,6 +431,24 @@ struct ServeArgs {
     /// IPv6 prefix length of a network for per-address limits [default: 64].
     #[arg(long, env = env::IPV6_PREFIX)]
     ipv6_prefix: Option<u8>,
+    /// Side in pixels of a cell the spike alarm counts placements in [default: 64].
+    #[arg(long, env = env::SPIKE_CELL)]
+    spike_cell: Option<u32>,
+    /// Placements a second of a cell, on one edge, that may raise a spike alarm [default: 20].
+    #[arg(long, env = env::SPIKE_MIN_RATE)]
+    spike_min_rate: Option<u32>,
+    /// How many times its moving baseline a cell's rate must be to raise one [default: 5].
+    #[arg(long, env = env::SPIKE_FACTOR)]
+    spike_factor: Option<u32>,
+    /// A URL each spike alarm is POSTed to as JSON [default: none].
+    #[arg(long, env = env::SPIKE_WEBHOOK)]
+    spike_webhook: Option<String>,
+    /// Minutes an alarmed cell is slowed down by itself; 0 only alarms [default: 0].
+    #[arg(long, env = env::SPIKE_SLOW_MINUTES)]
+    spike_slow_minutes: Option<u64>,
+    /// Cooldown in seconds of that automatic slow-down [default: 30].
+    #[arg(long, env = env::SPIKE_SLOW_COOLDOWN_SECS)]
+    spike_slow_cooldown_secs: Option<u64>,
 }
 
 impl ServeArgs {
@@ -519,6 +537,24 @@ impl ServeArgs {
         }
         if let Some(v) = self.ipv6_prefix {
             c.ipv6_prefix = v;
+        }
+        if let Some(v) = self.spike_cell {
+            c.spike_cell = v;
+        }
+        if let Some(v) = self.spike_min_rate {
+            c.spike_min_rate = v;
+        }
+        if let Some(v) = self.spike_factor {
+            c.spike_factor = v;
+        }
+        if let Some(v) = self.spike_webhook {
+            c.spike_webhook = Some(v);
+        }
+        if let Some(v) = self.spike_slow_minutes {
+            c.spike_slow_minutes = v;
+        }
+        if let Some(v) = self.spike_slow_cooldown_secs {
+            c.spike_slow_cooldown_secs = v;
         }
         if self.colors.is_some() {
             c.palette = None;

@@ -979,6 +979,28 @@ async fn protected_regions_hold_and_outlive_a_restart() {
 }
 
 #[tokio::test]
+async fn a_spike_of_many_guests_raises_the_alarm_and_slows_the_area_down() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (webhook, received) = common::spikes::webhook_receiver().await;
+    let server = Server::start(ServeConfig {
+        // Every guest is 127.0.0.1: the per-network limits would stop the crowd.
+        placements_per_address_per_minute: 0,
+        spike_min_rate: 5,
+        spike_factor: 3,
+        spike_slow_minutes: 2,
+        spike_slow_cooldown_secs: 60,
+        spike_webhook: Some(webhook),
+        ..config(dir.path(), 128, 128, 0)
+    })
+    .await;
+    let store = place::admin::UserStore::DataDir(dir.path().to_path_buf());
+    let admin = common::moderation::admin_cookie(&store, &server.base, "root").await;
+    common::spikes::a_spike_is_alarmed_and_slowed_down(&server.base, &admin, 60, 60, received)
+        .await;
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn moderation_bans_and_a_cooldown_that_outlives_a_restart() {
     use common::moderation;
     let dir = tempfile::tempdir().expect("tempdir");

@@ -538,6 +538,27 @@ impl EmbeddedStore {
         Ok(rows.into_iter().map(AuditEntry::from).collect())
     }
 
+    /// The audit log's rows of `action` made at or after `since_ms`, newest first, at most
+    /// `limit`.
+    pub async fn audit_of_action(
+        &self,
+        action: &str,
+        since_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = sqlx::query_as::<_, (i64, i64, Option<String>, String, String, i64)>(
+            "SELECT a.id, a.actor_id, u.username, a.action, a.details, a.created_at \
+             FROM admin_audit_log a LEFT JOIN users u ON u.id = a.actor_id \
+             WHERE a.action = ? AND a.created_at >= ? ORDER BY a.id DESC LIMIT ?",
+        )
+        .bind(action)
+        .bind(since_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(AuditEntry::from).collect())
+    }
+
     /// The latest placements on pixel `(x, y)`, newest first.
     pub async fn pixel_events(
         &self,

@@ -695,6 +695,27 @@ impl PgStore {
         Ok(rows.into_iter().map(AuditEntry::from).collect())
     }
 
+    /// The audit log's rows of `action` made at or after `since_ms`, newest first, at most
+    /// `limit`.
+    pub async fn audit_of_action(
+        &self,
+        action: &str,
+        since_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = sqlx::query_as::<_, (i64, i64, Option<String>, String, String, i64)>(
+            "SELECT a.id, a.actor_id, u.username, a.action, a.details::text, a.created_at \
+             FROM admin_audit_log a LEFT JOIN users u ON u.id = a.actor_id \
+             WHERE a.action = $1 AND a.created_at >= $2 ORDER BY a.id DESC LIMIT $3",
+        )
+        .bind(action)
+        .bind(since_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(AuditEntry::from).collect())
+    }
+
     /// The latest placements on pixel `(x, y)`, newest first.
     pub async fn pixel_events(
         &self,

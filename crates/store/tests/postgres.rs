@@ -712,7 +712,7 @@ async fn templates_are_kept_and_their_owners_rate_limited() {
 }
 
 #[tokio::test]
-async fn regions_are_kept_listed_until_they_end_and_deleted() {
+async fn regions_are_kept_listed_until_they_end_and_deleted_and_alarms_listed() {
     use place_store::{RegionMode, RegionRecord};
     with_schemas("regions", |url, [schema]| async move {
         let store = connect(&url, &schema).await;
@@ -754,6 +754,26 @@ async fn regions_are_kept_listed_until_they_end_and_deleted() {
             })
         );
         assert_eq!(store.delete_region(registered).await.expect("again"), None);
+        // The alarms the admin panel lists are the audit log's rows of one action.
+        for (action, at) in [
+            ("spike-alarm", 100),
+            ("region-add", 150),
+            ("spike-alarm", 200),
+        ] {
+            store
+                .append_audit(0, action, "{}", at)
+                .await
+                .expect("audit");
+        }
+        let alarms = store
+            .audit_of_action("spike-alarm", 150, 10)
+            .await
+            .expect("alarms");
+        assert_eq!(
+            alarms.iter().map(|e| e.created_at).collect::<Vec<_>>(),
+            [200]
+        );
+        assert_eq!(alarms[0].actor_name, None, "the server is no user");
     })
     .await;
 }

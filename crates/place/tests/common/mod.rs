@@ -260,6 +260,7 @@ pub mod moderation;
 pub mod observability;
 pub mod proxy;
 pub mod regions;
+pub mod spikes;
 pub mod templates;
 pub mod timelapse;
 

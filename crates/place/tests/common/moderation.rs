@@ -30,6 +30,7 @@ pub const ADMIN_ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/admin/regions"),
     ("POST", "/api/v1/admin/regions"),
     ("DELETE", "/api/v1/admin/regions/1"),
+    ("GET", "/api/v1/admin/alarms"),
 ];
 
 /// A request to `base` + `path` with a cookie and a JSON body.
