@@ -60,6 +60,8 @@ struct ClusterOptions {
     failover_after: Option<Duration>,
     redis_url: String,
     database_url: String,
+    /// The edges' spike alarm.
+    spike: place_edge::alarm::SpikeConfig,
 }
 
 impl TestCluster {
@@ -91,6 +93,7 @@ impl TestCluster {
             failover_after,
             redis_url,
             database_url,
+            spike: place_edge::alarm::SpikeConfig::default(),
         };
         TestCluster::start_on(shards, edges, cooldown_secs, options).await
     }
@@ -106,6 +109,7 @@ impl TestCluster {
             failover_after,
             redis_url,
             database_url,
+            spike,
         } = options;
         let name = format!("t{}_{}", std::process::id(), rand_suffix());
         let certs = tempfile::tempdir().expect("tempdir");
@@ -140,6 +144,13 @@ impl TestCluster {
         }
         .validate()
         .expect("valid");
+        let config = place::config::ValidConfig {
+            edge: place_edge::EdgeConfig {
+                spike,
+                ..config.edge
+            },
+            ..config
+        };
         let mut cluster = TestCluster {
             name,
             redis_url,
@@ -591,6 +602,7 @@ async fn redis_and_postgres_outages_refuse_placements_and_heal_by_themselves() {
             failover_after: None,
             redis_url: format!("redis://{}", redis_proxy.addr),
             database_url: format!("postgres://postgres@{}/test", pg_proxy.addr),
+            spike: place_edge::alarm::SpikeConfig::default(),
         },
     )
     .await;
@@ -989,6 +1001,71 @@ async fn protected_regions_reach_every_edge_within_a_second() {
     };
     let admin = common::moderation::admin_cookie(&store, &bases[0], "root").await;
     common::regions::regions_hold_on_every_edge(&bases, &admin).await;
+    cluster.remove().await;
+}
+
+#[tokio::test]
+async fn a_spike_at_one_edge_is_alarmed_slowed_down_everywhere_and_listed_by_the_other() {
+    let (webhook, received) = common::spikes::webhook_receiver().await;
+    let options = ClusterOptions {
+        failover_after: None,
+        redis_url: std::env::var("PLACE_TEST_REDIS_URL").unwrap_or(REDIS.into()),
+        database_url: std::env::var("PLACE_TEST_DATABASE_URL").unwrap_or(POSTGRES.into()),
+        spike: place_edge::alarm::SpikeConfig {
+            cell: 64,
+            min_rate: 5,
+            factor: 3,
+            webhook: Some(webhook),
+            auto_slow: Some(place_edge::alarm::AutoSlow {
+                duration: Duration::from_secs(120),
+                cooldown: Duration::from_secs(60),
+            }),
+        },
+    };
+    let cluster = TestCluster::start_on(2, 2, 0, options).await;
+    let bases: Vec<String> = cluster.edges.iter().map(|(base, _)| base.clone()).collect();
+    let store = place::admin::UserStore::Cluster {
+        database_url: cluster.database_url.clone(),
+        name: cluster.name.clone(),
+        redis_url: cluster.redis_url.clone(),
+    };
+    let admin = common::moderation::admin_cookie(&store, &bases[0], "root").await;
+    // The other edge saw no placement, yet lists the alarm (PostgreSQL) and holds the region.
+    let watcher = tokio::spawn({
+        let (other, admin) = (bases[1].clone(), admin.clone());
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            let (mut alarm_seen, mut region_seen) = (false, false);
+            loop {
+                let alarms = common::moderation::call(
+                    &other,
+                    "GET",
+                    "/api/v1/admin/alarms",
+                    Some(&admin),
+                    None,
+                )
+                .await;
+                let regions: serde_json::Value = reqwest::get(format!("{other}/api/v1/regions"))
+                    .await
+                    .expect("regions")
+                    .json()
+                    .await
+                    .expect("json");
+                alarm_seen |= alarms.body["alarms"].get(0).is_some();
+                region_seen |= regions["regions"].get(0).is_some();
+                if alarm_seen && region_seen {
+                    return;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the other edge never saw it"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
+    common::spikes::a_spike_is_alarmed_and_slowed_down(&bases[0], &admin, 60, 60, received).await;
+    watcher.await.expect("the other edge");
     cluster.remove().await;
 }
 
