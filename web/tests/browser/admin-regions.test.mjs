@@ -66,6 +66,18 @@ describe("protected regions", () => {
     await player.waitForFunction(() => window.__place.colorAt(64, 63) === 0);
     console.log("screenshot:", await screenshot(player, "regions-refused-1280.png"));
 
+    // On a phone too: a tap and "Place" inside is refused with the reason shown.
+    const phoneContext = await browser.newContext({ viewport: { width: 390, height: 844 }, hasTouch: true, isMobile: true, deviceScaleFactor: 2 });
+    const phone = await openPage(phoneContext, server.url, { x: 64, y: 64, zoom: 12 });
+    await phone.waitForFunction(() => window.__place.regions.length === 1);
+    const tap = await phone.evaluate(() => window.__place.screenOf(62, 62));
+    await phone.touchscreen.tap(tap.x, tap.y);
+    await phone.waitForSelector("#confirm:not([hidden])");
+    await phone.tap("#confirm");
+    await phone.waitForFunction(() => /locked by the moderators/i.test(document.getElementById("toast").textContent));
+    console.log("screenshot:", await screenshot(phone, "regions-refused-390x844.png"));
+    await phoneContext.close();
+
     // Outside it the player paints.
     await clickPixel(player, 72, 63);
     await waitForCanvasRgb(player, 72, 63, hexRgb(palette[5]));
