@@ -327,6 +327,12 @@ impl Edge {
 
 /// Ticks the detector once a second for as long as the edge lives, and raises its spikes.
 pub(crate) async fn watch(edge: Weak<Edge>) {
+    // The edge installed the process's recorder before starting this task.
+    metrics::describe_counter!(SPIKE_ALARMS, "Placement-spike alarms this edge raised");
+    metrics::describe_gauge!(
+        BUSIEST_CELL_RATE,
+        "Placements per second of the busiest cell on this edge, over the last 5 s"
+    );
     let mut every = tokio::time::interval(Duration::from_secs(1));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

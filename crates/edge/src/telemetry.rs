@@ -143,14 +143,6 @@ fn describe() {
         "From a placement's arrival at the edge to its durable acknowledgement"
     );
     describe_counter!(PLACEMENTS_REFUSED, "Placements refused, by error code");
-    describe_counter!(
-        crate::alarm::SPIKE_ALARMS,
-        "Placement-spike alarms this edge raised"
-    );
-    describe_gauge!(
-        crate::alarm::BUSIEST_CELL_RATE,
-        "Placements per second of the busiest cell on this edge, over the last 5 s"
-    );
     describe_histogram!(
         BROADCAST_DURATION,
         Unit::Seconds,
