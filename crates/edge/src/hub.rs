@@ -20,7 +20,7 @@ use place_cluster::wire::TileFrame;
 use place_cluster::ClusterClient;
 use place_protocol::ServerMessage;
 use place_shard::{ShardHandle, ShardMessage, SubscriberId, TileBatch, TileSnapshot};
-use place_tiles::{Catchup, Tile, TileId};
+use place_tiles::{Catchup, PixelChange, Tile, TileId};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
@@ -46,6 +46,26 @@ struct Waiting {
 /// then it gets the mirror's snapshot (its seq was not one this canvas ever had).
 const MAX_WAIT_FOR_MIRROR: Duration = Duration::from_secs(1);
 
+/// A tile's changes held back while its watchers are behind, sent as one frame when `due`.
+struct Held {
+    first_seq: u64,
+    changes: Vec<PixelChange>,
+    /// When the first of them was applied at the shard (epoch ms; 0: unknown).
+    applied_at_ms: i64,
+    due: Instant,
+}
+
+/// The narrowest widened window: a tile whose watchers fall behind holds its batches at least
+/// this long (on top of the shard's batch window)...
+const MIN_WIDENED: Duration = Duration::from_millis(20);
+/// ...and at most this long: with the shard's window and the writes, p99 stays under 250 ms.
+pub const MAX_WIDENED: Duration = Duration::from_millis(100);
+/// A tile's watchers are behind when more than one in this many of them have not yet written
+/// the tile's previous frame when the next batch arrives.
+const BEHIND_ONE_IN: usize = 8;
+/// How often held batches are looked at.
+const HELD_TICK: Duration = Duration::from_millis(5);
+
 #[derive(Default)]
 struct TileEntry {
     /// Subscribed at the shard. An entry that is not is dormant: nobody watches it, but its
@@ -59,9 +79,55 @@ struct TileEntry {
     clients: HashMap<ConnId, Outbound>,
     /// The encoded snapshot of the mirror at its current seq, made when first needed.
     snapshot: Option<Arc<SharedFrame>>,
+    /// How long this tile's batches are held and merged into one frame: zero while its
+    /// watchers keep up, widened (up to [`MAX_WIDENED`]) while they fall behind, so each socket
+    /// gets fewer, larger frames instead of a growing queue.
+    widened: Duration,
+    /// Changes held back (already applied to the mirror), sent before anything else goes to
+    /// the tile's clients or a client joins.
+    held: Option<Held>,
+    /// The last frame of changes sent to the clients: those still holding it have not written it.
+    last_frame: Weak<SharedFrame>,
 }
 
 impl TileEntry {
+    /// Widens the window while the watchers are behind, narrows it back as they catch up.
+    fn pace(&mut self) {
+        let unwritten = self.last_frame.strong_count();
+        if unwritten > 0 && unwritten > self.clients.len() / BEHIND_ONE_IN {
+            self.widened = (self.widened * 2).clamp(MIN_WIDENED, MAX_WIDENED);
+        } else if !self.widened.is_zero() {
+            self.widened /= 2;
+            if self.widened < MIN_WIDENED {
+                self.widened = Duration::ZERO;
+            }
+        }
+    }
+
+    /// Sends `frame` (a batch of changes) to every client.
+    fn send_changes(&mut self, frame: Arc<SharedFrame>) {
+        self.last_frame = Arc::downgrade(&frame);
+        self.clients.retain(|_, out| out.send(Arc::clone(&frame)));
+    }
+
+    /// Sends the held changes, if any.
+    fn release_held(&mut self, tile: TileId) {
+        let Some(held) = self.held.take() else {
+            return;
+        };
+        let stamp = if self.clients.is_empty() {
+            0
+        } else {
+            held.applied_at_ms
+        };
+        let message = ServerMessage::Pixels {
+            tile,
+            first_seq: held.first_seq,
+            changes: held.changes,
+        };
+        self.send_changes(SharedFrame::stamped(message, stamp));
+    }
+
     fn is_unwatched(&self) -> bool {
         self.waiting.is_empty() && self.clients.is_empty()
     }
@@ -102,6 +168,8 @@ const MAX_DORMANT: usize = 4096;
 /// The edge's tiles and who watches them.
 pub struct TileHub {
     tiles: Mutex<HashMap<TileId, TileEntry>>,
+    /// Tiles with held changes (locked after `tiles`, never before).
+    held: Mutex<Vec<TileId>>,
     commands: mpsc::UnboundedSender<ShardCommand>,
 }
 
@@ -110,9 +178,11 @@ impl TileHub {
         let (commands, command_rx) = mpsc::unbounded_channel();
         let hub = Arc::new(Self {
             tiles: Mutex::new(HashMap::new()),
+            held: Mutex::new(Vec::new()),
             commands,
         });
         tokio::spawn(sweep_waiting(Arc::downgrade(&hub)));
+        tokio::spawn(release_held(Arc::downgrade(&hub)));
         (hub, command_rx)
     }
 
@@ -150,6 +220,8 @@ impl TileHub {
         }
         entry.clients.remove(&conn);
         entry.waiting.retain(|w| w.conn != conn);
+        // The answer comes from the mirror, which holds the held changes: they go out first.
+        entry.release_held(tile);
         match &entry.mirror {
             Some(mirror) if known.is_none_or(|k| k <= mirror.seq()) => {
                 outbound.send(catchup_frame(tile, mirror, &mut entry.snapshot, known));
@@ -221,6 +293,7 @@ impl TileHub {
         };
         let mirror = Tile::from_pixels(snapshot.seq, snapshot.pixels.clone());
         entry.snapshot = None;
+        entry.release_held(snapshot.tile);
         if !entry.clients.is_empty() {
             // A resync (after a gap or a re-attach): everyone gets the new state.
             let frame = catchup_frame(snapshot.tile, &mirror, &mut entry.snapshot, None);
@@ -244,25 +317,44 @@ impl TileHub {
             Ok(applied) => {
                 entry.snapshot = None;
                 let skip = batch.changes.len() - applied;
-                let message = ServerMessage::Pixels {
-                    tile: batch.tile,
-                    first_seq: batch.first_seq + skip as u64,
-                    changes: batch.changes[skip..].to_vec(),
-                };
-                // Timed only when someone watches: the fan-out is what is measured.
-                let stamp = if entry.clients.is_empty() {
-                    0
+                let first_seq = batch.first_seq + skip as u64;
+                let changes = &batch.changes[skip..];
+                if let Some(held) = &mut entry.held {
+                    held.changes.extend_from_slice(changes);
                 } else {
-                    batch.applied_at_ms
-                };
-                let frame = SharedFrame::stamped(message, stamp);
-                entry.clients.retain(|_, out| out.send(Arc::clone(&frame)));
+                    entry.pace();
+                    if entry.widened.is_zero() {
+                        // Timed only when someone watches: the fan-out is what is measured.
+                        let stamp = if entry.clients.is_empty() {
+                            0
+                        } else {
+                            batch.applied_at_ms
+                        };
+                        let message = ServerMessage::Pixels {
+                            tile: batch.tile,
+                            first_seq,
+                            changes: changes.to_vec(),
+                        };
+                        entry.send_changes(SharedFrame::stamped(message, stamp));
+                    } else {
+                        metrics::counter!(crate::telemetry::FANOUT_HELD_WINDOWS).increment(1);
+                        entry.held = Some(Held {
+                            first_seq,
+                            changes: changes.to_vec(),
+                            applied_at_ms: batch.applied_at_ms,
+                            due: Instant::now() + entry.widened,
+                        });
+                        self.held.lock().push(batch.tile);
+                    }
+                }
             }
             Err(gap) => {
+                let seq = mirror.seq();
+                entry.release_held(batch.tile);
                 warn!(tile = %batch.tile, %gap, "gap in a tile's batches; resubscribing from the mirror's seq");
                 let _ = self
                     .commands
-                    .send(ShardCommand::Subscribe(batch.tile, Some(mirror.seq())));
+                    .send(ShardCommand::Subscribe(batch.tile, Some(seq)));
             }
         }
         Self::serve_waiting(batch.tile, entry);
@@ -270,6 +362,11 @@ impl TileHub {
 
     /// Answers the waiting clients the mirror can answer now.
     fn serve_waiting(tile: TileId, entry: &mut TileEntry) {
+        if entry.waiting.is_empty() {
+            return;
+        }
+        // The answers come from the mirror, which holds the held changes: they go out first.
+        entry.release_held(tile);
         let Some(mirror) = &entry.mirror else {
             return;
         };
@@ -297,6 +394,29 @@ impl TileHub {
             .mirror
             .as_ref()
             .map(Tile::seq)
+    }
+
+    /// Sends the held changes whose widened window has closed.
+    fn release_due(&self) {
+        if self.held.lock().is_empty() {
+            return;
+        }
+        let mut tiles = self.tiles.lock();
+        let mut held = self.held.lock();
+        let now = Instant::now();
+        held.retain(|tile| {
+            let Some(entry) = tiles.get_mut(tile) else {
+                return false;
+            };
+            match &entry.held {
+                Some(h) if h.due <= now => {
+                    entry.release_held(*tile);
+                    false
+                }
+                Some(_) => true,
+                None => false,
+            }
+        });
     }
 
     /// Serves clients that waited too long for a mirror to reach their seq.
@@ -367,6 +487,17 @@ async fn sweep_waiting(hub: Weak<TileHub>) {
         every.tick().await;
         let Some(hub) = hub.upgrade() else { return };
         hub.serve_overdue();
+    }
+}
+
+/// Sends held changes when their window closes, for as long as the hub lives.
+async fn release_held(hub: Weak<TileHub>) {
+    let mut every = tokio::time::interval(HELD_TICK);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let Some(hub) = hub.upgrade() else { return };
+        hub.release_due();
     }
 }
 
@@ -456,5 +587,103 @@ async fn follow_tile(
         }
         let Some(hub) = hub.upgrade() else { return };
         known = hub.mirror_seq(tile);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::task::Context;
+
+    use futures_util::task::noop_waker_ref;
+
+    use super::*;
+    use crate::outbox::{self, Inbox};
+
+    fn watched_by(n: usize) -> (TileEntry, Vec<Inbox>) {
+        let mut entry = TileEntry::default();
+        let inboxes = (0..n as ConnId)
+            .map(|conn| {
+                let (out, inbox) = outbox::channel(16);
+                entry.clients.insert(conn, out);
+                inbox
+            })
+            .collect();
+        (entry, inboxes)
+    }
+
+    /// What a client was sent, taken out as its connection would after writing it.
+    fn written(inbox: &Inbox) -> Vec<Arc<SharedFrame>> {
+        let mut taken = VecDeque::new();
+        let _ = inbox.poll_take(&mut Context::from_waker(noop_waker_ref()), &mut taken, 64);
+        taken.into_iter().collect()
+    }
+
+    fn change(color: u8) -> PixelChange {
+        PixelChange {
+            lx: 1,
+            ly: 2,
+            color,
+        }
+    }
+
+    #[test]
+    fn a_tile_whose_watchers_fall_behind_widens_its_window_up_to_the_bound_then_narrows() {
+        let (mut entry, inboxes) = watched_by(8);
+        entry.pace();
+        assert_eq!(
+            entry.widened,
+            Duration::ZERO,
+            "nothing sent yet: keeping up"
+        );
+        // Every watcher still holds the last frame: behind.
+        entry.send_changes(SharedFrame::new(ServerMessage::Pong));
+        entry.pace();
+        assert_eq!(entry.widened, MIN_WIDENED);
+        for _ in 0..10 {
+            entry.pace();
+        }
+        assert_eq!(entry.widened, MAX_WIDENED, "bounded");
+        // They write it: the window narrows back to nothing.
+        for inbox in &inboxes {
+            assert_eq!(written(inbox).len(), 1);
+        }
+        for _ in 0..10 {
+            entry.pace();
+        }
+        assert_eq!(entry.widened, Duration::ZERO);
+    }
+
+    #[test]
+    fn held_changes_go_out_as_one_frame_that_follows_on_from_the_last() {
+        let (mut entry, inboxes) = watched_by(2);
+        let tile = TileId::new(3, 4);
+        entry.held = Some(Held {
+            first_seq: 10,
+            changes: vec![change(1), change(2)],
+            applied_at_ms: 0,
+            due: Instant::now(),
+        });
+        if let Some(held) = &mut entry.held {
+            held.changes.push(change(3));
+        }
+        entry.release_held(tile);
+        entry.release_held(tile);
+        for inbox in &inboxes {
+            let frames = written(inbox);
+            assert_eq!(frames.len(), 1, "one frame, once");
+            match frames[0].message() {
+                ServerMessage::Pixels {
+                    tile: t,
+                    first_seq,
+                    changes,
+                } => {
+                    assert_eq!((*t, *first_seq), (tile, 10));
+                    assert_eq!(changes, &vec![change(1), change(2), change(3)]);
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(entry.held.is_none());
     }
 }

@@ -68,6 +68,9 @@ pub const CANVAS_COMPRESSIONS: &str = "rplace_canvas_compressions_total";
 /// WebSockets closed by the server, by why (`lagging`, `stalled`, `unresponsive`, `flood`,
 /// `session_ended`, `shutdown`).
 pub const WEBSOCKETS_CLOSED: &str = "rplace_websockets_closed_total";
+/// Widened fan-out windows: batches of a tile held back (up to 100 ms) and merged because its
+/// watchers had not written the tile's previous frame.
+pub const FANOUT_HELD_WINDOWS: &str = "rplace_fanout_held_windows_total";
 
 /// How often histogram samples are drained into their buckets when nobody scrapes.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
@@ -131,6 +134,10 @@ fn describe() {
     describe_counter!(CONNECTIONS_REFUSED, "Connections refused at accept, by why");
     describe_counter!(CANVAS_COMPRESSIONS, "Gzip compressions of the whole canvas");
     describe_counter!(WEBSOCKETS_CLOSED, "WebSockets closed by the server, by why");
+    describe_counter!(
+        FANOUT_HELD_WINDOWS,
+        "Tile batches held back and merged while the tile's watchers were behind"
+    );
     describe_counter!(PIXELS_PLACED, "Placements acknowledged durably, by colour");
     describe_gauge!(ACTIVE_CONNECTIONS, "Open WebSockets");
     describe_gauge!(ACTIVE_USERS, "Distinct users with an open WebSocket");
