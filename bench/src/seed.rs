@@ -36,7 +36,7 @@ pub async fn seed(
 ) -> anyhow::Result<Seeded> {
     let started = Instant::now();
     let store = EmbeddedStore::open(dir).await?;
-    store.check_canvas(geometry).await?;
+    store.canvas_geometry(geometry).await?;
     let mut tiles: Vec<Tile> = (0..geometry.tile_count()).map(|_| Tile::new()).collect();
     let mut rng = StdRng::seed_from_u64(2017);
     let day_ago = place_shard::driver::now_ms() - 24 * 3600 * 1000;

@@ -374,7 +374,7 @@ impl<'a> Player<'a> {
             ServerMessage::Cooldown {
                 cooldown_remaining, ..
             } => self.on_cooldown_changed(cooldown_remaining, now),
-            ServerMessage::Welcome(_) | ServerMessage::Pong => {}
+            ServerMessage::Welcome(_) | ServerMessage::Pong | ServerMessage::Canvas { .. } => {}
         }
     }
 

@@ -23,6 +23,24 @@ pub enum GeometryError {
         /// The value given.
         value: u32,
     },
+    /// A resize that would shrink a side: the canvas only grows, so nothing placed is cut off.
+    #[error("the canvas only grows: {name} {value} is less than the current {current}")]
+    Shrink {
+        /// `width` or `height`.
+        name: &'static str,
+        /// The value given.
+        value: u32,
+        /// The current value.
+        current: u32,
+    },
+    /// A resize to the size the canvas already has.
+    #[error("the canvas is already {width}x{height}")]
+    Unchanged {
+        /// The current width.
+        width: u32,
+        /// The current height.
+        height: u32,
+    },
 }
 
 /// The position of a tile in the tile grid: tile `(tx, ty)` covers pixels
@@ -135,6 +153,43 @@ impl CanvasGeometry {
             .flat_map(move |ty| (0..tiles_x).map(move |tx| TileId::new(tx as u16, ty as u16)))
     }
 
+    /// The canvas grown to `width x height`: each side in `1..=65536`, neither smaller than now,
+    /// at least one larger. Tiles are named by their column and row, so every tile of this
+    /// canvas keeps its id (and its pixels their coordinates) on the grown one.
+    pub fn grown_to(&self, width: u32, height: u32) -> Result<Self, GeometryError> {
+        let grown = Self::new(width, height)?;
+        for (name, value, current) in [
+            ("width", width, self.width),
+            ("height", height, self.height),
+        ] {
+            if value < current {
+                return Err(GeometryError::Shrink {
+                    name,
+                    value,
+                    current,
+                });
+            }
+        }
+        if grown == *self {
+            return Err(GeometryError::Unchanged { width, height });
+        }
+        Ok(grown)
+    }
+
+    /// The smallest canvas holding both: each side the larger of the two. Sizes only grow, so
+    /// of two sizes known for one canvas this is the newer.
+    pub fn union(self, other: Self) -> Self {
+        Self {
+            width: self.width.max(other.width),
+            height: self.height.max(other.height),
+        }
+    }
+
+    /// Whether every pixel of `other` lies on this canvas.
+    pub fn covers(&self, other: Self) -> bool {
+        self.width >= other.width && self.height >= other.height
+    }
+
     /// The dense index of a tile on this canvas (row-major), for tables indexed by tile.
     pub fn tile_index(&self, tile: TileId) -> usize {
         usize::from(tile.ty) * self.tiles_x() as usize + usize::from(tile.tx)
@@ -186,5 +241,40 @@ mod tests {
         assert!(!g.contains_tile(TileId::new(2, 0)));
         assert_eq!(g.tiles().count(), 4);
         assert_eq!(g.tile_index(TileId::new(1, 1)), 3);
+    }
+
+    #[test]
+    fn a_canvas_only_grows_and_keeps_its_tiles() {
+        let g = CanvasGeometry::new(100, 70).expect("valid");
+        let grown = g.grown_to(200, 70).expect("wider");
+        assert_eq!((grown.tiles_x(), grown.tiles_y()), (4, 2));
+        // Pixels keep their tile and place inside it.
+        assert_eq!(grown.locate(99, 69), g.locate(99, 69));
+        assert!(g.tiles().all(|t| grown.contains_tile(t)));
+        assert!(grown.covers(g) && !g.covers(grown));
+        assert_eq!(
+            g.grown_to(99, 80),
+            Err(GeometryError::Shrink {
+                name: "width",
+                value: 99,
+                current: 100
+            })
+        );
+        assert_eq!(
+            g.grown_to(100, 70),
+            Err(GeometryError::Unchanged {
+                width: 100,
+                height: 70
+            })
+        );
+        assert!(matches!(
+            g.grown_to(65_537, 70),
+            Err(GeometryError::SideOutOfRange { name: "width", .. })
+        ));
+        assert_eq!(
+            g.union(CanvasGeometry::new(50, 90).expect("valid"))
+                .height(),
+            90
+        );
     }
 }

@@ -64,6 +64,7 @@ pub enum ClientError {
 pub struct ClusterClient {
     endpoint: quinn::Endpoint,
     ring: watch::Receiver<Arc<Ring>>,
+    /// The canvas at start; [`ClusterClient::geometry`] grows it to the ring's.
     geometry: CanvasGeometry,
     connections: Mutex<HashMap<String, quinn::Connection>>,
     /// Shards that could not be reached, and until when requests for them fail at once.
@@ -97,6 +98,11 @@ impl ClusterClient {
     /// The current ring.
     pub fn ring(&self) -> Arc<Ring> {
         self.ring.borrow().clone()
+    }
+
+    /// The canvas: the size the edge started with, grown to the ring's.
+    fn geometry(&self) -> CanvasGeometry {
+        self.ring.borrow().geometry(self.geometry)
     }
 
     /// Waits for the next ring change (at most `within`).
@@ -195,7 +201,7 @@ impl ClusterClient {
     /// (nothing was sent); one that was sent the placement but does not answer in time is
     /// `NoAnswer` (it may or may not have applied it, so nobody must retry blindly).
     pub async fn place(&self, request: PlaceRequest) -> Result<Placed, PlaceError> {
-        let Some((tile, _, _)) = self.geometry.locate(request.x, request.y) else {
+        let Some((tile, _, _)) = self.geometry().locate(request.x, request.y) else {
             return Err(PlaceError::InvalidCoords);
         };
         let deadline = tokio::time::Instant::now() + PLACE_TIMEOUT;
@@ -254,7 +260,7 @@ impl ClusterClient {
         let mut results = vec![Err(PlaceError::Unavailable); requests.len()];
         let mut todo: Vec<usize> = Vec::with_capacity(requests.len());
         for (i, r) in requests.iter().enumerate() {
-            match self.geometry.locate(r.x, r.y) {
+            match self.geometry().locate(r.x, r.y) {
                 Some(_) => todo.push(i),
                 None => results[i] = Err(PlaceError::InvalidCoords),
             }
@@ -374,14 +380,14 @@ impl ClusterClient {
         let deadline = tokio::time::Instant::now() + PLACE_TIMEOUT;
         loop {
             let tiles = self.read_tiles_once().await?;
-            if tiles.len() == self.geometry.tile_count() {
+            if tiles.len() == self.geometry().tile_count() {
                 return Ok(tiles.into_values().collect());
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(ClientError::Stream(format!(
                     "{} of {} tiles are served (tiles are moving between shards)",
                     tiles.len(),
-                    self.geometry.tile_count()
+                    self.geometry().tile_count()
                 )));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

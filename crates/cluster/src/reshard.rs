@@ -73,10 +73,11 @@ pub enum ReshardError {
 /// Tiles that change owner between two rings: by `(from, to)` shard ids, the tiles.
 pub type Moves = BTreeMap<(String, String), Vec<place_tiles::TileId>>;
 
-/// The tiles that change owner from `before` to `after`.
+/// The tiles that change owner from `before` to `after` (tiles a growth of the canvas adds
+/// are new, not moved: they are on `after`'s canvas only).
 pub fn moves(before: &Ring, after: &Ring, geometry: CanvasGeometry) -> Moves {
     let mut moves = Moves::new();
-    for tile in geometry.tiles() {
+    for tile in before.geometry(geometry).tiles() {
         let (from, to) = (&before.owner(tile).id, &after.owner(tile).id);
         if from != to {
             moves

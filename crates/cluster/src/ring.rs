@@ -6,6 +6,13 @@
 //! without asking anyone. Adding a shard to `n` moves about `1/(n+1)` of the tiles, all of them
 //! to the new shard; removing one moves only its own tiles.
 //!
+//! The ring also carries the canvas size once an administrator has grown the canvas: a growth is
+//! a ring change like any other (epoch + 1, same shards), so every shard and edge follows it
+//! by the same path, the new tiles go to their owners by the same hash (no existing tile moves:
+//! ownership hashes a tile's column and row, never the canvas width), and the change completes
+//! when every shard serves its new tiles. A node's canvas is the larger of the size it started
+//! with (PostgreSQL's) and the ring's, side by side: sizes only grow.
+//!
 //! The ring also remembers the shards a failover took out (with their addresses), so that such a
 //! shard can put itself back when it runs again (see [`crate::failover`]); a shard an operator
 //! removed is not remembered, and stays out.
@@ -48,6 +55,9 @@ pub enum RingError {
     /// An id that is not 1 to 64 of letters, digits, `-` and `_`.
     #[error("shard id {0:?} must be 1 to 64 letters, digits, '-' or '_'")]
     BadId(String),
+    /// A stored canvas size outside `1..=65536` a side.
+    #[error("the ring's canvas {0}x{1} is not a valid size")]
+    BadCanvas(u32, u32),
 }
 
 /// The shards and the epoch of this arrangement.
@@ -57,6 +67,7 @@ pub struct Ring {
     epoch: u64,
     shards: Vec<ShardInfo>,
     failed_over: Vec<ShardInfo>,
+    canvas: Option<CanvasGeometry>,
     hash: StaticHashRing<'static, String, usize, DefaultHash>,
 }
 
@@ -67,6 +78,16 @@ struct RingData {
     /// Absent in a ring stored before failovers were remembered.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     failed_over: Vec<ShardInfo>,
+    /// Absent until the canvas was grown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    canvas: Option<CanvasSize>,
+}
+
+/// The canvas size as the ring stores it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct CanvasSize {
+    width: u32,
+    height: u32,
 }
 
 impl TryFrom<RingData> for Ring {
@@ -74,6 +95,13 @@ impl TryFrom<RingData> for Ring {
     fn try_from(data: RingData) -> Result<Self, RingError> {
         let mut ring = Ring::new(data.epoch, data.shards)?;
         ring.failed_over = data.failed_over;
+        ring.canvas = match data.canvas {
+            Some(c) => Some(
+                CanvasGeometry::new(c.width, c.height)
+                    .map_err(|_| RingError::BadCanvas(c.width, c.height))?,
+            ),
+            None => None,
+        };
         Ok(ring)
     }
 }
@@ -84,6 +112,10 @@ impl From<Ring> for RingData {
             epoch: ring.epoch,
             shards: ring.shards,
             failed_over: ring.failed_over,
+            canvas: ring.canvas.map(|g| CanvasSize {
+                width: g.width(),
+                height: g.height(),
+            }),
         }
     }
 }
@@ -92,6 +124,7 @@ impl Clone for Ring {
     fn clone(&self) -> Self {
         let mut ring = Ring::build(self.epoch, self.shards.clone());
         ring.failed_over = self.failed_over.clone();
+        ring.canvas = self.canvas;
         ring
     }
 }
@@ -102,6 +135,7 @@ impl std::fmt::Debug for Ring {
             .field("epoch", &self.epoch)
             .field("shards", &self.shards)
             .field("failed_over", &self.failed_over)
+            .field("canvas", &self.canvas)
             .finish()
     }
 }
@@ -111,6 +145,7 @@ impl PartialEq for Ring {
         self.epoch == other.epoch
             && self.shards == other.shards
             && self.failed_over == other.failed_over
+            && self.canvas == other.canvas
     }
 }
 
@@ -156,8 +191,27 @@ impl Ring {
             epoch,
             shards,
             failed_over: Vec::new(),
+            canvas: None,
             hash,
         }
+    }
+
+    /// The canvas size an administrator grew the canvas to, if ever.
+    pub fn canvas(&self) -> Option<CanvasGeometry> {
+        self.canvas
+    }
+
+    /// The canvas: `at_least` (the size a node started with) grown to the ring's, side by side.
+    pub fn geometry(&self, at_least: CanvasGeometry) -> CanvasGeometry {
+        self.canvas.map_or(at_least, |c| at_least.union(c))
+    }
+
+    /// The next ring, with the same shards, on a canvas grown to `canvas`.
+    pub fn with_canvas(&self, canvas: CanvasGeometry) -> Ring {
+        let mut next = self.clone();
+        next.epoch += 1;
+        next.canvas = Some(self.canvas.map_or(canvas, |c| c.union(canvas)));
+        next
     }
 
     /// The epoch: every change makes a ring with a higher one.
@@ -185,20 +239,22 @@ impl Ring {
         &self.shards[index]
     }
 
-    /// The tiles of `geometry` that `shard` owns.
+    /// The tiles that `shard` owns, of `geometry` grown to the ring's canvas.
     pub fn tiles_of<'a>(
         &'a self,
         shard: &'a str,
         geometry: CanvasGeometry,
     ) -> impl Iterator<Item = TileId> + 'a {
-        geometry.tiles().filter(move |t| self.owner(*t).id == shard)
+        self.geometry(geometry)
+            .tiles()
+            .filter(move |t| self.owner(*t).id == shard)
     }
 
-    /// How many tiles each shard owns.
+    /// How many tiles each shard owns, of `geometry` grown to the ring's canvas.
     pub fn spread(&self, geometry: CanvasGeometry) -> BTreeMap<String, usize> {
         let mut spread: BTreeMap<String, usize> =
             self.shards.iter().map(|s| (s.id.clone(), 0)).collect();
-        for tile in geometry.tiles() {
+        for tile in self.geometry(geometry).tiles() {
             *spread.entry(self.owner(tile).id.clone()).or_default() += 1;
         }
         spread
@@ -218,6 +274,7 @@ impl Ring {
         shards.push(shard.clone());
         let mut next = Ring::new(self.epoch + 1, shards)?;
         next.failed_over = self.failed_over_except(&shard.id);
+        next.canvas = self.canvas;
         Ok(next)
     }
 
@@ -228,6 +285,7 @@ impl Ring {
             if self.failed_over.iter().any(|s| s.id == id) {
                 let mut next = Ring::build(self.epoch + 1, self.shards.clone());
                 next.failed_over = self.failed_over_except(id);
+                next.canvas = self.canvas;
                 return Ok(next);
             }
             return Err(RingError::UnknownId(id.to_owned()));
@@ -235,6 +293,7 @@ impl Ring {
         let shards: Vec<ShardInfo> = self.shards.iter().filter(|s| s.id != id).cloned().collect();
         let mut next = Ring::new(self.epoch + 1, shards)?;
         next.failed_over = self.failed_over_except(id);
+        next.canvas = self.canvas;
         Ok(next)
     }
 
@@ -354,6 +413,32 @@ mod tests {
         )
         .expect("old ring");
         assert!(old.failed_over().is_empty());
+    }
+
+    #[test]
+    fn a_grown_canvas_gives_out_its_new_tiles_and_moves_no_old_one() {
+        let before = ring(3);
+        let small = CanvasGeometry::new(640, 640).expect("valid");
+        let grown = before.with_canvas(CanvasGeometry::new(1280, 700).expect("valid"));
+        assert_eq!(grown.epoch(), before.epoch() + 1);
+        assert_eq!(grown.shards(), before.shards());
+        let g = grown.geometry(small);
+        assert_eq!((g.width(), g.height()), (1280, 700));
+        assert!(small.tiles().all(|t| before.owner(t) == grown.owner(t)));
+        let owned: usize = grown.spread(small).values().sum();
+        assert_eq!(owned, g.tile_count(), "every new tile has an owner");
+        // The canvas survives storage and later changes, and never shrinks.
+        let stored: Ring =
+            serde_json::from_str(&serde_json::to_string(&grown).expect("json")).expect("ring");
+        assert_eq!(stored, grown);
+        let next = stored.with_shard(shard(4)).expect("add");
+        assert_eq!(next.canvas(), grown.canvas());
+        let narrower = next.with_canvas(CanvasGeometry::new(100, 900).expect("valid"));
+        let c = narrower.canvas().expect("grown");
+        assert_eq!((c.width(), c.height()), (1280, 900));
+        // A ring stored before growths existed has none.
+        assert_eq!(before.canvas(), None);
+        assert_eq!(before.geometry(small), small);
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub struct ShardServer {
     pub shard: ShardHandle,
     /// The current ring.
     pub ring: watch::Receiver<Arc<Ring>>,
-    /// The canvas.
+    /// The canvas at start; [`ShardServer::geometry`] grows it to the ring's.
     pub geometry: CanvasGeometry,
     next_subscriber: Arc<AtomicU64>,
 }
@@ -53,9 +53,13 @@ impl ShardServer {
         }
     }
 
-    /// The tiles this shard owns in the current ring.
-    pub fn owned(&self) -> HashSet<TileId> {
-        let ring = self.ring.borrow().clone();
+    /// The canvas: the size the shard started with, grown to the ring's.
+    pub fn geometry(&self) -> CanvasGeometry {
+        self.ring.borrow().geometry(self.geometry)
+    }
+
+    /// The tiles this shard owns in `ring`.
+    fn owned(&self, ring: &Ring) -> HashSet<TileId> {
         ring.tiles_of(&self.id, self.geometry).collect()
     }
 
@@ -67,11 +71,14 @@ impl ShardServer {
             let server = self.clone();
             tokio::spawn(async move {
                 loop {
-                    let epoch = ring_changes.borrow_and_update().epoch();
+                    let ring = ring_changes.borrow_and_update().clone();
+                    // A grown canvas first: the tiles it adds must exist before they are owned.
+                    server.shard.grow(ring.geometry(server.geometry)).await;
                     server
                         .shard
-                        .set_ownership(epoch, Some(server.owned()))
+                        .set_ownership(ring.epoch(), Some(server.owned(&ring)))
                         .await;
+                    let epoch = ring.epoch();
                     info!(epoch, "ring changed; ownership updated");
                     if ring_changes.changed().await.is_err() {
                         return;
@@ -184,7 +191,7 @@ impl ShardServer {
     /// Applies one placement of a tile this shard owns at the edge's epoch.
     async fn place_owned(&self, p: WirePlace) -> Result<Placed, PlaceRefusal> {
         let ring = self.ring.borrow().clone();
-        let Some((tile, _, _)) = self.geometry.locate(p.x.into(), p.y.into()) else {
+        let Some((tile, _, _)) = self.geometry().locate(p.x.into(), p.y.into()) else {
             return Err(PlaceRefusal::InvalidCoords);
         };
         if ring.owner(tile).id != self.id || p.epoch > ring.epoch() {
@@ -218,7 +225,7 @@ impl ShardServer {
         tile: TileId,
         known_seq: Option<u64>,
     ) -> Result<(), WireError> {
-        if !self.geometry.contains_tile(tile) || self.ring.borrow().owner(tile).id != self.id {
+        if !self.geometry().contains_tile(tile) || self.ring.borrow().owner(tile).id != self.id {
             let _ = send.reset(quinn::VarInt::from_u32(1));
             return Ok(());
         }

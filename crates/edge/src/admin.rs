@@ -225,7 +225,7 @@ impl RectParams {
                 ))
             }
         };
-        let g = edge.config.geometry;
+        let g = edge.geometry();
         let inside = rect.width > 0
             && rect.height > 0
             && u64::from(rect.x) + u64::from(rect.width) <= u64::from(g.width())
@@ -263,7 +263,7 @@ async fn reset_canvas(
     request: Result<Json<RectParams>, JsonRejection>,
 ) -> Result<Json<Value>, AppError> {
     let params = body(request)?;
-    let g = edge.config.geometry;
+    let g = edge.geometry();
     let rect = params.rect(&edge)?.unwrap_or(Rect {
         x: 0,
         y: 0,
@@ -349,8 +349,7 @@ async fn stats(State(edge): State<Arc<Edge>>, Admin(_): Admin) -> Result<Json<Va
         store.placement_stats(),
         edge.players_online(),
         edge.shards.health(),
-        edge.shards
-            .figures(reports, edge.config.geometry.tile_count())
+        edge.shards.figures(reports, edge.geometry().tile_count())
     );
     let placements = placements?;
     let top: Vec<Value> = placements
@@ -595,7 +594,7 @@ async fn pixel(
     Admin(_): Admin,
     Query(q): Query<PixelQuery>,
 ) -> Result<Json<Value>, AppError> {
-    if !edge.config.geometry.contains(q.x, q.y) {
+    if !edge.geometry().contains(q.x, q.y) {
         return Err(AppError::BadRequest(
             "the pixel is outside the canvas".into(),
         ));

@@ -411,7 +411,7 @@ impl Reader {
     }
 
     fn subscribe(&mut self, tiles: &[TileRequest]) {
-        let geometry = self.edge.config.geometry;
+        let geometry = self.edge.geometry();
         if let Some(bad) = tiles.iter().find(|t| !geometry.contains_tile(t.tile)) {
             let error = ErrorMessage::new(
                 ErrorCode::BadRequest,
@@ -455,7 +455,7 @@ impl Reader {
                 ErrorMessage::new(code, message).with_request_id(request_id.clone()),
             ));
         };
-        let geometry = self.edge.config.geometry;
+        let geometry = self.edge.geometry();
         let (Ok(x), Ok(y)) = (u32::try_from(x), u32::try_from(y)) else {
             return fail(
                 ErrorCode::InvalidCoords,

@@ -247,7 +247,7 @@ async fn pixel(
     State(edge): State<Arc<Edge>>,
     Query(q): Query<PixelParams>,
 ) -> Result<Json<Value>, AppError> {
-    let g = edge.config.geometry;
+    let g = edge.geometry();
     let coord = |v: &Option<String>| v.as_deref().and_then(|t| t.parse::<u32>().ok());
     let (x, y) = match (coord(&q.x), coord(&q.y)) {
         (Some(x), Some(y)) if g.contains(x, y) => (x, y),
@@ -331,7 +331,7 @@ async fn heatmap(
 }
 
 async fn compute_heatmap(edge: &Edge, minutes: u32) -> Result<Value, AppError> {
-    let g = edge.config.geometry;
+    let g = edge.geometry();
     let cell = heatmap_cell_size(g.width(), g.height());
     let until = now_ms();
     let since = until - i64::from(minutes) * 60_000;

@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Query, Request, State, WebSocketUpgrade};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use axum_extra::extract::cookie::CookieJar;
 use bytes::Bytes;
-use place_tiles::{TileId, TILE_SIZE};
+use place_tiles::{CanvasGeometry, TileId, TILE_SIZE};
 use serde::Deserialize;
 use serde_json::json;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -46,6 +46,7 @@ pub fn app(edge: Arc<Edge>) -> Router {
         .merge(auth::routes())
         .merge(admin::routes())
         .merge(crate::ring_admin::routes())
+        .merge(crate::canvas_size::routes())
         .merge(history::routes(&edge))
         .merge(crate::timelapse::routes(&edge))
         .merge(crate::templates::routes(&edge))
@@ -218,6 +219,8 @@ async fn regions(State(edge): State<Arc<Edge>>) -> Response {
 /// request.
 #[derive(Clone)]
 pub struct CanvasImage {
+    /// The canvas it shows.
+    geometry: CanvasGeometry,
     etag: HeaderValue,
     bytes: Bytes,
     gzip: Arc<tokio::sync::OnceCell<Bytes>>,
@@ -269,7 +272,12 @@ async fn canvas(State(edge): State<Arc<Edge>>, headers: HeaderMap) -> Result<Res
     let image = {
         let mut cache = edge.canvas_cache.lock().await;
         match cache.as_ref() {
-            Some(image) if image.built.elapsed() < CANVAS_IMAGE_TTL => image.clone(),
+            Some(image)
+                if image.built.elapsed() < CANVAS_IMAGE_TTL
+                    && image.geometry == edge.geometry() =>
+            {
+                image.clone()
+            }
             _ => {
                 let image = build_canvas_image(&edge).await?;
                 *cache = Some(image.clone());
@@ -297,6 +305,14 @@ async fn canvas(State(edge): State<Arc<Edge>>, headers: HeaderMap) -> Result<Res
             ),
             (header::VARY, HeaderValue::from_static("accept-encoding")),
             (header::ETAG, image.etag),
+            (
+                HeaderName::from_static("x-canvas-width"),
+                HeaderValue::from(image.geometry.width()),
+            ),
+            (
+                HeaderName::from_static("x-canvas-height"),
+                HeaderValue::from(image.geometry.height()),
+            ),
         ],
         Body::from(body),
     )
@@ -315,11 +331,12 @@ async fn build_canvas_image(edge: &Edge) -> Result<CanvasImage, AppError> {
         .read_tiles()
         .await
         .ok_or_else(|| AppError::Unavailable("the shard is unavailable".into()))?;
-    let g = edge.config.geometry;
+    let g = edge.geometry();
     let width = g.width() as usize;
     let mut pixels = vec![0u8; width * g.height() as usize];
     let mut version = 0u64;
-    for t in &tiles {
+    // A shard may already serve tiles of a growth this edge has not heard of yet.
+    for t in tiles.iter().filter(|t| g.contains_tile(t.tile)) {
         version = version.wrapping_add(t.seq);
         let (x0, y0) = t.tile.origin();
         let (w, h) = g.tile_dims(t.tile);
@@ -329,9 +346,11 @@ async fn build_canvas_image(edge: &Edge) -> Result<CanvasImage, AppError> {
             pixels[start..start + w as usize].copy_from_slice(src);
         }
     }
-    let etag = HeaderValue::from_str(&format!("\"c{version}\""))
+    // The size is in the tag: a grown canvas with no placement yet is another image.
+    let etag = HeaderValue::from_str(&format!("\"c{}x{}-{version}\"", g.width(), g.height()))
         .map_err(|e| AppError::Unavailable(e.to_string()))?;
     Ok(CanvasImage {
+        geometry: g,
         etag,
         bytes: Bytes::from(pixels),
         gzip: Arc::default(),
@@ -345,7 +364,7 @@ async fn tile(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let tile = TileId::new(tx, ty);
-    if !edge.config.geometry.contains_tile(tile) {
+    if !edge.geometry().contains_tile(tile) {
         return Err(AppError::NotFound);
     }
     let (seq, pixels) = match edge.hub.mirror(tile) {
@@ -429,7 +448,7 @@ async fn metrics(State(edge): State<Arc<Edge>>) -> Response {
     let reports = edge.ring_admin.get().map(|admin| &admin.store);
     let figures = edge
         .shards
-        .figures(reports, edge.config.geometry.tile_count())
+        .figures(reports, edge.geometry().tile_count())
         .await;
     crate::telemetry::record_shards(&figures);
     crate::telemetry::render()

@@ -36,6 +36,7 @@ pub mod address;
 pub mod admin;
 pub mod alarm;
 pub mod auth;
+pub mod canvas_size;
 pub mod challenge;
 pub mod connection;
 pub mod cooldown;
@@ -91,7 +92,8 @@ pub struct EdgeConfig {
     /// This edge's name, sent as the `X-Place-Node` header of every response (which edge
     /// behind a load balancer answered).
     pub node_id: String,
-    /// The canvas.
+    /// The canvas as the edge starts (the stored size); it may grow while the edge runs:
+    /// [`Edge::geometry`] is the current one.
     pub geometry: CanvasGeometry,
     /// The colours.
     pub palette: Palette,
@@ -199,7 +201,7 @@ impl Edge {
         let config_spike = config.spike.clone();
         let challenges = challenge::Challenges::for_accounts(&accounts, config.guest_pow_bits);
         let edge = Arc::new(Self {
-            live: LiveState::new(config.cooldown.as_millis() as u64),
+            live: LiveState::new(config.cooldown.as_millis() as u64, config.geometry),
             live_bus,
             config,
             accounts,
@@ -252,6 +254,11 @@ impl Edge {
         &self.config
     }
 
+    /// The canvas as it is now (it grows when an administrator resizes it).
+    pub fn geometry(&self) -> CanvasGeometry {
+        self.live.canvas()
+    }
+
     /// The current cooldown in milliseconds.
     pub fn cooldown_ms(&self) -> i64 {
         self.live.cooldown_ms() as i64
@@ -280,7 +287,7 @@ impl Edge {
 
     /// The canvas parameters as the protocol sends them.
     pub fn canvas_info(&self) -> CanvasInfo {
-        let g = self.config.geometry;
+        let g = self.geometry();
         CanvasInfo {
             width: g.width(),
             height: g.height(),

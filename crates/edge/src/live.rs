@@ -1,10 +1,11 @@
-//! Live changes every edge applies within a second: the cooldown an administrator sets,
-//! sessions that end (logout), whose open WebSockets close at once, and changes of the protected
-//! regions (each edge reads them again from the store: [`crate::regions`]).
+//! Live changes every edge applies within a second: the cooldown an administrator sets, the
+//! canvas size when an administrator grows it, sessions that end (logout), whose open
+//! WebSockets close at once, and changes of the protected regions (each edge reads them again
+//! from the store: [`crate::regions`]).
 //!
 //! In `place serve` an announcement is applied directly. In the cluster it is also published on
 //! the Redis channel `place:NAME:live`, and every edge applies what it receives there; the
-//! cooldown is kept in `place:NAME:settings` as well, so an edge that starts, or whose
+//! cooldown and the canvas size are kept in `place:NAME:settings` as well, so an edge that starts, or whose
 //! subscription broke for a while, reads the current value (it re-reads it on every
 //! resubscription and every [`SETTINGS_REFRESH`]). Each edge also reports there how many
 //! connections it holds (`place:NAME:online`), for the administrators' figures.
@@ -13,6 +14,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use place_tiles::CanvasGeometry;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
@@ -32,6 +34,13 @@ pub enum LiveEvent {
     Cooldown {
         /// The new cooldown.
         cooldown_ms: u64,
+    },
+    /// The canvas grew to this size (a smaller one is ignored: the canvas only grows).
+    Canvas {
+        /// The new width.
+        width: u32,
+        /// The new height.
+        height: u32,
     },
     /// A session ended: its WebSockets close with 4401.
     SessionEnded {
@@ -85,20 +94,28 @@ impl RedisBus {
     async fn publish(&self, event: &LiveEvent) -> Result<(), LiveError> {
         let payload = serde_json::to_string(event).unwrap_or_default();
         let mut pipe = redis::pipe();
-        if let LiveEvent::Cooldown { cooldown_ms } = event {
-            pipe.hset(&self.settings_key, "cooldown_ms", cooldown_ms)
-                .ignore();
+        match event {
+            LiveEvent::Cooldown { cooldown_ms } => {
+                pipe.hset(&self.settings_key, "cooldown_ms", cooldown_ms)
+                    .ignore();
+            }
+            LiveEvent::Canvas { width, height } => {
+                pipe.hset(&self.settings_key, "canvas", format!("{width}x{height}"))
+                    .ignore();
+            }
+            LiveEvent::SessionEnded { .. } | LiveEvent::RegionsChanged => {}
         }
         pipe.publish(&self.channel, payload).ignore();
         pipe.query_async::<()>(&mut self.commands.clone()).await?;
         Ok(())
     }
 
-    /// The stored cooldown, if one was ever set.
-    async fn stored_cooldown(&self) -> Result<Option<u64>, redis::RedisError> {
-        redis::cmd("HGET")
+    /// The stored cooldown and canvas size, each if it was ever set.
+    async fn stored_settings(&self) -> Result<(Option<u64>, Option<String>), redis::RedisError> {
+        redis::cmd("HMGET")
             .arg(&self.settings_key)
             .arg("cooldown_ms")
+            .arg("canvas")
             .query_async(&mut self.commands.clone())
             .await
     }
@@ -137,19 +154,31 @@ impl RedisBus {
 /// What this edge's connections watch.
 pub struct LiveState {
     cooldown_ms: watch::Sender<u64>,
+    canvas: watch::Sender<CanvasGeometry>,
     sessions_ended: broadcast::Sender<Arc<str>>,
     /// Counts announced changes of the regions.
     regions_changed: watch::Sender<u64>,
 }
 
 impl LiveState {
-    /// Starts with `cooldown_ms`.
-    pub fn new(cooldown_ms: u64) -> Self {
+    /// Starts with `cooldown_ms` on a canvas of `canvas`.
+    pub fn new(cooldown_ms: u64, canvas: CanvasGeometry) -> Self {
         Self {
             cooldown_ms: watch::Sender::new(cooldown_ms),
+            canvas: watch::Sender::new(canvas),
             sessions_ended: broadcast::channel(64).0,
             regions_changed: watch::Sender::new(0),
         }
+    }
+
+    /// The canvas as it is now.
+    pub fn canvas(&self) -> CanvasGeometry {
+        *self.canvas.borrow()
+    }
+
+    /// Growths of the canvas.
+    pub fn watch_canvas(&self) -> watch::Receiver<CanvasGeometry> {
+        self.canvas.subscribe()
     }
 
     /// The current cooldown.
@@ -183,6 +212,25 @@ impl LiveState {
                 });
                 if changed {
                     info!(cooldown_ms, "cooldown changed");
+                }
+            }
+            LiveEvent::Canvas { width, height } => {
+                let Ok(announced) = CanvasGeometry::new(*width, *height) else {
+                    warn!(
+                        width,
+                        height, "ignoring an announced canvas of an invalid size"
+                    );
+                    return;
+                };
+                // Sizes only grow: of two sizes, the larger on each side is the newer.
+                let grew = self.canvas.send_if_modified(|current| {
+                    let grown = current.union(announced);
+                    let changed = grown != *current;
+                    *current = grown;
+                    changed
+                });
+                if grew {
+                    info!(width, height, "canvas grew");
                 }
             }
             LiveEvent::SessionEnded { session } => {
@@ -265,9 +313,16 @@ async fn refresh_settings(edge: &Weak<Edge>) {
     let LiveBus::Redis(bus) = &edge.live_bus else {
         return;
     };
-    match bus.stored_cooldown().await {
-        Ok(Some(cooldown_ms)) => edge.live.apply(&LiveEvent::Cooldown { cooldown_ms }),
-        Ok(None) => {}
+    match bus.stored_settings().await {
+        Ok((cooldown_ms, canvas)) => {
+            if let Some(cooldown_ms) = cooldown_ms {
+                edge.live.apply(&LiveEvent::Cooldown { cooldown_ms });
+            }
+            let size = canvas.as_deref().and_then(|c| c.split_once('x'));
+            if let Some((Ok(width), Ok(height))) = size.map(|(w, h)| (w.parse(), h.parse())) {
+                edge.live.apply(&LiveEvent::Canvas { width, height });
+            }
+        }
         Err(error) => debug!(%error, "cannot read the shared settings now"),
     }
     if let Err(error) = bus
@@ -302,7 +357,7 @@ mod tests {
 
     #[tokio::test]
     async fn applying_a_cooldown_wakes_watchers_once() {
-        let state = LiveState::new(5000);
+        let state = LiveState::new(5000, CanvasGeometry::default());
         let mut watcher = state.watch_cooldown();
         state.apply(&LiveEvent::Cooldown { cooldown_ms: 5000 });
         assert!(!watcher.has_changed().expect("open"), "same value: no wake");
@@ -313,8 +368,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_canvas_only_grows_and_wakes_watchers_when_it_does() {
+        let size = |w, h| CanvasGeometry::new(w, h).expect("valid");
+        let state = LiveState::new(5000, size(100, 100));
+        let mut watcher = state.watch_canvas();
+        let event = |width, height| LiveEvent::Canvas { width, height };
+        assert_eq!(
+            serde_json::to_string(&event(300, 100)).expect("json"),
+            r#"{"kind":"canvas","width":300,"height":100}"#
+        );
+        state.apply(&event(50, 50));
+        state.apply(&event(0, 50));
+        assert!(!watcher.has_changed().expect("open"), "no growth: no wake");
+        state.apply(&event(300, 80));
+        assert!(watcher.has_changed().expect("open"));
+        assert_eq!(*watcher.borrow_and_update(), size(300, 100));
+        // A late announcement of an older size takes nothing back.
+        state.apply(&event(200, 120));
+        assert_eq!(state.canvas(), size(300, 120));
+    }
+
+    #[tokio::test]
     async fn an_out_of_range_cooldown_is_refused() {
-        let state = LiveState::new(5000);
+        let state = LiveState::new(5000, CanvasGeometry::default());
         let result = LiveBus::Local
             .announce(
                 &state,

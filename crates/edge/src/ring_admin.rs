@@ -47,7 +47,7 @@ fn ring_admin(edge: &Edge) -> Result<&RingAdmin, AppError> {
 async fn show(State(edge): State<Arc<Edge>>, Admin(_): Admin) -> Result<Json<Value>, AppError> {
     let admin = ring_admin(&edge)?;
     let ring = admin.store.require().await.map_err(unavailable)?;
-    let view = ring_view(&admin.store, &ring, edge.config.geometry)
+    let view = ring_view(&admin.store, &ring, edge.geometry())
         .await
         .map_err(unavailable)?;
     let shards: Vec<Value> = view
@@ -131,7 +131,7 @@ async fn change(
     );
     let ring = change_ring(
         &admin.store,
-        edge.config.geometry,
+        edge.geometry(),
         &holder,
         change,
         HANDOFF_TIMEOUT,

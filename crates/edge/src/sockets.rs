@@ -10,7 +10,8 @@
 //!   [`WRITE_STALL`] is closed (4000) and its memory released;
 //! - shutdown: every connection, and any that opens later, is closed (1001);
 //! - live changes: a session that ended closes its connections (4401); a new cooldown is sent
-//!   to every connection with the player's new wait.
+//!   to every connection with the player's new wait; a grown canvas's size is sent to every
+//!   connection (one `canvas` frame, the same bytes for all).
 //!
 //! One timer for all of them (a tick of at most a second) replaces a timer and three shared
 //! channel waiters per connection, which were polled at every frame a connection wrote.
@@ -185,15 +186,18 @@ fn session_ended() -> Ending {
 
 /// Looks after the edge's connections for as long as the edge lives.
 pub(crate) async fn keep(edge: Weak<Edge>) {
-    let (shutdown, mut cooldown, mut ended, tick_every) = {
+    let (shutdown, mut cooldown, mut canvas, mut ended, tick_every) = {
         let Some(edge) = edge.upgrade() else { return };
         let mut cooldown = edge.live.watch_cooldown();
         cooldown.borrow_and_update();
+        let mut canvas = edge.live.watch_canvas();
+        canvas.borrow_and_update();
         let tick =
             (edge.config.limits.ping_interval / 2).clamp(Duration::from_millis(100), MAX_TICK);
         (
             edge.shutdown.clone(),
             cooldown,
+            canvas,
             edge.live.watch_sessions_ended(),
             tick,
         )
@@ -219,6 +223,22 @@ pub(crate) async fn keep(edge: Weak<Edge>) {
                 let cooldown_ms = *cooldown.borrow_and_update();
                 let Some(edge) = edge.upgrade() else { return };
                 tokio::spawn(tell_cooldown(edge, cooldown_ms));
+            }
+            changed = canvas.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let grown = *canvas.borrow_and_update();
+                let Some(edge) = edge.upgrade() else { return };
+                let frame = SharedFrame::new(ServerMessage::Canvas {
+                    width: grown.width(),
+                    height: grown.height(),
+                });
+                let players = edge.sockets.players();
+                debug!(players = players.len(), width = grown.width(), height = grown.height(), "telling the grown canvas");
+                for (_, _, outbound) in players {
+                    outbound.send(Arc::clone(&frame));
+                }
             }
             id = ended.recv() => {
                 let Some(edge) = edge.upgrade() else { return };

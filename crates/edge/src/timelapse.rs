@@ -150,7 +150,7 @@ fn rect_of(
     w: Option<u32>,
     h: Option<u32>,
 ) -> Result<Rect, AppError> {
-    let g = edge.config.geometry;
+    let g = edge.geometry();
     let (x, y) = (x.unwrap_or(0), y.unwrap_or(0));
     let width = w.unwrap_or_else(|| g.width().saturating_sub(x));
     let height = h.unwrap_or_else(|| g.height().saturating_sub(y));

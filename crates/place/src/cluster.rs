@@ -181,20 +181,24 @@ pub async fn start_shard(
     let listen_quic = options.listen_quic;
     let identity = cluster.identity()?;
     let store = cluster.postgres().await?;
-    store.check_canvas(config.shard.geometry).await?;
+    let stored = store.canvas_geometry(config.shard.geometry).await?;
     let redis = cluster.redis().await?;
     let ring_store = RingStore::new(redis, &cluster.key_prefix())
         .following_announcements(cluster.redis_client()?);
     let ring = ring_store.watch().await?;
     let current = ring.borrow().clone();
+    // The canvas as stored, grown to the ring's (a growth may be under way).
+    let geometry = current.geometry(stored);
+    let shard_config = place_shard::ShardConfig {
+        geometry,
+        ..config.shard.clone()
+    };
     if current.shard(&cluster.node_id).is_none() {
         warn!(id = %cluster.node_id, epoch = current.epoch(), "this shard is not in the ring: it owns no tiles");
     }
-    let owned = current
-        .tiles_of(&cluster.node_id, config.shard.geometry)
-        .collect();
+    let owned = current.tiles_of(&cluster.node_id, geometry).collect();
     let (shard, task) = ShardTask::start(
-        config.shard.clone(),
+        shard_config,
         ShardStore::Postgres(store.clone()),
         Some(Ownership {
             epoch: current.epoch(),
@@ -211,15 +215,10 @@ pub async fn start_shard(
         shard: shard.clone(),
         store: ring_store,
         ring: ring.clone(),
-        geometry: config.shard.geometry,
+        geometry,
         failover_after: options.failover_after,
     }));
-    let server = ShardServer::new(
-        cluster.node_id.clone(),
-        shard.clone(),
-        ring,
-        config.shard.geometry,
-    );
+    let server = ShardServer::new(cluster.node_id.clone(), shard.clone(), ring, geometry);
     let server = tokio::spawn(server.run(endpoint.clone()));
     info!(id = %cluster.node_id, %quic_addr, "shard ready");
     Ok(ShardNode {
@@ -283,13 +282,15 @@ pub async fn start_edge(
     let identity = cluster.identity()?;
     let redis = cluster.redis().await?;
     let users = cluster.postgres().await?;
-    users.check_canvas(config.edge.geometry).await?;
+    let stored = users.canvas_geometry(config.edge.geometry).await?;
     // The ring has a connection of its own: behind the placements' commands on the shared one,
     // a flood of them (every page retrying after a failover) would delay the new ring by seconds.
     let ring_store = RingStore::new(cluster.redis().await?, &cluster.key_prefix())
         .following_announcements(cluster.redis_client()?);
     let ring = ring_store.watch().await?;
-    let client = ClusterClient::new(&identity, ring, config.edge.geometry)?;
+    // The canvas as stored, grown to the ring's (a growth may be under way).
+    let geometry = ring.borrow().geometry(stored);
+    let client = ClusterClient::new(&identity, ring, geometry)?;
     let live_bus = LiveBus::Redis(Box::new(RedisBus::new(
         cluster.redis_client()?,
         redis.clone(),
@@ -308,6 +309,7 @@ pub async fn start_edge(
     info!(admins, "administrators synced");
     let edge_config = place_edge::EdgeConfig {
         node_id: cluster.node_id.clone(),
+        geometry,
         ..config.edge.clone()
     };
     let edge = Edge::new(
@@ -322,7 +324,7 @@ pub async fn start_edge(
     });
     let jobs = JobContext {
         source: Source::Postgres(users),
-        geometry: config.edge.geometry,
+        geometry,
         palette: config.edge.palette.clone(),
         throttle: Duration::ZERO,
     };

@@ -15,6 +15,7 @@
 pub mod admin;
 pub mod cluster;
 pub mod config;
+pub mod resize_cli;
 pub mod ring_cli;
 pub mod serve;
 pub mod timelapse_cli;

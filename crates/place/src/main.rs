@@ -139,6 +139,22 @@ enum AdminAction {
         #[command(flatten)]
         store: UserStoreArgs,
     },
+    /// Grow the canvas of a running server (`place serve` or any cluster edge) through its admin
+    /// API, live: only growth, each side up to 65536; nothing placed moves, the new area is
+    /// empty. The administrator's password is read from standard input when it is piped, else
+    /// prompted for.
+    Resize {
+        /// The new width in pixels.
+        width: u32,
+        /// The new height in pixels.
+        height: u32,
+        /// The server: an edge's or `place serve`'s `http://host:port`.
+        #[arg(long, env = "PLACE_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// An administrator's username.
+        #[arg(long)]
+        user: String,
+    },
 }
 
 /// Where `place admin` finds the users.
@@ -611,6 +627,12 @@ fn main() -> ExitCode {
                 }
                 AdminAction::Promote { name, store } => (name, store, AdminChange::SetAdmin(true)),
                 AdminAction::Demote { name, store } => (name, store, AdminChange::SetAdmin(false)),
+                AdminAction::Resize {
+                    width,
+                    height,
+                    url,
+                    user,
+                } => return run_resize(url, user, width, height),
             };
             let Some(store) = store_args.store() else {
                 eprintln!("place: say where the users are: --data-dir DIR or --cluster NAME");
@@ -858,9 +880,38 @@ fn run_admin(
     }
 }
 
-/// The new user's password: the first line of standard input when it is not a terminal, else
-/// typed twice at a prompt without echo.
-fn read_new_password(name: &str) -> anyhow::Result<String> {
+/// `place admin resize`: signs in at `url` as `user` and grows the canvas.
+fn run_resize(url: String, user: String, width: u32, height: u32) -> ExitCode {
+    let outcome = read_password(&user).and_then(|password| {
+        let request = place::resize_cli::ResizeRequest {
+            url,
+            username: user,
+            password,
+            width,
+            height,
+        };
+        tokio::runtime::Runtime::new()
+            .context("starting the runtime")?
+            .block_on(place::resize_cli::resize(&request))
+    });
+    match outcome {
+        Ok(grown) => {
+            println!(
+                "canvas grown from {}x{} to {}x{}",
+                grown["from"]["width"], grown["from"]["height"], grown["width"], grown["height"]
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("place: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A password: the first line of standard input when it is not a terminal, else typed at a
+/// prompt without echo.
+fn read_password(name: &str) -> anyhow::Result<String> {
     use std::io::{BufRead, IsTerminal};
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
@@ -871,8 +922,17 @@ fn read_new_password(name: &str) -> anyhow::Result<String> {
             .context("reading the password from standard input")?;
         return Ok(line.trim_end_matches(['\r', '\n']).to_owned());
     }
-    let password = rpassword::prompt_password(format!("password for {name}: "))
-        .context("reading the password")?;
+    rpassword::prompt_password(format!("password for {name}: ")).context("reading the password")
+}
+
+/// The new user's password: the first line of standard input when it is not a terminal, else
+/// typed twice at a prompt without echo.
+fn read_new_password(name: &str) -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        return read_password(name);
+    }
+    let password = read_password(name)?;
     let again = rpassword::prompt_password("the same again: ").context("reading the password")?;
     anyhow::ensure!(password == again, "the two passwords differ");
     Ok(password)
@@ -927,21 +987,21 @@ fn run_timelapse(args: TimelapseArgs) -> ExitCode {
         .context("starting the runtime")
         .and_then(|runtime| {
             runtime.block_on(async {
-                let geometry = config.edge.geometry;
-                let source = match &args.cluster {
+                let configured = config.edge.geometry;
+                let (source, geometry) = match &args.cluster {
                     Some(cluster) => {
                         let store = place_store::PgStore::connect(&args.database_url, cluster)
                             .await
                             .with_context(|| format!("connecting to {}", args.database_url))?;
-                        store.check_canvas(geometry).await?;
-                        place_timelapse::Source::Postgres(store)
+                        let geometry = store.canvas_geometry(configured).await?;
+                        (place_timelapse::Source::Postgres(store), geometry)
                     }
                     None => {
                         let store = place_store::EmbeddedStore::open(&config.data_dir)
                             .await
                             .with_context(|| format!("opening {}", config.data_dir.display()))?;
-                        store.check_canvas(geometry).await?;
-                        place_timelapse::Source::Embedded(store)
+                        let geometry = store.canvas_geometry(configured).await?;
+                        (place_timelapse::Source::Embedded(store), geometry)
                     }
                 };
                 place::timelapse_cli::run(&source, geometry, &config.edge.palette, &request).await

@@ -39,15 +39,17 @@ pub async fn start(config: &ValidConfig) -> anyhow::Result<Services> {
     let store = EmbeddedStore::open(&config.data_dir)
         .await
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
-    store.check_canvas(config.shard.geometry).await?;
-    let (shard, shard_task) = ShardTask::start(
-        config.shard.clone(),
-        ShardStore::Embedded(store.clone()),
-        None,
-    )
-    .await?;
+    // The stored size: an administrator may have grown the canvas beyond the configured one.
+    let geometry = store.canvas_geometry(config.shard.geometry).await?;
+    let shard_config = place_shard::ShardConfig {
+        geometry,
+        ..config.shard.clone()
+    };
+    let (shard, shard_task) =
+        ShardTask::start(shard_config, ShardStore::Embedded(store.clone()), None).await?;
     let accounts = Accounts::embedded(store.clone(), place_edge::now_ms()).await?;
     let mut edge_config = config.edge.clone();
+    edge_config.geometry = geometry;
     // A cooldown an administrator set while running outlives restarts.
     if let Some(cooldown_ms) = store.stored_cooldown_ms().await? {
         edge_config.cooldown = std::time::Duration::from_millis(cooldown_ms);
@@ -60,8 +62,8 @@ pub async fn start(config: &ValidConfig) -> anyhow::Result<Services> {
     );
     let snapshots = start_timelapse(config, &store, &edge).await?;
     info!(
-        width = config.edge.geometry.width(),
-        height = config.edge.geometry.height(),
+        width = geometry.width(),
+        height = geometry.height(),
         cooldown_secs = edge.cooldown_ms() / 1000,
         data_dir = %config.data_dir.display(),
         "place serve ready"
@@ -84,7 +86,7 @@ async fn start_timelapse(
 ) -> anyhow::Result<CancellationToken> {
     let ctx = JobContext {
         source: Source::Embedded(store.clone()),
-        geometry: config.edge.geometry,
+        geometry: edge.geometry(),
         palette: config.edge.palette.clone(),
         throttle: std::time::Duration::ZERO,
     };

@@ -45,10 +45,21 @@ pub async fn verify(base_url: &str, source: &LogSource) -> anyhow::Result<Report
         .with_context(|| format!("reading {base}/api/v1/canvas/info"))?
         .json()
         .await?;
-    let geometry = CanvasGeometry::new(info.width, info.height)?;
     let response = reqwest::get(format!("{base}/api/v1/canvas"))
         .await
         .with_context(|| format!("reading {base}/api/v1/canvas"))?;
+    // The image says its size: the canvas may have grown since the info was read.
+    let side = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u32>().ok())
+    };
+    let geometry = CanvasGeometry::new(
+        side("x-canvas-width").unwrap_or(info.width),
+        side("x-canvas-height").unwrap_or(info.height),
+    )?;
     let status = response.status();
     let live = response.bytes().await?;
     if !status.is_success() {

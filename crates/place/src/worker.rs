@@ -54,10 +54,10 @@ pub async fn run(
     let store = place_store::PgStore::connect(&settings.database_url, &settings.cluster)
         .await
         .with_context(|| format!("connecting to PostgreSQL at {}", settings.database_url))?;
-    store.check_canvas(config.edge.geometry).await?;
+    let geometry = store.canvas_geometry(config.edge.geometry).await?;
     let ctx = JobContext {
         source: Source::Postgres(store),
-        geometry: config.edge.geometry,
+        geometry,
         palette: config.edge.palette.clone(),
         throttle: settings.throttle,
     };

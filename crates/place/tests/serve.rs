@@ -1023,6 +1023,40 @@ async fn moderation_bans_and_a_cooldown_that_outlives_a_restart() {
 }
 
 #[tokio::test]
+async fn the_canvas_grows_under_load_and_keeps_its_size_across_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(config(dir.path(), 128, 100, 0)).await;
+    let store = place::admin::UserStore::DataDir(dir.path().to_path_buf());
+    let admin = common::moderation::admin_cookie(&store, &server.base, "root").await;
+    let log = place::verify::LogSource::DataDir(dir.path().to_path_buf());
+    common::growth::canvas_grows_under_load(std::slice::from_ref(&server.base), &admin, &log).await;
+    server.stop().await;
+    // Restarted with the configured size it started from, it serves the grown canvas, with
+    // the pixel placed in the new area.
+    let server = Server::start(config(dir.path(), 128, 100, 0)).await;
+    let info = common::moderation::call(&server.base, "GET", "/api/v1/canvas/info", None, None)
+        .await
+        .body;
+    assert_eq!(
+        (info["width"].as_u64(), info["height"].as_u64()),
+        (Some(228), Some(164))
+    );
+    let tile = reqwest::get(format!("{}/api/v1/tiles/2/2", server.base))
+        .await
+        .expect("tile")
+        .bytes()
+        .await
+        .expect("tile body");
+    // (178, 130) is (50, 2) in tile (2, 2).
+    assert_eq!(tile[2 * 64 + 50], 5);
+    let report = place::verify::verify(&server.base, &log)
+        .await
+        .expect("verify");
+    assert_eq!(report.differing, 0, "{:?}", report.differences);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn metrics_show_placements_broadcasts_the_shard_and_requests_with_request_ids() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(config(dir.path(), 64, 64, 30)).await;

@@ -33,6 +33,8 @@ pub mod kind {
     pub const PONG: u8 = 0x86;
     /// Server: the cooldown changed.
     pub const COOLDOWN: u8 = 0x87;
+    /// Server: the canvas grew to a new size.
+    pub const CANVAS: u8 = 0x88;
 }
 
 const SUBSCRIBE_ENTRY: usize = 13;
@@ -214,6 +216,13 @@ pub fn encode_server(message: &ServerMessage) -> Bytes {
             b.put_u64_le(*cooldown_remaining);
             b.freeze()
         }
+        ServerMessage::Canvas { width, height } => {
+            let mut b = BytesMut::with_capacity(9);
+            b.put_u8(kind::CANVAS);
+            b.put_u32_le(*width);
+            b.put_u32_le(*height);
+            b.freeze()
+        }
     }
 }
 
@@ -333,6 +342,11 @@ pub fn decode_server(frame: &[u8]) -> Result<ServerMessage, DecodeError> {
                 cooldown,
                 cooldown_remaining,
             }
+        }
+        kind::CANVAS => {
+            let width = r.u32()?;
+            let height = r.u32()?;
+            ServerMessage::Canvas { width, height }
         }
         other => {
             return Err(DecodeError::new(format!(
@@ -498,6 +512,19 @@ mod tests {
             encode_server(&cooldown).to_vec(),
             hex("87 02 00 00 00 78 05 00 00 00 00 00 00"),
             "the bytes the browser client's test decodes"
+        );
+        let canvas = ServerMessage::Canvas {
+            width: 4096,
+            height: 2000,
+        };
+        assert_eq!(
+            encode_server(&canvas).to_vec(),
+            hex("88 00 10 00 00 d0 07 00 00"),
+            "the bytes the browser client's test decodes"
+        );
+        assert_eq!(
+            decode_server(&encode_server(&canvas)).expect("valid"),
+            canvas
         );
     }
 

@@ -204,6 +204,8 @@ pub fn server_message() -> impl Strategy<Value = ServerMessage> {
                 cooldown_remaining,
             }
         }),
+        (any::<u32>(), any::<u32>())
+            .prop_map(|(width, height)| ServerMessage::Canvas { width, height }),
         (any::<u32>(), any::<u64>()).prop_map(|(cooldown, remaining)| ServerMessage::Welcome(
             Welcome {
                 user_id: "17".into(),

@@ -196,6 +196,10 @@ enum Wire {
         cooldown: u32,
         cooldown_remaining: u64,
     },
+    Canvas {
+        width: u32,
+        height: u32,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -262,6 +266,10 @@ pub fn encode_server(message: &ServerMessage) -> String {
         } => Wire::Cooldown {
             cooldown: *cooldown,
             cooldown_remaining: *cooldown_remaining,
+        },
+        ServerMessage::Canvas { width, height } => Wire::Canvas {
+            width: *width,
+            height: *height,
         },
     };
     // Serializing these plain structs to a string cannot fail.
@@ -343,6 +351,7 @@ pub fn decode_server(frame: &str) -> Result<ServerMessage, DecodeError> {
             cooldown,
             cooldown_remaining,
         },
+        Wire::Canvas { width, height } => ServerMessage::Canvas { width, height },
     })
 }
 
@@ -471,6 +480,13 @@ mod tests {
             r#"{"type":"error","code":"UNAVAILABLE","message":"shard unreachable","retryAfter":1000}"#
         );
         assert_eq!(encode_server(&ServerMessage::Pong), r#"{"type":"pong"}"#);
+        let canvas = ServerMessage::Canvas {
+            width: 4096,
+            height: 2000,
+        };
+        let text = encode_server(&canvas);
+        assert_eq!(text, r#"{"type":"canvas","width":4096,"height":2000}"#);
+        assert_eq!(decode_server(&text).expect("valid"), canvas);
     }
 
     proptest! {

@@ -263,6 +263,14 @@ pub enum ServerMessage {
         /// Milliseconds until this user may place again.
         cooldown_remaining: u64,
     },
+    /// The canvas grew (an administrator resized it): its new size. Nothing already placed
+    /// moved; the new area is empty (colour 0).
+    Canvas {
+        /// The new width in pixels.
+        width: u32,
+        /// The new height in pixels.
+        height: u32,
+    },
 }
 
 impl std::fmt::Debug for ServerMessage {
@@ -306,6 +314,11 @@ impl std::fmt::Debug for ServerMessage {
                 .debug_struct("Cooldown")
                 .field("cooldown", cooldown)
                 .field("cooldown_remaining", cooldown_remaining)
+                .finish(),
+            Self::Canvas { width, height } => f
+                .debug_struct("Canvas")
+                .field("width", width)
+                .field("height", height)
                 .finish(),
         }
     }

@@ -362,6 +362,37 @@ impl ShardCore {
         self.owned = owned;
     }
 
+    /// The canvas as the shard knows it.
+    pub fn geometry(&self) -> CanvasGeometry {
+        self.geometry
+    }
+
+    /// The canvas grew to `geometry`: its new tiles exist from now on, empty. In `place serve`
+    /// the shard owns them at once; in the cluster it owns those the ring gives it with the
+    /// next [`Input::Ownership`]. A geometry that is not a growth is ignored. The tile table is
+    /// laid out again for the new width: tiles keep their ids, only their place in the table
+    /// moves.
+    pub fn grow(&mut self, geometry: CanvasGeometry) {
+        if geometry == self.geometry || !geometry.covers(self.geometry) {
+            return;
+        }
+        let mut old = std::mem::take(&mut self.tiles).into_iter();
+        let mut tiles: Vec<Tile> = (0..geometry.tile_count()).map(|_| Tile::new()).collect();
+        for tile in self.geometry.tiles() {
+            // The old table holds one tile per tile of the old canvas, in this order.
+            if let Some(state) = old.next() {
+                tiles[geometry.tile_index(tile)] = state;
+            }
+        }
+        tracing::info!(
+            width = geometry.width(),
+            height = geometry.height(),
+            "canvas grew"
+        );
+        self.tiles = tiles;
+        self.geometry = geometry;
+    }
+
     /// The ring epoch the shard works at.
     pub fn epoch(&self) -> u64 {
         self.epoch

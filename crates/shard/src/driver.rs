@@ -74,6 +74,7 @@ enum Command {
         epoch: u64,
         owned: Option<HashSet<TileId>>,
     },
+    Grow(CanvasGeometry, oneshot::Sender<()>),
     Status(oneshot::Sender<ShardStatus>),
     Shutdown(oneshot::Sender<()>),
 }
@@ -234,6 +235,20 @@ impl ShardHandle {
             .await;
     }
 
+    /// Tells the shard the canvas grew to `geometry`; returns once the shard works with it (its
+    /// new tiles exist, empty), or has stopped.
+    pub async fn grow(&self, geometry: CanvasGeometry) {
+        let (reply, answer) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Grow(geometry, reply))
+            .await
+            .is_ok()
+        {
+            let _ = answer.await;
+        }
+    }
+
     /// What the shard is doing; `None` once it has stopped.
     pub async fn status(&self) -> Option<ShardStatus> {
         let (reply, answer) = oneshot::channel();
@@ -301,13 +316,7 @@ impl ShardTask {
             None => core.set_owned(0, None),
         }
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
-        let task = tokio::spawn(run(
-            core,
-            store,
-            receiver,
-            config.batch_window,
-            config.geometry,
-        ));
+        let task = tokio::spawn(run(core, store, receiver, config.batch_window));
         Ok((ShardHandle { commands }, task))
     }
 }
@@ -328,7 +337,6 @@ async fn run(
     store: ShardStore,
     mut commands: mpsc::Receiver<Command>,
     window: Duration,
-    geometry: CanvasGeometry,
 ) {
     let (job_tx, job_rx) = mpsc::channel::<Job>(1);
     let (done_tx, mut done_rx) = mpsc::channel::<Input>(1);
@@ -383,7 +391,7 @@ async fn run(
                     Output::ReloadTiles(tiles) => {
                         tokio::spawn(load_tiles(
                             store.clone(),
-                            geometry,
+                            core.geometry(),
                             tiles,
                             None,
                             reload_tx.clone(),
@@ -393,7 +401,7 @@ async fn run(
                     Output::AcquireTiles { epoch, tiles } => {
                         tokio::spawn(load_tiles(
                             store.clone(),
-                            geometry,
+                            core.geometry(),
                             tiles,
                             Some(epoch),
                             reload_tx.clone(),
@@ -485,6 +493,11 @@ impl DriverState {
                     self.ready_at_ms = None;
                 }
                 Some(Input::Ownership { epoch, owned })
+            }
+            Command::Grow(geometry, reply) => {
+                core.grow(geometry);
+                let _ = reply.send(());
+                None
             }
             Command::Status(reply) => {
                 let _ = reply.send(ShardStatus {

@@ -66,7 +66,7 @@ pub struct EmbeddedStore {
     /// in order, instead of inside SQLite, where a writer that finds the database locked sleeps
     /// in growing steps (up to 100 ms each) until it is free: a burst of connecting players
     /// (three small writes each) must not make the placements' writer sleep.
-    write_gate: Arc<tokio::sync::Mutex<()>>,
+    pub(crate) write_gate: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl EmbeddedStore {
@@ -108,22 +108,6 @@ impl EmbeddedStore {
         let write_gate = Arc::default();
         tokio::spawn(checkpoint_wal(pool.clone(), Arc::clone(&write_gate)));
         Ok(Self { pool, write_gate })
-    }
-
-    /// Records the canvas size on first use, and refuses a different one later.
-    pub async fn check_canvas(&self, geometry: CanvasGeometry) -> Result<(), StoreError> {
-        let configured = format!("{}x{}", geometry.width(), geometry.height());
-        sqlx::query("INSERT OR IGNORE INTO canvas_meta (key, value) VALUES ('size', ?)")
-            .bind(&configured)
-            .execute(&self.pool)
-            .await?;
-        let stored: String = sqlx::query_scalar("SELECT value FROM canvas_meta WHERE key = 'size'")
-            .fetch_one(&self.pool)
-            .await?;
-        if stored != configured {
-            return Err(StoreError::CanvasMismatch { stored, configured });
-        }
-        Ok(())
     }
 
     /// Whether the database answers.
@@ -890,7 +874,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let geometry = CanvasGeometry::new(100, 100).expect("valid");
         let store = EmbeddedStore::open(dir.path()).await.expect("open");
-        store.check_canvas(geometry).await.expect("first use");
+        store.canvas_geometry(geometry).await.expect("first use");
 
         let last = store
             .append_events(&[event(1, 1, 3, 1), event(70, 1, 4, 1), event(1, 1, 5, 2)])
@@ -950,11 +934,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = EmbeddedStore::open(dir.path()).await.expect("open");
         store
-            .check_canvas(CanvasGeometry::new(100, 100).expect("valid"))
+            .canvas_geometry(CanvasGeometry::new(100, 100).expect("valid"))
             .await
             .expect("first");
         let err = store
-            .check_canvas(CanvasGeometry::new(200, 100).expect("valid"))
+            .canvas_geometry(CanvasGeometry::new(200, 100).expect("valid"))
             .await;
         assert!(matches!(err, Err(StoreError::CanvasMismatch { .. })));
     }

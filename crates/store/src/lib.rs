@@ -26,6 +26,7 @@
 //! checkpoint", so start-up time depends on the events since the last checkpoint, not on the
 //! length of the log.
 
+pub mod canvas;
 pub mod embedded;
 pub mod history;
 pub mod moderation;

@@ -103,7 +103,7 @@ const RAISE_FENCES: &str = "\
 const WRITER_STALL_LIMIT: &str = "SET LOCAL idle_in_transaction_session_timeout = '2s'";
 
 /// Creates the fence rows of every tile of a canvas (`$1` by `$2` tiles) that lacks one.
-const CREATE_FENCES: &str = "\
+pub(crate) const CREATE_FENCES: &str = "\
     INSERT INTO tile_fences (tx, ty, epoch) \
     SELECT tx, ty, 0 FROM generate_series(0, $1 - 1) AS tx, generate_series(0, $2 - 1) AS ty \
     ON CONFLICT (tx, ty) DO NOTHING";
@@ -222,29 +222,6 @@ impl PgStore {
     /// The schema this store works in.
     pub fn schema(&self) -> &str {
         &self.schema
-    }
-
-    /// Records the canvas size on first use, and refuses a different one later.
-    pub async fn check_canvas(&self, geometry: CanvasGeometry) -> Result<(), StoreError> {
-        let configured = format!("{}x{}", geometry.width(), geometry.height());
-        sqlx::query(
-            "INSERT INTO canvas_meta (key, value) VALUES ('size', $1) ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(&configured)
-        .execute(&self.pool)
-        .await?;
-        let stored: String = sqlx::query_scalar("SELECT value FROM canvas_meta WHERE key = 'size'")
-            .fetch_one(&self.pool)
-            .await?;
-        if stored != configured {
-            return Err(StoreError::CanvasMismatch { stored, configured });
-        }
-        sqlx::query(CREATE_FENCES)
-            .bind(geometry.tiles_x() as i32)
-            .bind(geometry.tiles_y() as i32)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
     }
 
     /// Raises the ownership fence of `tiles` to `epoch` (see the `0004_tile_fences` migration):

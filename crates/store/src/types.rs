@@ -28,6 +28,9 @@ pub enum StoreError {
         /// What was asked for.
         configured: String,
     },
+    /// A canvas resize that is not a growth, or past the largest side.
+    #[error(transparent)]
+    CanvasGrowth(place_tiles::GeometryError),
     /// Stored data contradicts itself.
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),

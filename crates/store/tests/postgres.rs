@@ -123,7 +123,7 @@ async fn events_before_and_after_snapshots_restore_the_tiles() {
     with_schemas("restore", |url, [schema]| async move {
         let g = geometry();
         let store = connect(&url, &schema).await;
-        store.check_canvas(g).await.expect("first use");
+        store.canvas_geometry(g).await.expect("first use");
         let first = store
             .append_events(&[event(1, 1, 3, 1), event(70, 1, 4, 1), event(1, 1, 5, 2)])
             .await
@@ -155,7 +155,7 @@ async fn events_before_and_after_snapshots_restore_the_tiles() {
         store.close().await;
 
         let store = connect(&url, &schema).await; // migrations already applied: a no-op
-        store.check_canvas(g).await.expect("same size");
+        store.canvas_geometry(g).await.expect("same size");
         let restored = store.load_canvas(g, &everything).await.expect("load");
         assert_eq!(restored.events_replayed, 4);
         assert_eq!(restored.last_event_id, last);
@@ -382,19 +382,50 @@ async fn a_different_canvas_size_is_refused() {
     with_schemas("size", |url, [schema]| async move {
         let store = connect(&url, &schema).await;
         store
-            .check_canvas(CanvasGeometry::new(100, 100).expect("valid"))
+            .canvas_geometry(CanvasGeometry::new(100, 100).expect("valid"))
             .await
             .expect("first");
         store
-            .check_canvas(CanvasGeometry::new(100, 100).expect("valid"))
+            .canvas_geometry(CanvasGeometry::new(100, 100).expect("valid"))
             .await
             .expect("same again");
         let err = store
-            .check_canvas(CanvasGeometry::new(200, 100).expect("valid"))
+            .canvas_geometry(CanvasGeometry::new(200, 100).expect("valid"))
             .await;
         assert!(
             matches!(&err, Err(StoreError::CanvasMismatch { stored, configured })
                 if stored == "100x100" && configured == "200x100"),
+            "{err:?}"
+        );
+        store.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_grown_canvas_keeps_its_size_and_fences_its_new_tiles() {
+    with_schemas("grow", |url, [schema]| async move {
+        let store = connect(&url, &schema).await;
+        let small = CanvasGeometry::new(100, 100).expect("valid");
+        let grown = CanvasGeometry::new(300, 100).expect("valid");
+        store.canvas_geometry(small).await.expect("first");
+        assert_eq!(store.grow_canvas(grown).await.expect("grow"), Some(small));
+        assert_eq!(store.grow_canvas(grown).await.expect("repeat"), None);
+        assert!(matches!(
+            store.grow_canvas(small).await,
+            Err(StoreError::CanvasGrowth(_))
+        ));
+        // Restarting with the configured size serves the grown canvas.
+        assert_eq!(store.canvas_geometry(small).await.expect("grown"), grown);
+        assert_eq!(store.stored_canvas().await.expect("read"), Some(grown));
+        // A new tile has its fence: once raised, an older epoch's write is refused.
+        let new_tile = TileId::new(4, 0);
+        store.raise_fences(&[new_tile], 2).await.expect("raise");
+        let err = store
+            .append_events_at_epoch(&[event(260, 1, 3, 1)], 1)
+            .await;
+        assert!(
+            matches!(&err, Err(StoreError::Fenced(tiles)) if tiles == &vec![new_tile]),
             "{err:?}"
         );
         store.close().await;
@@ -412,7 +443,7 @@ async fn schemas_are_isolated_and_migrate_independently() {
             .append_events(&[event(1, 1, 1, 1)])
             .await
             .expect("append");
-        store_a.check_canvas(g).await.expect("size");
+        store_a.canvas_geometry(g).await.expect("size");
         store_a.create_guest("aa", 0).await.expect("guest");
 
         // The same seq in the other schema is no conflict, and nothing of `a` shows in `b`.
@@ -421,7 +452,7 @@ async fn schemas_are_isolated_and_migrate_independently() {
             .await
             .expect("append");
         store_b
-            .check_canvas(CanvasGeometry::new(64, 64).expect("valid"))
+            .canvas_geometry(CanvasGeometry::new(64, 64).expect("valid"))
             .await
             .expect("another size in another schema");
         let restored = store_b.load_canvas(g, &everything).await.expect("load");
@@ -590,7 +621,7 @@ async fn a_raised_fence_refuses_older_epochs_and_waits_for_writes_under_way() {
     with_schemas("fence", |url, [schema]| async move {
         let g = geometry();
         let store = connect(&url, &schema).await;
-        store.check_canvas(g).await.expect("creates the fences");
+        store.canvas_geometry(g).await.expect("creates the fences");
         let (a, b) = (TileId::new(0, 0), TileId::new(1, 0));
         store
             .append_events_at_epoch(&[event(1, 1, 3, 1)], 1)

@@ -47,7 +47,7 @@ pub enum Outcome {
 pub struct JobContext {
     /// The store.
     pub source: Source,
-    /// The canvas.
+    /// The canvas as the process started; [`Source::canvas`] grows it to the stored size.
     pub geometry: CanvasGeometry,
     /// Its colours.
     pub palette: Palette,
@@ -63,9 +63,10 @@ pub async fn run_job(ctx: &JobContext, id: &str) -> Result<Outcome, TimelapseErr
         return Ok(Outcome::Skipped);
     };
     let attempt = job.attempts;
+    let geometry = ctx.source.canvas(ctx.geometry).await?;
     let spec = serde_json::from_str::<RenderSpec>(&job.params)
         .map_err(|e| TimelapseError::Invalid(format!("parameters: {e}")))
-        .and_then(|spec| spec.validate(ctx.geometry).map(|()| spec));
+        .and_then(|spec| spec.validate(geometry).map(|()| spec));
     let rendered = match spec {
         Ok(spec) => render_into(ctx, id, attempt, &spec)
             .await
@@ -124,7 +125,7 @@ async fn render_into(
     .map_err(|e| spool.explain(e))?;
     let mut renderer = Renderer::new(
         ctx.source.clone(),
-        ctx.geometry,
+        ctx.source.canvas(ctx.geometry).await?,
         spec.rect(),
         spec.frame_times(),
     )

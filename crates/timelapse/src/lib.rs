@@ -79,6 +79,13 @@ macro_rules! both {
 }
 
 impl Source {
+    /// The canvas as it is now: `at_least` (the size the process started with) grown to the
+    /// stored size, which an administrator may have grown since.
+    pub async fn canvas(&self, at_least: CanvasGeometry) -> Result<CanvasGeometry, StoreError> {
+        let stored = both!(self, s => s.stored_canvas().await)?;
+        Ok(stored.map_or(at_least, |s| at_least.union(s)))
+    }
+
     /// See [`EmbeddedStore::read_canvas`].
     pub async fn read_canvas(
         &self,

@@ -89,8 +89,9 @@ impl Timelapse {
         let _turn = self.frames.acquire().await;
         let ctx = self.ctx.clone();
         let png = run_blocking(async move {
-            let base = snapshot::decode(ctx.geometry, &record)?;
-            let g = ctx.geometry;
+            // At its own size: the canvas as it was when the snapshot was taken.
+            let g = snapshot::own_geometry(&record)?;
+            let base = snapshot::decode(g, &record)?;
             png_image(&base.pixels, g.width(), g.height(), &ctx.palette)
         })
         .await
@@ -103,7 +104,8 @@ impl Timelapse {
         let _turn = self.frames.acquire().await;
         let ctx = self.ctx.clone();
         run_blocking(async move {
-            let frame = frame_at(&ctx.source, ctx.geometry, rect, t).await?;
+            let geometry = ctx.source.canvas(ctx.geometry).await?;
+            let frame = frame_at(&ctx.source, geometry, rect, t).await?;
             png_image(frame.pixels(), rect.width, rect.height, &ctx.palette)
         })
         .await
@@ -112,7 +114,7 @@ impl Timelapse {
 
     /// Stores a render job for `owner` (after checking `spec`) and hands it on.
     pub async fn submit(&self, owner: i64, spec: &RenderSpec) -> Result<Submitted, TimelapseError> {
-        spec.validate(self.ctx.geometry)?;
+        spec.validate(self.ctx.source.canvas(self.ctx.geometry).await?)?;
         let now = now_ms();
         let job = NewJob {
             id: new_job_id()?,

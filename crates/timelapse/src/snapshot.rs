@@ -51,20 +51,45 @@ pub fn encode(geometry: CanvasGeometry, read: &CanvasRead, taken_at: i64) -> Opt
     })
 }
 
-/// Inflates a stored snapshot, refusing one of another canvas size or that does not inflate to
-/// exactly its size.
+/// The size of the canvas a snapshot was taken of (the size it had then).
+pub fn own_geometry(record: &SnapshotRecord) -> Result<CanvasGeometry, TimelapseError> {
+    CanvasGeometry::new(record.width, record.height)
+        .map_err(|_| TimelapseError::BadSnapshot(record.info.id))
+}
+
+/// Inflates a stored snapshot onto a canvas of `geometry`: one taken before the canvas grew
+/// keeps every pixel at its coordinates, and the area added since is empty (colour 0, seq 0),
+/// as it was then. Refuses a snapshot larger than `geometry` on a side, or that does not
+/// inflate to exactly its size.
 pub fn decode(geometry: CanvasGeometry, record: &SnapshotRecord) -> Result<Base, TimelapseError> {
     let bad = || TimelapseError::BadSnapshot(record.info.id);
-    if (record.width, record.height) != (geometry.width(), geometry.height()) {
+    let own = own_geometry(record)?;
+    if !geometry.covers(own) {
         return Err(bad());
     }
-    let area = geometry.width() as usize * geometry.height() as usize;
-    let pixels = inflate_exact(&record.pixels, area).ok_or_else(bad)?;
-    let seqs = inflate_exact(&record.tile_seqs, geometry.tile_count() * 8).ok_or_else(bad)?;
-    let tile_seqs = seqs
+    let area = own.width() as usize * own.height() as usize;
+    let own_pixels = inflate_exact(&record.pixels, area).ok_or_else(bad)?;
+    let seqs = inflate_exact(&record.tile_seqs, own.tile_count() * 8).ok_or_else(bad)?;
+    let own_seqs: Vec<u64> = seqs
         .chunks_exact(8)
         .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
         .collect();
+    if own == geometry {
+        return Ok(Base {
+            pixels: own_pixels,
+            tile_seqs: own_seqs,
+            covers_until: record.info.covers_until,
+        });
+    }
+    let (own_width, width) = (own.width() as usize, geometry.width() as usize);
+    let mut pixels = vec![0u8; width * geometry.height() as usize];
+    for (row, src) in own_pixels.chunks_exact(own_width).enumerate() {
+        pixels[row * width..][..own_width].copy_from_slice(src);
+    }
+    let mut tile_seqs = vec![0u64; geometry.tile_count()];
+    for (tile, seq) in own.tiles().zip(own_seqs) {
+        tile_seqs[geometry.tile_index(tile)] = seq;
+    }
     Ok(Base {
         pixels,
         tile_seqs,
@@ -97,6 +122,8 @@ pub async fn take(
             return Ok(None);
         }
     }
+    // The canvas as it is now (it may have grown since the process started).
+    let geometry = source.canvas(geometry).await?;
     let read = source.read_canvas(geometry).await?;
     let Some(snapshot) = encode(geometry, &read, now) else {
         return Ok(None);
@@ -174,7 +201,30 @@ mod tests {
             (&read.pixels, &read.tile_seqs)
         );
         let other = CanvasGeometry::new(70, 130).expect("size");
-        assert!(decode(other, &record).is_err());
+        assert!(decode(other, &record).is_err(), "smaller than the snapshot");
+        // On a grown canvas, every pixel and tile seq stays where it was; the rest is empty.
+        let grown = CanvasGeometry::new(200, 140).expect("size");
+        let base = decode(grown, &record).expect("decode on the grown canvas");
+        assert_eq!(base.pixels.len(), 200 * 140);
+        for (x, y) in [(0, 0), (129, 0), (5, 69), (129, 69)] {
+            assert_eq!(
+                base.pixels[y * 200 + x],
+                read.pixels[y * 130 + x],
+                "({x},{y})"
+            );
+        }
+        assert_eq!(base.pixels[130], 0);
+        assert_eq!(base.pixels[70 * 200], 0);
+        for tile in g.tiles() {
+            assert_eq!(
+                base.tile_seqs[grown.tile_index(tile)],
+                read.tile_seqs[g.tile_index(tile)]
+            );
+        }
+        assert_eq!(
+            base.tile_seqs[grown.tile_index(place_tiles::TileId::new(3, 2))],
+            0
+        );
         let empty = CanvasRead {
             covers_until: None,
             ..read

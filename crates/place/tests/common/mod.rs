@@ -255,6 +255,7 @@ impl Client {
         }
     }
 }
+pub mod growth;
 pub mod history;
 pub mod moderation;
 pub mod observability;

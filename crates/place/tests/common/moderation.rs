@@ -31,6 +31,7 @@ pub const ADMIN_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/admin/regions"),
     ("DELETE", "/api/v1/admin/regions/1"),
     ("GET", "/api/v1/admin/alarms"),
+    ("PUT", "/api/v1/admin/canvas/size"),
 ];
 
 /// A request to `base` + `path` with a cookie and a JSON body.
@@ -568,6 +569,7 @@ pub fn admin_routes_in_source() -> Vec<(String, String)> {
     let sources = [
         include_str!("../../../edge/src/admin.rs"),
         include_str!("../../../edge/src/ring_admin.rs"),
+        include_str!("../../../edge/src/canvas_size.rs"),
     ];
     let mut routes = Vec::new();
     for source in sources {

@@ -75,6 +75,40 @@ fn a_placement_is_applied_and_answered_only_once_durable() {
 }
 
 #[test]
+fn a_grown_canvas_keeps_every_tile_and_takes_placements_in_the_new_area() {
+    let mut shard = core(128, 128);
+    shard.handle(place(1, 70, 3, 5));
+    shard.handle(Input::EventsWritten(Ok(1)));
+    shard.handle(place(2, 3, 70, 6));
+    shard.handle(Input::EventsWritten(Ok(2)));
+    let out = shard.handle(place(3, 200, 3, 7));
+    assert_eq!(replies(&out), vec![(3, Err(PlaceError::InvalidCoords))]);
+
+    // Wider: every tile's place in the table moves, its state does not.
+    shard.grow(CanvasGeometry::new(300, 150).expect("valid"));
+    let a = shard.tile(TileId::new(1, 0)).expect("kept");
+    assert_eq!((a.seq(), a.get(6, 3)), (1, 5));
+    let b = shard.tile(TileId::new(0, 1)).expect("kept");
+    assert_eq!((b.seq(), b.get(3, 6)), (1, 6));
+    let new = shard.tile(TileId::new(4, 2)).expect("new tile");
+    assert_eq!(new.seq(), 0);
+    assert!(new.pixels().iter().all(|&p| p == 0), "new tiles are empty");
+
+    let out = shard.handle(place(4, 290, 140, 7));
+    assert_eq!(writes(&out)[0][0].tile_seq, 1);
+    let out = shard.handle(Input::EventsWritten(Ok(3)));
+    assert_eq!(replies(&out), vec![(4, Ok(Placed { seq: 1 }))]);
+    assert_eq!(shard.tile(TileId::new(4, 2)).expect("tile").get(34, 12), 7);
+
+    // A smaller size is not a growth: ignored.
+    shard.grow(CanvasGeometry::new(64, 64).expect("valid"));
+    assert_eq!(
+        shard.geometry(),
+        CanvasGeometry::new(300, 150).expect("valid")
+    );
+}
+
+#[test]
 fn placements_arriving_during_a_write_are_committed_together() {
     let mut shard = core(64, 64);
     shard.handle(place(1, 0, 0, 1));

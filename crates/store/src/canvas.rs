@@ -1,0 +1,207 @@
+//! The canvas size as stored: `canvas_meta.size` (`WIDTHxHEIGHT`), alike in both stores. Each
+//! growth is also a row of the audit log (written by the edge).
+//!
+//! The configured size is the size of a new canvas. Once stored, the stored size is the canvas's:
+//! an administrator may grow it (never shrink it, so nothing placed is cut off), and a restart
+//! with the configured size it started from keeps the grown size. Tiles are keyed by their
+//! column and row (`tx`, `ty`) everywhere they are stored, so a growth renumbers nothing; in
+//! PostgreSQL it also creates the ownership fences of the new tiles, in the same transaction.
+
+use place_tiles::CanvasGeometry;
+
+use crate::postgres::CREATE_FENCES;
+use crate::types::StoreError;
+use crate::{EmbeddedStore, PgStore};
+
+fn size_text(geometry: CanvasGeometry) -> String {
+    format!("{}x{}", geometry.width(), geometry.height())
+}
+
+fn parse_size(text: &str) -> Result<CanvasGeometry, StoreError> {
+    let bad = || StoreError::Corrupt(format!("stored canvas size {text:?}"));
+    let (w, h) = text.split_once('x').ok_or_else(bad)?;
+    let (w, h) = (w.parse().map_err(|_| bad())?, h.parse().map_err(|_| bad())?);
+    CanvasGeometry::new(w, h).map_err(|_| bad())
+}
+
+/// The canvas a store holding `stored` serves when configured with `configured`.
+fn effective(stored: &str, configured: CanvasGeometry) -> Result<CanvasGeometry, StoreError> {
+    let stored_size = parse_size(stored)?;
+    if !stored_size.covers(configured) {
+        return Err(StoreError::CanvasMismatch {
+            stored: stored.to_owned(),
+            configured: size_text(configured),
+        });
+    }
+    Ok(stored_size)
+}
+
+/// The stored size, if `requested` grows it; `None` if the canvas already has that size (an
+/// earlier attempt stored it). Refuses a size smaller on a side.
+fn growth(stored: &str, requested: CanvasGeometry) -> Result<Option<CanvasGeometry>, StoreError> {
+    let current = parse_size(stored)?;
+    if current == requested {
+        return Ok(None);
+    }
+    current
+        .grown_to(requested.width(), requested.height())
+        .map_err(StoreError::CanvasGrowth)?;
+    Ok(Some(current))
+}
+
+impl EmbeddedStore {
+    /// Records `configured` as the canvas size on first use and returns the canvas's size: the
+    /// stored one, which growths may have made larger than `configured`. A stored size smaller
+    /// than `configured` on a side is refused (grow it with `place admin resize` instead).
+    pub async fn canvas_geometry(
+        &self,
+        configured: CanvasGeometry,
+    ) -> Result<CanvasGeometry, StoreError> {
+        sqlx::query("INSERT OR IGNORE INTO canvas_meta (key, value) VALUES ('size', ?)")
+            .bind(size_text(configured))
+            .execute(&self.pool)
+            .await?;
+        let stored: String = sqlx::query_scalar("SELECT value FROM canvas_meta WHERE key = 'size'")
+            .fetch_one(&self.pool)
+            .await?;
+        effective(&stored, configured)
+    }
+
+    /// Grows the canvas to `to` and returns the size it had, or `None` when it
+    /// already is `to` (nothing written: repeating a growth is harmless). Refused
+    /// ([`StoreError::CanvasGrowth`]) when `to` is smaller on a side.
+    pub async fn grow_canvas(
+        &self,
+        to: CanvasGeometry,
+    ) -> Result<Option<CanvasGeometry>, StoreError> {
+        let _writing = self.write_gate.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let stored: String = sqlx::query_scalar("SELECT value FROM canvas_meta WHERE key = 'size'")
+            .fetch_one(&mut *tx)
+            .await?;
+        let Some(from) = growth(&stored, to)? else {
+            return Ok(None);
+        };
+        sqlx::query("UPDATE canvas_meta SET value = ? WHERE key = 'size'")
+            .bind(size_text(to))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(from))
+    }
+
+    /// The stored canvas size, `None` before the first start.
+    pub async fn stored_canvas(&self) -> Result<Option<CanvasGeometry>, StoreError> {
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT value FROM canvas_meta WHERE key = 'size'")
+                .fetch_optional(&self.pool)
+                .await?;
+        stored.as_deref().map(parse_size).transpose()
+    }
+}
+
+impl PgStore {
+    /// Records `configured` as the canvas size on first use and returns the canvas's size (see
+    /// [`EmbeddedStore::canvas_geometry`]); makes sure every tile of it has its fence.
+    pub async fn canvas_geometry(
+        &self,
+        configured: CanvasGeometry,
+    ) -> Result<CanvasGeometry, StoreError> {
+        sqlx::query(
+            "INSERT INTO canvas_meta (key, value) VALUES ('size', $1) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(size_text(configured))
+        .execute(&self.pool)
+        .await?;
+        let stored: String = sqlx::query_scalar("SELECT value FROM canvas_meta WHERE key = 'size'")
+            .fetch_one(&self.pool)
+            .await?;
+        let geometry = effective(&stored, configured)?;
+        sqlx::query(CREATE_FENCES)
+            .bind(geometry.tiles_x() as i32)
+            .bind(geometry.tiles_y() as i32)
+            .execute(&self.pool)
+            .await?;
+        Ok(geometry)
+    }
+
+    /// Grows the canvas (see [`EmbeddedStore::grow_canvas`]) and creates the new tiles' fences
+    /// in the same transaction; two growths at once are taken one after the other (the size
+    /// row is read `FOR UPDATE`).
+    pub async fn grow_canvas(
+        &self,
+        to: CanvasGeometry,
+    ) -> Result<Option<CanvasGeometry>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let stored: String =
+            sqlx::query_scalar("SELECT value FROM canvas_meta WHERE key = 'size' FOR UPDATE")
+                .fetch_one(&mut *tx)
+                .await?;
+        let Some(from) = growth(&stored, to)? else {
+            return Ok(None);
+        };
+        sqlx::query("UPDATE canvas_meta SET value = $1 WHERE key = 'size'")
+            .bind(size_text(to))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(CREATE_FENCES)
+            .bind(to.tiles_x() as i32)
+            .bind(to.tiles_y() as i32)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(from))
+    }
+
+    /// The stored canvas size, `None` before the first start.
+    pub async fn stored_canvas(&self) -> Result<Option<CanvasGeometry>, StoreError> {
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT value FROM canvas_meta WHERE key = 'size'")
+                .fetch_optional(&self.pool)
+                .await?;
+        stored.as_deref().map(parse_size).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn g(w: u32, h: u32) -> CanvasGeometry {
+        CanvasGeometry::new(w, h).expect("valid")
+    }
+
+    #[tokio::test]
+    async fn the_canvas_grows_durably_and_never_shrinks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = EmbeddedStore::open(dir.path()).await.expect("open");
+            assert_eq!(
+                store.canvas_geometry(g(100, 70)).await.expect("new"),
+                g(100, 70)
+            );
+            let grow = |to| store.grow_canvas(to);
+            assert_eq!(grow(g(200, 70)).await.expect("grow"), Some(g(100, 70)));
+            assert!(matches!(
+                grow(g(150, 80)).await,
+                Err(StoreError::CanvasGrowth(_))
+            ));
+            assert_eq!(grow(g(200, 70)).await.expect("again"), None, "a repeat");
+            assert_eq!(grow(g(200, 300)).await.expect("grow"), Some(g(200, 70)));
+        }
+        let store = EmbeddedStore::open(dir.path()).await.expect("reopen");
+        assert_eq!(
+            store.stored_canvas().await.expect("read"),
+            Some(g(200, 300))
+        );
+        // The configured size it started from gives the grown canvas; a larger one is refused.
+        assert_eq!(
+            store.canvas_geometry(g(100, 70)).await.expect("grown"),
+            g(200, 300)
+        );
+        assert!(matches!(
+            store.canvas_geometry(g(300, 70)).await,
+            Err(StoreError::CanvasMismatch { .. })
+        ));
+    }
+}
