@@ -1070,6 +1070,68 @@ async fn a_spike_at_one_edge_is_alarmed_slowed_down_everywhere_and_listed_by_the
 }
 
 #[tokio::test]
+async fn the_canvas_grows_across_edges_and_shards_under_load_and_stays_grown() {
+    let mut cluster = TestCluster::start(3, 2, 0).await;
+    let bases: Vec<String> = cluster.edges.iter().map(|(base, _)| base.clone()).collect();
+    let store = place::admin::UserStore::Cluster {
+        database_url: cluster.database_url.clone(),
+        name: cluster.name.clone(),
+        redis_url: cluster.redis_url.clone(),
+    };
+    let admin = common::moderation::admin_cookie(&store, &bases[0], "root").await;
+    let log = place::verify::LogSource::Postgres {
+        url: cluster.database_url.clone(),
+        cluster: cluster.name.clone(),
+    };
+    common::growth::canvas_grows_under_load(&bases, &admin, &log).await;
+    // The ring carries the size; no tile changed owner.
+    let ring = cluster.ring_store().await.require().await.expect("ring");
+    let grown = ring.canvas().expect("the ring has the grown size");
+    assert_eq!((grown.width(), grown.height()), (356, 320));
+    let old = place_tiles::CanvasGeometry::new(256, 256).expect("valid");
+    assert!(old.tiles().all(|t| ring.owner(t) == cluster.ring.owner(t)));
+    // An edge started now (a second process of edge-2) serves the grown canvas, and a restarted
+    // shard serves its new tiles.
+    let late = start_edge(&cluster.config, &cluster.settings("edge-2"))
+        .await
+        .expect("edge");
+    let info = late.canvas_info();
+    assert_eq!((info.width, info.height), (356, 320));
+    let owner = ring.owner(TileId::new(4, 4)).id.clone();
+    let i = cluster
+        .ring
+        .shards()
+        .iter()
+        .position(|s| s.id == owner)
+        .expect("an owner of the ring");
+    cluster.shards[i].take().expect("running").crash().await;
+    cluster.shards[i] = Some(cluster.start_shard(i).await);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let tile = reqwest::get(format!("{}/api/v1/tiles/4/4", bases[1]))
+            .await
+            .expect("tile");
+        if tile.status() == 200 {
+            let pixels = tile.bytes().await.expect("tile body");
+            // (306, 286) is (50, 30) in tile (4, 4).
+            assert_eq!(pixels[30 * 64 + 50], 5);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tile (4,4) is served again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let report = place::verify::verify(&bases[1], &log)
+        .await
+        .expect("verify");
+    assert_eq!(report.pixels, 356 * 320);
+    assert_eq!(report.differing, 0, "{:?}", report.differences);
+    cluster.remove().await;
+}
+
+#[tokio::test]
 async fn history_is_read_from_postgresql_through_any_edge() {
     let cluster = TestCluster::start(2, 2, 0).await;
     let bases: Vec<String> = cluster.edges.iter().map(|(base, _)| base.clone()).collect();
