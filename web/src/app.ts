@@ -154,7 +154,7 @@ export class App {
   private overviewInFlight = false;
   private gaps: SubscribeEntry[] = [];
   /** Messages received, by type (debug hook). */
-  private received: Record<ServerMsg["type"], number> = { welcome: 0, tile: 0, pixels: 0, success: 0, error: 0, pong: 0, cooldown: 0 };
+  private received: Record<ServerMsg["type"], number> = { welcome: 0, tile: 0, pixels: 0, success: 0, error: 0, pong: 0, cooldown: 0, canvas: 0 };
 
   start(): void {
     attachGestures(this.ui.board, {
@@ -292,6 +292,9 @@ export class App {
         this.ui.toast(`The cooldown is now ${m.cooldown} s`);
         this.tick();
         break;
+      case "canvas":
+        this.growCanvas(m.width, m.height);
+        break;
     }
   }
 
@@ -308,9 +311,37 @@ export class App {
     this.reconcile();
   }
 
+  /**
+   * An administrator grew the canvas: the same tiles at the same places, more of them. The
+   * renderer, minimap and view bounds take the new size at once; the tiles held stay, and the
+   * view subscribes to the new ones it shows.
+   */
+  private growCanvas(width: number, height: number): void {
+    const old = this.info;
+    if (!old || (width <= old.width && height <= old.height)) return;
+    const info = { ...old, width: Math.max(width, old.width), height: Math.max(height, old.height) };
+    this.info = info;
+    const table = paletteTable(info.palette);
+    this.renderer.setCanvas(info.width, info.height, table);
+    this.minimap.setCanvas(info.width, info.height, table);
+    // Laid out for the old width: the next whole-canvas fetch brings it back.
+    this.whole = null;
+    this.overviewEtag = null;
+    if (this.overview) void this.refreshOverview();
+    this.setView(this.view);
+    this.ui.toast(`The canvas grew to ${info.width}×${info.height}`);
+    this.tick();
+  }
+
   /** Takes the canvas's parameters: the first time, or when a restarted server has others. */
   private initCanvas(info: CanvasInfo): void {
     const old = this.info;
+    if (old && info.width >= old.width && info.height >= old.height && (info.width > old.width || info.height > old.height)) {
+      // It grew while we were away: nothing held moved.
+      this.growCanvas(info.width, info.height);
+      this.info = { ...info };
+      return;
+    }
     this.info = info;
     const resized = old !== null && (old.width !== info.width || old.height !== info.height);
     if (resized) for (const k of [...this.store.keys()]) this.store.drop(k);
@@ -674,6 +705,8 @@ export class App {
 
   /** A fresh whole-canvas image: a template's right pixels it shows overwritten are damage. */
   private setWhole(data: Uint8Array): void {
+    // An image fetched before the canvas grew is laid out for the old width.
+    if (!this.info || data.length !== this.info.width * this.info.height) return;
     const t = this.templates.template;
     const old = this.whole;
     this.whole = data;

@@ -81,6 +81,12 @@ export class Minimap {
       const img = new ImageData(width, height);
       const words = new Uint32Array(img.data.buffer as ArrayBuffer);
       words.fill(table[0]);
+      // A grown canvas keeps what the map showed: every pixel stays at its coordinates.
+      const before = this.picture;
+      if (before && before.img.width <= width && before.img.height <= height) {
+        const w = before.img.width;
+        for (let y = 0; y < before.img.height; y++) words.set(before.words.subarray(y * w, (y + 1) * w), y * width);
+      }
       this.picture = { img, words, surface };
       this.etag = null;
       this.resize();

@@ -21,6 +21,7 @@ export const Op = {
   Error: 0x85,
   Pong: 0x86,
   Cooldown: 0x87,
+  Canvas: 0x88,
 } as const;
 
 /** Error codes, by their binary value. */
@@ -106,7 +107,22 @@ export interface CooldownMsg {
   cooldownRemaining: number;
 }
 
-export type ServerMsg = Welcome | TileMsg | PixelsMsg | SuccessMsg | ErrorMsg | PongMsg | CooldownMsg;
+/** An administrator grew the canvas: its new size. Nothing placed moved; the new area is empty. */
+export interface CanvasMsg {
+  type: "canvas";
+  width: number;
+  height: number;
+}
+
+export type ServerMsg =
+  | Welcome
+  | TileMsg
+  | PixelsMsg
+  | SuccessMsg
+  | ErrorMsg
+  | PongMsg
+  | CooldownMsg
+  | CanvasMsg;
 
 /** One entry of a subscribe frame; `seq` set means "I hold this tile at seq". */
 export interface SubscribeEntry {
@@ -210,6 +226,15 @@ export function decodeServer(frame: ArrayBuffer | Uint8Array): ServerMsg {
     case Op.Cooldown:
       need(v, 13, true);
       return { type: "cooldown", cooldown: v.getUint32(1, true), cooldownRemaining: u64(v, 5) };
+    case Op.Canvas: {
+      need(v, 9, true);
+      const width = v.getUint32(1, true);
+      const height = v.getUint32(5, true);
+      if (width < 1 || height < 1 || width > 65536 || height > 65536) {
+        throw new ProtocolError(`canvas size ${width}x${height} is out of range`);
+      }
+      return { type: "canvas", width, height };
+    }
     default:
       throw new ProtocolError(`unknown message type 0x${v.getUint8(0).toString(16)}`);
   }

@@ -120,6 +120,8 @@ export class Renderer implements TileListener {
   }
 
   setCanvas(width: number, height: number, table: Uint32Array): void {
+    // The overview was of another size: the next fetch brings one of this size.
+    if (width !== this.width || height !== this.height) this.overview = null;
     this.width = width;
     this.height = height;
     this.table = table;

@@ -148,6 +148,14 @@ describe("server frames", () => {
     expect(() => decodeServer(hex("87 02 00 00 00"))).toThrow(ProtocolError);
   });
 
+  it("canvas: the grown size", () => {
+    // The same bytes the Rust codec writes for Canvas { width: 4096, height: 2000 }.
+    expect(decodeServer(hex("88 00 10 00 00 d0 07 00 00"))).toEqual({ type: "canvas", width: 4096, height: 2000 });
+    expect(() => decodeServer(hex("88 00 10 00 00"))).toThrow(ProtocolError);
+    expect(() => decodeServer(hex("88 00 00 00 00 d0 07 00 00"))).toThrow(ProtocolError);
+    expect(() => decodeServer(hex("88 01 00 01 00 d0 07 00 00"))).toThrow(ProtocolError);
+  });
+
   it("pong; unknown types and empty frames are invalid", () => {
     expect(decodeServer(hex("86"))).toEqual({ type: "pong" });
     expect(() => decodeServer(hex("86 00"))).toThrow(ProtocolError);
@@ -160,7 +168,7 @@ describe("hostile input", () => {
   it("random frames decode or throw ProtocolError, nothing else", () => {
     let seed = 12345;
     const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
-    const types = [0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x00, 0xff];
+    const types = [0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x00, 0xff];
     for (let i = 0; i < 20_000; i++) {
       const len = Math.floor(rand() * 64);
       const frame = new Uint8Array(1 + len).map(() => Math.floor(rand() * 256));
