@@ -1029,7 +1029,41 @@ async fn the_canvas_grows_under_load_and_keeps_its_size_across_a_restart() {
     let store = place::admin::UserStore::DataDir(dir.path().to_path_buf());
     let admin = common::moderation::admin_cookie(&store, &server.base, "root").await;
     let log = place::verify::LogSource::DataDir(dir.path().to_path_buf());
+    // Before the growth: one pixel, and a timelapse snapshot of the 128x100 canvas.
+    let mut early = common::moderation::Player::join(&server.base).await;
+    early.paint(&[(127, 99, 3)]).await;
+    let source = place_timelapse::Source::Embedded(server.store.clone());
+    let small = place_tiles::CanvasGeometry::new(128, 100).expect("valid");
+    let snapshot = place_timelapse::snapshot::take(&source, small, Duration::ZERO)
+        .await
+        .expect("take a snapshot")
+        .expect("a snapshot of the painted canvas");
+    let before_growth = place_edge::now_ms();
+    tokio::time::sleep(Duration::from_millis(5)).await;
     common::growth::canvas_grows_under_load(std::slice::from_ref(&server.base), &admin, &log).await;
+    // The snapshot keeps its own size; a frame of before the growth is of the grown canvas,
+    // built on that snapshot, with the area added later empty; a frame of now has the new pixel.
+    let base = server.base.clone();
+    let png = |path: String| {
+        let url = format!("{base}{path}");
+        async move {
+            let response = reqwest::get(&url).await.expect("png");
+            assert_eq!(response.status(), 200, "{url}");
+            common::timelapse::png_pixels(&response.bytes().await.expect("png body"))
+        }
+    };
+    let (w, h, pixels) = png(format!("/api/v1/timelapse/snapshot/{snapshot}")).await;
+    assert_eq!((w, h, pixels[99 * 128 + 127]), (128, 100, 3));
+    let (w, h, pixels) = png(format!("/api/v1/timelapse/frame?t={before_growth}")).await;
+    assert_eq!((w, h), (228, 164));
+    let painted: Vec<usize> = (0..pixels.len()).filter(|&i| pixels[i] != 0).collect();
+    assert_eq!(
+        painted,
+        vec![99 * 228 + 127],
+        "only the pixel placed before"
+    );
+    let (_, _, pixels) = png("/api/v1/timelapse/frame".to_owned()).await;
+    assert_eq!(pixels[130 * 228 + 178], 5);
     server.stop().await;
     // Restarted with the configured size it started from, it serves the grown canvas, with
     // the pixel placed in the new area.
