@@ -11,7 +11,7 @@ use place_edge::server::Limits;
 use place_edge::EdgeConfig;
 use place_shard::{CheckpointPolicy, ShardConfig};
 use place_tiles::{CanvasGeometry, Palette};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Environment variable names, one per setting.
 pub mod env {
@@ -86,7 +86,7 @@ pub mod env {
 }
 
 /// Every setting of `place serve`, with its default. The TOML file uses these names.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServeConfig {
     /// Address to listen on for HTTP and WebSockets. Default `127.0.0.1:3000`.
@@ -173,7 +173,7 @@ pub struct ServeConfig {
 }
 
 /// How logs are written.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
