@@ -1,6 +1,8 @@
 //! The cluster on loopback: shards and edges in this process, talking QUIC with mutual TLS,
-//! against the real Redis and PostgreSQL of this machine (each test in its own schema and key
-//! prefix, removed afterwards). A missing service fails the test with its name.
+//! against the real Redis (127.0.0.1:6379) and PostgreSQL (127.0.0.1:5432) of this machine, and
+//! its RabbitMQ (127.0.0.1:5672) for the timelapse workers (each test in its own schema and key
+//! prefix, removed afterwards). A missing service fails the test with its name;
+//! `scripts/services` installs and starts them.
 
 mod common;
 
