@@ -210,7 +210,9 @@ export class TimelapseView {
     }
     if (seq !== this.loadSeq || !this.open) return false;
     this.frame.src = url;
-    this.frameRect = rect;
+    // One image pixel is one canvas pixel: a snapshot from before the canvas grew is smaller
+    // than the canvas now, and is laid at its own size, not stretched.
+    this.frameRect = { ...rect, width: img.naturalWidth || rect.width, height: img.naturalHeight || rect.height };
     this.position();
     return true;
   }

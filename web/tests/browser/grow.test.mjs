@@ -15,7 +15,7 @@ describe("growing the canvas", () => {
   let browser;
 
   before(async () => {
-    server = await startServer({ admins: [ADMIN], extraArgs: ["--width", "256", "--height", "192"] });
+    server = await startServer({ admins: [ADMIN], extraArgs: ["--width", "256", "--height", "192", "--timelapse-snapshot-secs", "1"] });
     browser = await launchBrowser();
   });
 
@@ -44,6 +44,9 @@ describe("growing the canvas", () => {
     await waitForCanvasRgb(desktop, 255, 191, hexRgb(before.palette[13]));
     console.log("screenshot:", await screenshot(desktop, "grow-before-1280x800.png"));
     console.log("screenshot:", await screenshot(phone, "grow-before-390x844.png"));
+
+    // A timelapse snapshot of the 256x192 canvas is taken before it grows.
+    await new Promise((r) => setTimeout(r, 2500));
 
     // The CLI, signed in as the administrator, grows it through the running server.
     const bin = process.env.PLACE_BIN ?? resolve(import.meta.dirname, "../../../target/debug/place");
@@ -89,6 +92,23 @@ describe("growing the canvas", () => {
     assert.ok(Math.abs(map.width / map.height - 400 / 320) < 0.05, `minimap ${JSON.stringify(map)}`);
     console.log("screenshot:", await screenshot(desktop, "grow-after-1280x800.png"));
     console.log("screenshot:", await screenshot(phone, "grow-after-390x844.png"));
+
+    // The timelapse just before the new pixel shows the snapshot of the smaller canvas at its own
+    // size, not stretched over the grown one (exact frames are held back, so the snapshot stays).
+    await desktop.route("**/api/v1/timelapse/frame**", () => {});
+    await desktop.evaluate(() => (location.hash = "#x=200&y=160&zoom=2"));
+    await desktop.click("#timelapse-button");
+    await desktop.fill("#timelapse-slider", "990");
+    await desktop.dispatchEvent("#timelapse-slider", "input");
+    await desktop.waitForFunction(
+      () => {
+        const r = window.__place.timelapse.rect;
+        return r !== null && r.width === 256 && r.height === 192;
+      },
+      null,
+      { timeout: 5000 },
+    );
+    console.log("screenshot:", await screenshot(desktop, "grow-timelapse-before-1280x800.png"));
     await desktop.context().close();
     await phone.context().close();
   });
