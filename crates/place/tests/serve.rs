@@ -1041,8 +1041,9 @@ async fn the_canvas_grows_under_load_and_keeps_its_size_across_a_restart() {
     let before_growth = place_edge::now_ms();
     tokio::time::sleep(Duration::from_millis(5)).await;
     common::growth::canvas_grows_under_load(std::slice::from_ref(&server.base), &admin, &log).await;
-    // The snapshot keeps its own size; a frame of before the growth is of the grown canvas,
-    // built on that snapshot, with the area added later empty; a frame of now has the new pixel.
+    // The snapshot keeps its own size, and so does a frame of before the growth (a rectangle
+    // is cut to the canvas of its time, one wholly beyond it refused); a frame of now is of the
+    // grown canvas and has the new pixel.
     let base = server.base.clone();
     let png = |path: String| {
         let url = format!("{base}{path}");
@@ -1055,14 +1056,32 @@ async fn the_canvas_grows_under_load_and_keeps_its_size_across_a_restart() {
     let (w, h, pixels) = png(format!("/api/v1/timelapse/snapshot/{snapshot}")).await;
     assert_eq!((w, h, pixels[99 * 128 + 127]), (128, 100, 3));
     let (w, h, pixels) = png(format!("/api/v1/timelapse/frame?t={before_growth}")).await;
-    assert_eq!((w, h), (228, 164));
+    assert_eq!((w, h), (128, 100), "the canvas of that time");
     let painted: Vec<usize> = (0..pixels.len()).filter(|&i| pixels[i] != 0).collect();
     assert_eq!(
         painted,
-        vec![99 * 228 + 127],
+        vec![99 * 128 + 127],
         "only the pixel placed before"
     );
-    let (_, _, pixels) = png("/api/v1/timelapse/frame".to_owned()).await;
+    let (w, h, pixels) = png(format!(
+        "/api/v1/timelapse/frame?t={before_growth}&x=100&y=90&width=100&height=50"
+    ))
+    .await;
+    assert_eq!((w, h), (28, 10), "cut to the canvas of that time");
+    assert_eq!(pixels[9 * 28 + 27], 3);
+    let beyond = reqwest::get(format!(
+        "{}/api/v1/timelapse/frame?t={before_growth}&x=150&y=0&width=10&height=10",
+        server.base
+    ))
+    .await
+    .expect("frame");
+    assert_eq!(
+        beyond.status(),
+        400,
+        "wholly beyond the canvas of that time"
+    );
+    let (w, h, pixels) = png("/api/v1/timelapse/frame".to_owned()).await;
+    assert_eq!((w, h), (228, 164));
     assert_eq!(pixels[130 * 228 + 178], 5);
     server.stop().await;
     // Restarted with the configured size it started from, it serves the grown canvas, with

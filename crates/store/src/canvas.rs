@@ -24,6 +24,19 @@ fn parse_size(text: &str) -> Result<CanvasGeometry, StoreError> {
     CanvasGeometry::new(w, h).map_err(|_| bad())
 }
 
+/// The size a `resize-canvas` audit row's details say the canvas grew from.
+fn grown_from(details: &str) -> Result<CanvasGeometry, StoreError> {
+    let bad = || StoreError::Corrupt(format!("resize-canvas details {details:?}"));
+    let value: serde_json::Value = serde_json::from_str(details).map_err(|_| bad())?;
+    let side = |name: &str| {
+        value["from"][name]
+            .as_u64()
+            .and_then(|v| u32::try_from(v).ok())
+            .ok_or_else(bad)
+    };
+    CanvasGeometry::new(side("width")?, side("height")?).map_err(|_| bad())
+}
+
 /// The canvas a store holding `stored` serves when configured with `configured`.
 fn effective(stored: &str, configured: CanvasGeometry) -> Result<CanvasGeometry, StoreError> {
     let stored_size = parse_size(stored)?;
@@ -50,6 +63,22 @@ fn growth(stored: &str, requested: CanvasGeometry) -> Result<Option<CanvasGeomet
 }
 
 impl EmbeddedStore {
+    /// The canvas's size at `t_ms` when it has grown since: the size the first growth after
+    /// `t_ms` started from (from the audit log); `None` when it has not grown since.
+    pub async fn canvas_before_growth(
+        &self,
+        t_ms: i64,
+    ) -> Result<Option<CanvasGeometry>, StoreError> {
+        let details: Option<String> = sqlx::query_scalar(
+            "SELECT details FROM admin_audit_log WHERE action = 'resize-canvas' \
+             AND created_at > ? ORDER BY created_at, id LIMIT 1",
+        )
+        .bind(t_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        details.as_deref().map(grown_from).transpose()
+    }
+
     /// Records `configured` as the canvas size on first use and returns the canvas's size: the
     /// stored one, which growths may have made larger than `configured`. A stored size smaller
     /// than `configured` on a side is refused (grow it with `place admin resize` instead).
@@ -101,6 +130,22 @@ impl EmbeddedStore {
 }
 
 impl PgStore {
+    /// The canvas's size at `t_ms` when it has grown since: the size the first growth after
+    /// `t_ms` started from (from the audit log); `None` when it has not grown since.
+    pub async fn canvas_before_growth(
+        &self,
+        t_ms: i64,
+    ) -> Result<Option<CanvasGeometry>, StoreError> {
+        let details: Option<String> = sqlx::query_scalar(
+            "SELECT details::text FROM admin_audit_log WHERE action = 'resize-canvas' \
+             AND created_at > $1 ORDER BY created_at, id LIMIT 1",
+        )
+        .bind(t_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        details.as_deref().map(grown_from).transpose()
+    }
+
     /// Records `configured` as the canvas size on first use and returns the canvas's size (see
     /// [`EmbeddedStore::canvas_geometry`]); makes sure every tile of it has its fence.
     pub async fn canvas_geometry(

@@ -415,6 +415,20 @@ async fn a_grown_canvas_keeps_its_size_and_fences_its_new_tiles() {
             store.grow_canvas(small).await,
             Err(StoreError::CanvasGrowth(_))
         ));
+        // The size at a time comes from the growths recorded after it.
+        let details = r#"{"from":{"width":100,"height":100},"to":{"width":300,"height":100}}"#;
+        store
+            .append_audit(1, "resize-canvas", details, 1_000)
+            .await
+            .expect("audit");
+        assert_eq!(
+            store.canvas_before_growth(999).await.expect("before"),
+            Some(small)
+        );
+        assert_eq!(
+            store.canvas_before_growth(1_000).await.expect("after"),
+            None
+        );
         // Restarting with the configured size serves the grown canvas.
         assert_eq!(store.canvas_geometry(small).await.expect("grown"), grown);
         assert_eq!(store.stored_canvas().await.expect("read"), Some(grown));

@@ -86,6 +86,16 @@ impl Source {
         Ok(stored.map_or(at_least, |s| at_least.union(s)))
     }
 
+    /// The canvas's size at `t_ms`: `now` unless it has grown since (see
+    /// [`EmbeddedStore::canvas_before_growth`]).
+    pub async fn canvas_at(
+        &self,
+        t_ms: i64,
+        now: CanvasGeometry,
+    ) -> Result<CanvasGeometry, StoreError> {
+        Ok(both!(self, s => s.canvas_before_growth(t_ms).await)?.unwrap_or(now))
+    }
+
     /// See [`EmbeddedStore::read_canvas`].
     pub async fn read_canvas(
         &self,

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use place_store::timelapse::{Admission, JobLimits, JobRecord, NewJob, SnapshotInfo};
 use place_store::Rect;
+use place_tiles::CanvasGeometry;
 use tokio::sync::Semaphore;
 
 use crate::encode::png_image;
@@ -99,12 +100,16 @@ impl Timelapse {
         Ok(Some(png))
     }
 
-    /// The exact canvas of `rect` at time `t`, as a PNG.
+    /// The exact canvas of `rect` at time `t`, as a PNG, drawn at the canvas's size then: the
+    /// part of `rect` beyond the canvas of that time (it grew since) is cut off, so the image
+    /// may be smaller than `rect`; a `rect` wholly beyond it is refused.
     pub async fn frame_png(&self, rect: Rect, t: i64) -> Result<Vec<u8>, TimelapseError> {
         let _turn = self.frames.acquire().await;
         let ctx = self.ctx.clone();
         run_blocking(async move {
             let geometry = ctx.source.canvas(ctx.geometry).await?;
+            let then = ctx.source.canvas_at(t, geometry).await?;
+            let rect = clip(rect, then)?;
             let frame = frame_at(&ctx.source, geometry, rect, t).await?;
             png_image(frame.pixels(), rect.width, rect.height, &ctx.palette)
         })
@@ -167,6 +172,22 @@ impl Timelapse {
     pub async fn result_chunk(&self, id: &str, n: u32) -> Result<Option<Vec<u8>>, TimelapseError> {
         Ok(self.ctx.source.job_result_chunk(id, n).await?)
     }
+}
+
+/// `rect` cut to `canvas`, or why it lies wholly outside.
+fn clip(rect: Rect, canvas: CanvasGeometry) -> Result<Rect, TimelapseError> {
+    if rect.x >= canvas.width() || rect.y >= canvas.height() {
+        return Err(TimelapseError::Invalid(format!(
+            "at that time the canvas was {}x{}: the rectangle lies outside it",
+            canvas.width(),
+            canvas.height()
+        )));
+    }
+    Ok(Rect {
+        width: rect.width.min(canvas.width() - rect.x),
+        height: rect.height.min(canvas.height() - rect.y),
+        ..rect
+    })
 }
 
 /// A fresh job id: 128 random bits in hex, so only whoever was given it can find the job.
