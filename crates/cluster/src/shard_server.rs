@@ -70,10 +70,18 @@ impl ShardServer {
         let owner_updates = {
             let server = self.clone();
             tokio::spawn(async move {
+                let mut grown_to = server.geometry;
                 loop {
                     let ring = ring_changes.borrow_and_update().clone();
                     // A grown canvas first: the tiles it adds must exist before they are owned.
-                    server.shard.grow(ring.geometry(server.geometry)).await;
+                    // Only when it grew: an extra round trip to the shard on every ring change
+                    // would widen the moment in which an edge that already follows the new ring
+                    // subscribes to a tile this shard does not yet know it owns.
+                    let geometry = ring.geometry(server.geometry);
+                    if geometry != grown_to {
+                        server.shard.grow(geometry).await;
+                        grown_to = geometry;
+                    }
                     server
                         .shard
                         .set_ownership(ring.epoch(), Some(server.owned(&ring)))

@@ -132,10 +132,16 @@ pub async fn metrics_after_placements(
     // Each shard's figures; the one that wrote the placement shows it (shards report every
     // 250 ms in a cluster, so wait for it).
     let shard = |name: &str, id: &str| format!("{name}{{shard=\"{id}\"}}");
+    // The recorder is the process's, and other tests' clusters name their shards alike: a
+    // scrape may show another cluster's figures for a shard id, written between this edge's
+    // refresh and its rendering. Scrape until one shows this cluster's, consistent throughout.
     let figures = scrape_until(painter_base, "the shards' figures", |t| {
         shards.iter().all(|id| {
+            let placed = metric(t, &shard("rplace_shard_placements_total", id)).unwrap_or(0.0);
+            let write = metric(t, &shard("rplace_shard_write_batch_seconds", id)).unwrap_or(0.0);
             metric(t, &shard("rplace_shard_up", id)) == Some(1.0)
                 && metric(t, &shard("rplace_shard_tiles_owned", id)).unwrap_or(0.0) >= 1.0
+                && (placed < 1.0 || write > 0.0)
         }) && shards
             .iter()
             .any(|id| metric(t, &shard("rplace_shard_placements_total", id)).unwrap_or(0.0) >= 1.0)
