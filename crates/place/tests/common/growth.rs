@@ -22,11 +22,16 @@ const PLAYERS: usize = 3;
 /// What a player was told is durable: `(x, y, colour)`, in order.
 type Acks = Vec<(u32, u32, u8)>;
 
-/// Paints pixels of column band `index` (x in `8*index..8*index+8`, y in `0..32`) until `stop`.
+/// Paints pixels of column band `index` (x in `8*index..8*index+8`, y in `0..32`) until `stop`,
+/// 40 a second at most: an unpaced player would be closed by the server's limit of 50 messages a
+/// second (it was, on a loaded machine, where answers come in bursts).
 async fn paint_until(mut player: Player, index: usize, stop: Arc<AtomicBool>) -> Acks {
     let mut acks = Acks::new();
     let mut n = 0u32;
+    let mut pace = tokio::time::interval(Duration::from_millis(25));
+    pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !stop.load(Ordering::Relaxed) || acks.len() < 5 {
+        pace.tick().await;
         let x = 8 * index as u32 + n % 8;
         let y = (n / 8) % 32;
         let color = 1 + (n % 7) as u8;
