@@ -308,7 +308,9 @@ pub struct ShardCore {
     placed_total: u64,
     /// Placements of acquiring tiles, queued once the tile is loaded.
     parked: HashMap<TileId, Vec<Pending>>,
-    /// Subscriptions to acquiring tiles, answered once the tile is loaded.
+    /// Subscriptions to tiles not owned or still acquiring, answered once the tile is owned and
+    /// loaded; dropped when their subscriber unsubscribes or goes (each is one of its streams, so
+    /// they are bounded by the streams the edges hold open).
     deferred: HashMap<TileId, Vec<(SubscriberId, Option<u64>)>>,
     /// The time of the last tick (epoch ms).
     now_ms: i64,
@@ -759,7 +761,6 @@ impl ShardCore {
                         result: Err(PlaceError::NotOwner),
                     }),
             );
-            self.deferred.remove(&tile);
             for subscriber in self.subscribers.remove(&tile).unwrap_or_default() {
                 if let Some(tiles) = self.subscriptions.get_mut(&subscriber) {
                     tiles.remove(&tile);
@@ -802,7 +803,12 @@ impl ShardCore {
         if !self.geometry.contains_tile(tile) {
             return;
         }
-        if self.acquiring.contains_key(&tile) {
+        // A tile this shard does not own (yet: the edge may be on a newer ring than this shard),
+        // or is still loading, has no copy worth sending: its copy here is empty or stale, and a
+        // watcher may already hold a newer seq from the previous owner. The subscription waits
+        // until the tile is owned and loaded, or until its stream ends (the edge resubscribes
+        // elsewhere when it moves to a ring that gives the tile to another shard).
+        if !self.owns(tile) || self.acquiring.contains_key(&tile) {
             let waiting = self.deferred.entry(tile).or_default();
             waiting.retain(|(s, _)| *s != subscriber);
             waiting.push((subscriber, known_seq));

@@ -639,3 +639,164 @@ fn a_fenced_write_refuses_the_moved_tiles_and_writes_the_others_again() {
         vec![(3, Ok(Placed { seq: 1 }))]
     );
 }
+
+#[derive(Debug, Clone)]
+enum RingOp {
+    /// A placement sent to this shard (refused unless it owns the tile).
+    Place {
+        x: u32,
+        y: u32,
+        color: u8,
+    },
+    /// Another shard places on a tile this one does not own (skipped when it does).
+    PlaceElsewhere {
+        tile: usize,
+        lx: u8,
+        color: u8,
+    },
+    Subscribe {
+        who: u64,
+        tile: usize,
+        resume: bool,
+    },
+    Unsubscribe {
+        who: u64,
+        tile: usize,
+    },
+    /// The ring gives this shard the tiles of `mask` at the next epoch (only between writes).
+    Ownership {
+        mask: u8,
+    },
+    /// The outstanding acquisition's load arrives from the store.
+    Acquired,
+    WriteOk,
+    WriteFail,
+    Tick,
+}
+
+fn arb_ring_op() -> impl Strategy<Value = RingOp> {
+    prop_oneof![
+        3 => (0u32..192, 0u32..64, 0u8..16).prop_map(|(x, y, color)| RingOp::Place { x, y, color }),
+        2 => (0usize..3, 0u8..64, 0u8..16).prop_map(|(tile, lx, color)| RingOp::PlaceElsewhere { tile, lx, color }),
+        3 => (0u64..3, 0usize..3, any::<bool>()).prop_map(|(who, tile, resume)| RingOp::Subscribe { who, tile, resume }),
+        1 => (0u64..3, 0usize..3).prop_map(|(who, tile)| RingOp::Unsubscribe { who, tile }),
+        1 => (0u8..8).prop_map(|mask| RingOp::Ownership { mask }),
+        2 => Just(RingOp::Acquired),
+        3 => Just(RingOp::WriteOk),
+        1 => Just(RingOp::WriteFail),
+        1 => Just(RingOp::Tick),
+    ]
+}
+
+proptest! {
+    /// In a cluster, under any interleaving of ring changes, loads, placements here and on
+    /// other shards, subscriptions and write outcomes: whatever a subscriber is sent about a tile
+    /// is the tile as stored (never an empty or stale copy of a tile this shard does not own, or
+    /// does not own yet), and every subscription to a tile the shard owns is answered once
+    /// the tile is loaded, its copy then following the shard's with no gap.
+    #[test]
+    fn subscribers_see_only_the_stored_tile_across_ring_changes(ops in prop::collection::vec(arb_ring_op(), 1..150)) {
+        let all: Vec<TileId> = vec![TileId::new(0, 0), TileId::new(1, 0), TileId::new(2, 0)];
+        let mut shard = owning(&[all[0]]);
+        // The store: every tile as durably written, by this shard or another.
+        let mut stored: HashMap<TileId, Tile> = all.iter().map(|t| (*t, Tile::new())).collect();
+        let mut mirrors: HashMap<(u64, TileId), Tile> = HashMap::new();
+        // Subscriptions the shard has answered, and those still waiting for an answer.
+        let mut answered: HashSet<(u64, TileId)> = HashSet::new();
+        let mut waiting: HashSet<(u64, TileId)> = HashSet::new();
+        let mut in_flight: Vec<NewEvent> = Vec::new();
+        let mut acquisitions: VecDeque<(u64, Vec<TileId>)> = VecDeque::new();
+        let (mut epoch, mut next_token, mut last_id) = (1u64, 0u64, 0i64);
+        // Then every write and load completes (each op is a no-op tick once there is none).
+        let finish = [RingOp::WriteOk, RingOp::Acquired].into_iter().cycle().take(40).chain([RingOp::Tick]);
+        for op in ops.into_iter().chain(finish) {
+            let mut now_owned = None;
+            let input = match op {
+                RingOp::Place { x, y, color } => { next_token += 1; place(next_token, x, y, color) }
+                RingOp::PlaceElsewhere { tile, lx, color } => {
+                    let tile = all[tile];
+                    if !shard.owns(tile) {
+                        stored.get_mut(&tile).expect("tile").apply(PixelChange { lx, ly: 0, color });
+                    }
+                    Input::Tick { now_ms: 0 }
+                }
+                RingOp::Subscribe { who, tile, resume } => {
+                    let tile = all[tile];
+                    let known_seq = if resume { mirrors.get(&(who, tile)).map(Tile::seq) } else { None };
+                    answered.remove(&(who, tile));
+                    waiting.insert((who, tile));
+                    Input::Subscribe { subscriber: who, tile, known_seq }
+                }
+                RingOp::Unsubscribe { who, tile } => {
+                    answered.remove(&(who, all[tile]));
+                    waiting.remove(&(who, all[tile]));
+                    Input::Unsubscribe { subscriber: who, tile: all[tile] }
+                }
+                RingOp::Ownership { mask } if in_flight.is_empty() => {
+                    epoch += 1;
+                    let owned: HashSet<TileId> = (0..3).filter(|i| mask & (1 << i) != 0).map(|i| all[i]).collect();
+                    now_owned = Some(owned.clone());
+                    Input::Ownership { epoch, owned: Some(owned) }
+                }
+                RingOp::Acquired => match acquisitions.pop_front() {
+                    Some((at, tiles)) => Input::TilesAcquired {
+                        epoch: at,
+                        tiles: tiles.iter().map(|t| (*t, stored[t].clone())).collect(),
+                    },
+                    None => Input::Tick { now_ms: 0 },
+                },
+                RingOp::WriteOk if !in_flight.is_empty() => {
+                    for e in in_flight.drain(..) {
+                        let tile = TileId::new((e.x / 64) as u16, (e.y / 64) as u16);
+                        let t = stored.get_mut(&tile).expect("tile");
+                        prop_assert_eq!(t.seq() + 1, e.tile_seq, "written in seq order");
+                        t.apply(PixelChange { lx: (e.x % 64) as u8, ly: (e.y % 64) as u8, color: e.color });
+                        last_id += 1;
+                    }
+                    Input::EventsWritten(Ok(last_id))
+                }
+                RingOp::WriteFail if !in_flight.is_empty() => {
+                    in_flight.clear();
+                    Input::EventsWritten(Err("fail".into()))
+                }
+                RingOp::Ownership { .. } | RingOp::WriteOk | RingOp::WriteFail | RingOp::Tick => Input::Tick { now_ms: 0 },
+            };
+            for o in shard.handle(input) {
+                match o {
+                    Output::WriteEvents { events, .. } => in_flight = events,
+                    Output::AcquireTiles { epoch, tiles } => acquisitions.push_back((epoch, tiles)),
+                    Output::Send { subscriber, message } => match message {
+                        ShardMessage::Snapshot(s) => {
+                            let store = &stored[&s.tile];
+                            prop_assert_eq!(s.seq, store.seq(), "a snapshot is the stored tile: its seq");
+                            prop_assert!(*s.pixels == *store.pixels(), "a snapshot is the stored tile: its pixels");
+                            waiting.remove(&(subscriber, s.tile));
+                            answered.insert((subscriber, s.tile));
+                            mirrors.insert((subscriber, s.tile), Tile::from_pixels(s.seq, s.pixels.clone()));
+                        }
+                        ShardMessage::Batch(b) => {
+                            let mirror = mirrors.get_mut(&(subscriber, b.tile)).expect("a batch follows a snapshot or a held copy");
+                            prop_assert_eq!(mirror.apply_batch(b.first_seq, &b.changes), Ok(b.changes.len()), "no gap and no duplicate");
+                            prop_assert!(mirror.seq() <= stored[&b.tile].seq(), "nothing beyond the store");
+                            waiting.remove(&(subscriber, b.tile));
+                            answered.insert((subscriber, b.tile));
+                        }
+                    },
+                    Output::Reply { .. } | Output::WriteCheckpoint { .. } | Output::ReloadTiles(_) => {}
+                }
+            }
+            if let Some(owned) = now_owned {
+                // The edges' streams of a lost tile end with the ring change (after its last window).
+                answered.retain(|(_, t)| owned.contains(t));
+            }
+        }
+        prop_assert!(in_flight.is_empty() && acquisitions.is_empty(), "drained");
+        for (who, tile) in waiting {
+            prop_assert!(!shard.owns(tile), "subscriber {} of owned, loaded tile {} never answered", who, tile);
+        }
+        for (who, tile) in answered {
+            prop_assert_eq!(mirrors.get(&(who, tile)), Some(&stored[&tile]), "subscriber {} tile {}", who, tile);
+            prop_assert_eq!(shard.tile(tile), Some(&stored[&tile]));
+        }
+    }
+}
