@@ -58,7 +58,7 @@ impl ClusterSettings {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !id_ok {
             return Err(ConfigError {
-                setting: "id",
+                setting: "id".into(),
                 reason: format!(
                     "{:?} must be 1 to 64 letters, digits, '-' or '_'",
                     self.node_id
@@ -67,7 +67,7 @@ impl ClusterSettings {
         }
         if !self.redis_url.starts_with("redis://") {
             return Err(ConfigError {
-                setting: "redis_url",
+                setting: "redis_url".into(),
                 reason: format!("{:?} is not a redis:// URL", self.redis_url),
             });
         }
@@ -131,7 +131,7 @@ pub fn check_cluster_name(name: &str) -> Result<(), ConfigError> {
         return Ok(());
     }
     Err(ConfigError {
-        setting: "cluster",
+        setting: "cluster".into(),
         reason: format!("{name:?} must be 1 to 48 of a-z, 0-9 and _, not starting with pg_"),
     })
 }
@@ -142,7 +142,7 @@ pub fn check_database_url(url: &str) -> Result<(), ConfigError> {
         return Ok(());
     }
     Err(ConfigError {
-        setting: "database_url",
+        setting: "database_url".into(),
         reason: format!("{url:?} is not a postgres:// URL"),
     })
 }

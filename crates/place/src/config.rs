@@ -1,174 +1,204 @@
-//! The configuration of `place serve`: one documented struct read from defaults, an optional
-//! TOML file, environment variables and flags (later ones win), and validated before any port is
-//! bound. A bad value is reported with the setting's name and the reason; the binary exits 64.
+//! The configuration of every long-running mode: one documented struct per mode ([`ServeConfig`]
+//! for `place serve`; [`EdgeNodeConfig`], [`ShardNodeConfig`] and [`WorkerConfig`] for the
+//! cluster, which flatten the shared [`ClusterConfig`] section and the canvas, edge and shard
+//! settings of [`ServeConfig`]). Each struct derives both its command line (clap: the flag, its
+//! environment variable and its default are declared once, in the field's attribute, and the
+//! field's doc is its help) and its TOML form (serde: the field's name is the key).
+//!
+//! [`load`] layers them with figment: defaults, then the TOML file (`--config`, every setting
+//! valid there, an unknown key refused), then environment variables, then flags (later ones
+//! win). [`ServeConfig::validate`] and the cluster sections' checks run before any port is bound;
+//! a bad value is reported with the setting's name and the reason, and the binary exits 64.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, FromArgMatches};
+use figment::providers::{Format, Serialized, Toml};
+use figment::value::{Dict, Empty, Tag, Value};
+use figment::Figment;
 use place_edge::address::AddressPolicy;
 use place_edge::server::Limits;
 use place_edge::EdgeConfig;
 use place_shard::{CheckpointPolicy, ShardConfig};
 use place_tiles::{CanvasGeometry, Palette};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-/// Environment variable names, one per setting.
+use crate::cluster::ClusterSettings;
+
+/// Environment variables that more than one command reads (`place ring`, `admin`, `verify` and
+/// `timelapse` as well as the modes). Every other setting's variable is named once, in its
+/// field's attribute.
 pub mod env {
     /// Path of a TOML configuration file.
     pub const CONFIG: &str = "PLACE_CONFIG";
-    /// `listen`.
-    pub const LISTEN: &str = "PLACE_LISTEN";
-    /// `data_dir`.
-    pub const DATA_DIR: &str = "PLACE_DATA_DIR";
-    /// `width`.
+    /// The cluster's name.
+    pub const CLUSTER: &str = "PLACE_CLUSTER";
+    /// PostgreSQL URL.
+    pub const DATABASE_URL: &str = "PLACE_DATABASE_URL";
+    /// Redis URL.
+    pub const REDIS_URL: &str = "PLACE_REDIS_URL";
+    /// Directory of the cluster's certificates.
+    pub const CERTS: &str = "PLACE_CERTS";
+    /// Canvas width.
     pub const WIDTH: &str = "PLACE_WIDTH";
-    /// `height`.
+    /// Canvas height.
     pub const HEIGHT: &str = "PLACE_HEIGHT";
-    /// `cooldown_secs`.
-    pub const COOLDOWN_SECS: &str = "PLACE_COOLDOWN_SECS";
-    /// `colors`.
-    pub const COLORS: &str = "PLACE_COLORS";
-    /// `batch_window_ms`.
-    pub const BATCH_WINDOW_MS: &str = "PLACE_BATCH_WINDOW_MS";
-    /// `max_tiles_per_client`.
-    pub const MAX_TILES_PER_CLIENT: &str = "PLACE_MAX_TILES_PER_CLIENT";
-    /// `guest_rate_per_minute`.
-    pub const GUEST_RATE_PER_MINUTE: &str = "PLACE_GUEST_RATE_PER_MINUTE";
-    /// `checkpoint_secs`.
-    pub const CHECKPOINT_SECS: &str = "PLACE_CHECKPOINT_SECS";
-    /// `log_format`.
-    pub const LOG_FORMAT: &str = "PLACE_LOG_FORMAT";
-    /// `secure_cookies`.
-    pub const SECURE_COOKIES: &str = "PLACE_SECURE_COOKIES";
-    /// `trust_proxy`.
-    pub const TRUST_PROXY: &str = "PLACE_TRUST_PROXY";
-    /// `timelapse_snapshot_secs`.
-    pub const TIMELAPSE_SNAPSHOT_SECS: &str = "PLACE_TIMELAPSE_SNAPSHOT_SECS";
-    /// `max_connections`.
-    pub const MAX_CONNECTIONS: &str = "PLACE_MAX_CONNECTIONS";
-    /// `max_connections_per_address`.
-    pub const MAX_CONNECTIONS_PER_ADDRESS: &str = "PLACE_MAX_CONNECTIONS_PER_ADDRESS";
-    /// `max_websockets_per_session`.
-    pub const MAX_WEBSOCKETS_PER_SESSION: &str = "PLACE_MAX_WEBSOCKETS_PER_SESSION";
-    /// `max_websockets_per_address`.
-    pub const MAX_WEBSOCKETS_PER_ADDRESS: &str = "PLACE_MAX_WEBSOCKETS_PER_ADDRESS";
-    /// `header_read_timeout_secs`.
-    pub const HEADER_READ_TIMEOUT_SECS: &str = "PLACE_HEADER_READ_TIMEOUT_SECS";
-    /// `request_body_timeout_secs`.
-    pub const REQUEST_BODY_TIMEOUT_SECS: &str = "PLACE_REQUEST_BODY_TIMEOUT_SECS";
-    /// `placements_per_address_per_minute`.
-    pub const PLACEMENTS_PER_ADDRESS_PER_MINUTE: &str = "PLACE_PLACEMENTS_PER_ADDRESS_PER_MINUTE";
-    /// `websocket_ping_secs`.
-    pub const WEBSOCKET_PING_SECS: &str = "PLACE_WEBSOCKET_PING_SECS";
-    /// `public_origin`.
-    pub const PUBLIC_ORIGIN: &str = "PLACE_PUBLIC_ORIGIN";
-    /// `metrics_listen`.
-    pub const METRICS_LISTEN: &str = "PLACE_METRICS_LISTEN";
-    /// `guest_pow_bits`.
-    pub const GUEST_POW_BITS: &str = "PLACE_GUEST_POW_BITS";
-    /// `ipv4_prefix`.
-    pub const IPV4_PREFIX: &str = "PLACE_IPV4_PREFIX";
-    /// `ipv6_prefix`.
-    pub const IPV6_PREFIX: &str = "PLACE_IPV6_PREFIX";
-    /// `spike_cell`.
-    pub const SPIKE_CELL: &str = "PLACE_SPIKE_CELL";
-    /// `spike_min_rate`.
-    pub const SPIKE_MIN_RATE: &str = "PLACE_SPIKE_MIN_RATE";
-    /// `spike_factor`.
-    pub const SPIKE_FACTOR: &str = "PLACE_SPIKE_FACTOR";
-    /// `spike_webhook`.
-    pub const SPIKE_WEBHOOK: &str = "PLACE_SPIKE_WEBHOOK";
-    /// `spike_slow_minutes`.
-    pub const SPIKE_SLOW_MINUTES: &str = "PLACE_SPIKE_SLOW_MINUTES";
-    /// `spike_slow_cooldown_secs`.
-    pub const SPIKE_SLOW_COOLDOWN_SECS: &str = "PLACE_SPIKE_SLOW_COOLDOWN_SECS";
 }
 
-/// Every setting of `place serve`, with its default. The TOML file uses these names.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
+/// Defaults that more than one command shares (see [`env`]).
+pub mod defaults {
+    /// The cluster's name.
+    pub const CLUSTER: &str = "place";
+    /// PostgreSQL, on this machine.
+    pub const DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+    /// Redis, on this machine.
+    pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+    /// Directory of the cluster's certificates.
+    pub const CERTS: &str = "certs";
+}
+
+/// Where a mode reads its TOML file from: not a setting itself, so not a key of the file.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConfigFile {
+    /// TOML configuration file: any setting of this command, keyed by its name (the flag without
+    /// `--`, `_` for `-`); flags and environment variables win over it.
+    #[arg(long, env = env::CONFIG)]
+    pub config: Option<PathBuf>,
+}
+
+/// Every setting of `place serve`; the cluster's modes flatten it for the canvas, edge and shard
+/// settings they share. The TOML file uses these names.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Args)]
+#[serde(default)]
 pub struct ServeConfig {
-    /// Address to listen on for HTTP and WebSockets. Default `127.0.0.1:3000`.
+    /// Address to listen on for HTTP and WebSockets.
+    #[arg(long, env = "PLACE_LISTEN", default_value = "127.0.0.1:3000")]
     pub listen: String,
-    /// Directory of the embedded store. Default `./place-data`.
+    /// Directory of the embedded store (`place serve`, `place timelapse`).
+    #[arg(long, env = "PLACE_DATA_DIR", default_value = "place-data")]
     pub data_dir: PathBuf,
-    /// Canvas width in pixels, 1 to 65536. Default 2000.
+    /// Canvas width in pixels, 1 to 65536.
+    #[arg(long, env = env::WIDTH, default_value_t = 2000)]
     pub width: u32,
-    /// Canvas height in pixels, 1 to 65536. Default 2000.
+    /// Canvas height in pixels, 1 to 65536.
+    #[arg(long, env = env::HEIGHT, default_value_t = 2000)]
     pub height: u32,
-    /// Seconds between two placements of one user, 0 to 86400. Default 5.
+    /// Seconds between two placements of one user, 0 to 86400.
+    #[arg(long, env = "PLACE_COOLDOWN_SECS", default_value_t = 5)]
     pub cooldown_secs: u64,
-    /// Number of palette colours (2 to 256) when `palette` is not given. Default 16.
+    /// Number of palette colours, 2 to 256, when `palette` is not given (given as a flag or an
+    /// environment variable, it replaces a `palette` of the file).
+    #[arg(long, env = "PLACE_COLORS", default_value_t = 16)]
     pub colors: usize,
-    /// Explicit palette as `#rrggbb` strings; overrides `colors`.
+    /// Explicit palette as `#rrggbb` strings, in the TOML file only; overrides `colors`.
+    #[arg(skip)]
     pub palette: Option<Vec<String>>,
-    /// Milliseconds a tile's changes are gathered before they are sent, 1 to 1000. Default 10.
+    /// Milliseconds a tile's changes are gathered before they are sent, 1 to 1000.
+    #[arg(long, env = "PLACE_BATCH_WINDOW_MS", default_value_t = 10)]
     pub batch_window_ms: u64,
-    /// Tiles one connection may subscribe to, 1 to 65536. Default 256.
+    /// Tiles one connection may subscribe to, 1 to 65536.
+    #[arg(long, env = "PLACE_MAX_TILES_PER_CLIENT", default_value_t = 256)]
     pub max_tiles_per_client: usize,
-    /// Guest sessions one IP address may make per minute; 0 disables the limit. Default 30.
+    /// Guest sessions one network may make per minute; 0 disables the limit.
+    #[arg(long, env = "PLACE_GUEST_RATE_PER_MINUTE", default_value_t = 30)]
     pub guest_rate_per_minute: u32,
-    /// Seconds between checkpoints of changed tiles, 1 to 3600. Default 30.
+    /// Seconds between checkpoints of changed tiles, 1 to 3600.
+    #[arg(long, env = "PLACE_CHECKPOINT_SECS", default_value_t = 30)]
     pub checkpoint_secs: u64,
-    /// `pretty` or `json`. Default `pretty`.
+    /// Log format.
+    #[arg(long, env = "PLACE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
     /// Mark the session cookie `Secure` (the site is served over HTTPS). Without it the cookie
-    /// is still `Secure` when a proxy sends `X-Forwarded-Proto: https`. Default false.
+    /// is still `Secure` when a proxy sends `X-Forwarded-Proto: https`.
+    #[arg(long, env = "PLACE_SECURE_COOKIES", default_value_t = false, num_args = 0..=1,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
     pub secure_cookies: bool,
     /// Behind a proxy that sets `X-Forwarded-For`: take the client's address from it for the
-    /// per-IP limits (guest sessions, logins). Never without such a proxy, or clients could
-    /// choose their address. Default false.
+    /// per-network limits. Never without such a proxy, or clients could choose their address.
+    #[arg(long, env = "PLACE_TRUST_PROXY", default_value_t = false, num_args = 0..=1,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
     pub trust_proxy: bool,
     /// Seconds between two timelapse snapshots of the canvas, 1 to 86400 (taken by `place serve`,
-    /// or by the cluster's `place worker`). Default 600.
+    /// or by the cluster's `place worker`).
+    #[arg(long, env = "PLACE_TIMELAPSE_SNAPSHOT_SECS", default_value_t = 600)]
     pub timelapse_snapshot_secs: u64,
-    /// Open TCP connections (HTTP and WebSocket) the process holds, 16 to 1,000,000; lowered at start to the file-descriptor limit less 512. Past it a new connection gets HTTP 503. Default 20000.
+    /// Open TCP connections (HTTP and WebSocket) the process holds, 16 to 1,000,000; lowered at
+    /// start to the file-descriptor limit less 512. Past it a new connection gets HTTP 503.
+    #[arg(long, env = "PLACE_MAX_CONNECTIONS", default_value_t = 20_000)]
     pub max_connections: usize,
-    /// Open TCP connections from one network (`ipv4_prefix`, `ipv6_prefix`), 1 to 1,000,000; ignored with `trust_proxy` (the proxy limits those). Past it a new connection gets HTTP 429. Default 256.
+    /// Open TCP connections from one network (`ipv4_prefix`, `ipv6_prefix`), 1 to 1,000,000;
+    /// ignored with `trust_proxy` (the proxy limits those). Past it a new connection gets 429.
+    #[arg(long, env = "PLACE_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 256)]
     pub max_connections_per_address: u32,
-    /// Open WebSockets of one session (tabs of one player), 1 to 1000. Default 8.
+    /// Open WebSockets of one session (tabs of one player), 1 to 1000.
+    #[arg(long, env = "PLACE_MAX_WEBSOCKETS_PER_SESSION", default_value_t = 8)]
     pub max_websockets_per_session: u32,
-    /// Open WebSockets from one network (the forwarded address with `trust_proxy`), 1 to 1,000,000. Default 200.
+    /// Open WebSockets from one network (the forwarded address with `trust_proxy`), 1 to
+    /// 1,000,000.
+    #[arg(long, env = "PLACE_MAX_WEBSOCKETS_PER_ADDRESS", default_value_t = 200)]
     pub max_websockets_per_address: u32,
-    /// Seconds for a request's head to arrive, 1 to 300; also how long a silent or idle keep-alive connection stays open. Default 10.
+    /// Seconds for a request's head to arrive, 1 to 300; also how long a silent or idle
+    /// keep-alive connection stays open.
+    #[arg(long, env = "PLACE_HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
     pub header_read_timeout_secs: u64,
-    /// Seconds for a request's body to arrive, 1 to 300. Default 10.
+    /// Seconds for a request's body to arrive, 1 to 300.
+    #[arg(long, env = "PLACE_REQUEST_BODY_TIMEOUT_SECS", default_value_t = 10)]
     pub request_body_timeout_secs: u64,
-    /// Placements one network may make per minute, whatever its number of users (0: no limit). Default 600 (50 players at the default cooldown).
+    /// Placements one network may make per minute, whatever its number of users (0: no limit;
+    /// 600 is 50 players at the default cooldown).
+    #[arg(
+        long,
+        env = "PLACE_PLACEMENTS_PER_ADDRESS_PER_MINUTE",
+        default_value_t = 600
+    )]
     pub placements_per_address_per_minute: u32,
     /// The site's public origin, `scheme://host[:port]` (e.g. `https://place.example.org`): the
-    /// only `Origin` a state-changing request or a WebSocket upgrade may carry. Default: none (the
-    /// request's own scheme, host and port).
+    /// only `Origin` a state-changing request or a WebSocket upgrade may carry. Without it: the
+    /// request's own scheme, host and port.
+    #[arg(long, env = "PLACE_PUBLIC_ORIGIN")]
     pub public_origin: Option<String>,
-    /// An address of its own for `GET /metrics` (e.g. `127.0.0.1:9100`), off the public one;
-    /// a shard serves its metrics there too. Default: none (an edge answers `/metrics` on
-    /// `listen`, a shard has none).
+    /// An address of its own for `GET /metrics` (e.g. `127.0.0.1:9100`), off the public one; a
+    /// shard serves its metrics there too. Without it an edge answers `/metrics` on `listen`, a
+    /// shard has none.
+    #[arg(long, env = "PLACE_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
     /// Proof of work a new guest pays, in leading zero bits of a SHA-256 (0 to 28; 0 asks none,
-    /// for load tests). Default 16: 65,536 hashes on average, about 0.4 s of the page's
-    /// JavaScript on a desktop, a second or two on a phone.
+    /// for load tests). 16 is 65,536 hashes on average, about 0.4 s of the page's JavaScript on
+    /// a desktop, a second or two on a phone.
+    #[arg(long, env = "PLACE_GUEST_POW_BITS", default_value_t = place_edge::DEFAULT_GUEST_POW_BITS)]
     pub guest_pow_bits: u8,
     /// Seconds between two pings of a WebSocket, 1 to 300; a client not heard from (no frame, no
-    /// pong) for twice this and a second more is closed with 4002. Default 20.
+    /// pong) for twice this and a second more is closed with 4002.
+    #[arg(long, env = "PLACE_WEBSOCKET_PING_SECS", default_value_t = 20)]
     pub websocket_ping_secs: u64,
-    /// IPv4 prefix length that per-address limits count as one network, 8 to 32. Default 32.
+    /// IPv4 prefix length that per-address limits count as one network, 8 to 32.
+    #[arg(long, env = "PLACE_IPV4_PREFIX", default_value_t = 32)]
     pub ipv4_prefix: u8,
-    /// IPv6 prefix length that per-address limits count as one network, 16 to 128. Default 64.
+    /// IPv6 prefix length that per-address limits count as one network, 16 to 128.
+    #[arg(long, env = "PLACE_IPV6_PREFIX", default_value_t = 64)]
     pub ipv6_prefix: u8,
-    /// The spike alarm's cell: a square of this many pixels a side, 8 to 1024. Default 64.
+    /// The spike alarm's cell: a square of this many pixels a side, 8 to 1024.
+    #[arg(long, env = "PLACE_SPIKE_CELL", default_value_t = 64)]
     pub spike_cell: u32,
     /// Placements a second (over 5 s) a cell must reach, on one edge, to raise a spike alarm,
-    /// 1 to 1,000,000. Default 20.
+    /// 1 to 1,000,000.
+    #[arg(long, env = "PLACE_SPIKE_MIN_RATE", default_value_t = 20)]
     pub spike_min_rate: u32,
-    /// How many times its moving baseline a cell's rate must also reach, 2 to 1000. Default 5.
+    /// How many times its moving baseline a cell's rate must also reach, 2 to 1000.
+    #[arg(long, env = "PLACE_SPIKE_FACTOR", default_value_t = 5)]
     pub spike_factor: u32,
-    /// An `http://` or `https://` URL each spike alarm is POSTed to as JSON. Default: none.
+    /// An `http://` or `https://` URL each spike alarm is POSTed to as JSON.
+    #[arg(long, env = "PLACE_SPIKE_WEBHOOK")]
     pub spike_webhook: Option<String>,
     /// Minutes an alarmed cell is put in `slow` mode by itself, 0 to 1440; 0 only alarms.
-    /// Default 0.
+    #[arg(long, env = "PLACE_SPIKE_SLOW_MINUTES", default_value_t = 0)]
     pub spike_slow_minutes: u64,
-    /// The cooldown of that automatic slow region, 1 to 3600 seconds. Default 30.
+    /// The cooldown of that automatic slow region, 1 to 3600 seconds.
+    #[arg(long, env = "PLACE_SPIKE_SLOW_COOLDOWN_SECS", default_value_t = 30)]
     pub spike_slow_cooldown_secs: u64,
 }
 
@@ -184,43 +214,250 @@ pub enum LogFormat {
 
 impl Default for ServeConfig {
     fn default() -> Self {
-        Self {
-            listen: "127.0.0.1:3000".into(),
-            data_dir: PathBuf::from("place-data"),
-            width: 2000,
-            height: 2000,
-            cooldown_secs: 5,
-            colors: 16,
-            palette: None,
-            batch_window_ms: 10,
-            max_tiles_per_client: 256,
-            guest_rate_per_minute: 30,
-            checkpoint_secs: 30,
-            log_format: LogFormat::Pretty,
-            secure_cookies: false,
-            trust_proxy: false,
-            timelapse_snapshot_secs: 600,
-            max_connections: 20_000,
-            max_connections_per_address: 256,
-            max_websockets_per_session: 8,
-            max_websockets_per_address: 200,
-            header_read_timeout_secs: 10,
-            request_body_timeout_secs: 10,
-            placements_per_address_per_minute: 600,
-            websocket_ping_secs: 20,
-            guest_pow_bits: place_edge::DEFAULT_GUEST_POW_BITS,
-            metrics_listen: None,
-            public_origin: None,
-            ipv4_prefix: 32,
-            ipv6_prefix: 64,
-            spike_cell: 64,
-            spike_min_rate: 20,
-            spike_factor: 5,
-            spike_webhook: None,
-            spike_slow_minutes: 0,
-            spike_slow_cooldown_secs: 30,
+        declared_defaults()
+    }
+}
+
+/// Where a cluster node finds the cluster's shared services, and who it is: the section `place
+/// edge`, `place shard` and `place worker` share.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Args)]
+#[serde(default)]
+pub struct ClusterConfig {
+    /// This node's id: its certificate's name, and for a shard its id in the ring (needed by
+    /// edges and shards; a worker's is `worker-PID` without it).
+    #[arg(long, env = "PLACE_NODE_ID")]
+    pub id: Option<String>,
+    /// The cluster's name: its PostgreSQL schema, Redis key prefix and timelapse queue.
+    #[arg(long, env = env::CLUSTER, default_value = defaults::CLUSTER)]
+    pub cluster: String,
+    /// Redis URL.
+    #[arg(long, env = env::REDIS_URL, default_value = defaults::REDIS_URL)]
+    pub redis_url: String,
+    /// PostgreSQL URL.
+    #[arg(long, env = env::DATABASE_URL, default_value = defaults::DATABASE_URL)]
+    pub database_url: String,
+    /// Directory with ca.pem and this node's certificate (`place certs`).
+    #[arg(long, env = env::CERTS, default_value = defaults::CERTS)]
+    pub certs: PathBuf,
+    /// RabbitMQ URL (edges publish timelapse render jobs there for `place worker`).
+    #[arg(long, env = "PLACE_AMQP_URL", default_value = place_timelapse::queue::DEFAULT_AMQP_URL)]
+    pub amqp_url: String,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        declared_defaults()
+    }
+}
+
+impl ClusterConfig {
+    /// The checked settings of a node that must have an id (an edge or a shard).
+    pub fn settings(&self) -> Result<ClusterSettings, ConfigError> {
+        let Some(node_id) = self.id.clone() else {
+            return Err(bad("id", "an edge or a shard needs its id (--id)"));
+        };
+        self.settings_as(node_id)
+    }
+
+    /// The checked settings, for a node called `node_id`.
+    pub fn settings_as(&self, node_id: String) -> Result<ClusterSettings, ConfigError> {
+        let settings = ClusterSettings {
+            redis_url: self.redis_url.clone(),
+            database_url: self.database_url.clone(),
+            name: self.cluster.clone(),
+            certs: self.certs.clone(),
+            node_id,
+            amqp_url: self.amqp_url.clone(),
+        };
+        settings.validate()?;
+        if !settings.amqp_url.starts_with("amqp://") {
+            return Err(bad(
+                "amqp_url",
+                format!("{:?} is not an amqp:// URL", settings.amqp_url),
+            ));
+        }
+        Ok(settings)
+    }
+}
+
+/// What every cluster node reads: where the cluster is and who this node is, and the canvas's
+/// settings (each mode uses those of its part: the edge's limits, the shard's batching and
+/// checkpoints, the worker's snapshots; `data_dir` is `place serve`'s alone).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Args)]
+#[serde(default)]
+pub struct NodeConfig {
+    /// Where the cluster is and who this node is.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub cluster: ClusterConfig,
+    /// The canvas, the edge's and the shard's settings.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub settings: ServeConfig,
+}
+
+/// `place edge`: a cluster's edge, holding players' WebSockets and the HTTP API.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Args)]
+#[serde(default)]
+pub struct EdgeNodeConfig {
+    /// The cluster and the canvas.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub node: NodeConfig,
+}
+
+/// `place shard`: a cluster's shard, owning the tiles the ring gives it.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Args)]
+#[serde(default)]
+pub struct ShardNodeConfig {
+    /// UDP address for QUIC from the edges.
+    #[arg(long, env = "PLACE_LISTEN_QUIC", default_value = "127.0.0.1:7001")]
+    pub listen_quic: String,
+    /// Take a shard out of the ring once its report (1 s time to live) has been missing for this
+    /// many more seconds (its tiles go to the next owners; a shard only presumed dead is shut out
+    /// by the tiles' fences and rejoins when it runs again), 0 to 3600; 0: never.
+    #[arg(long, env = "PLACE_FAILOVER_AFTER_SECS", default_value_t = 1)]
+    pub failover_after_secs: u64,
+    /// The cluster and the canvas.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub node: NodeConfig,
+}
+
+impl Default for ShardNodeConfig {
+    fn default() -> Self {
+        declared_defaults()
+    }
+}
+
+impl ShardNodeConfig {
+    /// The shard's own settings, checked.
+    pub fn options(&self) -> Result<crate::cluster::ShardOptions, ConfigError> {
+        let listen_quic = self.listen_quic.parse::<SocketAddr>().map_err(|e| {
+            bad(
+                "listen_quic",
+                format!(
+                    "{:?} is not an address like 127.0.0.1:7001: {e}",
+                    self.listen_quic
+                ),
+            )
+        })?;
+        in_range("failover_after_secs", self.failover_after_secs, 0, 3600)?;
+        Ok(crate::cluster::ShardOptions {
+            listen_quic,
+            failover_after: (self.failover_after_secs > 0)
+                .then(|| Duration::from_secs(self.failover_after_secs)),
+        })
+    }
+}
+
+/// `place worker`: a cluster's timelapse worker (renders the queued jobs, takes the snapshots).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Args)]
+#[serde(default)]
+pub struct WorkerConfig {
+    /// Pause after each frame, in ms (tests that kill a worker mid-job).
+    #[arg(long, default_value_t = 0, hide = true)]
+    pub throttle_ms: u64,
+    /// The cluster (`redis_url` and `certs` are not used; `id` is the worker's name) and the
+    /// canvas.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub node: NodeConfig,
+}
+
+impl WorkerConfig {
+    /// The worker's settings, checked; its name is `worker-PID` unless `id` is given.
+    pub fn worker(&self) -> Result<crate::worker::WorkerSettings, ConfigError> {
+        let section = &self.node.cluster;
+        let id = (section.id.clone()).unwrap_or_else(|| format!("worker-{}", std::process::id()));
+        let cluster = section.settings_as(id)?;
+        Ok(crate::worker::WorkerSettings {
+            database_url: cluster.database_url,
+            cluster: cluster.name,
+            amqp_url: cluster.amqp_url,
+            id: cluster.node_id,
+            throttle: Duration::from_millis(self.throttle_ms),
+        })
+    }
+}
+
+/// The defaults declared in `T`'s flag attributes: its command line parsed empty, with no
+/// environment variable read. So each default is written once, where `--help` shows it.
+fn declared_defaults<T: Args + FromArgMatches>() -> T {
+    let command = T::augment_args(clap::Command::new("defaults")).mut_args(|arg| arg.env(None));
+    // Cannot fail: every setting has a default or is optional (the tests build every mode's).
+    let matches = command
+        .try_get_matches_from(["defaults"])
+        .expect("every setting has a default");
+    T::from_arg_matches(&matches).expect("every setting has a default")
+}
+
+/// Layers a mode's settings, later ones winning: the defaults, the TOML `file`, environment
+/// variables, flags. `parsed` and `matches` are clap's parse of the command line (which read the
+/// environment too); `matches` says which values came from where.
+pub fn load<T>(parsed: &T, matches: &ArgMatches, file: Option<&Path>) -> Result<T, ConfigError>
+where
+    T: Serialize + DeserializeOwned + Default,
+{
+    let Ok(Value::Dict(_, given)) = Value::serialize(parsed) else {
+        unreachable!("a settings struct serialises to a table");
+    };
+    let (mut from_env, mut from_flags) = (Dict::new(), Dict::new());
+    for id in matches.ids() {
+        let key = id.as_str();
+        let Some(value) = given.get(key) else {
+            continue;
+        };
+        let layer = match matches.value_source(key) {
+            Some(ValueSource::EnvVariable) => &mut from_env,
+            Some(ValueSource::CommandLine) => &mut from_flags,
+            _ => continue,
+        };
+        layer.insert(key.to_owned(), value.clone());
+        // A palette size given outside the file replaces the file's explicit palette.
+        if key == "colors" && given.contains_key("palette") {
+            layer.insert(
+                "palette".to_owned(),
+                Value::Empty(Tag::Default, Empty::None),
+            );
         }
     }
+    let mut figment = Figment::from(Serialized::defaults(T::default()));
+    if let Some(path) = file {
+        let toml = Toml::file_exact(path);
+        check_keys(&given, path, &toml)?;
+        figment = figment.merge(toml);
+    }
+    figment
+        .merge(Serialized::defaults(from_env))
+        .merge(Serialized::defaults(from_flags))
+        .extract()
+        .map_err(|e| {
+            let setting = e.path.first().cloned().unwrap_or_else(|| "config".into());
+            bad(setting, e.to_string())
+        })
+}
+
+/// Refuses a file that does not parse or has a key that is no setting of this mode (a typo
+/// would otherwise be ignored: serde cannot deny unknown keys of flattened structs).
+fn check_keys(
+    known: &Dict,
+    path: &Path,
+    toml: &figment::providers::Data<Toml>,
+) -> Result<(), ConfigError> {
+    use figment::Provider;
+    let data = toml
+        .data()
+        .map_err(|e| bad("config", format!("{}: {e}", path.display())))?;
+    for key in data.values().flat_map(|table| table.keys()) {
+        if !known.contains_key(key) {
+            return Err(bad(
+                "config",
+                format!("{}: unknown setting `{key}`", path.display()),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A setting with a bad value.
@@ -228,14 +465,15 @@ impl Default for ServeConfig {
 #[error("invalid setting `{setting}`: {reason}")]
 pub struct ConfigError {
     /// The setting's name.
-    pub setting: &'static str,
+    pub setting: String,
     /// Why its value is refused.
     pub reason: String,
 }
 
-fn bad(setting: &'static str, reason: impl Into<String>) -> ConfigError {
+/// The error for `setting`, refused for `reason`.
+pub fn bad(setting: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError {
-        setting,
+        setting: setting.into(),
         reason: reason.into(),
     }
 }
@@ -275,13 +513,6 @@ pub struct ValidConfig {
 }
 
 impl ServeConfig {
-    /// Reads a TOML file over the defaults.
-    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| bad("config", format!("{}: {e}", path.display())))?;
-        toml::from_str(&text).map_err(|e| bad("config", format!("{}: {e}", path.display())))
-    }
-
     /// Checks every setting and builds what the crates need.
     pub fn validate(&self) -> Result<ValidConfig, ConfigError> {
         let listen: SocketAddr = self.listen.parse().map_err(|e| {
@@ -524,24 +755,151 @@ mod tests {
         );
     }
 
-    #[test]
-    fn toml_files_are_read_and_unknown_keys_refused() {
+    /// `T` loaded from `args` (flags only: the environment is the process's, tested by
+    /// `tests/settings.rs` through the binary) and `file`.
+    fn load_from<T>(args: &[&str], file: Option<&str>) -> Result<T, ConfigError>
+    where
+        T: Args + FromArgMatches + Serialize + DeserializeOwned + Default,
+    {
+        let command = T::augment_args(clap::Command::new("place")).mut_args(|a| a.env(None));
+        let matches = command
+            .try_get_matches_from(std::iter::once("place").chain(args.iter().copied()))
+            .expect("flags parse");
+        let parsed = T::from_arg_matches(&matches).expect("flags parse");
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("place.toml");
-        std::fs::write(
-            &path,
-            "width = 128\ncooldown_secs = 1\nlog_format = \"json\"\n",
-        )
-        .expect("write");
-        let c = ServeConfig::from_file(&path).expect("valid file");
+        if let Some(text) = file {
+            std::fs::write(&path, text).expect("write");
+        }
+        load(&parsed, &matches, file.map(|_| path.as_path()))
+    }
+
+    #[test]
+    fn toml_files_are_read_and_unknown_keys_refused() {
+        let file = "width = 128\ncooldown_secs = 1\nlog_format = \"json\"\n";
+        let c: ServeConfig = load_from(&[], Some(file)).expect("valid file");
         assert_eq!(
             (c.width, c.height, c.cooldown_secs, c.log_format),
             (128, 2000, 1, LogFormat::Json)
         );
-        std::fs::write(&path, "widht = 128\n").expect("write");
+        let typo = load_from::<ServeConfig>(&[], Some("widht = 128\n")).expect_err("typo");
+        assert_eq!(typo.setting, "config");
+        assert!(typo.reason.contains("widht"), "{typo}");
+        let wrong = load_from::<ServeConfig>(&[], Some("width = \"wide\"\n")).expect_err("type");
+        assert_eq!(wrong.setting, "width", "{wrong}");
+    }
+
+    #[test]
+    fn flags_win_over_the_file_which_wins_over_the_defaults() {
+        let file = "width = 128\nheight = 256\npalette = [\"#000000\", \"#ffffff\"]\n";
+        let c: ServeConfig = load_from(&["--width", "64"], Some(file)).expect("valid");
+        assert_eq!((c.width, c.height, c.cooldown_secs), (64, 256, 5));
+        assert_eq!(c.palette.as_ref().map(Vec::len), Some(2));
+        // A palette size given as a flag replaces the file's palette.
+        let c: ServeConfig = load_from(&["--colors", "4"], Some(file)).expect("valid");
+        assert_eq!((c.colors, c.palette), (4, None));
+        // A flag left at its default does not hide the file's value.
+        let c: ServeConfig = load_from(&["--height", "2000"], Some(file)).expect("valid");
+        assert_eq!((c.width, c.height), (128, 2000));
+    }
+
+    #[test]
+    fn every_mode_takes_its_cluster_section_from_flags_or_the_file() {
+        let file = "cluster = \"demo\"\nid = \"shard-2\"\nlisten_quic = \"127.0.0.1:7002\"\n\
+                    failover_after_secs = 0\nwidth = 640\n";
+        let shard: ShardNodeConfig =
+            load_from(&["--redis-url", "redis://r:1"], Some(file)).expect("a shard's file");
+        assert_eq!(shard.node.cluster.cluster, "demo");
+        assert_eq!(shard.node.cluster.redis_url, "redis://r:1");
+        assert_eq!(shard.node.settings.width, 640);
+        let options = shard.options().expect("valid shard");
         assert_eq!(
-            ServeConfig::from_file(&path).expect_err("typo").setting,
-            "config"
+            (options.listen_quic.port(), options.failover_after),
+            (7002, None)
+        );
+        assert_eq!(
+            shard.node.cluster.settings().expect("valid").node_id,
+            "shard-2"
+        );
+
+        let edge: EdgeNodeConfig =
+            load_from(&["--id", "edge-1"], Some("cluster = \"demo\"\n")).expect("an edge's file");
+        let settings = edge.node.cluster.settings().expect("valid edge");
+        assert_eq!(
+            (settings.name.as_str(), settings.node_id.as_str()),
+            ("demo", "edge-1")
+        );
+        // A setting of another mode is refused in this one's file.
+        let refused = load_from::<EdgeNodeConfig>(&[], Some("listen_quic = \"0.0.0.0:1\"\n"));
+        assert!(refused
+            .expect_err("not an edge's")
+            .reason
+            .contains("listen_quic"));
+        let refused = load_from::<ServeConfig>(&[], Some("cluster = \"demo\"\n"));
+        assert!(refused.expect_err("not serve's").reason.contains("cluster"));
+
+        let worker: WorkerConfig =
+            load_from(&[], Some("amqp_url = \"amqp://mq:5672/%2f\"\n")).expect("a worker's file");
+        let settings = worker.worker().expect("valid worker");
+        assert!(settings.id.starts_with("worker-"), "{}", settings.id);
+        assert_eq!(settings.amqp_url, "amqp://mq:5672/%2f");
+    }
+
+    #[test]
+    fn cluster_settings_are_checked_naming_the_setting() {
+        let check = |c: ClusterConfig| c.settings().expect_err("invalid").setting;
+        let with_id = ClusterConfig {
+            id: Some("edge-1".into()),
+            ..ClusterConfig::default()
+        };
+        assert_eq!(check(ClusterConfig::default()), "id");
+        for (setting, config) in [
+            (
+                "cluster",
+                ClusterConfig {
+                    cluster: "Bad-Name".into(),
+                    ..with_id.clone()
+                },
+            ),
+            (
+                "redis_url",
+                ClusterConfig {
+                    redis_url: "http://x".into(),
+                    ..with_id.clone()
+                },
+            ),
+            (
+                "database_url",
+                ClusterConfig {
+                    database_url: "mysql://x".into(),
+                    ..with_id.clone()
+                },
+            ),
+            (
+                "amqp_url",
+                ClusterConfig {
+                    amqp_url: "http://x".into(),
+                    ..with_id.clone()
+                },
+            ),
+        ] {
+            assert_eq!(check(config), setting);
+        }
+        let shard = |listen_quic: &str, failover_after_secs| ShardNodeConfig {
+            listen_quic: listen_quic.into(),
+            failover_after_secs,
+            ..ShardNodeConfig::default()
+        };
+        assert_eq!(
+            shard("nowhere", 1).options().expect_err("bad").setting,
+            "listen_quic"
+        );
+        assert_eq!(
+            shard("127.0.0.1:7001", 5000)
+                .options()
+                .expect_err("bad")
+                .setting,
+            "failover_after_secs"
         );
     }
 }

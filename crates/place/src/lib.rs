@@ -3,7 +3,8 @@
 //! in-process on port 0.
 //!
 //! # Layout
-//! - [`config`]: the settings of `place serve`, validated before anything binds.
+//! - [`config`]: the settings of each mode (serve, edge, shard, worker), from flags, environment
+//!   and TOML, validated before anything binds.
 //! - [`serve`]: `place serve`, the whole system in one process on the embedded store.
 //! - [`cluster`]: `place shard` and `place edge`, on Redis, PostgreSQL and QUIC.
 //! - [`ring_cli`]: `place ring`, showing and changing the shard ring while the cluster serves.

@@ -4,8 +4,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
-use place::config::{env, LogFormat, ServeConfig};
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use place::config::{
+    defaults, env, ConfigError, ConfigFile, EdgeNodeConfig, LogFormat, ServeConfig,
+    ShardNodeConfig, WorkerConfig,
+};
 use place::ring_cli::RingCommand;
 use tokio::net::TcpListener;
 
@@ -26,14 +29,14 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run everything in one process on an embedded store (no Redis, no PostgreSQL).
-    Serve(ServeArgs),
+    Serve(Mode<ServeConfig>),
     /// Make the cluster's certificate authority (once) and a certificate per node, for the
     /// mutually authenticated QUIC between edges and shards.
     Certs(CertsArgs),
     /// Run a shard of a cluster: owns the tiles the ring gives it, events in PostgreSQL.
-    Shard(ShardArgs),
+    Shard(Mode<ShardNodeConfig>),
     /// Run an edge of a cluster: players' WebSockets and the HTTP API, routing to the shards.
-    Edge(EdgeArgs),
+    Edge(Mode<EdgeNodeConfig>),
     /// Set up or show the cluster's ring of shards (kept in Redis).
     Ring(RingArgs),
     /// Check that a running canvas equals a replay of its event log, pixel for pixel.
@@ -44,7 +47,23 @@ enum Command {
     /// exact at every frame, into an animated GIF, an animated PNG or a directory of PNGs.
     Timelapse(TimelapseArgs),
     /// Run a cluster's timelapse worker: renders the jobs queued in RabbitMQ, takes snapshots.
-    Worker(WorkerArgs),
+    Worker(Mode<WorkerConfig>),
+}
+
+/// A mode's settings (`T`) and the file they may also come from.
+#[derive(Args, Debug)]
+struct Mode<T: Args> {
+    #[command(flatten)]
+    file: ConfigFile,
+    #[command(flatten)]
+    config: T,
+}
+
+impl<T: Args + serde::Serialize + serde::de::DeserializeOwned + Default> Mode<T> {
+    /// The settings, layered: defaults, the file, the environment, the flags (`matches`).
+    fn load(&self, matches: &ArgMatches) -> Result<T, ConfigError> {
+        place::config::load(&self.config, matches, self.file.config.as_deref())
+    }
 }
 
 #[derive(Args, Debug)]
@@ -68,42 +87,13 @@ struct TimelapseArgs {
     #[arg(long)]
     out: PathBuf,
     /// The cluster's name (its PostgreSQL schema); without it, the data directory's store.
-    #[arg(long, env = "PLACE_CLUSTER")]
+    #[arg(long, env = env::CLUSTER)]
     cluster: Option<String>,
     /// PostgreSQL URL (with --cluster).
-    #[arg(
-        long,
-        env = "PLACE_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
+    #[arg(long, env = env::DATABASE_URL, default_value = defaults::DATABASE_URL)]
     database_url: String,
     #[command(flatten)]
-    common: ServeArgs,
-}
-
-#[derive(Args, Debug)]
-struct WorkerArgs {
-    /// The cluster's name: its PostgreSQL schema and its job queue.
-    #[arg(long, env = "PLACE_CLUSTER", default_value = "place")]
-    cluster: String,
-    /// PostgreSQL URL.
-    #[arg(
-        long,
-        env = "PLACE_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    database_url: String,
-    /// RabbitMQ URL.
-    #[arg(long, env = "PLACE_AMQP_URL", default_value = place_timelapse::queue::DEFAULT_AMQP_URL)]
-    amqp_url: String,
-    /// This worker's name [default: worker-PID].
-    #[arg(long, env = "PLACE_NODE_ID")]
-    id: Option<String>,
-    /// Pause after each frame, in ms (tests that kill a worker mid-job).
-    #[arg(long, default_value_t = 0, hide = true)]
-    throttle_ms: u64,
-    #[command(flatten)]
-    common: ServeArgs,
+    common: Mode<ServeConfig>,
 }
 
 #[derive(Args, Debug)]
@@ -164,21 +154,13 @@ struct UserStoreArgs {
     #[arg(long, conflicts_with = "cluster")]
     data_dir: Option<PathBuf>,
     /// The cluster's name (its PostgreSQL schema and Redis key prefix).
-    #[arg(long, visible_alias = "cluster-name", env = "PLACE_CLUSTER")]
+    #[arg(long, visible_alias = "cluster-name", env = env::CLUSTER)]
     cluster: Option<String>,
     /// PostgreSQL URL (with --cluster).
-    #[arg(
-        long,
-        env = "PLACE_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
+    #[arg(long, env = env::DATABASE_URL, default_value = defaults::DATABASE_URL)]
     database_url: String,
     /// Redis URL (with --cluster): the edges check administrators there.
-    #[arg(
-        long,
-        env = "PLACE_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379"
-    )]
+    #[arg(long, env = env::REDIS_URL, default_value = defaults::REDIS_URL)]
     redis_url: String,
 }
 
@@ -206,83 +188,11 @@ struct VerifyArgs {
     #[arg(long, conflicts_with = "cluster")]
     data_dir: Option<PathBuf>,
     /// The cluster's name (its PostgreSQL schema).
-    #[arg(long, env = "PLACE_CLUSTER")]
+    #[arg(long, env = env::CLUSTER)]
     cluster: Option<String>,
     /// PostgreSQL URL (with --cluster).
-    #[arg(
-        long,
-        env = "PLACE_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
+    #[arg(long, env = env::DATABASE_URL, default_value = defaults::DATABASE_URL)]
     database_url: String,
-}
-
-/// How to reach the cluster's shared services.
-#[derive(Args, Debug)]
-struct ClusterArgs {
-    /// This node's id (its certificate name; for a shard, its id in the ring).
-    #[arg(long, env = "PLACE_NODE_ID")]
-    id: String,
-    /// Redis URL.
-    #[arg(
-        long,
-        env = "PLACE_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379"
-    )]
-    redis_url: String,
-    /// PostgreSQL URL.
-    #[arg(
-        long,
-        env = "PLACE_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    database_url: String,
-    /// The cluster's name: its PostgreSQL schema and Redis key prefix.
-    #[arg(long, env = "PLACE_CLUSTER", default_value = "place")]
-    cluster: String,
-    /// Directory with ca.pem and this node's certificate (`place certs`).
-    #[arg(long, env = "PLACE_CERTS", default_value = "certs")]
-    certs: PathBuf,
-    /// RabbitMQ URL (edges publish timelapse render jobs there for `place worker`).
-    #[arg(long, env = "PLACE_AMQP_URL", default_value = place_timelapse::queue::DEFAULT_AMQP_URL)]
-    amqp_url: String,
-}
-
-impl ClusterArgs {
-    fn settings(&self) -> place::cluster::ClusterSettings {
-        place::cluster::ClusterSettings {
-            redis_url: self.redis_url.clone(),
-            database_url: self.database_url.clone(),
-            name: self.cluster.clone(),
-            certs: self.certs.clone(),
-            node_id: self.id.clone(),
-            amqp_url: self.amqp_url.clone(),
-        }
-    }
-}
-
-#[derive(Args, Debug)]
-struct ShardArgs {
-    /// UDP address for QUIC from the edges.
-    #[arg(long, env = "PLACE_LISTEN_QUIC", default_value = "127.0.0.1:7001")]
-    listen_quic: std::net::SocketAddr,
-    /// Take a shard out of the ring once its report (1 s time to live) has been missing for this
-    /// many more seconds (its tiles go to the next owners; a shard only presumed dead is shut out
-    /// by the tiles' fences and rejoins when it runs again); 0: never.
-    #[arg(long, env = "PLACE_FAILOVER_AFTER_SECS", default_value_t = 1)]
-    failover_after_secs: u64,
-    #[command(flatten)]
-    cluster: ClusterArgs,
-    #[command(flatten)]
-    common: ServeArgs,
-}
-
-#[derive(Args, Debug)]
-struct EdgeArgs {
-    #[command(flatten)]
-    cluster: ClusterArgs,
-    #[command(flatten)]
-    common: ServeArgs,
 }
 
 #[derive(Args, Debug)]
@@ -290,21 +200,16 @@ struct RingArgs {
     #[command(subcommand)]
     action: RingAction,
     /// Redis URL.
-    #[arg(
-        long,
-        env = "PLACE_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379",
-        global = true
-    )]
+    #[arg(long, env = env::REDIS_URL, default_value = defaults::REDIS_URL, global = true)]
     redis_url: String,
     /// The cluster's name.
-    #[arg(long, env = "PLACE_CLUSTER", default_value = "place", global = true)]
+    #[arg(long, env = env::CLUSTER, default_value = defaults::CLUSTER, global = true)]
     cluster: String,
     /// Canvas width, for the tile counts.
-    #[arg(long, env = "PLACE_WIDTH", default_value_t = 2000, global = true)]
+    #[arg(long, env = env::WIDTH, default_value_t = ServeConfig::default().width, global = true)]
     width: u32,
     /// Canvas height, for the tile counts.
-    #[arg(long, env = "PLACE_HEIGHT", default_value_t = 2000, global = true)]
+    #[arg(long, env = env::HEIGHT, default_value_t = ServeConfig::default().height, global = true)]
     height: u32,
     /// Seconds to wait for a handoff to complete.
     #[arg(long, default_value_t = 120, global = true)]
@@ -332,7 +237,7 @@ enum RingAction {
         /// Its QUIC address, HOST:PORT.
         addr: String,
         /// Directory of the cluster's certificates, to check the shard's.
-        #[arg(long, env = "PLACE_CERTS", default_value = "certs")]
+        #[arg(long, env = env::CERTS, default_value = defaults::CERTS)]
         certs: PathBuf,
         /// Whose certificate (in --certs) to present to it: an edge's, since a shard accepts
         /// only edges [default: the first edge-* there].
@@ -358,229 +263,22 @@ struct CertsArgs {
     nodes: Vec<String>,
 }
 
-/// Flags override environment variables, which override the TOML file, which overrides defaults.
-#[derive(Args, Debug)]
-struct ServeArgs {
-    /// TOML configuration file (settings as in `ServeConfig`).
-    #[arg(long, env = env::CONFIG)]
-    config: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:3000].
-    #[arg(long, env = env::LISTEN)]
-    listen: Option<String>,
-    /// Directory of the embedded store [default: ./place-data].
-    #[arg(long, env = env::DATA_DIR)]
-    data_dir: Option<PathBuf>,
-    /// Canvas width in pixels [default: 2000].
-    #[arg(long, env = env::WIDTH)]
-    width: Option<u32>,
-    /// Canvas height in pixels [default: 2000].
-    #[arg(long, env = env::HEIGHT)]
-    height: Option<u32>,
-    /// Seconds between two placements of one user [default: 5].
-    #[arg(long, env = env::COOLDOWN_SECS)]
-    cooldown_secs: Option<u64>,
-    /// Palette size, 2 to 256 [default: 16].
-    #[arg(long, env = env::COLORS)]
-    colors: Option<usize>,
-    /// Milliseconds a tile's changes are gathered into one batch [default: 10].
-    #[arg(long, env = env::BATCH_WINDOW_MS)]
-    batch_window_ms: Option<u64>,
-    /// Tiles one connection may subscribe to [default: 256].
-    #[arg(long, env = env::MAX_TILES_PER_CLIENT)]
-    max_tiles_per_client: Option<usize>,
-    /// Guest sessions per IP address per minute, 0 for no limit [default: 30].
-    #[arg(long, env = env::GUEST_RATE_PER_MINUTE)]
-    guest_rate_per_minute: Option<u32>,
-    /// Seconds between checkpoints [default: 30].
-    #[arg(long, env = env::CHECKPOINT_SECS)]
-    checkpoint_secs: Option<u64>,
-    /// Log format [default: pretty].
-    #[arg(long, env = env::LOG_FORMAT, value_enum)]
-    log_format: Option<LogFormat>,
-    /// Mark the session cookie Secure (served over HTTPS) [default: false].
-    #[arg(long, env = env::SECURE_COOKIES, num_args = 0..=1, default_missing_value = "true")]
-    secure_cookies: Option<bool>,
-    /// Take client addresses from X-Forwarded-For (only behind a proxy that sets it)
-    /// [default: false].
-    #[arg(long, env = env::TRUST_PROXY, num_args = 0..=1, default_missing_value = "true")]
-    trust_proxy: Option<bool>,
-    /// Seconds between two timelapse snapshots [default: 600].
-    #[arg(long, env = env::TIMELAPSE_SNAPSHOT_SECS)]
-    timelapse_snapshot_secs: Option<u64>,
-    /// Open TCP connections the process holds [default: 20000].
-    #[arg(long, env = env::MAX_CONNECTIONS)]
-    max_connections: Option<usize>,
-    /// Open TCP connections from one network [default: 256].
-    #[arg(long, env = env::MAX_CONNECTIONS_PER_ADDRESS)]
-    max_connections_per_address: Option<u32>,
-    /// Open WebSockets of one session [default: 8].
-    #[arg(long, env = env::MAX_WEBSOCKETS_PER_SESSION)]
-    max_websockets_per_session: Option<u32>,
-    /// Open WebSockets from one network [default: 200].
-    #[arg(long, env = env::MAX_WEBSOCKETS_PER_ADDRESS)]
-    max_websockets_per_address: Option<u32>,
-    /// Seconds for a request's head to arrive [default: 10].
-    #[arg(long, env = env::HEADER_READ_TIMEOUT_SECS)]
-    header_read_timeout_secs: Option<u64>,
-    /// Seconds for a request's body to arrive [default: 10].
-    #[arg(long, env = env::REQUEST_BODY_TIMEOUT_SECS)]
-    request_body_timeout_secs: Option<u64>,
-    /// Placements one network may make per minute, 0 for no limit [default: 600].
-    #[arg(long, env = env::PLACEMENTS_PER_ADDRESS_PER_MINUTE)]
-    placements_per_address_per_minute: Option<u32>,
-    /// The site's public origin, e.g. https://place.example.org [default: none].
-    #[arg(long, env = env::PUBLIC_ORIGIN)]
-    public_origin: Option<String>,
-    /// An address of its own for GET /metrics (a shard serves its metrics there too)
-    /// [default: none].
-    #[arg(long, env = env::METRICS_LISTEN)]
-    metrics_listen: Option<String>,
-    /// Proof of work a new guest pays, in bits; 0 for none [default: 16].
-    #[arg(long, env = env::GUEST_POW_BITS)]
-    guest_pow_bits: Option<u8>,
-    /// Seconds between two pings of a WebSocket [default: 20].
-    #[arg(long, env = env::WEBSOCKET_PING_SECS)]
-    websocket_ping_secs: Option<u64>,
-    /// IPv4 prefix length of a network for per-address limits [default: 32].
-    #[arg(long, env = env::IPV4_PREFIX)]
-    ipv4_prefix: Option<u8>,
-    /// IPv6 prefix length of a network for per-address limits [default: 64].
-    #[arg(long, env = env::IPV6_PREFIX)]
-    ipv6_prefix: Option<u8>,
-    /// Side in pixels of a cell the spike alarm counts placements in [default: 64].
-    #[arg(long, env = env::SPIKE_CELL)]
-    spike_cell: Option<u32>,
-    /// Placements a second of a cell, on one edge, that may raise a spike alarm [default: 20].
-    #[arg(long, env = env::SPIKE_MIN_RATE)]
-    spike_min_rate: Option<u32>,
-    /// How many times its moving baseline a cell's rate must be to raise one [default: 5].
-    #[arg(long, env = env::SPIKE_FACTOR)]
-    spike_factor: Option<u32>,
-    /// A URL each spike alarm is POSTed to as JSON [default: none].
-    #[arg(long, env = env::SPIKE_WEBHOOK)]
-    spike_webhook: Option<String>,
-    /// Minutes an alarmed cell is slowed down by itself; 0 only alarms [default: 0].
-    #[arg(long, env = env::SPIKE_SLOW_MINUTES)]
-    spike_slow_minutes: Option<u64>,
-    /// Cooldown in seconds of that automatic slow-down [default: 30].
-    #[arg(long, env = env::SPIKE_SLOW_COOLDOWN_SECS)]
-    spike_slow_cooldown_secs: Option<u64>,
-}
-
-impl ServeArgs {
-    fn into_config(self) -> Result<ServeConfig, place::config::ConfigError> {
-        let mut c = match &self.config {
-            Some(path) => ServeConfig::from_file(path)?,
-            None => ServeConfig::default(),
-        };
-        if let Some(v) = self.listen {
-            c.listen = v;
-        }
-        if let Some(v) = self.data_dir {
-            c.data_dir = v;
-        }
-        if let Some(v) = self.width {
-            c.width = v;
-        }
-        if let Some(v) = self.height {
-            c.height = v;
-        }
-        if let Some(v) = self.cooldown_secs {
-            c.cooldown_secs = v;
-        }
-        if let Some(v) = self.colors {
-            c.colors = v;
-        }
-        if let Some(v) = self.batch_window_ms {
-            c.batch_window_ms = v;
-        }
-        if let Some(v) = self.max_tiles_per_client {
-            c.max_tiles_per_client = v;
-        }
-        if let Some(v) = self.guest_rate_per_minute {
-            c.guest_rate_per_minute = v;
-        }
-        if let Some(v) = self.checkpoint_secs {
-            c.checkpoint_secs = v;
-        }
-        if let Some(v) = self.log_format {
-            c.log_format = v;
-        }
-        if let Some(v) = self.secure_cookies {
-            c.secure_cookies = v;
-        }
-        if let Some(v) = self.trust_proxy {
-            c.trust_proxy = v;
-        }
-        if let Some(v) = self.timelapse_snapshot_secs {
-            c.timelapse_snapshot_secs = v;
-        }
-        if let Some(v) = self.max_connections {
-            c.max_connections = v;
-        }
-        if let Some(v) = self.max_connections_per_address {
-            c.max_connections_per_address = v;
-        }
-        if let Some(v) = self.max_websockets_per_session {
-            c.max_websockets_per_session = v;
-        }
-        if let Some(v) = self.max_websockets_per_address {
-            c.max_websockets_per_address = v;
-        }
-        if let Some(v) = self.header_read_timeout_secs {
-            c.header_read_timeout_secs = v;
-        }
-        if let Some(v) = self.request_body_timeout_secs {
-            c.request_body_timeout_secs = v;
-        }
-        if let Some(v) = self.placements_per_address_per_minute {
-            c.placements_per_address_per_minute = v;
-        }
-        if let Some(v) = self.public_origin {
-            c.public_origin = Some(v);
-        }
-        if let Some(v) = self.metrics_listen {
-            c.metrics_listen = Some(v);
-        }
-        if let Some(v) = self.guest_pow_bits {
-            c.guest_pow_bits = v;
-        }
-        if let Some(v) = self.websocket_ping_secs {
-            c.websocket_ping_secs = v;
-        }
-        if let Some(v) = self.ipv4_prefix {
-            c.ipv4_prefix = v;
-        }
-        if let Some(v) = self.ipv6_prefix {
-            c.ipv6_prefix = v;
-        }
-        if let Some(v) = self.spike_cell {
-            c.spike_cell = v;
-        }
-        if let Some(v) = self.spike_min_rate {
-            c.spike_min_rate = v;
-        }
-        if let Some(v) = self.spike_factor {
-            c.spike_factor = v;
-        }
-        if let Some(v) = self.spike_webhook {
-            c.spike_webhook = Some(v);
-        }
-        if let Some(v) = self.spike_slow_minutes {
-            c.spike_slow_minutes = v;
-        }
-        if let Some(v) = self.spike_slow_cooldown_secs {
-            c.spike_slow_cooldown_secs = v;
-        }
-        if self.colors.is_some() {
-            c.palette = None;
-        }
-        Ok(c)
-    }
-}
-
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = match Cli::command().try_get_matches() {
+        Ok(matches) => matches,
+        // A value a setting cannot take, from a flag or the environment (clap names the flag):
+        // a usage error like every other bad setting.
+        Err(e) if e.use_stderr() && is_bad_value(&e) => {
+            let _ = e.print();
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        Err(e) => e.exit(),
+    };
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // The subcommand's own matches: which of its settings came from flags or the environment.
+    let Some((_, sub)) = matches.subcommand() else {
+        unreachable!("clap requires a subcommand");
+    };
     match cli.command {
         Command::Certs(args) => match place_cluster::tls::write_certs(&args.out, &args.nodes) {
             Ok(()) => {
@@ -596,15 +294,29 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Shard(args) => {
-            let options = place::cluster::ShardOptions {
-                listen_quic: args.listen_quic,
-                failover_after: (args.failover_after_secs > 0)
-                    .then(|| std::time::Duration::from_secs(args.failover_after_secs)),
-            };
-            run_node(args.common, args.cluster, Some(options))
+        Command::Shard(mode) => {
+            let checked = configured(|| {
+                let config = mode.load(sub)?;
+                let cluster = config.node.cluster.settings()?;
+                let options = config.options()?;
+                Ok((config.node.settings.validate()?, cluster, options))
+            });
+            match checked {
+                Ok((config, cluster, options)) => run_node(config, cluster, Some(options)),
+                Err(code) => code,
+            }
         }
-        Command::Edge(args) => run_node(args.common, args.cluster, None),
+        Command::Edge(mode) => {
+            let checked = configured(|| {
+                let config = mode.load(sub)?.node;
+                let cluster = config.cluster.settings()?;
+                Ok((config.settings.validate()?, cluster))
+            });
+            match checked {
+                Ok((config, cluster)) => run_node(config, cluster, None),
+                Err(code) => code,
+            }
+        }
         Command::Ring(args) => match run_ring(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -643,15 +355,24 @@ fn main() -> ExitCode {
                 AdminChange::SetAdmin(admin) => run_set_admin(&store, &name, admin),
             }
         }
-        Command::Timelapse(args) => run_timelapse(args),
-        Command::Worker(args) => run_worker(args),
-        Command::Serve(args) => {
-            let config = match args.into_config().and_then(|c| c.validate()) {
+        Command::Timelapse(args) => match configured(|| args.common.load(sub)?.validate()) {
+            Ok(config) => run_timelapse(args, config),
+            Err(code) => code,
+        },
+        Command::Worker(mode) => {
+            let checked = configured(|| {
+                let config = mode.load(sub)?;
+                Ok((config.node.settings.validate()?, config.worker()?))
+            });
+            match checked {
+                Ok((config, settings)) => run_worker(config, settings),
+                Err(code) => code,
+            }
+        }
+        Command::Serve(mode) => {
+            let config = match configured(|| mode.load(sub)?.validate()) {
                 Ok(config) => config,
-                Err(e) => {
-                    eprintln!("place: {e}");
-                    return ExitCode::from(EXIT_CONFIG);
-                }
+                Err(code) => return code,
             };
             init_logging(config.log_format);
             match run_serve(config) {
@@ -666,33 +387,30 @@ fn main() -> ExitCode {
     }
 }
 
-/// A cluster process's configuration, checked with its own settings (`check`) before anything
-/// starts; a bad value is reported and becomes the exit code.
-fn cluster_config(
-    common: ServeArgs,
-    check: impl FnOnce() -> Result<(), place::config::ConfigError>,
-) -> Result<place::config::ValidConfig, ExitCode> {
-    common
-        .into_config()
-        .and_then(|c| c.validate())
-        .and_then(|c| check().map(|()| c))
-        .map_err(|e| {
-            eprintln!("place: {e}");
-            ExitCode::from(EXIT_CONFIG)
-        })
+/// Whether clap refused a value (rather than an unknown flag or a missing argument).
+fn is_bad_value(e: &clap::Error) -> bool {
+    use clap::error::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    )
+}
+
+/// A mode's configuration, loaded and checked (`check`) before anything starts; a bad value is
+/// reported, naming the setting, and becomes the exit code.
+fn configured<T>(check: impl FnOnce() -> Result<T, ConfigError>) -> Result<T, ExitCode> {
+    check().map_err(|e| {
+        eprintln!("place: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
 }
 
 /// `place shard` (with a QUIC address) or `place edge`.
 fn run_node(
-    common: ServeArgs,
-    cluster: ClusterArgs,
+    config: place::config::ValidConfig,
+    settings: place::cluster::ClusterSettings,
     shard: Option<place::cluster::ShardOptions>,
 ) -> ExitCode {
-    let settings = cluster.settings();
-    let config = match cluster_config(common, || settings.validate()) {
-        Ok(config) => config,
-        Err(code) => return code,
-    };
     init_logging(config.log_format);
     let result = tokio::runtime::Runtime::new()
         .context("starting the runtime")
@@ -967,14 +685,7 @@ fn run_serve(config: place::config::ValidConfig) -> anyhow::Result<()> {
     })
 }
 
-fn run_timelapse(args: TimelapseArgs) -> ExitCode {
-    let config = match args.common.into_config().and_then(|c| c.validate()) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("place: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
+fn run_timelapse(args: TimelapseArgs, config: place::config::ValidConfig) -> ExitCode {
     let request = place::timelapse_cli::Request {
         from: args.from,
         to: args.to,
@@ -1016,20 +727,10 @@ fn run_timelapse(args: TimelapseArgs) -> ExitCode {
     }
 }
 
-fn run_worker(args: WorkerArgs) -> ExitCode {
-    let settings = place::worker::WorkerSettings {
-        database_url: args.database_url,
-        cluster: args.cluster,
-        amqp_url: args.amqp_url,
-        id: args
-            .id
-            .unwrap_or_else(|| format!("worker-{}", std::process::id())),
-        throttle: std::time::Duration::from_millis(args.throttle_ms),
-    };
-    let config = match cluster_config(args.common, || settings.validate()) {
-        Ok(config) => config,
-        Err(code) => return code,
-    };
+fn run_worker(
+    config: place::config::ValidConfig,
+    settings: place::worker::WorkerSettings,
+) -> ExitCode {
     init_logging(config.log_format);
     let result = tokio::runtime::Runtime::new()
         .context("starting the runtime")

@@ -12,8 +12,7 @@ use place_timelapse::Source;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::cluster::check_database_url;
-use crate::config::{ConfigError, ValidConfig};
+use crate::config::ValidConfig;
 
 /// Where a worker finds its cluster.
 #[derive(Debug, Clone)]
@@ -28,21 +27,6 @@ pub struct WorkerSettings {
     pub id: String,
     /// A pause after each frame (tests that kill a worker mid-job); zero otherwise.
     pub throttle: Duration,
-}
-
-impl WorkerSettings {
-    /// Checks what can be checked without connecting.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        crate::cluster::check_cluster_name(&self.cluster)?;
-        check_database_url(&self.database_url)?;
-        if !self.amqp_url.starts_with("amqp://") {
-            return Err(ConfigError {
-                setting: "amqp_url",
-                reason: format!("{:?} is not an amqp:// URL", self.amqp_url),
-            });
-        }
-        Ok(())
-    }
 }
 
 /// Runs a worker until `shutdown`.
