@@ -428,14 +428,34 @@ where
         check_keys(&given, path, &toml)?;
         figment = figment.merge(toml);
     }
-    figment
+    let figment = figment
         .merge(Serialized::defaults(from_env))
-        .merge(Serialized::defaults(from_flags))
-        .extract()
-        .map_err(|e| {
-            let setting = e.path.first().cloned().unwrap_or_else(|| "config".into());
-            bad(setting, e.to_string())
+        .merge(Serialized::defaults(from_flags));
+    figment.extract::<T>().map_err(|e| {
+        let setting = match e.path.first() {
+            Some(key) => key.clone(),
+            None => culprit::<T>(&figment, &given).unwrap_or_else(|| "config".into()),
+        };
+        bad(setting, e.to_string())
+    })
+}
+
+/// The setting whose value `figment` cannot give `T`, found by trying each alone over the
+/// defaults: an error inside a flattened section carries no key.
+fn culprit<T>(figment: &Figment, keys: &Dict) -> Option<String>
+where
+    T: Serialize + DeserializeOwned + Default,
+{
+    keys.keys()
+        .find(|key| {
+            figment.find_value(key).is_ok_and(|value| {
+                Figment::from(Serialized::defaults(T::default()))
+                    .merge(Serialized::default(key, value))
+                    .extract::<T>()
+                    .is_err()
+            })
         })
+        .cloned()
 }
 
 /// Refuses a file that does not parse or has a key that is no setting of this mode (a typo
@@ -787,6 +807,11 @@ mod tests {
         assert!(typo.reason.contains("widht"), "{typo}");
         let wrong = load_from::<ServeConfig>(&[], Some("width = \"wide\"\n")).expect_err("type");
         assert_eq!(wrong.setting, "width", "{wrong}");
+        // Inside a mode's flattened sections too.
+        let wrong = load_from::<EdgeNodeConfig>(&[], Some("guest_pow_bits = 300\n"));
+        assert_eq!(wrong.expect_err("too large").setting, "guest_pow_bits");
+        let wrong = load_from::<ShardNodeConfig>(&[], Some("failover_after_secs = \"x\"\n"));
+        assert_eq!(wrong.expect_err("a string").setting, "failover_after_secs");
     }
 
     #[test]
