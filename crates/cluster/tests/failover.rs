@@ -4,7 +4,7 @@
 //! fails with its name when Redis is down. Each test uses a key prefix of its own and removes it.
 //!
 //! What a placement sees of a failover (no acknowledged pixel lost, the tiles back within 5 s) is
-//! tested with PostgreSQL and edges in `crates/place/tests/cluster.rs`; here, the supervisor's own
+//! tested with PostgreSQL and edges in `crates/place/tests/place/cluster.rs`; here, the supervisor's own
 //! decisions: who is taken out, who is spared, who comes back.
 
 use std::net::SocketAddr;

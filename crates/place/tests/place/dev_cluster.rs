@@ -7,14 +7,12 @@
 //! (a shard presumed dead that was not): the same, and nothing is applied twice.
 //! `add-shard` and `remove-shard` under placement load: players notice nothing, nothing is lost.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{guest, Client};
 use place_protocol::{ClientMessage, ServerMessage, TileRequest};
+use place_testkit::{guest, Client};
 use place_tiles::TileId;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;

@@ -1,22 +1,21 @@
-//! Hostile clients against a real `place serve`: each attack of the internet audit (issue 14),
+//! Hostile clients against a real edge on an ephemeral port: each attack of the internet audit (issue 14),
 //! repeated on loopback with 127.0.0.2 and friends as other client addresses, asserting its
 //! bounded outcome and that a well-behaved player on another address still places and sees
 //! pixels meanwhile. Every loop is bounded in count and time.
 
-mod common;
-
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use common::{config, Client, Server};
-use place::config::ServeConfig;
-use place_protocol::{ClientMessage, RequestId, ServerMessage, TileRequest};
-use place_tiles::TileId;
+use place_edge::EdgeConfig;
+use place_protocol::{ClientMessage, RequestId, ServerMessage};
+use place_testkit::{subscribe, Answer, Client, Player};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
+
+use crate::fixture::Server;
 
 /// A TCP connection to `server` from the loopback address `from` (127.0.0.2, ...).
 async fn connect_from(from: &str, server: &str) -> TcpStream {
@@ -49,7 +48,7 @@ async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
 
 /// A guest cookie made from the loopback address `from`.
 async fn guest_from(base: &str, from: &str) -> String {
-    common::guest_with(&from_address(from), base).await
+    place_testkit::guest_with(&from_address(from), base).await
 }
 
 /// An HTTP client whose connections come from the loopback address `from`.
@@ -84,18 +83,6 @@ async fn websocket_from(server: &Server, from: &str, cookie: &str) -> Result<Cli
     }
 }
 
-fn subscribe(tiles: &[(u16, u16)]) -> ClientMessage {
-    ClientMessage::Subscribe {
-        tiles: tiles
-            .iter()
-            .map(|&(tx, ty)| TileRequest {
-                tile: TileId::new(tx, ty),
-                seq: None,
-            })
-            .collect(),
-    }
-}
-
 /// A well-behaved player on 127.0.0.9: places a pixel and sees it come back, within 5 s.
 async fn a_player_still_plays(server: &Server, x: i64, color: i64) {
     let cookie = guest_from(&server.base, "127.0.0.9").await;
@@ -125,18 +112,15 @@ async fn a_player_still_plays(server: &Server, x: i64, color: i64) {
     assert!(seen.is_ok(), "the well-behaved player saw its pixel");
 }
 
-fn hostile_config(dir: &std::path::Path) -> ServeConfig {
-    ServeConfig {
-        header_read_timeout_secs: 1,
-        request_body_timeout_secs: 1,
-        ..config(dir, 256, 256, 0)
-    }
+/// Header and body deadlines of 1 s, so the slow attacks are cut off quickly.
+fn hostile(c: &mut EdgeConfig) {
+    c.limits.header_read_timeout = Duration::from_secs(1);
+    c.limits.request_body_timeout = Duration::from_secs(1);
 }
 
 #[tokio::test]
 async fn slow_headers_and_silent_sockets_are_closed_by_the_header_deadline() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(hostile_config(dir.path())).await;
+    let server = Server::start(256, 256, 0, hostile).await;
     let mut attackers = Vec::new();
     for i in 0..20 {
         let mut stream = connect_from("127.0.0.2", &server.base).await;
@@ -174,11 +158,10 @@ async fn slow_headers_and_silent_sockets_are_closed_by_the_header_deadline() {
 
 #[tokio::test]
 async fn connections_are_capped_per_address_and_in_all_with_a_clear_answer() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(ServeConfig {
-        max_connections_per_address: 5,
-        max_connections: 16,
-        ..hostile_config(dir.path())
+    let server = Server::start(256, 256, 0, |c| {
+        hostile(c);
+        c.limits.max_connections_per_address = 5;
+        c.limits.max_connections = 16;
     })
     .await;
     let mut held = Vec::new();
@@ -221,11 +204,10 @@ async fn connections_are_capped_per_address_and_in_all_with_a_clear_answer() {
 
 #[tokio::test]
 async fn websockets_are_capped_per_session_and_per_address() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(ServeConfig {
-        max_websockets_per_session: 3,
-        max_websockets_per_address: 5,
-        ..hostile_config(dir.path())
+    let server = Server::start(256, 256, 0, |c| {
+        hostile(c);
+        c.limits.max_websockets_per_session = 3;
+        c.limits.max_websockets_per_address = 5;
     })
     .await;
     let cookie = guest_from(&server.base, "127.0.0.2").await;
@@ -269,8 +251,7 @@ async fn websockets_are_capped_per_session_and_per_address() {
 
 #[tokio::test]
 async fn a_subscriber_that_stops_reading_is_closed_within_ten_seconds() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(hostile_config(dir.path())).await;
+    let server = Server::start(256, 256, 0, hostile).await;
     let cookie = guest_from(&server.base, "127.0.0.2").await;
     // A small receive window, so the kernel holds little for it.
     let socket = TcpSocket::new_v4().expect("socket");
@@ -360,10 +341,9 @@ async fn a_subscriber_that_stops_reading_is_closed_within_ten_seconds() {
 
 #[tokio::test]
 async fn a_client_that_never_answers_pings_is_closed() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(ServeConfig {
-        websocket_ping_secs: 1,
-        ..hostile_config(dir.path())
+    let server = Server::start(256, 256, 0, |c| {
+        hostile(c);
+        c.limits.ping_interval = Duration::from_secs(1);
     })
     .await;
     let cookie = guest_from(&server.base, "127.0.0.2").await;
@@ -393,8 +373,7 @@ async fn a_client_that_never_answers_pings_is_closed() {
 
 #[tokio::test]
 async fn an_oversize_message_closes_with_1009() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(hostile_config(dir.path())).await;
+    let server = Server::start(256, 256, 0, hostile).await;
     let cookie = server.guest().await;
     let mut client = server.client(&cookie, false).await;
     client
@@ -408,12 +387,7 @@ async fn an_oversize_message_closes_with_1009() {
 
 #[tokio::test]
 async fn guest_churn_pays_work_is_limited_per_network_and_keeps_the_cooldown() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(ServeConfig {
-        guest_rate_per_minute: 5,
-        ..config(dir.path(), 256, 256, 30)
-    })
-    .await;
+    let server = Server::start(256, 256, 30, |c| c.guest_rate_per_minute = 5).await;
     let http = from_address("127.0.0.2");
     let guest_url = format!("{}/api/v1/auth/guest", server.base);
     // No work, no guest; a forged or reused challenge neither.
@@ -421,7 +395,7 @@ async fn guest_churn_pays_work_is_limited_per_network_and_keeps_the_cooldown() {
     assert_eq!(bare.status(), 400);
     let body: serde_json::Value = bare.json().await.expect("json");
     assert_eq!(body["error"]["code"], "CHALLENGE_FAILED");
-    let proof = common::guest_proof(&http, &server.base).await;
+    let proof = place_testkit::guest_proof(&http, &server.base).await;
     let first = http
         .post(&guest_url)
         .json(&proof)
@@ -487,7 +461,7 @@ async fn guest_churn_pays_work_is_limited_per_network_and_keeps_the_cooldown() {
     // Guests per network per minute: 5 (two made above), then 429, whatever the work done.
     let mut statuses = Vec::new();
     for _ in 0..5 {
-        let proof = common::guest_proof(&http, &server.base).await;
+        let proof = place_testkit::guest_proof(&http, &server.base).await;
         statuses.push(
             http.post(&guest_url)
                 .json(&proof)
@@ -506,10 +480,8 @@ async fn guest_churn_pays_work_is_limited_per_network_and_keeps_the_cooldown() {
 
 #[tokio::test]
 async fn placements_are_budgeted_per_network_whatever_the_number_of_guests() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(ServeConfig {
-        placements_per_address_per_minute: 4,
-        ..config(dir.path(), 256, 256, 30)
+    let server = Server::start(256, 256, 30, |c| {
+        c.limits.placements_per_address_per_minute = 4;
     })
     .await;
     // Ten bot guests from one network, one placement each.
@@ -559,8 +531,7 @@ async fn metric(server: &Server, metric: &str) -> f64 {
 
 #[tokio::test]
 async fn invented_methods_make_no_new_metric_series() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(hostile_config(dir.path())).await;
+    let server = Server::start(256, 256, 0, hostile).await;
     let http = reqwest::Client::new();
     for i in 0..300 {
         let method = reqwest::Method::from_bytes(format!("X{i:04}").as_bytes()).expect("method");
@@ -594,8 +565,7 @@ async fn invented_methods_make_no_new_metric_series() {
 
 #[tokio::test]
 async fn a_gzip_flood_of_the_canvas_costs_one_compression_per_image() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(hostile_config(dir.path())).await;
+    let server = Server::start(256, 256, 0, hostile).await;
     let before = metric(&server, "rplace_canvas_compressions_total").await;
     let http = reqwest::Client::new();
     let fetches = (0..16).map(|_| {
@@ -634,8 +604,7 @@ async fn a_gzip_flood_of_the_canvas_costs_one_compression_per_image() {
 
 #[tokio::test]
 async fn a_request_body_that_never_arrives_is_cut_off() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(hostile_config(dir.path())).await;
+    let server = Server::start(256, 256, 0, hostile).await;
     let mut stream = connect_from("127.0.0.3", &server.base).await;
     // A head that promises 100 bytes, then one byte and silence.
     stream
@@ -664,11 +633,11 @@ async fn a_request_body_that_never_arrives_is_cut_off() {
 }
 
 /// Starts a tiny render as `cookie` and waits for its end; the answer to the start.
-async fn render_tiny(base: &str, cookie: &str) -> common::Answer {
+async fn render_tiny(base: &str, cookie: &str) -> Answer {
     let now = place_edge::now_ms();
     let spec = serde_json::json!({"from": now - 1_000, "to": now, "x": 0, "y": 0,
                                   "width": 4, "height": 4, "frames": 1});
-    let started = common::moderation::call(
+    let started = place_testkit::call(
         base,
         "POST",
         "/api/v1/timelapse/render",
@@ -678,23 +647,22 @@ async fn render_tiny(base: &str, cookie: &str) -> common::Answer {
     .await;
     if started.status == 202 {
         let id = started.body["jobId"].as_str().expect("jobId");
-        common::timelapse::wait_for_job(base, id, Duration::from_secs(10)).await;
+        place_testkit::wait_for_job(base, id, Duration::from_secs(10)).await;
     }
     started
 }
 
 #[tokio::test]
 async fn render_jobs_are_for_accounts_within_a_quota() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(hostile_config(dir.path())).await;
-    let guest = common::moderation::Player::join(&server.base).await;
+    let server = Server::start(256, 256, 0, hostile).await;
+    let guest = Player::join(&server.base).await;
     let refused = render_tiny(&server.base, &guest.cookie).await;
     assert_eq!(
         refused.status, 403,
         "a guest renders nothing: {}",
         refused.body
     );
-    let greedy = common::moderation::Player::account(&server.base, "greedy").await;
+    let greedy = Player::account(&server.base, "greedy").await;
     for i in 0..place_timelapse::service::JOBS_PER_USER {
         let started = render_tiny(&server.base, &greedy.cookie).await;
         assert_eq!(started.status, 202, "render {i}: {}", started.body);
@@ -709,7 +677,7 @@ async fn render_jobs_are_for_accounts_within_a_quota() {
         over.body
     );
     // The quota is the user's: another account still renders, and players still play.
-    let other = common::moderation::Player::account(&server.base, "patient").await;
+    let other = Player::account(&server.base, "patient").await;
     assert_eq!(render_tiny(&server.base, &other.cookie).await.status, 202);
     a_player_still_plays(&server, 10, 6).await;
     server.stop().await;

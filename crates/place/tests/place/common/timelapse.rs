@@ -5,10 +5,9 @@
 use std::time::Duration;
 
 use place_store::Rect;
+use place_testkit::{call, wait_for_job, Player};
 use place_tiles::CanvasGeometry;
 use serde_json::{json, Value};
-
-use super::moderation::{call, Player};
 
 /// The pixels of `rect` in a row-major canvas `width` wide.
 pub fn crop(canvas: &[u8], width: u32, rect: Rect) -> Vec<u8> {
@@ -243,31 +242,4 @@ pub async fn frames_equal_replays(
     )
     .await;
     assert_eq!(unknown.status, 404);
-}
-
-/// Polls a job until it is done (failing on `failed` or after `within`); its last state.
-pub async fn wait_for_job(base: &str, id: &str, within: Duration) -> Value {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let job = call(
-            base,
-            "GET",
-            &format!("/api/v1/timelapse/jobs/{id}"),
-            None,
-            None,
-        )
-        .await;
-        assert_eq!(job.status, 200, "{}", job.body);
-        match job.body["status"].as_str().expect("status") {
-            "done" => return job.body,
-            "failed" => panic!("the job failed: {}", job.body),
-            _ => {}
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "job not done: {}",
-            job.body
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }

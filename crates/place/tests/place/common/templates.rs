@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::moderation::{call, Player};
+use place_testkit::{call, Player};
 
 /// An RGBA PNG.
 fn png(width: u32, height: u32, rgba: &[u8]) -> Vec<u8> {

@@ -1,16 +1,14 @@
 //! Tests of the `place` binary as a process: `kill -9` under load loses no acknowledged pixel,
 //! SIGTERM shuts down cleanly, bad configuration exits 64 naming the setting.
 
-mod common;
-
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{guest, Client};
 use place_protocol::{ClientMessage, ErrorCode, RequestId, ServerMessage, TileRequest};
+use place_testkit::{guest, Client};
 use place_tiles::TileId;
 
 const SIDE: u32 = 256;
@@ -364,14 +362,15 @@ async fn admin_create_user_makes_an_administrator_who_can_log_in() {
     assert_eq!(taken.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&taken.stderr).contains("taken"));
 
-    let server = common::Server::start(common::config(dir.path(), 64, 64, 0)).await;
-    let login = common::credentials(&server.base, "login", "root", "root's password", None).await;
+    let server = crate::common::Server::start(crate::common::config(dir.path(), 64, 64, 0)).await;
+    let login =
+        place_testkit::credentials(&server.base, "login", "root", "root's password", None).await;
     assert_eq!(login.status, 200, "{}", login.body);
     assert_eq!(login.body["isAdmin"], true);
     assert_eq!(login.body["isGuest"], false);
     let cookie = login.cookie().expect("session");
     assert_eq!(
-        common::me(&server.base, &cookie).await.body["isAdmin"],
+        place_testkit::me(&server.base, &cookie).await.body["isAdmin"],
         true
     );
     server.stop().await;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use place_protocol::{ClientMessage, ErrorCode, RequestId, ServerMessage, TileRequest};
 use place_tiles::TileId;
 
-use super::Client;
+use place_testkit::Client;
 
 /// The text of `GET {base}/metrics`.
 pub async fn scrape(base: &str) -> String {

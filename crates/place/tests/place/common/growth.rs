@@ -12,8 +12,8 @@ use place_protocol::{ClientMessage, ErrorCode, ServerMessage, TileRequest};
 use place_tiles::TileId;
 use serde_json::{json, Value};
 
-use super::moderation::{call, Player};
-use super::TIMEOUT;
+use place_testkit::TIMEOUT;
+use place_testkit::{call, Player};
 
 /// Players painting at once, each on its own pixels (so the last colour it was told is
 /// durable is the colour its pixels must show).

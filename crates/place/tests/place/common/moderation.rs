@@ -6,10 +6,9 @@ use std::time::Duration;
 use place::admin::UserStore;
 use place::verify::LogSource;
 use place_protocol::{ClientMessage, ErrorCode, ServerMessage, TileRequest};
+use place_testkit::{call, Client, Player};
 use place_tiles::TileId;
 use serde_json::{json, Value};
-
-use super::{answer, Answer, Client};
 
 /// Every admin route with a harmless request: `(method, path, body)`.
 pub const ADMIN_ROUTES: &[(&str, &str)] = &[
@@ -34,32 +33,13 @@ pub const ADMIN_ROUTES: &[(&str, &str)] = &[
     ("PUT", "/api/v1/admin/canvas/size"),
 ];
 
-/// A request to `base` + `path` with a cookie and a JSON body.
-pub async fn call(
-    base: &str,
-    method: &str,
-    path: &str,
-    cookie: Option<&str>,
-    body: Option<Value>,
-) -> Answer {
-    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-    let mut request = reqwest::Client::new().request(method, format!("{base}{path}"));
-    if let Some(cookie) = cookie {
-        request = request.header("cookie", cookie);
-    }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    answer(request.send().await.expect("request")).await
-}
-
 /// Makes administrator `name` in `store` and logs it in through `base`; returns its cookie.
 pub async fn admin_cookie(store: &UserStore, base: &str, name: &str) -> String {
     let password = "moderator password".to_string();
     place::admin::create_user(store, name, password.clone(), true)
         .await
         .expect("create the administrator");
-    let login = super::credentials(base, "login", name, &password, None).await;
+    let login = place_testkit::credentials(base, "login", name, &password, None).await;
     assert_eq!(login.status, 200, "{}", login.body);
     login.cookie().expect("session cookie")
 }
@@ -73,71 +53,6 @@ pub async fn non_admins_are_refused(base: &str, player: &str) {
         let refused = call(base, method, path, Some(player), body).await;
         assert_eq!(refused.status, 403, "{method} {path} as a player");
         assert_eq!(refused.body["error"]["code"], "FORBIDDEN");
-    }
-}
-
-/// A player on a socket.
-pub struct Player {
-    pub id: String,
-    pub cookie: String,
-    pub socket: Client,
-}
-
-impl Player {
-    /// A new guest on a socket.
-    pub async fn join(base: &str) -> Player {
-        let cookie = super::guest(base).await;
-        Self::connect(base, cookie).await
-    }
-
-    /// A newly registered account on a socket, named `prefix` and a random suffix (the cluster
-    /// tests share one database, so names must not repeat across runs).
-    pub async fn account(base: &str, prefix: &str) -> Player {
-        let username = format!("{prefix}_{:08x}", rand::random::<u32>());
-        let registered =
-            super::credentials(base, "register", &username, "a long enough password", None).await;
-        assert_eq!(registered.status, 201, "{}", registered.body);
-        Self::connect(base, registered.cookie().expect("session cookie")).await
-    }
-
-    async fn connect(base: &str, cookie: String) -> Player {
-        let me = super::me(base, &cookie).await;
-        let ws = base.replace("http://", "ws://") + "/ws";
-        let mut socket = Client::connect(&ws, Some(&cookie), false).await;
-        assert!(matches!(socket.recv().await, ServerMessage::Welcome(_)));
-        Player {
-            id: me.body["userId"].as_str().expect("userId").to_string(),
-            cookie,
-            socket,
-        }
-    }
-
-    /// Places a pixel; the answer.
-    pub async fn place(&mut self, x: i64, y: i64, color: i64) -> ServerMessage {
-        self.socket
-            .send(&ClientMessage::Place {
-                x,
-                y,
-                color,
-                request_id: None,
-            })
-            .await;
-        self.socket
-            .recv_until(|m| match m {
-                ServerMessage::Success { .. } | ServerMessage::Error(_) => Some(m.clone()),
-                _ => None,
-            })
-            .await
-    }
-
-    pub async fn paint(&mut self, pixels: &[(i64, i64, i64)]) {
-        for &(x, y, color) in pixels {
-            let answer = self.place(x, y, color).await;
-            assert!(
-                matches!(answer, ServerMessage::Success { .. }),
-                "placing ({x},{y}): {answer:?}"
-            );
-        }
     }
 }
 
@@ -327,7 +242,7 @@ pub async fn rollbacks_restore_exact_colours(bases: &[String], admin: &str, log:
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
         }
-        let refused = answer(request.send().await.expect("request")).await;
+        let refused = place_testkit::Answer::of(request.send().await.expect("request")).await;
         assert!(
             matches!(refused.status, 400 | 415),
             "{content_type:?} {body:?}: {} {}",
@@ -567,9 +482,9 @@ pub async fn audit_actions(base: &str, admin: &str) -> (Vec<String>, Value) {
 /// not in [`ADMIN_ROUTES`] fails [`admin_routes_are_all_listed`].
 pub fn admin_routes_in_source() -> Vec<(String, String)> {
     let sources = [
-        include_str!("../../../edge/src/admin.rs"),
-        include_str!("../../../edge/src/ring_admin.rs"),
-        include_str!("../../../edge/src/canvas_size.rs"),
+        include_str!("../../../../edge/src/admin.rs"),
+        include_str!("../../../../edge/src/ring_admin.rs"),
+        include_str!("../../../../edge/src/canvas_size.rs"),
     ];
     let mut routes = Vec::new();
     for source in sources {
@@ -632,7 +547,7 @@ pub fn admin_routes_are_all_listed() {
 /// Whether the session `cookie` is an administrator at `base`, by `/auth/me` and by an admin
 /// route (both must agree).
 pub async fn is_admin_at(base: &str, cookie: &str) -> bool {
-    let me = super::me(base, cookie).await;
+    let me = place_testkit::me(base, cookie).await;
     assert_eq!(me.status, 200, "{}", me.body);
     let settings = call(base, "GET", "/api/v1/admin/settings", Some(cookie), None).await;
     let by_route = match settings.status {
@@ -652,7 +567,7 @@ pub async fn promotion_and_demotion_count_at_once(store: &UserStore, bases: &[St
     place::admin::create_user(store, "carol", password.clone(), false)
         .await
         .expect("create carol");
-    let login = super::credentials(&bases[0], "login", "carol", &password, None).await;
+    let login = place_testkit::credentials(&bases[0], "login", "carol", &password, None).await;
     assert_eq!(login.status, 200, "{}", login.body);
     let cookie = login.cookie().expect("session cookie");
     for base in bases {

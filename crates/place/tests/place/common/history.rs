@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use super::moderation::{call, Player};
+use place_testkit::{call, Player};
 
 /// `GET` of a history route without a cookie: status and body.
 async fn get(base: &str, path: &str) -> (u16, Value) {
@@ -29,7 +29,7 @@ fn items(page: &Value) -> Vec<(u64, String, bool, bool)> {
 }
 
 async fn username(base: &str, cookie: &str) -> String {
-    super::me(base, cookie).await.body["username"]
+    place_testkit::me(base, cookie).await.body["username"]
         .as_str()
         .expect("username")
         .to_owned()

@@ -4,16 +4,14 @@
 //! prefix, removed afterwards). A missing service fails the test with its name;
 //! `scripts/services` installs and starts them.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{guest, Client};
 use place::cluster::{start_edge, start_shard, ClusterSettings, ShardNode, ShardOptions};
 use place::config::ServeConfig;
 use place_cluster::{Ring, RingStore, ShardInfo};
 use place_protocol::{ClientMessage, ErrorCode, RequestId, ServerMessage, TileRequest};
+use place_testkit::{guest, Client};
 use place_tiles::{PixelChange, TileId};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -594,8 +592,10 @@ async fn place_when_recovered(client: &mut Client, x: i64, y: i64, color: i64, w
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_and_postgres_outages_refuse_placements_and_heal_by_themselves() {
-    let redis_proxy = common::proxy::Proxy::start("127.0.0.1:6379".parse().expect("addr")).await;
-    let pg_proxy = common::proxy::Proxy::start("127.0.0.1:5432".parse().expect("addr")).await;
+    let redis_proxy =
+        crate::common::proxy::Proxy::start("127.0.0.1:6379".parse().expect("addr")).await;
+    let pg_proxy =
+        crate::common::proxy::Proxy::start("127.0.0.1:5432".parse().expect("addr")).await;
     let cluster = TestCluster::start_on(
         1,
         1,
@@ -760,7 +760,7 @@ async fn a_cooldown_change_and_a_session_end_reach_every_edge_within_a_second() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accounts_are_shared_by_every_edge_and_a_guest_keeps_its_cooldown() {
-    use common::{auth_post, credentials, me};
+    use place_testkit::{auth_post, credentials, me};
     let cluster = TestCluster::start(1, 2, 60).await;
     let (one, two) = (cluster.edges[0].0.as_str(), cluster.edges[1].0.as_str());
     let guest_cookie = guest(one).await;
@@ -828,7 +828,7 @@ async fn accounts_are_shared_by_every_edge_and_a_guest_keeps_its_cooldown() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_login_limit_holds_across_edges() {
-    use common::credentials;
+    use place_testkit::credentials;
     let cluster = TestCluster::start(1, 2, 0).await;
     let (one, two) = (cluster.edges[0].0.as_str(), cluster.edges[1].0.as_str());
     assert_eq!(
@@ -884,7 +884,7 @@ async fn admin_create_user_makes_a_cluster_administrator() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let login = common::credentials(
+    let login = place_testkit::credentials(
         &cluster.edges[0].0,
         "login",
         "ivan",
@@ -911,7 +911,7 @@ async fn admin_create_user_makes_a_cluster_administrator() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let me = common::me(&cluster.edges[0].0, &cookie).await;
+        let me = place_testkit::me(&cluster.edges[0].0, &cookie).await;
         assert_eq!(me.body["isAdmin"], admin, "after {action}");
     }
     let unknown = std::process::Command::new(env!("CARGO_BIN_EXE_place"))
@@ -935,7 +935,8 @@ async fn a_user_promoted_or_demoted_by_name_has_or_loses_the_rights_at_once_on_e
         name: cluster.name.clone(),
         redis_url: cluster.redis_url.clone(),
     };
-    let cookie = common::moderation::promotion_and_demotion_count_at_once(&store, &bases).await;
+    let cookie =
+        crate::common::moderation::promotion_and_demotion_count_at_once(&store, &bases).await;
     // Redis is where the edges look: without its set (a Redis restart) nobody is an
     // administrator, until an edge copies them from PostgreSQL again (at its start, and every
     // 30 s).
@@ -947,13 +948,13 @@ async fn a_user_promoted_or_demoted_by_name_has_or_loses_the_rights_at_once_on_e
         .query_async::<()>(&mut redis)
         .await
         .expect("del");
-    assert!(!common::moderation::is_admin_at(&bases[0], &cookie).await);
+    assert!(!crate::common::moderation::is_admin_at(&bases[0], &cookie).await);
     let _another_edge = start_edge(&cluster.config, &cluster.settings("edge-1"))
         .await
         .expect("a third edge");
     for base in &bases {
         assert!(
-            common::moderation::is_admin_at(base, &cookie).await,
+            crate::common::moderation::is_admin_at(base, &cookie).await,
             "{base}"
         );
     }
@@ -962,7 +963,7 @@ async fn a_user_promoted_or_demoted_by_name_has_or_loses_the_rights_at_once_on_e
 
 #[tokio::test]
 async fn moderation_across_edges_bans_settings_and_rollbacks() {
-    use common::moderation;
+    use crate::common::moderation;
     let cluster = TestCluster::start(2, 2, 0).await;
     let bases: Vec<String> = cluster.edges.iter().map(|(base, _)| base.clone()).collect();
     let store = place::admin::UserStore::Cluster {
@@ -970,7 +971,7 @@ async fn moderation_across_edges_bans_settings_and_rollbacks() {
         name: cluster.name.clone(),
         redis_url: cluster.redis_url.clone(),
     };
-    let player = common::guest(&bases[1]).await;
+    let player = place_testkit::guest(&bases[1]).await;
     moderation::non_admins_are_refused(&bases[1], &player).await;
     let admin = moderation::admin_cookie(&store, &bases[0], "root").await;
     let log = place::verify::LogSource::Postgres {
@@ -1001,14 +1002,14 @@ async fn protected_regions_reach_every_edge_within_a_second() {
         name: cluster.name.clone(),
         redis_url: cluster.redis_url.clone(),
     };
-    let admin = common::moderation::admin_cookie(&store, &bases[0], "root").await;
-    common::regions::regions_hold_on_every_edge(&bases, &admin).await;
+    let admin = crate::common::moderation::admin_cookie(&store, &bases[0], "root").await;
+    crate::common::regions::regions_hold_on_every_edge(&bases, &admin).await;
     cluster.remove().await;
 }
 
 #[tokio::test]
 async fn a_spike_at_one_edge_is_alarmed_slowed_down_everywhere_and_listed_by_the_other() {
-    let (webhook, received) = common::spikes::webhook_receiver().await;
+    let (webhook, received) = crate::common::spikes::webhook_receiver().await;
     let options = ClusterOptions {
         failover_after: None,
         redis_url: std::env::var("PLACE_TEST_REDIS_URL").unwrap_or(REDIS.into()),
@@ -1031,7 +1032,7 @@ async fn a_spike_at_one_edge_is_alarmed_slowed_down_everywhere_and_listed_by_the
         name: cluster.name.clone(),
         redis_url: cluster.redis_url.clone(),
     };
-    let admin = common::moderation::admin_cookie(&store, &bases[0], "root").await;
+    let admin = crate::common::moderation::admin_cookie(&store, &bases[0], "root").await;
     // The other edge saw no placement, yet lists the alarm (PostgreSQL) and holds the region.
     let watcher = tokio::spawn({
         let (other, admin) = (bases[1].clone(), admin.clone());
@@ -1041,14 +1042,9 @@ async fn a_spike_at_one_edge_is_alarmed_slowed_down_everywhere_and_listed_by_the
             let deadline = std::time::Instant::now() + Duration::from_secs(30);
             let (mut alarm_seen, mut region_seen) = (false, false);
             loop {
-                let alarms = common::moderation::call(
-                    &other,
-                    "GET",
-                    "/api/v1/admin/alarms",
-                    Some(&admin),
-                    None,
-                )
-                .await;
+                let alarms =
+                    place_testkit::call(&other, "GET", "/api/v1/admin/alarms", Some(&admin), None)
+                        .await;
                 let regions: serde_json::Value = reqwest::get(format!("{other}/api/v1/regions"))
                     .await
                     .expect("regions")
@@ -1068,7 +1064,8 @@ async fn a_spike_at_one_edge_is_alarmed_slowed_down_everywhere_and_listed_by_the
             }
         }
     });
-    common::spikes::a_spike_is_alarmed_and_slowed_down(&bases[0], &admin, 60, 60, received).await;
+    crate::common::spikes::a_spike_is_alarmed_and_slowed_down(&bases[0], &admin, 60, 60, received)
+        .await;
     watcher.await.expect("the other edge");
     cluster.remove().await;
 }
@@ -1082,12 +1079,12 @@ async fn the_canvas_grows_across_edges_and_shards_under_load_and_stays_grown() {
         name: cluster.name.clone(),
         redis_url: cluster.redis_url.clone(),
     };
-    let admin = common::moderation::admin_cookie(&store, &bases[0], "root").await;
+    let admin = crate::common::moderation::admin_cookie(&store, &bases[0], "root").await;
     let log = place::verify::LogSource::Postgres {
         url: cluster.database_url.clone(),
         cluster: cluster.name.clone(),
     };
-    common::growth::canvas_grows_under_load(&bases, &admin, &log).await;
+    crate::common::growth::canvas_grows_under_load(&bases, &admin, &log).await;
     // The ring carries the size; no tile changed owner.
     let ring = cluster.ring_store().await.require().await.expect("ring");
     let grown = ring.canvas().expect("the ring has the grown size");
@@ -1144,8 +1141,8 @@ async fn history_is_read_from_postgresql_through_any_edge() {
         name: cluster.name.clone(),
         redis_url: cluster.redis_url.clone(),
     };
-    let admin = common::moderation::admin_cookie(&store, &bases[0], "root").await;
-    common::history::history_pages_marks_and_heatmap(&bases, &admin).await;
+    let admin = crate::common::moderation::admin_cookie(&store, &bases[0], "root").await;
+    crate::common::history::history_pages_marks_and_heatmap(&bases, &admin).await;
     cluster.remove().await;
 }
 
@@ -1583,7 +1580,8 @@ async fn shards_join_leave_and_die_while_players_paint_and_nothing_is_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn administrators_show_and_change_the_ring_through_any_edge() {
-    use common::moderation::{admin_cookie, call};
+    use crate::common::moderation::admin_cookie;
+    use place_testkit::call;
     let cluster = TestCluster::start(3, 2, 0).await;
     let bases: Vec<String> = cluster.edges.iter().map(|(base, _)| base.clone()).collect();
     let store = place::admin::UserStore::Cluster {
@@ -1727,8 +1725,13 @@ async fn timelapse_jobs_go_to_workers_and_a_killed_workers_job_completes_on_anot
     let source = place_timelapse::Source::Postgres(store);
     let geometry = cluster.config.edge.geometry;
     let (stop_a, worker_a) = start_worker(&cluster, "worker-a");
-    common::timelapse::frames_equal_replays(&bases, &source, geometry, Duration::from_secs(1))
-        .await;
+    crate::common::timelapse::frames_equal_replays(
+        &bases,
+        &source,
+        geometry,
+        Duration::from_secs(1),
+    )
+    .await;
     stop_a.cancel();
     worker_a.await.expect("worker a stops");
 
@@ -1747,11 +1750,11 @@ async fn timelapse_jobs_go_to_workers_and_a_killed_workers_job_completes_on_anot
             .spawn()
             .expect("start place worker"),
     );
-    let player = common::moderation::Player::account(&bases[0], "renderer").await;
+    let player = place_testkit::Player::account(&bases[0], "renderer").await;
     let now = place_edge::now_ms();
     let spec = serde_json::json!({"from": now - 60_000, "to": now, "frames": 40, "delayMs": 50,
                                   "x": 0, "y": 0, "width": 128, "height": 128});
-    let accepted = common::moderation::call(
+    let accepted = place_testkit::call(
         &bases[1],
         "POST",
         "/api/v1/timelapse/render",
@@ -1763,7 +1766,7 @@ async fn timelapse_jobs_go_to_workers_and_a_killed_workers_job_completes_on_anot
     let id = accepted.body["jobId"].as_str().expect("jobId").to_owned();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let job = common::moderation::call(
+        let job = place_testkit::call(
             &bases[0],
             "GET",
             &format!("/api/v1/timelapse/jobs/{id}"),
@@ -1786,7 +1789,7 @@ async fn timelapse_jobs_go_to_workers_and_a_killed_workers_job_completes_on_anot
     slow.0.kill().expect("kill -9 the worker");
     slow.0.wait().expect("reaped");
     let (stop_b, worker_b) = start_worker(&cluster, "worker-b");
-    let done = common::timelapse::wait_for_job(&bases[1], &id, Duration::from_secs(60)).await;
+    let done = place_testkit::wait_for_job(&bases[1], &id, Duration::from_secs(60)).await;
     assert_eq!(
         (done["attempts"].as_u64(), done["framesDone"].as_u64()),
         (Some(2), Some(40))
@@ -1797,7 +1800,7 @@ async fn timelapse_jobs_go_to_workers_and_a_killed_workers_job_completes_on_anot
         .bytes()
         .await
         .expect("body");
-    assert_eq!(common::timelapse::gif_frames(&gif).len(), 40);
+    assert_eq!(crate::common::timelapse::gif_frames(&gif).len(), 40);
     stop_b.cancel();
     worker_b.await.expect("worker b stops");
     place_timelapse::queue::JobQueue::new(AMQP, &cluster.name)
@@ -1813,7 +1816,7 @@ async fn metrics_show_the_broadcast_latency_across_edges_and_every_shards_figure
     let (painter_base, watcher_base) = (cluster.edges[0].0.clone(), cluster.edges[1].0.clone());
     let mut painter = cluster.client(0, &guest(&painter_base).await).await;
     let mut watcher = cluster.client(1, &guest(&watcher_base).await).await;
-    common::observability::metrics_after_placements(
+    crate::common::observability::metrics_after_placements(
         &painter_base,
         &mut painter,
         &watcher_base,
@@ -1822,10 +1825,10 @@ async fn metrics_show_the_broadcast_latency_across_edges_and_every_shards_figure
     )
     .await;
     // The ring's 16 tiles, each owned by one shard.
-    let text = common::observability::scrape(&watcher_base).await;
+    let text = crate::common::observability::scrape(&watcher_base).await;
     let owned: f64 = (1..=3)
         .filter_map(|i| {
-            common::observability::metric(
+            crate::common::observability::metric(
                 &text,
                 &format!("rplace_shard_tiles_owned{{shard=\"shard-{i}\"}}"),
             )
@@ -2149,7 +2152,7 @@ async fn a_killed_shards_tiles_are_back_within_5_s_and_it_rejoins_when_started_a
 async fn templates_are_kept_in_postgresql_and_followed_through_any_edge() {
     let cluster = TestCluster::start(2, 2, 0).await;
     let bases: Vec<String> = cluster.edges.iter().map(|(base, _)| base.clone()).collect();
-    common::templates::templates_made_read_and_followed(&bases).await;
+    crate::common::templates::templates_made_read_and_followed(&bases).await;
     cluster.remove().await;
 }
 

@@ -8,8 +8,8 @@ use place_protocol::{ClientMessage, ErrorCode, ServerMessage};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::moderation::call;
-use super::Client;
+use place_testkit::call;
+use place_testkit::Client;
 
 /// A web server on loopback that passes every JSON body POSTed to it on; its URL.
 pub async fn webhook_receiver() -> (String, mpsc::Receiver<Value>) {
@@ -43,7 +43,8 @@ pub async fn a_spike_is_alarmed_and_slowed_down(
     mut webhook: mpsc::Receiver<Value>,
 ) {
     let ws = base.replace("http://", "ws://") + "/ws";
-    let cookies = futures_util::future::join_all((0..guests).map(|_| super::guest(base))).await;
+    let cookies =
+        futures_util::future::join_all((0..guests).map(|_| place_testkit::guest(base))).await;
     let mut sockets = Vec::new();
     for cookie in &cookies {
         let mut socket = Client::connect(&ws, Some(cookie), false).await;

@@ -1,66 +1,12 @@
-//! The edge's HTTP behaviour, tested in its own crate: an [`Edge`] over an embedded store and an
-//! in-process shard in a temporary directory, its router driven with `oneshot` (no socket, no
-//! port). Needs no outside service: `cargo test -p place-edge` runs it anywhere.
-
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+//! The edge's HTTP behaviour through its router, driven with `oneshot`: no socket, no port.
 
 use axum::body::Body;
-use axum::extract::connect_info::MockConnectInfo;
 use axum::http::{header, Request, StatusCode};
-use axum::Router;
-use place_edge::accounts::Accounts;
-use place_edge::live::LiveBus;
-use place_edge::shards::Shards;
-use place_edge::{Edge, EdgeConfig};
-use place_shard::{ShardConfig, ShardStore, ShardTask};
-use place_store::EmbeddedStore;
-use place_tiles::CanvasGeometry;
 use tower::ServiceExt as _;
 
-/// An edge on a fresh embedded store, and the directory that holds it.
-struct TestEdge {
-    edge: Arc<Edge>,
-    _dir: tempfile::TempDir,
-}
+use crate::fixture::TestEdge;
 
 impl TestEdge {
-    /// A 256x256 canvas; `config` adjusts the edge's settings.
-    async fn start(config: impl FnOnce(&mut EdgeConfig)) -> TestEdge {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = EmbeddedStore::open(dir.path())
-            .await
-            .expect("open the store");
-        let geometry = CanvasGeometry::new(256, 256).expect("size");
-        let mut edge_config = EdgeConfig {
-            geometry,
-            ..EdgeConfig::default()
-        };
-        config(&mut edge_config);
-        let shard_config = ShardConfig {
-            geometry,
-            color_count: edge_config.palette.len(),
-            batch_window: Duration::from_millis(10),
-            checkpoint: Default::default(),
-        };
-        let (shard, _task) =
-            ShardTask::start(shard_config, ShardStore::Embedded(store.clone()), None)
-                .await
-                .expect("start the shard");
-        let accounts = Accounts::embedded(store, place_edge::now_ms())
-            .await
-            .expect("accounts");
-        let edge = Edge::new(edge_config, accounts, Shards::Local(shard), LiveBus::Local);
-        TestEdge { edge, _dir: dir }
-    }
-
-    /// The router, as a connection from `peer` would reach it.
-    fn app(&self, peer: &str) -> Router {
-        let peer: SocketAddr = peer.parse().expect("peer address");
-        place_edge::http::app(Arc::clone(&self.edge)).layer(MockConnectInfo(peer))
-    }
-
     /// Sends `request` from 127.0.0.1; the status, the headers and the body as JSON (`Null` when
     /// it is not JSON).
     async fn send(&self, request: Request<Body>) -> Answer {

@@ -7,15 +7,15 @@ use std::time::{Duration, Instant};
 use place_protocol::{ErrorCode, ServerMessage};
 use serde_json::{json, Value};
 
-use super::moderation::{call, Player};
-use super::Client;
+use place_testkit::Client;
+use place_testkit::{call, Player};
 
 /// How long a region change may take to reach every edge.
 const EVERY_EDGE_WITHIN: Duration = Duration::from_secs(1);
 
 /// A player on a socket of `base` with session `cookie`.
 async fn player_with(base: &str, cookie: String) -> Player {
-    let me = super::me(base, &cookie).await;
+    let me = place_testkit::me(base, &cookie).await;
     let ws = base.replace("http://", "ws://") + "/ws";
     let mut socket = Client::connect(&ws, Some(&cookie), false).await;
     assert!(matches!(socket.recv().await, ServerMessage::Welcome(_)));
@@ -63,7 +63,7 @@ async fn until_answer(player: &mut Player, (x, y): (i64, i64), expected: Option<
     }
 }
 
-async fn add(base: &str, admin: &str, body: Value) -> super::Answer {
+async fn add(base: &str, admin: &str, body: Value) -> place_testkit::Answer {
     call(
         base,
         "POST",
@@ -89,8 +89,8 @@ pub async fn regions_hold_on_every_edge(bases: &[String], admin: &str) -> String
     let last = &bases[bases.len() - 1];
     let mut guest = Player::join(last).await;
     let registered_cookie = {
-        let cookie = super::guest(last).await;
-        let made = super::credentials(
+        let cookie = place_testkit::guest(last).await;
+        let made = place_testkit::credentials(
             last,
             "register",
             "painter1",

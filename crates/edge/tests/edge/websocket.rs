@@ -1,64 +1,20 @@
-//! Integration tests of `place serve`: real servers on ephemeral ports, real WebSocket clients.
-
-mod common;
+//! Players on real sockets against an edge served on an ephemeral port: placements reach the
+//! subscribers of their tile, reconnects catch up, cooldowns hold across sockets and restarts,
+//! bad input gets its error code, sessions, origins and accounts, the HTTP reads and readiness.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{config, Client, Server};
-use place::config::ServeConfig;
 use place_protocol::{ClientMessage, ErrorCode, RequestId, ServerMessage, TileRequest};
+use place_testkit::{place_message as place, subscribe as sub, Client};
 use place_tiles::{PixelChange, TileId};
 use tokio_tungstenite::tungstenite::Message;
 
-fn sub(tiles: &[(u16, u16)]) -> ClientMessage {
-    ClientMessage::Subscribe {
-        tiles: tiles
-            .iter()
-            .map(|&(tx, ty)| TileRequest {
-                tile: TileId::new(tx, ty),
-                seq: None,
-            })
-            .collect(),
-    }
-}
-
-fn place(x: i64, y: i64, color: i64, id: u32) -> ClientMessage {
-    ClientMessage::Place {
-        x,
-        y,
-        color,
-        request_id: Some(RequestId::Number(id)),
-    }
-}
-
-/// Waits for the snapshot of a freshly subscribed tile and returns its seq.
-async fn snapshot_seq(c: &mut Client, tile: TileId) -> u64 {
-    c.recv_until(|m| match m {
-        ServerMessage::Tile { tile: t, seq, .. } if *t == tile => Some(*seq),
-        _ => None,
-    })
-    .await
-}
-
-async fn expect_error(c: &mut Client, code: ErrorCode) -> place_protocol::ErrorMessage {
-    match c.recv().await {
-        ServerMessage::Error(e) if e.code == code => e,
-        other => panic!("expected {code}, got {other:?}"),
-    }
-}
-
-async fn expect_success(c: &mut Client) -> u64 {
-    match c.recv().await {
-        ServerMessage::Success { next_placement, .. } => next_placement,
-        other => panic!("expected success, got {other:?}"),
-    }
-}
+use crate::fixture::Server;
 
 #[tokio::test]
 async fn a_placement_reaches_subscribers_of_its_tile_only() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(config(dir.path(), 256, 256, 0)).await;
+    let server = Server::start(256, 256, 0, |_| {}).await;
     for json in [false, true] {
         let (ca, cb, cc) = (
             server.guest().await,
@@ -69,10 +25,10 @@ async fn a_placement_reaches_subscribers_of_its_tile_only() {
         let mut b = server.client(&cb, json).await;
         let mut c = server.client(&cc, !json).await;
         b.send(&sub(&[(1, 2)])).await;
-        let seq = snapshot_seq(&mut b, TileId::new(1, 2)).await;
+        let seq = b.snapshot_seq(TileId::new(1, 2)).await;
         c.send(&sub(&[(0, 0), (3, 3)])).await;
-        snapshot_seq(&mut c, TileId::new(0, 0)).await;
-        snapshot_seq(&mut c, TileId::new(3, 3)).await;
+        c.snapshot_seq(TileId::new(0, 0)).await;
+        c.snapshot_seq(TileId::new(3, 3)).await;
 
         a.send(&place(64 + 5, 128 + 9, 7, 41)).await;
         match a.recv().await {
@@ -101,21 +57,20 @@ async fn a_placement_reaches_subscribers_of_its_tile_only() {
 
 #[tokio::test]
 async fn a_reconnect_with_known_seqs_gets_exactly_the_missed_events() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(config(dir.path(), 128, 128, 0)).await;
+    let server = Server::start(128, 128, 0, |_| {}).await;
     let cookie = server.guest().await;
     let mut painter = server.client(&server.guest().await, false).await;
     let tile = TileId::new(0, 0);
 
     let mut watcher = server.client(&cookie, false).await;
     watcher.send(&sub(&[(0, 0), (1, 1)])).await;
-    let seq = snapshot_seq(&mut watcher, tile).await;
-    let seq_other = snapshot_seq(&mut watcher, TileId::new(1, 1)).await;
+    let seq = watcher.snapshot_seq(tile).await;
+    let seq_other = watcher.snapshot_seq(TileId::new(1, 1)).await;
     drop(watcher);
 
     for i in 0..5 {
         painter.send(&place(i, 0, 3, i as u32)).await;
-        expect_success(&mut painter).await;
+        painter.expect_success().await;
     }
     let mut back = server.client(&cookie, true).await;
     back.send(&ClientMessage::Subscribe {
@@ -163,19 +118,14 @@ async fn a_reconnect_with_known_seqs_gets_exactly_the_missed_events() {
         }],
     })
     .await;
-    assert_eq!(snapshot_seq(&mut back, tile).await, seq + 5);
+    assert_eq!(back.snapshot_seq(tile).await, seq + 5);
     server.stop().await;
 }
 
 #[tokio::test]
 async fn one_user_racing_on_many_sockets_places_once_per_cooldown() {
-    let dir = tempfile::tempdir().expect("tempdir");
     // Twenty-one sockets of one session: over the default cap of 8, raised for this race.
-    let server = Server::start(ServeConfig {
-        max_websockets_per_session: 21,
-        ..config(dir.path(), 64, 64, 30)
-    })
-    .await;
+    let server = Server::start(64, 64, 30, |c| c.limits.max_websockets_per_session = 21).await;
     let cookie = server.guest().await;
     let mut sockets = Vec::new();
     for _ in 0..20 {
@@ -208,8 +158,7 @@ async fn one_user_racing_on_many_sockets_places_once_per_cooldown() {
     drop(again);
     drop(sockets);
     let ws_url = server.ws.clone();
-    server.stop().await;
-    let server = Server::start(config(dir.path(), 64, 64, 30)).await;
+    let server = server.restart(64, 64, 30, |_| {}).await;
     assert_ne!(server.ws, ws_url);
     let mut after = Client::connect(&server.ws, Some(&cookie), false).await;
     assert!(
@@ -217,7 +166,7 @@ async fn one_user_racing_on_many_sockets_places_once_per_cooldown() {
         "cooldown restored after a restart"
     );
     after.send(&place(5, 5, 1, 1)).await;
-    expect_error(&mut after, ErrorCode::RateLimited).await;
+    after.expect_error(ErrorCode::RateLimited).await;
 
     // An administrator shortens the cooldown: the running wait follows at once.
     server
@@ -240,31 +189,26 @@ async fn one_user_racing_on_many_sockets_places_once_per_cooldown() {
     );
     tokio::time::sleep(Duration::from_millis(remaining + 20)).await;
     after.send(&place(5, 5, 1, 1)).await;
-    expect_success(&mut after).await;
+    after.expect_success().await;
     server.stop().await;
 }
 
 #[tokio::test]
 async fn every_bad_input_gets_its_error_code_and_the_connection_stays_usable() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(ServeConfig {
-        max_tiles_per_client: 4,
-        ..config(dir.path(), 100, 100, 0)
-    })
-    .await;
+    let server = Server::start(100, 100, 0, |c| c.max_tiles_per_client = 4).await;
     for json in [false, true] {
         let mut c = server.client(&server.guest().await, json).await;
         c.send(&place(100, 0, 1, 1)).await;
-        let e = expect_error(&mut c, ErrorCode::InvalidCoords).await;
+        let e = c.expect_error(ErrorCode::InvalidCoords).await;
         assert_eq!(
             e.request_id.and_then(|r| r.as_u32()),
             Some(1),
             "the request id comes back"
         );
         c.send(&place(0, 0, 16, 2)).await;
-        expect_error(&mut c, ErrorCode::InvalidColor).await;
+        c.expect_error(ErrorCode::InvalidColor).await;
         c.send(&sub(&[(2, 0)])).await;
-        expect_error(&mut c, ErrorCode::BadRequest).await;
+        c.expect_error(ErrorCode::BadRequest).await;
         c.send(&sub(&[(0, 0), (1, 0), (0, 1), (1, 1)])).await;
         for _ in 0..4 {
             assert!(matches!(c.recv().await, ServerMessage::Tile { .. }));
@@ -292,27 +236,29 @@ async fn every_bad_input_gets_its_error_code_and_the_connection_stays_usable() {
 
     let mut c = server.client(&server.guest().await, false).await;
     c.send_raw(Message::Binary(vec![0x7f, 1, 2].into())).await;
-    assert!(expect_error(&mut c, ErrorCode::BadRequest)
+    assert!(c
+        .expect_error(ErrorCode::BadRequest)
         .await
         .message
         .contains("unknown message type"));
     c.send_raw(Message::Binary(vec![0x03, 1, 0].into())).await;
-    expect_error(&mut c, ErrorCode::BadRequest).await;
+    c.expect_error(ErrorCode::BadRequest).await;
     c.send_raw(Message::Text(
         "{\"type\":\"place\",\"x\":\"no\",\"requestId\":9}".into(),
     ))
     .await;
-    let e = expect_error(&mut c, ErrorCode::BadRequest).await;
+    let e = c.expect_error(ErrorCode::BadRequest).await;
     assert_eq!(
         e.request_id,
         Some(RequestId::Number(9)),
         "a JSON frame on a binary socket is answered in binary"
     );
     c.send_raw(Message::Text("not json".into())).await;
-    expect_error(&mut c, ErrorCode::BadRequest).await;
+    c.expect_error(ErrorCode::BadRequest).await;
     c.send_raw(Message::Binary(vec![0x04; 70 * 1024].into()))
         .await;
-    assert!(expect_error(&mut c, ErrorCode::BadRequest)
+    assert!(c
+        .expect_error(ErrorCode::BadRequest)
         .await
         .message
         .contains("limit"));
@@ -327,34 +273,28 @@ async fn every_bad_input_gets_its_error_code_and_the_connection_stays_usable() {
 
 #[tokio::test]
 async fn too_many_tiles_is_refused_whole() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(ServeConfig {
-        max_tiles_per_client: 3,
-        ..config(dir.path(), 256, 256, 0)
-    })
-    .await;
+    let server = Server::start(256, 256, 0, |c| c.max_tiles_per_client = 3).await;
     let mut c = server.client(&server.guest().await, true).await;
     c.send(&sub(&[(0, 0), (1, 0)])).await;
-    snapshot_seq(&mut c, TileId::new(0, 0)).await;
-    snapshot_seq(&mut c, TileId::new(1, 0)).await;
+    c.snapshot_seq(TileId::new(0, 0)).await;
+    c.snapshot_seq(TileId::new(1, 0)).await;
     c.send(&sub(&[(2, 0), (3, 0)])).await;
-    expect_error(&mut c, ErrorCode::TooManyTiles).await;
+    c.expect_error(ErrorCode::TooManyTiles).await;
     c.send(&sub(&[(2, 0)])).await;
-    snapshot_seq(&mut c, TileId::new(2, 0)).await;
+    c.snapshot_seq(TileId::new(2, 0)).await;
     server.stop().await;
 }
 
 #[tokio::test]
 async fn sessions_are_required_and_forged_cookies_refused() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(config(dir.path(), 64, 64, 0)).await;
+    let server = Server::start(64, 64, 0, |_| {}).await;
     for cookie in [
         None,
         Some("place_session=00"),
         Some(&*format!("place_session={}", "ab".repeat(32))),
     ] {
         let mut c = Client::connect(&server.ws, cookie, true).await;
-        expect_error(&mut c, ErrorCode::Unauthorized).await;
+        c.expect_error(ErrorCode::Unauthorized).await;
         assert!(c.try_recv(Duration::from_secs(2)).await.is_none());
         assert_eq!(c.closed.as_ref().map(|f| u16::from(f.code)), Some(4401));
     }
@@ -381,10 +321,8 @@ async fn sessions_are_required_and_forged_cookies_refused() {
 
 #[tokio::test]
 async fn a_public_origin_is_the_only_origin_and_makes_the_cookie_secure() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(ServeConfig {
-        public_origin: Some("https://Place.Example.org:443/".into()),
-        ..config(dir.path(), 64, 64, 0)
+    let server = Server::start(64, 64, 0, |c| {
+        c.public_origin = Some("https://Place.Example.org:443/".into())
     })
     .await;
     let http = reqwest::Client::new();
@@ -392,7 +330,7 @@ async fn a_public_origin_is_the_only_origin_and_makes_the_cookie_secure() {
         let http = http.clone();
         let base = server.base.clone();
         async move {
-            let proof = common::guest_proof(&http, &base).await;
+            let proof = place_testkit::guest_proof(&http, &base).await;
             http.post(format!("{base}/api/v1/auth/guest"))
                 .header("origin", origin)
                 .json(&proof)
@@ -416,22 +354,21 @@ async fn a_public_origin_is_the_only_origin_and_makes_the_cookie_secure() {
     assert_cookie_flags(&set_cookie, true);
     // The __Host- cookie is a session like any other.
     let pair = set_cookie.split(';').next().expect("pair");
-    let me = common::me(&server.base, pair).await;
+    let me = place_testkit::me(&server.base, pair).await;
     assert_eq!(me.status, 200);
     server.stop().await;
 }
 
 #[tokio::test]
 async fn foreign_origins_are_refused() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(config(dir.path(), 64, 64, 0)).await;
+    let server = Server::start(64, 64, 0, |_| {}).await;
     let http = reqwest::Client::new();
     let guest = |origin: String| {
         http.post(format!("{}/api/v1/auth/guest", server.base))
             .header("origin", origin)
             .send()
     };
-    let proof = common::guest_proof(&http, &server.base).await;
+    let proof = place_testkit::guest_proof(&http, &server.base).await;
     assert_eq!(
         guest("http://evil.example".into())
             .await
@@ -469,8 +406,7 @@ async fn foreign_origins_are_refused() {
 
 #[tokio::test]
 async fn a_flooding_client_is_throttled_then_disconnected() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(config(dir.path(), 64, 64, 0)).await;
+    let server = Server::start(64, 64, 0, |_| {}).await;
     let mut c = server.client(&server.guest().await, false).await;
     for _ in 0..400 {
         c.send(&ClientMessage::Ping).await;
@@ -505,8 +441,7 @@ async fn a_flooding_client_is_throttled_then_disconnected() {
 
 #[tokio::test]
 async fn banned_users_cannot_place_and_unavailable_shards_refuse_cleanly() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(config(dir.path(), 64, 64, 0)).await;
+    let server = Server::start(64, 64, 0, |_| {}).await;
     let cookie = server.guest().await;
     let mut c = server.client(&cookie, true).await;
     let me: serde_json::Value = reqwest::Client::new()
@@ -525,79 +460,23 @@ async fn banned_users_cannot_place_and_unavailable_shards_refuse_cleanly() {
         .expect("number");
     server.edge.set_banned(user_id, true).await.expect("ban");
     c.send(&place(1, 1, 1, 1)).await;
-    expect_error(&mut c, ErrorCode::Banned).await;
+    c.expect_error(ErrorCode::Banned).await;
     server.edge.set_banned(user_id, false).await.expect("unban");
     c.send(&place(1, 1, 1, 2)).await;
-    expect_success(&mut c).await;
+    c.expect_success().await;
 
     // With the shard stopped, a placement is refused as UNAVAILABLE and uses no cooldown.
     server.shard.shutdown().await;
     c.send(&place(2, 2, 2, 3)).await;
-    expect_error(&mut c, ErrorCode::Unavailable).await;
-}
-
-#[tokio::test]
-async fn a_restart_keeps_the_canvas_and_the_seqs() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(config(dir.path(), 200, 100, 0)).await;
-    let mut c = server.client(&server.guest().await, false).await;
-    for i in 0..30 {
-        c.send(&place(i * 6, (i * 3) % 100, (i % 15) + 1, i as u32))
-            .await;
-        expect_success(&mut c).await;
-    }
-    c.send(&sub(&[(0, 0)])).await;
-    let seq_before = snapshot_seq(&mut c, TileId::new(0, 0)).await;
-    let canvas_before = reqwest::get(format!("{}/api/v1/canvas", server.base))
-        .await
-        .expect("get")
-        .bytes()
-        .await
-        .expect("body");
-    drop(c);
-    server.stop().await;
-
-    let server = Server::start(config(dir.path(), 200, 100, 0)).await;
-    let canvas_after = reqwest::get(format!("{}/api/v1/canvas", server.base))
-        .await
-        .expect("get")
-        .bytes()
-        .await
-        .expect("body");
-    assert_eq!(canvas_before.len(), 200 * 100);
-    assert_eq!(canvas_before, canvas_after);
-    let mut c = server.client(&server.guest().await, false).await;
-    c.send(&sub(&[(0, 0)])).await;
-    assert_eq!(snapshot_seq(&mut c, TileId::new(0, 0)).await, seq_before);
-    c.send(&place(1, 1, 2, 1)).await;
-    expect_success(&mut c).await;
-    assert_eq!(
-        c.recv().await,
-        ServerMessage::Pixels {
-            tile: TileId::new(0, 0),
-            first_seq: seq_before + 1,
-            changes: vec![PixelChange {
-                lx: 1,
-                ly: 1,
-                color: 2
-            }]
-        },
-        "seqs continue where they stopped"
-    );
-    server.stop().await;
-
-    // Another size on the same data is refused.
-    let valid = config(dir.path(), 300, 100, 0).validate().expect("valid");
-    assert!(place::serve::start(&valid).await.is_err());
+    c.expect_error(ErrorCode::Unavailable).await;
 }
 
 #[tokio::test]
 async fn http_reads_serve_the_canvas_and_tiles_with_etags() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(config(dir.path(), 100, 70, 0)).await;
+    let server = Server::start(100, 70, 0, |_| {}).await;
     let mut c = server.client(&server.guest().await, false).await;
     c.send(&place(99, 69, 4, 1)).await;
-    expect_success(&mut c).await;
+    c.expect_success().await;
     let http = reqwest::Client::new();
     let tile = http
         .get(format!("{}/api/v1/tiles/1/1", server.base))
@@ -692,15 +571,14 @@ fn assert_cookie_flags(set_cookie: &str, secure: bool) {
 
 #[tokio::test]
 async fn a_guest_registers_keeping_its_id_and_cooldown_then_logs_out_and_in() {
-    use common::{auth_post, credentials, me};
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(config(dir.path(), 64, 64, 60)).await;
+    use place_testkit::{auth_post, credentials, me};
+    let server = Server::start(64, 64, 60, |_| {}).await;
     let base = server.base.as_str();
     let guest_cookie = server.guest().await;
     let guest = me(base, &guest_cookie).await;
     let mut c = server.client(&guest_cookie, true).await;
     c.send(&place(1, 1, 3, 1)).await;
-    expect_success(&mut c).await;
+    c.expect_success().await;
 
     let registered = credentials(
         base,
@@ -732,7 +610,7 @@ async fn a_guest_registers_keeping_its_id_and_cooldown_then_logs_out_and_in() {
     // The cooldown the guest started is still running for the registered user.
     let mut c = server.client(&cookie, false).await;
     c.send(&place(2, 2, 3, 2)).await;
-    expect_error(&mut c, ErrorCode::RateLimited).await;
+    c.expect_error(ErrorCode::RateLimited).await;
 
     let out = auth_post(base, "logout", None, Some(&cookie), &[]).await;
     assert_eq!(out.status, 204);
@@ -776,9 +654,8 @@ async fn a_guest_registers_keeping_its_id_and_cooldown_then_logs_out_and_in() {
 
 #[tokio::test]
 async fn wrong_passwords_and_unknown_users_get_one_answer_and_the_sixth_attempt_waits() {
-    use common::credentials;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(config(dir.path(), 64, 64, 0)).await;
+    use place_testkit::credentials;
+    let server = Server::start(64, 64, 0, |_| {}).await;
     let base = server.base.as_str();
     let made = credentials(base, "register", "carol", "correct horse", None).await;
     assert_eq!(made.status, 201);
@@ -824,13 +701,8 @@ async fn wrong_passwords_and_unknown_users_get_one_answer_and_the_sixth_attempt_
 #[tokio::test]
 async fn behind_a_trusted_proxy_logins_are_limited_per_address_without_lockouts_and_cookies_follow_https(
 ) {
-    use common::auth_post;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(ServeConfig {
-        trust_proxy: true,
-        ..config(dir.path(), 64, 64, 0)
-    })
-    .await;
+    use place_testkit::auth_post;
+    let server = Server::start(64, 64, 0, |c| c.trust_proxy = true).await;
     let base = server.base.as_str();
     let body = |password: &str| Some(serde_json::json!({"username": "dave", "password": password}));
     let https = [
@@ -892,9 +764,8 @@ async fn behind_a_trusted_proxy_logins_are_limited_per_address_without_lockouts_
 
 #[tokio::test]
 async fn account_requests_from_foreign_origins_are_refused() {
-    use common::{auth_post, me};
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(config(dir.path(), 64, 64, 0)).await;
+    use place_testkit::{auth_post, me};
+    let server = Server::start(64, 64, 0, |_| {}).await;
     let base = server.base.as_str();
     let evil = [("origin", "http://evil.example")];
     let body = Some(serde_json::json!({"username": "frank", "password": "frank's password"}));
@@ -920,254 +791,9 @@ async fn account_requests_from_foreign_origins_are_refused() {
     server.stop().await;
 }
 
-#[test]
-fn the_list_of_admin_routes_whose_refusals_are_tested_has_every_admin_route() {
-    common::moderation::admin_routes_are_all_listed();
-}
-
-#[tokio::test]
-async fn moderation_rolls_back_to_exact_colours_and_the_log_still_replays() {
-    use common::moderation;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(config(dir.path(), 128, 128, 0)).await;
-    let bases = [server.base.clone()];
-    let store = place::admin::UserStore::DataDir(dir.path().to_path_buf());
-    let player = server.guest().await;
-    moderation::non_admins_are_refused(&server.base, &player).await;
-    let admin = moderation::admin_cookie(&store, &server.base, "root").await;
-    // A state-changing admin request from another site is refused like the others.
-    let evil = reqwest::Client::new()
-        .post(format!("{}/api/v1/admin/reset-canvas", server.base))
-        .header("cookie", &admin)
-        .header("origin", "http://evil.example")
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(evil.status(), 403);
-    let log = place::verify::LogSource::DataDir(dir.path().to_path_buf());
-    moderation::rollbacks_restore_exact_colours(&bases, &admin, &log).await;
-    server.stop().await;
-}
-
-#[tokio::test]
-async fn protected_regions_hold_and_outlive_a_restart() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(config(dir.path(), 64, 64, 0)).await;
-    let store = place::admin::UserStore::DataDir(dir.path().to_path_buf());
-    let admin = common::moderation::admin_cookie(&store, &server.base, "root").await;
-    let kept =
-        common::regions::regions_hold_on_every_edge(std::slice::from_ref(&server.base), &admin)
-            .await;
-    server.stop().await;
-    let server = Server::start(config(dir.path(), 64, 64, 0)).await;
-    let regions: serde_json::Value = reqwest::get(format!("{}/api/v1/regions", server.base))
-        .await
-        .expect("regions")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(regions["regions"][0]["id"], kept.as_str(), "{regions}");
-    assert_eq!(regions["regions"].as_array().map(Vec::len), Some(1));
-    let mut guest = common::moderation::Player::join(&server.base).await;
-    match guest.place(41, 41, 2).await {
-        place_protocol::ServerMessage::Error(e) => {
-            assert_eq!(e.code, place_protocol::ErrorCode::RegionRegisteredOnly)
-        }
-        other => panic!("a guest placed in a registered region after a restart: {other:?}"),
-    }
-    server.stop().await;
-}
-
-#[tokio::test]
-async fn a_spike_of_many_guests_raises_the_alarm_and_slows_the_area_down() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (webhook, received) = common::spikes::webhook_receiver().await;
-    let server = Server::start(ServeConfig {
-        // Every guest is 127.0.0.1: the per-network limits would stop the crowd.
-        placements_per_address_per_minute: 0,
-        spike_min_rate: 5,
-        spike_factor: 3,
-        spike_slow_minutes: 2,
-        spike_slow_cooldown_secs: 60,
-        spike_webhook: Some(webhook),
-        ..config(dir.path(), 128, 128, 0)
-    })
-    .await;
-    let store = place::admin::UserStore::DataDir(dir.path().to_path_buf());
-    let admin = common::moderation::admin_cookie(&store, &server.base, "root").await;
-    common::spikes::a_spike_is_alarmed_and_slowed_down(&server.base, &admin, 60, 60, received)
-        .await;
-    server.stop().await;
-}
-
-#[tokio::test]
-async fn moderation_bans_and_a_cooldown_that_outlives_a_restart() {
-    use common::moderation;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(config(dir.path(), 64, 64, 0)).await;
-    let store = place::admin::UserStore::DataDir(dir.path().to_path_buf());
-    let admin = moderation::admin_cookie(&store, &server.base, "root").await;
-    moderation::bans_and_settings_reach_every_edge(std::slice::from_ref(&server.base), &admin)
-        .await;
-    server.stop().await;
-    // The cooldown the administrator set is the one after a restart, not the configured one.
-    let server = Server::start(config(dir.path(), 64, 64, 0)).await;
-    let info: serde_json::Value = reqwest::get(format!("{}/api/v1/canvas/info", server.base))
-        .await
-        .expect("info")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(info["cooldownSeconds"], 42);
-    server.stop().await;
-}
-
-#[tokio::test]
-async fn the_canvas_grows_under_load_and_keeps_its_size_across_a_restart() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(config(dir.path(), 128, 100, 0)).await;
-    let store = place::admin::UserStore::DataDir(dir.path().to_path_buf());
-    let admin = common::moderation::admin_cookie(&store, &server.base, "root").await;
-    let log = place::verify::LogSource::DataDir(dir.path().to_path_buf());
-    // Before the growth: one pixel, and a timelapse snapshot of the 128x100 canvas.
-    let mut early = common::moderation::Player::join(&server.base).await;
-    early.paint(&[(127, 99, 3)]).await;
-    let source = place_timelapse::Source::Embedded(server.store.clone());
-    let small = place_tiles::CanvasGeometry::new(128, 100).expect("valid");
-    let snapshot = place_timelapse::snapshot::take(&source, small, Duration::ZERO)
-        .await
-        .expect("take a snapshot")
-        .expect("a snapshot of the painted canvas");
-    let before_growth = place_edge::now_ms();
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    common::growth::canvas_grows_under_load(std::slice::from_ref(&server.base), &admin, &log).await;
-    // The snapshot keeps its own size, and so does a frame of before the growth (a rectangle
-    // is cut to the canvas of its time, one wholly beyond it refused); a frame of now is of the
-    // grown canvas and has the new pixel.
-    let base = server.base.clone();
-    let png = |path: String| {
-        let url = format!("{base}{path}");
-        async move {
-            let response = reqwest::get(&url).await.expect("png");
-            assert_eq!(response.status(), 200, "{url}");
-            common::timelapse::png_pixels(&response.bytes().await.expect("png body"))
-        }
-    };
-    let (w, h, pixels) = png(format!("/api/v1/timelapse/snapshot/{snapshot}")).await;
-    assert_eq!((w, h, pixels[99 * 128 + 127]), (128, 100, 3));
-    let (w, h, pixels) = png(format!("/api/v1/timelapse/frame?t={before_growth}")).await;
-    assert_eq!((w, h), (128, 100), "the canvas of that time");
-    let painted: Vec<usize> = (0..pixels.len()).filter(|&i| pixels[i] != 0).collect();
-    assert_eq!(
-        painted,
-        vec![99 * 128 + 127],
-        "only the pixel placed before"
-    );
-    let (w, h, pixels) = png(format!(
-        "/api/v1/timelapse/frame?t={before_growth}&x=100&y=90&width=100&height=50"
-    ))
-    .await;
-    assert_eq!((w, h), (28, 10), "cut to the canvas of that time");
-    assert_eq!(pixels[9 * 28 + 27], 3);
-    let beyond = reqwest::get(format!(
-        "{}/api/v1/timelapse/frame?t={before_growth}&x=150&y=0&width=10&height=10",
-        server.base
-    ))
-    .await
-    .expect("frame");
-    assert_eq!(
-        beyond.status(),
-        400,
-        "wholly beyond the canvas of that time"
-    );
-    let (w, h, pixels) = png("/api/v1/timelapse/frame".to_owned()).await;
-    assert_eq!((w, h), (228, 164));
-    assert_eq!(pixels[130 * 228 + 178], 5);
-    server.stop().await;
-    // Restarted with the configured size it started from, it serves the grown canvas, with
-    // the pixel placed in the new area.
-    let server = Server::start(config(dir.path(), 128, 100, 0)).await;
-    let info = common::moderation::call(&server.base, "GET", "/api/v1/canvas/info", None, None)
-        .await
-        .body;
-    assert_eq!(
-        (info["width"].as_u64(), info["height"].as_u64()),
-        (Some(228), Some(164))
-    );
-    let tile = reqwest::get(format!("{}/api/v1/tiles/2/2", server.base))
-        .await
-        .expect("tile")
-        .bytes()
-        .await
-        .expect("tile body");
-    // (178, 130) is (50, 2) in tile (2, 2).
-    assert_eq!(tile[2 * 64 + 50], 5);
-    let report = place::verify::verify(&server.base, &log)
-        .await
-        .expect("verify");
-    assert_eq!(report.differing, 0, "{:?}", report.differences);
-    server.stop().await;
-}
-
-#[tokio::test]
-async fn metrics_show_placements_broadcasts_the_shard_and_requests_with_request_ids() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(config(dir.path(), 64, 64, 30)).await;
-    let mut painter = server.client(&server.guest().await, false).await;
-    let mut watcher = server.client(&server.guest().await, true).await;
-    common::observability::metrics_after_placements(
-        &server.base,
-        &mut painter,
-        &server.base,
-        &mut watcher,
-        &["serve"],
-    )
-    .await;
-    let text = common::observability::scrape(&server.base).await;
-    let tiles = common::observability::metric(&text, "rplace_shard_tiles_owned{shard=\"serve\"}");
-    assert_eq!(tiles, Some(1.0), "a 64x64 canvas is one tile");
-    assert!(
-        text.contains("rplace_shard_write_duration_seconds_count"),
-        "the in-process shard's own histogram"
-    );
-    assert!(
-        text.contains("rplace_shard_write_batch_size_bucket{le=\"4096\"}"),
-        "batch sizes in placements, not seconds"
-    );
-    // Every response names its correlation id: the client's, or a fresh one.
-    let client = reqwest::Client::new();
-    let mine = client
-        .get(format!("{}/api/v1/canvas/info", server.base))
-        .header("x-request-id", "my-request-7")
-        .send()
-        .await
-        .expect("info");
-    assert_eq!(mine.headers()["x-request-id"], "my-request-7");
-    let fresh = client
-        .get(format!("{}/api/v1/canvas/info", server.base))
-        .send()
-        .await
-        .expect("info");
-    let id = fresh.headers()["x-request-id"].to_str().expect("ascii");
-    assert_eq!(id.len(), 36, "a UUID: {id}");
-    server.stop().await;
-}
-
-#[tokio::test]
-async fn history_lists_pixels_users_and_recent_placements_by_pages_and_a_heatmap() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(config(dir.path(), 128, 128, 0)).await;
-    let store = place::admin::UserStore::DataDir(dir.path().to_path_buf());
-    let admin = common::moderation::admin_cookie(&store, &server.base, "root").await;
-    common::history::history_pages_marks_and_heatmap(std::slice::from_ref(&server.base), &admin)
-        .await;
-    server.stop().await;
-}
-
 #[tokio::test]
 async fn history_requests_are_limited_per_address() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(config(dir.path(), 64, 64, 0)).await;
+    let server = Server::start(64, 64, 0, |_| {}).await;
     let client = reqwest::Client::new();
     let mut statuses = Vec::new();
     for _ in 0..120 {
@@ -1201,80 +827,9 @@ async fn history_requests_are_limited_per_address() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn timelapse_snapshots_frames_jobs_and_the_cli_equal_replays_of_the_log() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(ServeConfig {
-        timelapse_snapshot_secs: 1,
-        ..config(dir.path(), 128, 96, 0)
-    })
-    .await;
-    let store = place_store::EmbeddedStore::open(dir.path())
-        .await
-        .expect("the same store");
-    let source = place_timelapse::Source::Embedded(store.clone());
-    let geometry = place_tiles::CanvasGeometry::new(128, 96).expect("size");
-    let bases = [server.base.clone()];
-    common::timelapse::frames_equal_replays(&bases, &source, geometry, Duration::from_secs(1))
-        .await;
-
-    // `place timelapse` into a GIF and into a directory of PNGs, from the same store.
-    let palette = place_tiles::Palette::default_with(16).expect("palette");
-    let (first, last) = store
-        .event_time_range()
-        .await
-        .expect("range")
-        .expect("events");
-    let out = tempfile::tempdir().expect("tempdir");
-    let rect = place_store::Rect {
-        x: 10,
-        y: 0,
-        width: 100,
-        height: 96,
-    };
-    let mut request = place::timelapse_cli::Request {
-        from: "start".into(),
-        to: last.to_string(),
-        rect: Some("10,0,100,96".into()),
-        frames: 7,
-        delay_ms: 100,
-        out: out.path().join("t.gif"),
-    };
-    let summary = place::timelapse_cli::render(&source, geometry, &palette, &request, false)
-        .await
-        .expect("render the GIF");
-    assert_eq!((summary.frames, summary.span), (7, (first, last)));
-    let gif = std::fs::read(out.path().join("t.gif")).expect("the GIF");
-    let frames = common::timelapse::gif_frames(&gif);
-    request.out = out.path().join("frames/");
-    place::timelapse_cli::render(&source, geometry, &palette, &request, false)
-        .await
-        .expect("render PNGs");
-    let spec = place_timelapse::render::RenderSpec {
-        from: first,
-        to: last,
-        x: 10,
-        y: 0,
-        width: 100,
-        height: 96,
-        frames: 7,
-        delay_ms: 100,
-        format: place_timelapse::render::Format::Gif,
-    };
-    for (i, t) in spec.frame_times().into_iter().enumerate() {
-        let replay = store.replay_log_until(geometry, t).await.expect("replay");
-        let expected = common::timelapse::crop(&replay, 128, rect);
-        assert_eq!(frames[i], expected, "GIF frame {i} at {t}");
-        let png = std::fs::read(out.path().join(format!("frames/frame-{i:05}.png"))).expect("png");
-        assert_eq!(common::timelapse::png_pixels(&png).2, expected, "PNG {i}");
-    }
-    server.stop().await;
-}
-
 #[tokio::test]
 async fn readiness_names_the_store_and_answers_503_without_it() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(config(dir.path(), 64, 64, 0)).await;
+    let server = Server::start(64, 64, 0, |_| {}).await;
     let ready = || async {
         let r = reqwest::get(format!("{}/health/ready", server.base))
             .await
@@ -1304,26 +859,4 @@ async fn readiness_names_the_store_and_answers_503_without_it() {
         .expect("health");
     assert_eq!(live.status(), 200, "still alive");
     server.stop_anyway().await;
-}
-
-#[tokio::test]
-async fn a_user_promoted_or_demoted_by_name_has_or_loses_the_rights_at_once() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(config(dir.path(), 64, 64, 0)).await;
-    // The store is changed beside the running server, as `place admin promote --data-dir` does.
-    let store = place::admin::UserStore::DataDir(dir.path().to_path_buf());
-    common::moderation::promotion_and_demotion_count_at_once(
-        &store,
-        std::slice::from_ref(&server.base),
-    )
-    .await;
-    server.stop().await;
-}
-
-#[tokio::test]
-async fn templates_are_made_from_palette_pngs_read_back_and_their_progress_followed() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(config(dir.path(), 256, 256, 0)).await;
-    common::templates::templates_made_read_and_followed(std::slice::from_ref(&server.base)).await;
-    server.stop().await;
 }
