@@ -17,14 +17,14 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use axum_extra::extract::cookie::CookieJar;
 use place_store::{EventRecord, Rect, Selection, User};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::cooldown::MAX_COOLDOWN_MS;
 use crate::error::AppError;
 use crate::moderation::{ModerationError, RollbackOutcome};
-use crate::regions::{NewRegion, RegionError};
-use crate::session::session_user;
+use crate::regions::{NewRegion, RegionError, RegionList, RegionView};
+use crate::session::{session_user, UserView};
 use crate::Edge;
 
 /// Rows of the audit log per page, by default and at most.
@@ -120,17 +120,6 @@ struct UserRef {
     user_id: UserId,
 }
 
-/// A user as the admin API shows it.
-fn admin_user_json(user: &User) -> Value {
-    json!({
-        "userId": user.id.to_string(),
-        "username": user.username,
-        "isGuest": user.is_guest,
-        "isAdmin": user.is_admin,
-        "banned": user.banned,
-    })
-}
-
 async fn existing_user(edge: &Edge, id: &UserId) -> Result<User, AppError> {
     edge.accounts
         .moderation_store()
@@ -143,7 +132,7 @@ async fn ban_user(
     State(edge): State<Arc<Edge>>,
     Admin(admin): Admin,
     request: Result<Json<UserRef>, JsonRejection>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<UserView>, AppError> {
     set_ban(&edge, &admin, body(request)?, true).await
 }
 
@@ -151,7 +140,7 @@ async fn unban_user(
     State(edge): State<Arc<Edge>>,
     Admin(admin): Admin,
     request: Result<Json<UserRef>, JsonRejection>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<UserView>, AppError> {
     set_ban(&edge, &admin, body(request)?, false).await
 }
 
@@ -160,19 +149,30 @@ async fn set_ban(
     admin: &User,
     request: UserRef,
     banned: bool,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<UserView>, AppError> {
     let mut user = existing_user(edge, &request.user_id).await?;
     edge.moderate_ban(admin, &user, banned).await?;
     user.banned = banned;
-    Ok(Json(admin_user_json(&user)))
+    Ok(Json(UserView::for_admins(&user)))
 }
 
-fn settings_json(edge: &Edge) -> Value {
-    json!({"cooldownSeconds": edge.cooldown_ms() / 1000})
+/// `GET` and `PUT /api/v1/admin/settings`: the settings an admin changes while the event runs.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SettingsView {
+    cooldown_seconds: i64,
 }
 
-async fn settings(State(edge): State<Arc<Edge>>, Admin(_): Admin) -> Json<Value> {
-    Json(settings_json(&edge))
+impl SettingsView {
+    fn of(edge: &Edge) -> Self {
+        Self {
+            cooldown_seconds: edge.cooldown_ms() / 1000,
+        }
+    }
+}
+
+async fn settings(State(edge): State<Arc<Edge>>, Admin(_): Admin) -> Json<SettingsView> {
+    Json(SettingsView::of(&edge))
 }
 
 #[derive(Deserialize)]
@@ -185,7 +185,7 @@ async fn put_settings(
     State(edge): State<Arc<Edge>>,
     Admin(admin): Admin,
     request: Result<Json<Settings>, JsonRejection>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<SettingsView>, AppError> {
     let Settings { cooldown_seconds } = body(request)?;
     if cooldown_seconds > MAX_COOLDOWN_MS as u64 / 1000 {
         return Err(AppError::BadRequest(format!(
@@ -195,7 +195,7 @@ async fn put_settings(
     }
     edge.moderate_cooldown(&admin, Duration::from_secs(cooldown_seconds))
         .await?;
-    Ok(Json(settings_json(&edge)))
+    Ok(Json(SettingsView::of(&edge)))
 }
 
 /// A rectangle in a request: all four or none.
@@ -245,13 +245,24 @@ fn rect_json(rect: &Rect) -> Value {
     json!({"x": rect.x, "y": rect.y, "width": rect.width, "height": rect.height})
 }
 
-fn outcome_json(outcome: RollbackOutcome) -> Json<Value> {
-    Json(json!({
-        "actionId": outcome.action_id.to_string(),
-        "reverted": outcome.reverted,
-        "restored": outcome.restored,
-        "failed": outcome.failed,
-    }))
+/// What a rollback or reset did: placements marked reverted, pixels restored, and pixels that
+/// could not be (their shard refused; the action can be repeated).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RollbackView {
+    action_id: String,
+    reverted: u64,
+    restored: u64,
+    failed: u64,
+}
+
+fn outcome_json(outcome: RollbackOutcome) -> Json<RollbackView> {
+    Json(RollbackView {
+        action_id: outcome.action_id.to_string(),
+        reverted: outcome.reverted,
+        restored: outcome.restored,
+        failed: outcome.failed,
+    })
 }
 
 /// Resets a rectangle, or the whole canvas for `{}`. Only an explicit JSON body counts
@@ -261,7 +272,7 @@ async fn reset_canvas(
     State(edge): State<Arc<Edge>>,
     Admin(admin): Admin,
     request: Result<Json<RectParams>, JsonRejection>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<RollbackView>, AppError> {
     let params = body(request)?;
     let g = edge.geometry();
     let rect = params.rect(&edge)?.unwrap_or(Rect {
@@ -297,7 +308,7 @@ async fn rollback(
     State(edge): State<Arc<Edge>>,
     Admin(admin): Admin,
     request: Result<Json<RollbackParams>, JsonRejection>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<RollbackView>, AppError> {
     let params = body(request)?;
     let (selection, details) = match (&params.user_id, params.rect.rect(&edge)?) {
         (Some(user), None) => {
@@ -342,7 +353,48 @@ async fn rollback(
     Ok(outcome_json(outcome))
 }
 
-async fn stats(State(edge): State<Arc<Edge>>, Admin(_): Admin) -> Result<Json<Value>, AppError> {
+/// `GET /api/v1/admin/stats`: the figures of the panel's first page.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Stats {
+    players_online: u64,
+    placements_last_minute: i64,
+    top_placers: Vec<TopPlacer>,
+    banned_users: i64,
+    cooldown_seconds: i64,
+    shards: Vec<ShardHealth>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TopPlacer {
+    user_id: String,
+    username: Option<String>,
+    placements: i64,
+}
+
+/// A shard, whether it answers, and (in a cluster, when it reports) its figures.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ShardHealth {
+    id: String,
+    addr: String,
+    status: &'static str,
+    #[serde(flatten)]
+    figures: Option<ShardFigures>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ShardFigures {
+    tiles: usize,
+    queue_depth: usize,
+    placements_per_sec: Option<f64>,
+    /// The last group commit's time, in ms to 0.1.
+    write_ms: f64,
+}
+
+async fn stats(State(edge): State<Arc<Edge>>, Admin(_): Admin) -> Result<Json<Stats>, AppError> {
     let store = edge.accounts.moderation_store();
     let reports = edge.ring_admin.get().map(|admin| &admin.store);
     let (placements, online, shards, figures) = tokio::join!(
@@ -352,35 +404,43 @@ async fn stats(State(edge): State<Arc<Edge>>, Admin(_): Admin) -> Result<Json<Va
         edge.shards.figures(reports, edge.geometry().tile_count())
     );
     let placements = placements?;
-    let top: Vec<Value> = placements
+    let top_placers = placements
         .top_placers
         .iter()
-        .map(|(id, name, count)| {
-            json!({"userId": id.to_string(), "username": name, "placements": count})
+        .map(|(id, name, count)| TopPlacer {
+            user_id: id.to_string(),
+            username: name.clone(),
+            placements: *count,
         })
         .collect();
-    let shards: Vec<Value> = shards
+    let shards = shards
         .into_iter()
         .map(|(id, addr, ok)| {
-            let mut shard =
-                json!({"id": id, "addr": addr, "status": if ok { "ok" } else { "unavailable" }});
-            if let Some(f) = figures.iter().find(|f| f.id == id && f.up) {
-                shard["tiles"] = json!(f.tiles_owned);
-                shard["queueDepth"] = json!(f.queue_depth);
-                shard["placementsPerSec"] = json!(f.placements_per_sec);
-                shard["writeMs"] = json!((f.write_seconds * 10_000.0).round() / 10.0);
+            let figures = figures
+                .iter()
+                .find(|f| f.id == id && f.up)
+                .map(|f| ShardFigures {
+                    tiles: f.tiles_owned,
+                    queue_depth: f.queue_depth,
+                    placements_per_sec: f.placements_per_sec,
+                    write_ms: (f.write_seconds * 10_000.0).round() / 10.0,
+                });
+            ShardHealth {
+                id,
+                addr,
+                status: if ok { "ok" } else { "unavailable" },
+                figures,
             }
-            shard
         })
         .collect();
-    Ok(Json(json!({
-        "playersOnline": online,
-        "placementsLastMinute": placements.last_minute,
-        "topPlacers": top,
-        "bannedUsers": placements.banned,
-        "cooldownSeconds": edge.cooldown_ms() / 1000,
-        "shards": shards,
-    })))
+    Ok(Json(Stats {
+        players_online: online,
+        placements_last_minute: placements.last_minute,
+        top_placers,
+        banned_users: placements.banned,
+        cooldown_seconds: edge.cooldown_ms() / 1000,
+        shards,
+    }))
 }
 
 impl From<RegionError> for AppError {
@@ -403,15 +463,15 @@ struct RegionParams {
     until: Option<i64>,
 }
 
-async fn regions(State(edge): State<Arc<Edge>>, Admin(_): Admin) -> Json<Value> {
-    Json(edge.regions().to_json(crate::now_ms()))
+async fn regions(State(edge): State<Arc<Edge>>, Admin(_): Admin) -> Json<RegionList> {
+    Json(edge.regions().list(crate::now_ms()))
 }
 
 async fn add_region(
     State(edge): State<Arc<Edge>>,
     Admin(admin): Admin,
     request: Result<Json<RegionParams>, JsonRejection>,
-) -> Result<(axum::http::StatusCode, Json<Value>), AppError> {
+) -> Result<(axum::http::StatusCode, Json<RegionView>), AppError> {
     let params = body(request)?;
     let rect = params
         .rect
@@ -430,14 +490,14 @@ async fn add_region(
         until_ms: params.until,
     };
     let region = edge.add_region(admin.id, new).await?;
-    Ok((axum::http::StatusCode::CREATED, Json(region.to_json())))
+    Ok((axum::http::StatusCode::CREATED, Json(region.view())))
 }
 
 async fn delete_region(
     State(edge): State<Arc<Edge>>,
     Admin(admin): Admin,
     Path(id): Path<String>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<RegionView>, AppError> {
     let id: i64 = id
         .parse()
         .map_err(|_| AppError::BadRequest(format!("{id:?} is not a region id")))?;
@@ -445,7 +505,7 @@ async fn delete_region(
         .delete_region(&admin, id)
         .await?
         .ok_or(AppError::NotFound)?;
-    Ok(Json(region.to_json()))
+    Ok(Json(region.view()))
 }
 
 /// Spike alarms of the last day the panel lists, at most.
@@ -453,7 +513,10 @@ const ALARMS_LISTED: i64 = 50;
 
 /// `GET /api/v1/admin/alarms`: the spike alarms of the last day (every edge's: they are rows of
 /// the audit log), each with whether its automatic slow-down is still in force.
-async fn alarms(State(edge): State<Arc<Edge>>, Admin(_): Admin) -> Result<Json<Value>, AppError> {
+async fn alarms(
+    State(edge): State<Arc<Edge>>,
+    Admin(_): Admin,
+) -> Result<Json<AlarmList>, AppError> {
     let now = crate::now_ms();
     let entries = edge
         .accounts
@@ -466,20 +529,39 @@ async fn alarms(State(edge): State<Arc<Edge>>, Admin(_): Admin) -> Result<Json<V
         .iter()
         .map(|r| r.id.to_string())
         .collect();
-    let alarms: Vec<Value> = entries
+    let alarms = entries
         .into_iter()
         .map(|e| {
-            let mut alarm = serde_json::from_str::<Value>(&e.details).unwrap_or(Value::Null);
-            let slowed = alarm["regionId"]
+            let details: Value = serde_json::from_str(&e.details).unwrap_or(Value::Null);
+            let slowed_down = details["regionId"]
                 .as_str()
                 .is_some_and(|id| in_force.iter().any(|r| r == id));
-            alarm["id"] = json!(e.id.to_string());
-            alarm["createdAt"] = json!(e.created_at);
-            alarm["slowedDown"] = json!(slowed);
-            alarm
+            AlarmView {
+                id: e.id.to_string(),
+                created_at: e.created_at,
+                slowed_down,
+                details,
+            }
         })
         .collect();
-    Ok(Json(json!({"alarms": alarms})))
+    Ok(Json(AlarmList { alarms }))
+}
+
+#[derive(Serialize)]
+struct AlarmList {
+    alarms: Vec<AlarmView>,
+}
+
+/// A spike alarm as its audit row keeps it (the edge's `alarm_json`: rectangle, rate, baseline,
+/// edge, region), with its row's id and time and whether its slow-down is still in force.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AlarmView {
+    id: String,
+    created_at: i64,
+    slowed_down: bool,
+    #[serde(flatten)]
+    details: Value,
 }
 
 #[derive(Deserialize)]
@@ -492,7 +574,7 @@ async fn audit_log(
     State(edge): State<Arc<Edge>>,
     Admin(_): Admin,
     Query(page): Query<Page>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<AuditPage>, AppError> {
     let limit = page.limit.unwrap_or(AUDIT_PAGE).clamp(1, AUDIT_PAGE_MAX);
     let entries = edge
         .accounts
@@ -502,20 +584,37 @@ async fn audit_log(
     let next = (entries.len() as i64 == limit)
         .then(|| entries.last().map(|e| e.id.to_string()))
         .flatten();
-    let entries: Vec<Value> = entries
+    let entries = entries
         .into_iter()
-        .map(|e| {
-            json!({
-                "id": e.id.to_string(),
-                "actorId": e.actor_id.to_string(),
-                "actorName": e.actor_name,
-                "action": e.action,
-                "details": serde_json::from_str::<Value>(&e.details).unwrap_or(Value::Null),
-                "createdAt": e.created_at,
-            })
+        .map(|e| AuditView {
+            id: e.id.to_string(),
+            actor_id: e.actor_id.to_string(),
+            actor_name: e.actor_name,
+            action: e.action,
+            details: serde_json::from_str(&e.details).unwrap_or(Value::Null),
+            created_at: e.created_at,
         })
         .collect();
-    Ok(Json(json!({"entries": entries, "next": next})))
+    Ok(Json(AuditPage { entries, next }))
+}
+
+/// A page of the audit log, newest first; `next` is the `before` of the next page.
+#[derive(Serialize)]
+struct AuditPage {
+    entries: Vec<AuditView>,
+    next: Option<String>,
+}
+
+/// One admin action: who, what, and its details as written (a JSON document per action).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AuditView {
+    id: String,
+    actor_id: String,
+    actor_name: Option<String>,
+    action: String,
+    details: Value,
+    created_at: i64,
 }
 
 #[derive(Deserialize)]
@@ -527,7 +626,7 @@ async fn find_users(
     State(edge): State<Arc<Edge>>,
     Admin(_): Admin,
     Query(q): Query<NameQuery>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<UserList>, AppError> {
     if q.name.len() > 64 {
         return Err(AppError::BadRequest("name is too long".into()));
     }
@@ -536,8 +635,14 @@ async fn find_users(
         .moderation_store()
         .find_users(&q.name, USERS_FOUND)
         .await?;
-    let users: Vec<Value> = users.iter().map(admin_user_json).collect();
-    Ok(Json(json!({"users": users})))
+    Ok(Json(UserList {
+        users: users.iter().map(UserView::for_admins).collect(),
+    }))
+}
+
+#[derive(Serialize)]
+struct UserList {
+    users: Vec<UserView>,
 }
 
 fn events_json(events: &[EventRecord]) -> Vec<Value> {
@@ -577,7 +682,7 @@ async fn user_placements(
         .user_events(user.id, limit)
         .await?;
     Ok(Json(json!({
-        "user": admin_user_json(&user),
+        "user": UserView::for_admins(&user),
         "placements": events_json(&events),
     })))
 }

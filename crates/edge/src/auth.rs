@@ -27,7 +27,7 @@ use serde::Deserialize;
 
 use crate::credentials;
 use crate::error::AppError;
-use crate::session::{raw_session, session_user, user_json, SECURE_SESSION_COOKIE, SESSION_COOKIE};
+use crate::session::{raw_session, session_user, UserView, SECURE_SESSION_COOKIE, SESSION_COOKIE};
 use crate::{now_ms, Edge};
 
 /// What register and login take. No `Debug`: it holds a password.
@@ -38,7 +38,7 @@ struct Credentials {
 }
 
 /// A signed-in answer: status, the jar with the new cookie, the user.
-type SignedIn = (StatusCode, CookieJar, Json<serde_json::Value>);
+type SignedIn = (StatusCode, CookieJar, Json<UserView>);
 
 /// The account routes.
 pub fn routes() -> Router<Arc<Edge>> {
@@ -74,7 +74,7 @@ async fn register(
         "registered"
     );
     let jar = start_session(&edge, &headers, jar, &user).await?;
-    Ok((StatusCode::CREATED, jar, Json(user_json(&user))))
+    Ok((StatusCode::CREATED, jar, Json(UserView::of(&user))))
 }
 
 async fn login(
@@ -120,7 +120,7 @@ async fn login(
     };
     tracing::info!(user_id = user.id, %ip, "logged in");
     let jar = start_session(&edge, &headers, jar, &user).await?;
-    Ok((StatusCode::OK, jar, Json(user_json(&user))))
+    Ok((StatusCode::OK, jar, Json(UserView::of(&user))))
 }
 
 async fn logout(

@@ -26,8 +26,8 @@ use axum::{Json, Router};
 use place_cluster::reshard::change_ring;
 use place_store::{StoreError, User};
 use place_tiles::{CanvasGeometry, GeometryError};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use tracing::info;
 
 use crate::admin::Admin;
@@ -98,14 +98,37 @@ async fn put_size(
     State(edge): State<Arc<Edge>>,
     Admin(admin): Admin,
     body: Result<Json<SizeBody>, JsonRejection>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<Resized>, AppError> {
     let Json(size) = body.map_err(|e| AppError::BadRequest(e.body_text()))?;
     let (from, to) = edge.grow_canvas(&admin, size.width, size.height).await?;
-    Ok(Json(json!({
-        "from": {"width": from.width(), "height": from.height()},
-        "width": to.width(),
-        "height": to.height(),
-    })))
+    Ok(Json(Resized {
+        from: Size::of(from),
+        size: Size::of(to),
+    }))
+}
+
+/// The answer to a growth: the new size, and the size it grew from.
+#[derive(Serialize)]
+struct Resized {
+    from: Size,
+    #[serde(flatten)]
+    size: Size,
+}
+
+/// A canvas size, also as the audit log keeps a growth (`{"from": size, "to": size}`).
+#[derive(Serialize)]
+struct Size {
+    width: u32,
+    height: u32,
+}
+
+impl Size {
+    fn of(g: CanvasGeometry) -> Self {
+        Self {
+            width: g.width(),
+            height: g.height(),
+        }
+    }
 }
 
 impl Edge {
@@ -151,11 +174,10 @@ impl Edge {
                 },
             )
             .await?;
-        let size = |g: CanvasGeometry| json!({"width": g.width(), "height": g.height()});
         self.audit(
             actor,
             "resize-canvas",
-            &json!({"from": size(from), "to": size(to)}),
+            &json!({"from": Size::of(from), "to": Size::of(to)}),
         )
         .await?;
         info!(

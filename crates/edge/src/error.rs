@@ -3,7 +3,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use serde::Serialize;
 
 /// An HTTP error answer.
 #[derive(Debug, thiserror::Error)]
@@ -92,10 +92,29 @@ impl From<crate::credentials::HashError> for AppError {
     }
 }
 
+/// Every error answer: `{"error": {"code", "message"}}`.
+#[derive(Serialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail {
+    /// A stable code from [`AppError::status_and_code`], for programs.
+    code: &'static str,
+    /// A sentence for people.
+    message: String,
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        let body = Json(json!({"error": {"code": code, "message": self.to_string()}}));
+        let body = Json(ErrorBody {
+            error: ErrorDetail {
+                code,
+                message: self.to_string(),
+            },
+        });
         let mut response = (status, body).into_response();
         if let Self::RateLimited(secs) = self {
             response

@@ -3,6 +3,7 @@
 //!
 //! `docs/PROTOCOL.md` ("HTTP API") documents every route.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,15 +18,14 @@ use axum::{Json, Router};
 use axum_extra::extract::cookie::CookieJar;
 use bytes::Bytes;
 use place_tiles::{CanvasGeometry, TileId, TILE_SIZE};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::error::AppError;
 use crate::frame::Format;
-use crate::session::{raw_session, session_user, user_json};
+use crate::session::{raw_session, session_user, UserView};
 use crate::{admin, auth, connection, history, now_ms, Edge};
 
 /// How long a built canvas image is served before it is rebuilt.
@@ -160,9 +160,9 @@ async fn guest(
     headers: HeaderMap,
     jar: CookieJar,
     body: Option<Json<GuestProof>>,
-) -> Result<(CookieJar, Json<serde_json::Value>), AppError> {
+) -> Result<(CookieJar, Json<UserView>), AppError> {
     if let Some(user) = session_user(&edge, &jar).await? {
-        return Ok((jar, Json(user_json(&user))));
+        return Ok((jar, Json(UserView::of(&user))));
     }
     let ip = auth::client_ip(&edge, peer, &headers);
     if edge.challenges.difficulty() > 0 {
@@ -188,17 +188,14 @@ async fn guest(
         .await?;
     tracing::info!(user_id = user.id, "guest session created");
     let cookie = auth::session_cookie(&edge, &headers, session_id);
-    Ok((jar.add(cookie), Json(user_json(&user))))
+    Ok((jar.add(cookie), Json(UserView::of(&user))))
 }
 
-async fn me(
-    State(edge): State<Arc<Edge>>,
-    jar: CookieJar,
-) -> Result<Json<serde_json::Value>, AppError> {
+async fn me(State(edge): State<Arc<Edge>>, jar: CookieJar) -> Result<Json<UserView>, AppError> {
     let user = session_user(&edge, &jar)
         .await?
         .ok_or(AppError::Unauthorized)?;
-    Ok(Json(user_json(&user)))
+    Ok(Json(UserView::of(&user)))
 }
 
 async fn canvas_info(State(edge): State<Arc<Edge>>) -> Json<place_protocol::CanvasInfo> {
@@ -209,7 +206,7 @@ async fn canvas_info(State(edge): State<Arc<Edge>>) -> Json<place_protocol::Canv
 async fn regions(State(edge): State<Arc<Edge>>) -> Response {
     (
         [(header::CACHE_CONTROL, "no-store")],
-        Json(edge.regions().to_json(now_ms())),
+        Json(edge.regions().list(now_ms())),
     )
         .into_response()
 }
@@ -401,17 +398,50 @@ async fn tile(
         .into_response())
 }
 
-async fn ready(State(edge): State<Arc<Edge>>) -> Response {
-    let services = edge.accounts.readiness().await;
-    let all_ok = services.iter().all(|(_, ok)| *ok);
-    let mut body = json!({
-        "status": if all_ok { "ok" } else { "unavailable" },
-        "uptime": edge.started.elapsed().as_secs_f64(),
-        "version": env!("CARGO_PKG_VERSION"),
-    });
-    for (name, ok) in services {
-        body[name] = json!(if ok { "ok" } else { "unavailable" });
+/// `GET /readyz`: whether every service this node needs answers, each by name.
+#[derive(Serialize)]
+struct Readiness {
+    status: Health,
+    /// Seconds since the edge started.
+    uptime: f64,
+    version: &'static str,
+    /// `store` (`place serve`), or `redis` and `postgres` (an edge).
+    #[serde(flatten)]
+    services: BTreeMap<&'static str, Health>,
+}
+
+#[derive(Serialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Health {
+    Ok,
+    Unavailable,
+}
+
+impl From<bool> for Health {
+    fn from(ok: bool) -> Self {
+        if ok {
+            Self::Ok
+        } else {
+            Self::Unavailable
+        }
     }
+}
+
+async fn ready(State(edge): State<Arc<Edge>>) -> Response {
+    let services: BTreeMap<&'static str, Health> = edge
+        .accounts
+        .readiness()
+        .await
+        .into_iter()
+        .map(|(name, ok)| (name, ok.into()))
+        .collect();
+    let all_ok = services.values().all(|h| *h == Health::Ok);
+    let body = Readiness {
+        status: all_ok.into(),
+        uptime: edge.started.elapsed().as_secs_f64(),
+        version: env!("CARGO_PKG_VERSION"),
+        services,
+    };
     let status = if all_ok {
         StatusCode::OK
     } else {

@@ -18,7 +18,8 @@ use std::time::Duration;
 use parking_lot::RwLock;
 use place_protocol::{ErrorCode, ErrorMessage};
 use place_store::{Rect, RegionMode, RegionRecord, StoreError, User};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 use tracing::{debug, info, warn};
 
 use crate::live::LiveEvent;
@@ -101,21 +102,49 @@ impl Region {
     }
 
     /// The region as the API shows it.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "id": self.id.to_string(),
-            "x": self.rect.x,
-            "y": self.rect.y,
-            "width": self.rect.width,
-            "height": self.rect.height,
-            "mode": self.mode.as_str(),
-            "cooldownSeconds": self.cooldown_ms.map(|ms| ms / 1000),
-            "until": self.until_ms,
-            "automatic": self.created_by == SERVER_ACTOR,
-            "createdAt": self.created_at,
-            "reason": self.reason(),
-        })
+    pub fn view(&self) -> RegionView {
+        RegionView {
+            id: self.id.to_string(),
+            x: self.rect.x,
+            y: self.rect.y,
+            width: self.rect.width,
+            height: self.rect.height,
+            mode: self.mode.as_str(),
+            cooldown_seconds: self.cooldown_ms.map(|ms| ms / 1000),
+            until: self.until_ms,
+            automatic: self.created_by == SERVER_ACTOR,
+            created_at: self.created_at,
+            reason: self.reason(),
+        }
     }
+}
+
+/// A region as the API shows it (players' `GET /api/v1/regions` and the admin routes).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegionView {
+    id: String,
+    x: u32,
+    y: u32,
+    width: u32,
+    height: u32,
+    /// `locked`, `slow` or `registered`.
+    mode: &'static str,
+    /// A `slow` region's own cooldown.
+    cooldown_seconds: Option<i64>,
+    /// When it ends (epoch ms); `None`: when lifted.
+    until: Option<i64>,
+    /// Made by the spike alarm, not by an admin.
+    automatic: bool,
+    created_at: i64,
+    /// The sentence a refused player is shown.
+    reason: String,
+}
+
+/// `{"regions": [...]}`: the regions in force.
+#[derive(Debug, Serialize)]
+pub struct RegionList {
+    regions: Vec<RegionView>,
 }
 
 /// Who is placing, as far as regions care.
@@ -242,10 +271,11 @@ impl RegionIndex {
             .collect()
     }
 
-    /// `{"regions":[...]}`: the regions in force at `now_ms`, as the API lists them.
-    pub fn to_json(&self, now_ms: i64) -> Value {
-        let regions: Vec<Value> = self.in_force(now_ms).iter().map(Region::to_json).collect();
-        json!({ "regions": regions })
+    /// The regions in force at `now_ms`, as the API lists them.
+    pub fn list(&self, now_ms: i64) -> RegionList {
+        RegionList {
+            regions: self.in_force(now_ms).iter().map(Region::view).collect(),
+        }
     }
 
     fn replace(&self, regions: Vec<Region>) {
@@ -314,7 +344,7 @@ impl ModerationStore<'_> {
 
 /// A region's details in the audit log.
 fn audit_details(region: &Region) -> Value {
-    let mut details = region.to_json();
+    let mut details = serde_json::to_value(region.view()).unwrap_or_default();
     if let Some(details) = details.as_object_mut() {
         details.remove("reason");
         details.remove("createdAt");

@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use place_cluster::reshard::{change_ring, check_new_shard, ring_view, Progress, ReshardError};
 use place_cluster::tls::NodeIdentity;
 use place_cluster::{Ring, RingError, RingStore, ShardInfo};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::admin::Admin;
@@ -44,33 +44,83 @@ fn ring_admin(edge: &Edge) -> Result<&RingAdmin, AppError> {
     edge.ring_admin.get().ok_or(AppError::NotFound)
 }
 
-async fn show(State(edge): State<Arc<Edge>>, Admin(_): Admin) -> Result<Json<Value>, AppError> {
+async fn show(
+    State(edge): State<Arc<Edge>>,
+    Admin(_): Admin,
+) -> Result<Json<RingStatus>, AppError> {
     let admin = ring_admin(&edge)?;
     let ring = admin.store.require().await.map_err(unavailable)?;
     let view = ring_view(&admin.store, &ring, edge.geometry())
         .await
         .map_err(unavailable)?;
-    let shards: Vec<Value> = view
+    let shards = view
         .shards
         .iter()
         .map(|s| {
             let report = s.report.as_ref();
-            json!({
-                "id": s.info.id,
-                "addr": s.info.addr,
-                "tiles": s.tiles,
-                "reporting": report.is_some(),
-                "epoch": report.map(|r| r.epoch),
-                "loading": report.map(|r| r.acquiring),
-                "placementsPerSec": report.map(|r| r.placements_per_sec),
-            })
+            ShardStatus {
+                id: s.info.id.clone(),
+                addr: s.info.addr.clone(),
+                tiles: s.tiles,
+                reporting: report.is_some(),
+                epoch: report.map(|r| r.epoch),
+                loading: report.map(|r| r.acquiring),
+                placements_per_sec: report.map(|r| r.placements_per_sec),
+            }
         })
         .collect();
-    Ok(Json(json!({
-        "epoch": view.epoch,
-        "shards": shards,
-        "runningOutsideTheRing": view.outside,
-    })))
+    Ok(Json(RingStatus {
+        epoch: view.epoch,
+        shards,
+        running_outside_the_ring: view.outside,
+    }))
+}
+
+/// `GET /api/v1/admin/ring`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RingStatus {
+    epoch: u64,
+    shards: Vec<ShardStatus>,
+    /// Shards that report but are not in the ring (started, not yet added).
+    running_outside_the_ring: Vec<String>,
+}
+
+/// A shard of the ring, with what it last reported (nothing when it does not report).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ShardStatus {
+    id: String,
+    addr: String,
+    /// Tiles the ring gives it.
+    tiles: usize,
+    reporting: bool,
+    /// The ring epoch it works at.
+    epoch: Option<u64>,
+    /// Tiles it is still loading after a ring change.
+    loading: Option<usize>,
+    placements_per_sec: Option<f64>,
+}
+
+/// The answer to a ring change, once its handoff is complete.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RingChange {
+    epoch: u64,
+    moves: Vec<TileMove>,
+    elapsed_ms: u64,
+}
+
+/// Tiles that moved from one shard to another, and for how long they took no placement.
+#[derive(Serialize, Clone)]
+#[serde(rename_all = "camelCase")]
+struct TileMove {
+    from: String,
+    to: String,
+    tiles: usize,
+    tile_ids: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pause_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -83,7 +133,7 @@ async fn add(
     State(edge): State<Arc<Edge>>,
     Admin(user): Admin,
     Json(new): Json<NewShard>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<RingChange>, AppError> {
     let admin = ring_admin(&edge)?;
     let shard = ShardInfo {
         id: new.id,
@@ -104,7 +154,7 @@ async fn remove(
     State(edge): State<Arc<Edge>>,
     Admin(user): Admin,
     Path(id): Path<String>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<RingChange>, AppError> {
     let details = json!({"shard": id});
     let outcome = change(&edge, &user, "ring-remove", details, move |r| {
         r.without_shard(&id)
@@ -121,7 +171,7 @@ async fn change(
     action: &str,
     details: Value,
     change: impl FnOnce(&Ring) -> Result<Ring, RingError>,
-) -> Result<Value, AppError> {
+) -> Result<RingChange, AppError> {
     let admin = ring_admin(edge)?;
     let started = Instant::now();
     let mut moved = Vec::new();
@@ -139,19 +189,22 @@ async fn change(
             Progress::Stored { moves, .. } => {
                 moved = moves
                     .iter()
-                    .map(|((from, to), tiles)| {
-                        let ids: Vec<String> = tiles.iter().map(|t| t.to_string()).collect();
-                        json!({"from": from, "to": to, "tiles": tiles.len(), "tileIds": ids})
+                    .map(|((from, to), tiles)| TileMove {
+                        from: from.clone(),
+                        to: to.clone(),
+                        tiles: tiles.len(),
+                        tile_ids: tiles.iter().map(|t| t.to_string()).collect(),
+                        pause_ms: None,
                     })
-                    .collect();
+                    .collect::<Vec<_>>();
             }
             Progress::Complete { pauses } => {
                 for pause in pauses {
                     let this_move = moved
                         .iter_mut()
-                        .find(|m| m["from"] == pause.from.as_str() && m["to"] == pause.to.as_str());
+                        .find(|m| m.from == pause.from && m.to == pause.to);
                     if let Some(m) = this_move {
-                        m["pauseMs"] = json!(pause.pause.as_millis() as u64);
+                        m.pause_ms = Some(pause.pause.as_millis() as u64);
                     }
                 }
             }
@@ -164,11 +217,11 @@ async fn change(
     details["epoch"] = json!(ring.epoch());
     details["moves"] = json!(moved);
     edge.audit(user, action, &details).await?;
-    Ok(json!({
-        "epoch": ring.epoch(),
-        "moves": moved,
-        "elapsedMs": started.elapsed().as_millis() as u64,
-    }))
+    Ok(RingChange {
+        epoch: ring.epoch(),
+        moves: moved,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    })
 }
 
 fn unavailable(e: impl std::fmt::Display) -> AppError {

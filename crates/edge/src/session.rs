@@ -4,7 +4,7 @@
 
 use axum_extra::extract::cookie::{Cookie, CookieJar};
 use place_store::User;
-use serde_json::json;
+use serde::Serialize;
 
 use crate::error::AppError;
 use crate::{now_ms, Edge};
@@ -37,14 +37,38 @@ pub fn raw_session(jar: &CookieJar) -> Option<&str> {
         .map(Cookie::value)
 }
 
-/// A user as the API shows it: `{userId, username, isGuest, isAdmin}`.
-pub fn user_json(user: &User) -> serde_json::Value {
-    json!({
-        "userId": user.id.to_string(),
-        "username": user.username,
-        "isGuest": user.is_guest,
-        "isAdmin": user.is_admin,
-    })
+/// A user as the API shows it: `{userId, username, isGuest, isAdmin}`, and to admins also
+/// `banned`. Ids are strings: JavaScript's numbers cannot hold every `i64`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    user_id: String,
+    username: String,
+    is_guest: bool,
+    is_admin: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    banned: Option<bool>,
+}
+
+impl UserView {
+    /// The user as it sees itself.
+    pub fn of(user: &User) -> Self {
+        Self {
+            user_id: user.id.to_string(),
+            username: user.username.clone(),
+            is_guest: user.is_guest,
+            is_admin: user.is_admin,
+            banned: None,
+        }
+    }
+
+    /// The user as admins see it: with whether it is banned.
+    pub fn for_admins(user: &User) -> Self {
+        Self {
+            banned: Some(user.banned),
+            ..Self::of(user)
+        }
+    }
 }
 
 #[cfg(test)]

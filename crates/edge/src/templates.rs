@@ -33,8 +33,7 @@ use axum::{Json, Router};
 use axum_extra::extract::cookie::CookieJar;
 use place_store::{StoreError, TemplateRecord};
 use place_tiles::{TileId, TILE_SIZE};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 use crate::error::AppError;
 use crate::moderation::ModerationStore;
@@ -281,17 +280,40 @@ struct Place {
     y: Option<String>,
 }
 
-fn template_json(r: &TemplateRecord, total: usize) -> Value {
-    json!({
-        "id": r.id,
-        "x": r.x,
-        "y": r.y,
-        "width": r.width,
-        "height": r.height,
-        "total": total,
-        "createdAt": r.created_at,
-        "image": format!("/api/v1/templates/{}/image", r.id),
-    })
+/// A template as the API shows it: where it lies, how many pixels it sets, and its image.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TemplateView {
+    id: String,
+    x: u32,
+    y: u32,
+    width: u32,
+    height: u32,
+    /// The pixels it sets (its transparent ones set nothing).
+    total: usize,
+    created_at: i64,
+    /// Where its PNG is.
+    image: String,
+}
+
+fn template_json(r: &TemplateRecord, total: usize) -> TemplateView {
+    TemplateView {
+        id: r.id.clone(),
+        x: r.x,
+        y: r.y,
+        width: r.width,
+        height: r.height,
+        total,
+        created_at: r.created_at,
+        image: format!("/api/v1/templates/{}/image", r.id),
+    }
+}
+
+/// How much of a template the canvas matches now.
+#[derive(Serialize)]
+struct Progress {
+    total: usize,
+    correct: usize,
 }
 
 async fn create(
@@ -404,7 +426,7 @@ async fn progress(
     let (total, correct) = count_correct(&record, &pixels, &tiles);
     Ok((
         [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
-        Json(json!({"total": total, "correct": correct})),
+        Json(Progress { total, correct }),
     )
         .into_response())
 }

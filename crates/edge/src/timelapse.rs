@@ -27,8 +27,7 @@ use place_store::Rect;
 use place_timelapse::render::{Format, RenderSpec};
 use place_timelapse::service::{Submitted, Timelapse};
 use place_timelapse::TimelapseError;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 use crate::error::AppError;
 use crate::session::session_user;
@@ -77,26 +76,45 @@ fn timelapse(edge: &Edge) -> Result<&Timelapse, AppError> {
         .ok_or_else(|| AppError::Unavailable("this node serves no timelapse".into()))
 }
 
-async fn snapshots(State(edge): State<Arc<Edge>>) -> Result<Json<Value>, AppError> {
+async fn snapshots(State(edge): State<Arc<Edge>>) -> Result<Json<SnapshotList>, AppError> {
     let (snapshots, range) = timelapse(&edge)?.snapshots().await?;
-    let list: Vec<Value> = snapshots
+    let snapshots = snapshots
         .iter()
-        .map(|s| {
-            json!({
-                "id": s.id,
-                "takenAt": s.taken_at,
-                "coversUntil": s.covers_until,
-                "events": s.event_count,
-                "url": format!("/api/v1/timelapse/snapshot/{}", s.id),
-            })
+        .map(|s| SnapshotView {
+            id: s.id,
+            taken_at: s.taken_at,
+            covers_until: s.covers_until,
+            events: s.event_count,
+            url: format!("/api/v1/timelapse/snapshot/{}", s.id),
         })
         .collect();
-    Ok(Json(json!({
-        "snapshots": list,
-        "firstEventAt": range.map(|r| r.0),
-        "lastEventAt": range.map(|r| r.1),
-        "now": now_ms(),
-    })))
+    Ok(Json(SnapshotList {
+        snapshots,
+        first_event_at: range.map(|r| r.0),
+        last_event_at: range.map(|r| r.1),
+        now: now_ms(),
+    }))
+}
+
+/// `GET /api/v1/timelapse/snapshots`: the stored snapshots and the span of the log.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SnapshotList {
+    snapshots: Vec<SnapshotView>,
+    first_event_at: Option<i64>,
+    last_event_at: Option<i64>,
+    now: i64,
+}
+
+/// A stored snapshot: when it was taken, the last event it covers, and its image.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SnapshotView {
+    id: i64,
+    taken_at: i64,
+    covers_until: i64,
+    events: u64,
+    url: String,
 }
 
 fn png(bytes: Vec<u8>, cache: &'static str) -> Response {
@@ -256,23 +274,43 @@ async fn render(
     }
 }
 
-/// A job as the API shows it.
-fn job_json(job: &JobRecord) -> Value {
-    json!({
-        "jobId": job.id,
-        "status": job.status.as_str(),
-        "framesDone": job.frames_done,
-        "framesTotal": job.frames_total,
-        "attempts": job.attempts,
-        "error": job.error,
-        "createdAt": job.created_at,
-        "startedAt": job.started_at,
-        "finishedAt": job.finished_at,
-        "contentType": job.content_type,
-        "bytes": job.result_bytes,
-        "downloadUrl": (job.status == JobStatus::Done)
+/// A render job as the API shows it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JobView {
+    job_id: String,
+    /// `queued`, `running`, `done` or `failed`.
+    status: &'static str,
+    frames_done: u32,
+    frames_total: u32,
+    attempts: u32,
+    error: Option<String>,
+    created_at: i64,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    content_type: Option<String>,
+    /// The result's size.
+    bytes: Option<i64>,
+    /// Where a finished job's result is.
+    download_url: Option<String>,
+}
+
+fn job_json(job: &JobRecord) -> JobView {
+    JobView {
+        job_id: job.id.clone(),
+        status: job.status.as_str(),
+        frames_done: job.frames_done,
+        frames_total: job.frames_total,
+        attempts: job.attempts,
+        error: job.error.clone(),
+        created_at: job.created_at,
+        started_at: job.started_at,
+        finished_at: job.finished_at,
+        content_type: job.content_type.clone(),
+        bytes: job.result_bytes,
+        download_url: (job.status == JobStatus::Done)
             .then(|| format!("/api/v1/timelapse/jobs/{}/download", job.id)),
-    })
+    }
 }
 
 /// A job id as we make them: 32 hex digits.
@@ -287,7 +325,7 @@ fn job_id(id: &str) -> Result<&str, AppError> {
 async fn job(
     State(edge): State<Arc<Edge>>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<JobView>, AppError> {
     let job = timelapse(&edge)?
         .job(job_id(&id)?)
         .await?
