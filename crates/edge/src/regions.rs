@@ -459,7 +459,8 @@ impl Edge {
     }
 }
 
-/// Keeps this edge's regions current for as long as the edge lives: read at once, on every
+/// Keeps this edge's regions current for as long as the edge lives (whoever builds the edge
+/// reads them once before serving): read at once, on every
 /// announced change, and every [`REGIONS_REFRESH`].
 pub(crate) async fn keep_current(edge: std::sync::Weak<Edge>) {
     let Some(mut changes) = edge.upgrade().map(|e| e.live.watch_regions()) else {

@@ -318,6 +318,10 @@ pub async fn start_edge(
         Shards::Cluster(Arc::new(client)),
         live_bus,
     );
+    // Before the first placement: a region locked before a restart holds from the first moment.
+    edge.reload_regions()
+        .await
+        .context("reading the protected regions")?;
     edge.enable_ring_admin(place_edge::ring_admin::RingAdmin {
         store: ring_store,
         identity,

@@ -60,6 +60,10 @@ pub async fn start(config: &ValidConfig) -> anyhow::Result<Services> {
         Shards::Local(shard.clone()),
         LiveBus::Local,
     );
+    // Before the first placement: a region locked before a restart holds from the first moment.
+    edge.reload_regions()
+        .await
+        .context("reading the protected regions")?;
     let snapshots = start_timelapse(config, &store, &edge).await?;
     info!(
         width = geometry.width(),
