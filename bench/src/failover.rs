@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use futures_util::{SinkExt, StreamExt};
@@ -22,6 +22,7 @@ use parking_lot::Mutex;
 use place_protocol::{binary, ClientMessage, RequestId, ServerMessage, TileRequest};
 use place_tiles::{CanvasGeometry, TileId, TILE_SIZE};
 use serde::Serialize;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
@@ -130,9 +131,7 @@ pub async fn run(probe: Probe) -> anyhow::Result<Windows> {
         .context("kill -9")?;
     let at = Instant::now();
     let _ = killed.set(at);
-    let wall = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
+    let wall = place_tiles::clock::now_ms();
     eprintln!(
         "failover-probe: kill -9 {} ({}) at {wall} ms since the epoch",
         probe.pid, probe.shard

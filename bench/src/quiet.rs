@@ -5,9 +5,10 @@
 //! processes weigh about 68 times more with the kernel's scheduler) does not count as busy here;
 //! every run still reports all other CPU use beside it (`other CPU` in the results).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
+use tokio::time::Instant;
 
 /// How long each reading of the machine's load lasts.
 const WINDOW: Duration = Duration::from_secs(3);

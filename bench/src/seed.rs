@@ -4,13 +4,14 @@
 //! a canvas with millions of events.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use place_store::{EmbeddedStore, NewEvent, TileSnapshotRecord};
 use place_tiles::{compress_tile, CanvasGeometry, PixelChange, Tile};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use tokio::time::Instant;
 
 /// What seeding did.
 #[derive(Debug, Clone, serde::Serialize)]

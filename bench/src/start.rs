@@ -3,9 +3,10 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
+use tokio::time::Instant;
 
 /// A timed start.
 #[derive(Debug, Clone, serde::Serialize)]

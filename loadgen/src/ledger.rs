@@ -14,10 +14,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use place_tiles::{CanvasGeometry, PixelChange, TileId, TILE_AREA, TILE_SIZE};
+use tokio::time::Instant;
 
 /// Identifies a simulated player.
 pub type PlayerId = u32;

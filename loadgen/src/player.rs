@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use place_protocol::{
@@ -14,6 +14,7 @@ use place_tiles::{PixelChange, TileId, TILE_AREA};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::cli::WireFormat;
@@ -281,8 +282,8 @@ impl<'a> Player<'a> {
         cooldown_remaining: u64,
     ) -> Result<(), String> {
         let far = || Instant::now() + Duration::from_secs(86_400);
-        let place_timer = tokio::time::sleep_until(far().into());
-        let pan_timer = tokio::time::sleep_until(far().into());
+        let place_timer = tokio::time::sleep_until(far());
+        let pan_timer = tokio::time::sleep_until(far());
         tokio::pin!(place_timer, pan_timer);
         let mut placing = match *phase.borrow_and_update() {
             Phase::Close => return Ok(()),
@@ -298,10 +299,8 @@ impl<'a> Player<'a> {
                 armed = (self.next_place, self.next_pan);
                 place_timer
                     .as_mut()
-                    .reset(self.next_place.unwrap_or_else(far).into());
-                pan_timer
-                    .as_mut()
-                    .reset(self.next_pan.unwrap_or_else(far).into());
+                    .reset(self.next_place.unwrap_or_else(far));
+                pan_timer.as_mut().reset(self.next_pan.unwrap_or_else(far));
             }
             tokio::select! {
                 biased;
@@ -716,7 +715,5 @@ fn close_reason(frame: &Message) -> String {
 }
 
 fn epoch_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    place_tiles::clock::now_ms().max(0) as u64
 }

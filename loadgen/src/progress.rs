@@ -2,11 +2,12 @@
 //! ten seconds otherwise (logs of `bench/run`), nothing in tests.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use parking_lot::Mutex;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::metrics::get;
 use crate::procstat::Process;

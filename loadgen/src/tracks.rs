@@ -7,9 +7,9 @@
 //! not errors.
 
 use std::collections::HashMap;
-use std::time::Instant;
 
 use place_tiles::TileId;
+use tokio::time::Instant;
 
 /// Where one subscribed tile stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

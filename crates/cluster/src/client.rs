@@ -68,7 +68,7 @@ pub struct ClusterClient {
     geometry: CanvasGeometry,
     connections: Mutex<HashMap<String, quinn::Connection>>,
     /// Shards that could not be reached, and until when requests for them fail at once.
-    unreachable: Mutex<HashMap<String, std::time::Instant>>,
+    unreachable: Mutex<HashMap<String, tokio::time::Instant>>,
     /// One connection attempt per shard at a time: the requests that need a connection meanwhile
     /// wait for it instead of each opening their own (after a failover, every watched tile and
     /// placement of the dead shard's tiles turns to its new owners at once).
@@ -144,7 +144,7 @@ impl ClusterClient {
             reason,
         };
         if let Some(until) = self.unreachable.lock().get(&shard.id) {
-            if *until > std::time::Instant::now() {
+            if *until > tokio::time::Instant::now() {
                 return Err(fail("unreachable a moment ago".into()));
             }
         }
@@ -154,7 +154,7 @@ impl ClusterClient {
             Ok(_) => unreachable.remove(&shard.id),
             Err(_) => unreachable.insert(
                 shard.id.clone(),
-                std::time::Instant::now() + RETRY_UNREACHABLE_AFTER,
+                tokio::time::Instant::now() + RETRY_UNREACHABLE_AFTER,
             ),
         };
         connected

@@ -27,12 +27,13 @@
 //! forgets it, so it stays out too.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use place_shard::ShardHandle;
 use place_tiles::CanvasGeometry;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::reshard::{change_ring, silent_shards, SilenceWatch};

@@ -14,10 +14,11 @@
 //! of [`crate::failover`] acts on, see [`SilenceWatch`]).
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use place_tiles::CanvasGeometry;
 use thiserror::Error;
+use tokio::time::Instant;
 
 use crate::ring::{Ring, RingError, ShardInfo};
 use crate::ring_store::{RingStore, RingStoreError, ShardReport, REPORT_EVERY};
@@ -450,8 +451,9 @@ mod tests {
         assert!(back.keys().all(|(from, _)| from == "shard-4"));
     }
 
-    #[test]
-    fn a_shard_is_dead_only_after_being_silent_long_enough() {
+    /// On tokio's paused clock: dead exactly when silent for `after`, with no sleep.
+    #[tokio::test(start_paused = true)]
+    async fn a_shard_is_dead_only_after_being_silent_long_enough() {
         let ring = Ring::new(1, (1..=3).map(shard).collect()).expect("ring");
         let report = |id: &str| ShardReport {
             id: id.into(),
@@ -465,13 +467,18 @@ mod tests {
             .collect();
         let silent = silent_shards(&ring, &reports, "shard-1");
         assert_eq!(silent, vec!["shard-3"]);
+        let after = Duration::from_secs(1);
         let mut watch = SilenceWatch::default();
-        assert!(watch
-            .dead_shards(&silent, Duration::from_secs(60))
-            .is_empty());
-        assert_eq!(watch.dead_shards(&silent, Duration::ZERO), vec!["shard-3"]);
+        assert!(watch.dead_shards(&silent, after).is_empty());
+        tokio::time::advance(after - Duration::from_millis(1)).await;
+        assert!(watch.dead_shards(&silent, after).is_empty(), "not yet");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(watch.dead_shards(&silent, after), vec!["shard-3"]);
         // Heard from again: the clock starts over.
-        assert!(watch.dead_shards(&[], Duration::ZERO).is_empty());
+        assert!(watch.dead_shards(&[], after).is_empty());
+        assert!(watch.dead_shards(&silent, after).is_empty());
+        tokio::time::advance(after).await;
+        assert_eq!(watch.dead_shards(&silent, after), vec!["shard-3"]);
     }
 
     #[test]

@@ -160,9 +160,7 @@ impl RingStore {
         let token = format!(
             "{holder} (pid {}, since {} ms)",
             std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis())
+            place_tiles::clock::now_ms()
         );
         let set: Option<String> = redis::cmd("SET")
             .arg(self.lock_key())
@@ -406,7 +404,7 @@ mod tests {
             Arc::downgrade(&wake),
         ));
         // Wait until the follower listens.
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         loop {
             let (_, listeners): (String, u32) = redis::cmd("PUBSUB")
                 .arg("NUMSUB")

@@ -8,7 +8,7 @@
 //! decisions: who is taken out, who is spared, who comes back.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use place_cluster::failover::{supervise, Supervisor, REJOIN_AFTER};
 use place_cluster::tls::{write_certs, NodeIdentity};
@@ -17,6 +17,7 @@ use place_shard::{CheckpointPolicy, Ownership, ShardConfig, ShardHandle, ShardSt
 use place_store::EmbeddedStore;
 use place_tiles::CanvasGeometry;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 /// How long a silent shard waits, past its report's expiry, before it is taken out.
 const FAILOVER_AFTER: Duration = Duration::from_millis(500);

@@ -255,7 +255,7 @@ async fn a_running_shard_answers_the_liveness_check_and_a_dead_address_does_not(
         .local_addr()
         .expect("addr")
         .to_string();
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     assert!(
         !place_cluster::client::answers(&config, &nobody, Duration::from_millis(500)).await,
         "nothing listens there"

@@ -142,7 +142,7 @@ pub async fn run(
                     .allow_burst(NonZeroU32::new(FRAME_BURST).unwrap_or(NonZeroU32::MIN)),
             ),
             dropped: 0,
-            dropped_since: std::time::Instant::now(),
+            dropped_since: tokio::time::Instant::now(),
         },
     };
     debug!(conn, user_id, "connected");
@@ -344,7 +344,7 @@ struct Reader {
     subscribed: HashSet<TileId>,
     limiter: DefaultDirectRateLimiter,
     dropped: u32,
-    dropped_since: std::time::Instant,
+    dropped_since: tokio::time::Instant,
 }
 
 impl Reader {
@@ -360,7 +360,7 @@ impl Reader {
         if self.limiter.check().is_err() {
             if self.dropped_since.elapsed() > FLOOD_WINDOW {
                 self.dropped = 0;
-                self.dropped_since = std::time::Instant::now();
+                self.dropped_since = tokio::time::Instant::now();
             }
             self.dropped += 1;
             if self.dropped >= MAX_DROPPED {
@@ -500,7 +500,7 @@ impl Reader {
         );
         self.edge.tasks.spawn(
             async move {
-                let started = std::time::Instant::now();
+                let started = tokio::time::Instant::now();
                 let message = place_checked(
                     &edge,
                     (user_id, placer, origin),
@@ -518,7 +518,7 @@ impl Reader {
 }
 
 /// Counts a placement's outcome, and times the acknowledged ones.
-fn record_placement(answer: &ServerMessage, color: u8, started: std::time::Instant) {
+fn record_placement(answer: &ServerMessage, color: u8, started: tokio::time::Instant) {
     use crate::telemetry::{
         PIXELS_PLACED, PLACEMENTS_REFUSED, PLACEMENT_DURATION, RATE_LIMIT_HITS,
     };

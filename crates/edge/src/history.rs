@@ -23,7 +23,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, HeaderValue};
@@ -37,6 +37,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use place_store::{HeatmapCounts, HistoryEntry, HistoryPage, Scope, StoreError};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tokio::time::Instant;
 use tower_http::compression::CompressionLayer;
 
 use crate::error::AppError;

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use place_cluster::wire::TileFrame;
@@ -22,6 +22,7 @@ use place_protocol::ServerMessage;
 use place_shard::{ShardHandle, ShardMessage, SubscriberId, TileBatch, TileSnapshot};
 use place_tiles::{Catchup, PixelChange, Tile, TileId};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::frame::SharedFrame;

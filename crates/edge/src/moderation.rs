@@ -16,7 +16,7 @@
 //! rollback of anyone on that pixel brings it back); one applied after stands. Either way the
 //! canvas equals a replay of the log.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::{stream, StreamExt};
 use place_shard::PlaceRequest;
@@ -25,6 +25,7 @@ use place_store::{
     Selection, StoreError, User,
 };
 use serde_json::json;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::accounts::{Accounts, AccountsError};

@@ -79,7 +79,7 @@ struct Shared {
     /// Since when (ms after `epoch`) a write of this connection has been waiting for the
     /// socket; 0 when none is.
     blocked_since_ms: AtomicU64,
-    epoch: std::time::Instant,
+    epoch: tokio::time::Instant,
 }
 
 /// The sending half: cloned by everyone who sends the client something.
@@ -110,7 +110,7 @@ pub fn channel(capacity: usize) -> (Outbound, Inbox) {
         waker: AtomicWaker::new(),
         capacity,
         blocked_since_ms: AtomicU64::new(0),
-        epoch: std::time::Instant::now(),
+        epoch: tokio::time::Instant::now(),
     });
     (
         Outbound {
@@ -251,6 +251,7 @@ mod tests {
     use super::*;
     use futures_util::task::noop_waker_ref;
     use place_protocol::ServerMessage;
+    use std::time::Duration;
 
     fn take(inbox: &Inbox, into: &mut VecDeque<Arc<SharedFrame>>) -> Poll<Signals> {
         inbox.poll_take(&mut Context::from_waker(noop_waker_ref()), into, 64)
@@ -299,14 +300,17 @@ mod tests {
         assert!(out.is_gone());
     }
 
-    #[test]
-    fn a_blocked_write_is_timed_from_its_start() {
+    /// On tokio's paused clock: the time a write has been blocked is exact, with no sleep.
+    #[tokio::test(start_paused = true)]
+    async fn a_blocked_write_is_timed_from_its_start() {
         let (out, inbox) = channel(2);
         assert_eq!(out.blocked_for(), None);
+        tokio::time::advance(Duration::from_secs(3)).await;
         inbox.set_blocked(true);
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        tokio::time::advance(Duration::from_millis(7_250)).await;
+        // Still the same write: the start is not moved.
         inbox.set_blocked(true);
-        assert!(out.blocked_for().expect("blocked") >= std::time::Duration::from_millis(15));
+        assert_eq!(out.blocked_for(), Some(Duration::from_millis(7_250)));
         inbox.set_blocked(false);
         assert_eq!(out.blocked_for(), None);
     }

@@ -6,7 +6,7 @@
 //! ring: these routes answer 404 there.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::routing::{delete, get};
@@ -16,6 +16,7 @@ use place_cluster::tls::NodeIdentity;
 use place_cluster::{Ring, RingError, RingStore, ShardInfo};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use tokio::time::Instant;
 
 use crate::admin::Admin;
 use crate::error::AppError;

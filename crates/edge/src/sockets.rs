@@ -18,12 +18,13 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use parking_lot::Mutex;
 use place_protocol::ServerMessage;
 use tokio::sync::broadcast;
+use tokio::time::Instant;
 use tracing::debug;
 
 use crate::connection::close_code;

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
@@ -22,6 +22,7 @@ use metrics::{
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use parking_lot::Mutex;
+use tokio::time::Instant;
 
 /// Placements acknowledged durably, by colour.
 pub const PIXELS_PLACED: &str = "rplace_pixels_placed_total";

@@ -3,13 +3,14 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use place_cluster::reshard::{change_ring, ring_view, Progress, ReshardError};
 use place_cluster::tls::{NodeIdentity, Role};
 use place_cluster::{Ring, RingStore, ShardInfo};
 use place_tiles::CanvasGeometry;
+use tokio::time::Instant;
 
 /// What to do to the ring.
 #[derive(Debug)]

@@ -10,7 +10,6 @@
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -19,6 +18,7 @@ use place_tiles::{CanvasGeometry, Palette};
 use place_timelapse::encode::{png_image, Animation};
 use place_timelapse::render::{Format, RenderSpec, Renderer};
 use place_timelapse::{now_ms, Source};
+use tokio::time::Instant;
 
 /// What `place timelapse` was asked, as given.
 #[derive(Debug, Clone)]

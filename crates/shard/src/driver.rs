@@ -12,7 +12,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use place_store::{NewEvent, StoreError, TileSnapshotRecord};
 use place_tiles::{compress_tile, CanvasGeometry, TileId};
@@ -287,7 +287,7 @@ impl ShardTask {
         store: ShardStore,
         ownership: Option<Ownership>,
     ) -> Result<(ShardHandle, JoinHandle<()>), StoreError> {
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         if let Some(o) = &ownership {
             let tiles: Vec<TileId> = o.tiles.iter().copied().collect();
             store.raise_fences(&tiles, o.epoch).await?;
@@ -574,7 +574,7 @@ async fn load_tiles(
     let mut wait = Duration::from_millis(100);
     loop {
         let loaded = async {
-            let started = std::time::Instant::now();
+            let started = tokio::time::Instant::now();
             if let Some(epoch) = acquired_at {
                 store.raise_fences(&tiles, epoch).await?;
             }
@@ -621,7 +621,7 @@ async fn write_jobs(
     while let Some(job) = jobs.recv().await {
         let result = match job {
             Job::Events { events, epoch } => {
-                let started = std::time::Instant::now();
+                let started = tokio::time::Instant::now();
                 let written = store.append_events(&events, epoch).await;
                 let elapsed = started.elapsed();
                 metrics::histogram!(WRITE_DURATION).record(elapsed.as_secs_f64());
@@ -640,7 +640,7 @@ async fn write_jobs(
                 tiles,
                 through_event_id,
             } => {
-                let started = std::time::Instant::now();
+                let started = tokio::time::Instant::now();
                 let count = tiles.len();
                 let records = tokio::task::spawn_blocking(move || {
                     tiles
@@ -673,12 +673,8 @@ async fn write_jobs(
     }
 }
 
-/// Now as Unix epoch milliseconds.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+/// Now as Unix epoch milliseconds (the wall clock of [`place_tiles::clock`]).
+pub use place_tiles::clock::now_ms;
 
 #[cfg(test)]
 mod tests {

@@ -25,10 +25,11 @@
 
 use std::error::Error;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use place_store::{EmbeddedStore, PgStore, Scope};
 use rand::{Rng, SeedableRng};
+use tokio::time::Instant;
 
 /// The schema the PostgreSQL data lives in.
 const SCHEMA: &str = "place_history_bench";

@@ -10,10 +10,10 @@
 //! Everything happens in a schema of its own, dropped at the end. It prints; it asserts nothing.
 
 use std::error::Error;
-use std::time::Instant;
 
 use place_store::{NewEvent, PgStore, TileSnapshotRecord};
 use place_tiles::{compress_tile, CanvasGeometry, PixelChange, Tile, TileId};
+use tokio::time::Instant;
 
 /// Events per tile before the snapshots, and again after them.
 const EVENTS_PER_TILE: u64 = 1024;

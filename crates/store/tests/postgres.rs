@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures_util::FutureExt;
 use place_store::{NewEvent, PgStore, StoreError, TileSnapshotRecord};
@@ -43,9 +43,7 @@ async fn admin_pool(url: &str) -> PgPool {
 /// A schema name no other test or run uses.
 fn fresh_schema(test: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
+    let nanos = place_tiles::clock::since_epoch().subsec_nanos();
     format!(
         "place_test_{test}_{}_{nanos}_{}",
         std::process::id(),

@@ -12,10 +12,11 @@
 //! the cluster `place worker` takes them from RabbitMQ ([`crate::queue`]).
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use place_tiles::{CanvasGeometry, Palette};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::encode::Animation;

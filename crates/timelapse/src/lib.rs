@@ -227,9 +227,5 @@ impl Source {
     }
 }
 
-/// Now as Unix epoch milliseconds.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+/// Now as Unix epoch milliseconds (the wall clock of [`place_tiles::clock`]).
+pub use place_tiles::clock::now_ms;

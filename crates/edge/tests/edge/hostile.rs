@@ -4,13 +4,14 @@
 //! pixels meanwhile. Every loop is bounded in count and time.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use place_edge::EdgeConfig;
 use place_protocol::{ClientMessage, RequestId, ServerMessage};
 use place_testkit::{subscribe, Answer, Client, Player};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;

@@ -661,7 +661,7 @@ async fn wrong_passwords_and_unknown_users_get_one_answer_and_the_sixth_attempt_
     assert_eq!(made.status, 201);
 
     let timed = |name: &'static str| async move {
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         let a = credentials(base, "login", name, "wrong password", None).await;
         (a, started.elapsed())
     };

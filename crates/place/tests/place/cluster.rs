@@ -450,7 +450,7 @@ async fn a_dead_shard_fails_its_tiles_fast_and_resyncs_watchers_when_it_returns(
     ));
 
     cluster.shards[0].take().expect("running").crash().await;
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     painter.send(&place_on(dead_tile, 1, 5)).await;
     match painter.recv().await {
         ServerMessage::Error(e) => assert_eq!(e.code, ErrorCode::Unavailable),
@@ -535,14 +535,14 @@ async fn wait_for_readiness(
     within: Duration,
     check: impl Fn(u16, &serde_json::Value) -> bool,
 ) -> serde_json::Value {
-    let deadline = std::time::Instant::now() + within;
+    let deadline = tokio::time::Instant::now() + within;
     loop {
         let (status, body) = readiness(base).await;
         if check(status, &body) {
             return body;
         }
         assert!(
-            std::time::Instant::now() < deadline,
+            tokio::time::Instant::now() < deadline,
             "readiness never matched; last {status} {body}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -569,7 +569,7 @@ async fn place_once(client: &mut Client, x: i64, y: i64, color: i64) -> ServerMe
 
 /// Places until one is acknowledged (the service is back), or fails after `within`.
 async fn place_when_recovered(client: &mut Client, x: i64, y: i64, color: i64, within: Duration) {
-    let deadline = std::time::Instant::now() + within;
+    let deadline = tokio::time::Instant::now() + within;
     loop {
         match place_once(client, x, y, color).await {
             ServerMessage::Success { .. } => return,
@@ -580,7 +580,7 @@ async fn place_when_recovered(client: &mut Client, x: i64, y: i64, color: i64, w
                     "only UNAVAILABLE while recovering"
                 );
                 assert!(
-                    std::time::Instant::now() < deadline,
+                    tokio::time::Instant::now() < deadline,
                     "placements never recovered"
                 );
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -630,7 +630,7 @@ async fn redis_and_postgres_outages_refuse_placements_and_heal_by_themselves() {
     .await;
     assert_eq!(body["postgres"], "ok", "{body}");
     assert_eq!(body["status"], "unavailable", "{body}");
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     match place_once(&mut player, 2, 1, 2).await {
         ServerMessage::Error(e) => assert_eq!(e.code, ErrorCode::Unavailable),
         other => panic!("expected UNAVAILABLE without Redis, got {other:?}"),
@@ -647,7 +647,7 @@ async fn redis_and_postgres_outages_refuse_placements_and_heal_by_themselves() {
     })
     .await;
     assert_eq!(body["redis"], "ok", "{body}");
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     match place_once(&mut player, 4, 1, 4).await {
         ServerMessage::Error(e) => assert_eq!(e.code, ErrorCode::Unavailable),
         other => panic!("expected UNAVAILABLE without PostgreSQL, got {other:?}"),
@@ -696,7 +696,7 @@ async fn a_cooldown_change_and_a_session_end_reach_every_edge_within_a_second() 
     );
 
     // Set on edge 1; the player on edge 2 hears its new wait, measured from its placement.
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     cluster.edge_handles[0]
         .set_cooldown(Duration::from_secs(2))
         .await
@@ -737,7 +737,7 @@ async fn a_cooldown_change_and_a_session_end_reach_every_edge_within_a_second() 
     assert_eq!(stored, Some(2000));
 
     // The session ends on edge 1: the socket on edge 2 closes with 4401 at once.
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     cluster.edge_handles[0]
         .end_session(session_of(&cookie))
         .await
@@ -1039,7 +1039,7 @@ async fn a_spike_at_one_edge_is_alarmed_slowed_down_everywhere_and_listed_by_the
         async move {
             // Counted from before the spike is driven (60 guests join first), on a machine that
             // runs the other cluster tests beside this one.
-            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
             let (mut alarm_seen, mut region_seen) = (false, false);
             loop {
                 let alarms =
@@ -1057,7 +1057,7 @@ async fn a_spike_at_one_edge_is_alarmed_slowed_down_everywhere_and_listed_by_the
                     return;
                 }
                 assert!(
-                    std::time::Instant::now() < deadline,
+                    tokio::time::Instant::now() < deadline,
                     "the other edge never saw it"
                 );
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -1107,7 +1107,7 @@ async fn the_canvas_grows_across_edges_and_shards_under_load_and_stays_grown() {
         .expect("an owner of the ring");
     cluster.shards[i].take().expect("running").crash().await;
     cluster.shards[i] = Some(cluster.start_shard(i).await);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let tile = reqwest::get(format!("{}/api/v1/tiles/4/4", bases[1]))
             .await
@@ -1119,7 +1119,7 @@ async fn the_canvas_grows_across_edges_and_shards_under_load_and_stays_grown() {
             break;
         }
         assert!(
-            std::time::Instant::now() < deadline,
+            tokio::time::Instant::now() < deadline,
             "tile (4,4) is served again"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -1169,7 +1169,7 @@ fn mirror_differences(
 /// acknowledged.
 struct PlacementTiming {
     tile: TileId,
-    sent: std::time::Instant,
+    sent: tokio::time::Instant,
     took: Duration,
     acked: bool,
 }
@@ -1178,7 +1178,7 @@ struct PlacementTiming {
 /// its answer (the longest a tile kept a player waiting), with that tile.
 fn handoff_figures(
     timings: &[PlacementTiming],
-    window: std::ops::Range<std::time::Instant>,
+    window: std::ops::Range<tokio::time::Instant>,
 ) -> (Duration, Duration, TileId) {
     let during: Vec<&PlacementTiming> = timings
         .iter()
@@ -1218,7 +1218,7 @@ fn paint(
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
             let q = (player + players * k) * 4099 % 65_536;
             let (x, y, color) = (q % 256, q / 256, 1 + (k % 15) as u8);
-            let sent = std::time::Instant::now();
+            let sent = tokio::time::Instant::now();
             client
                 .send(&ClientMessage::Place {
                     x: x.into(),
@@ -1267,10 +1267,10 @@ fn watch_every_tile(
             .collect();
         client.send(&ClientMessage::Subscribe { tiles }).await;
         let mut mirror: std::collections::HashMap<TileId, place_tiles::Tile> = Default::default();
-        let mut final_since: Option<std::time::Instant> = None;
+        let mut final_since: Option<tokio::time::Instant> = None;
         loop {
             if let Some(canvas) = expected.borrow().clone() {
-                let since = *final_since.get_or_insert_with(std::time::Instant::now);
+                let since = *final_since.get_or_insert_with(tokio::time::Instant::now);
                 if mirror_differences(&mirror, &canvas).is_empty()
                     || since.elapsed() > Duration::from_secs(10)
                 {
@@ -1361,7 +1361,7 @@ async fn shards_join_leave_and_die_while_players_paint_and_nothing_is_lost() {
 
     // Grow: a fourth shard joins while they paint.
     let acked_before = acked.lock().expect("lock").clone();
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let spare = spare_shard_id();
     let spare_addr = free_udp_port();
     let spare_node = cluster.start_shard_as(&spare, spare_addr).await;
@@ -1387,7 +1387,7 @@ async fn shards_join_leave_and_die_while_players_paint_and_nothing_is_lost() {
     .await
     .expect("the handoff completes");
     let grow_took = started.elapsed();
-    let grow_window = started..std::time::Instant::now();
+    let grow_window = started..tokio::time::Instant::now();
     // The new owner serves what was acknowledged before the change (it loaded the tiles).
     let canvas = canvas_of(0).await;
     for (x, y, color) in &acked_before {
@@ -1472,16 +1472,16 @@ async fn shards_join_leave_and_die_while_players_paint_and_nothing_is_lost() {
     assert_eq!(store.require().await.expect("ring").epoch(), 2);
 
     // Shrink: an original shard is drained and leaves.
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let shrunk = change(Box::new(|r| r.without_shard("shard-1")))
         .await
         .expect("the handoff completes");
-    let shrink_window = started..std::time::Instant::now();
+    let shrink_window = started..tokio::time::Instant::now();
     assert_eq!(shrunk.epoch(), 3);
     tokio::time::sleep(Duration::from_millis(700)).await;
 
     // Die: another is killed; the survivors notice its silence and take its tiles over.
-    let killed_at = std::time::Instant::now();
+    let killed_at = tokio::time::Instant::now();
     cluster.shards[1]
         .take()
         .expect("shard-2 runs")
@@ -1490,7 +1490,7 @@ async fn shards_join_leave_and_die_while_players_paint_and_nothing_is_lost() {
     let deadline = killed_at + failover_after + Duration::from_secs(20);
     loop {
         assert!(
-            std::time::Instant::now() < deadline,
+            tokio::time::Instant::now() < deadline,
             "no failover of shard-2"
         );
         // A busy machine may make Redis answer late: ask again.
@@ -1510,7 +1510,7 @@ async fn shards_join_leave_and_die_while_players_paint_and_nothing_is_lost() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let failover_window = killed_at..std::time::Instant::now();
+    let failover_window = killed_at..tokio::time::Instant::now();
     tokio::time::sleep(Duration::from_millis(700)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut refused = Vec::new();
@@ -1920,7 +1920,7 @@ async fn a_placements_correlation_id_names_its_log_lines_on_the_edge_and_the_sha
 const LOADED_MACHINE_SLACK: Duration = Duration::from_secs(2);
 
 /// The viewer's frames of the tiles it watches: when each `pixels` frame arrived, by tile.
-type DeltaArrivals = std::collections::HashMap<TileId, Vec<std::time::Instant>>;
+type DeltaArrivals = std::collections::HashMap<TileId, Vec<tokio::time::Instant>>;
 
 /// Watches every tile of the 256x256 canvas until `stop`, noting when each delta arrives.
 fn note_deltas(
@@ -1941,7 +1941,7 @@ fn note_deltas(
                 arrivals
                     .entry(tile)
                     .or_default()
-                    .push(std::time::Instant::now());
+                    .push(tokio::time::Instant::now());
             }
         }
         arrivals
@@ -1991,7 +1991,7 @@ async fn a_killed_shards_tiles_are_back_within_5_s_and_it_rejoins_when_started_a
     };
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    let killed_at = std::time::Instant::now();
+    let killed_at = tokio::time::Instant::now();
     cluster.shards[1]
         .take()
         .expect("shard-2 runs")
@@ -2007,7 +2007,7 @@ async fn a_killed_shards_tiles_are_back_within_5_s_and_it_rejoins_when_started_a
     let mut answered = std::collections::HashMap::new();
     while answered.len() < doomed.len() {
         let within = (killed_at + Duration::from_secs(20))
-            .saturating_duration_since(std::time::Instant::now());
+            .saturating_duration_since(tokio::time::Instant::now());
         match late.try_recv(within).await {
             Some(ServerMessage::Tile { tile, .. }) => {
                 answered.entry(tile).or_insert_with(|| killed_at.elapsed());
@@ -2018,7 +2018,7 @@ async fn a_killed_shards_tiles_are_back_within_5_s_and_it_rejoins_when_started_a
     }
     // Let every tile take placements for a while from its new owner.
     let settled = killed_at + Duration::from_secs(8);
-    tokio::time::sleep(settled.saturating_duration_since(std::time::Instant::now())).await;
+    tokio::time::sleep(settled.saturating_duration_since(tokio::time::Instant::now())).await;
     let ring = store.require().await.expect("ring");
     assert!(ring.shard("shard-2").is_none(), "shard-2 was failed over");
     assert_eq!(
@@ -2031,7 +2031,7 @@ async fn a_killed_shards_tiles_are_back_within_5_s_and_it_rejoins_when_started_a
     );
 
     // Started again, it rejoins by itself and owns its tiles again.
-    let restarted_at = std::time::Instant::now();
+    let restarted_at = tokio::time::Instant::now();
     let node = cluster.start_shard(1).await;
     cluster.shards[1] = Some(node);
     let rejoined = loop {

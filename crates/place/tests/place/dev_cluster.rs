@@ -131,7 +131,7 @@ impl DevCluster {
     /// ring's epoch with nothing left to load; returns the ring.
     async fn wait_for_ring_with(&self, shard: &str, within: Duration) -> place_cluster::Ring {
         let store = self.ring_store().await;
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         loop {
             assert!(
                 started.elapsed() < within,
@@ -373,7 +373,7 @@ async fn kill_9_of_an_edge_loses_nothing_and_players_come_back_through_the_other
 struct PainterLog {
     acked: Vec<(u32, u32, u8)>,
     /// When each acknowledgement arrived, and for which tile.
-    acked_at: Vec<(TileId, std::time::Instant)>,
+    acked_at: Vec<(TileId, tokio::time::Instant)>,
     refused: Vec<(u32, u32, u8)>,
     slowest: Duration,
     acked_while_down_elsewhere: usize,
@@ -402,7 +402,7 @@ async fn paint(
         let (x, y) = (spread % 256, spread / 256);
         pixel += painters;
         let color = 1 + (pixel % 15) as u8;
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         client
             .send(&ClientMessage::Place {
                 x: x.into(),
@@ -425,7 +425,7 @@ async fn paint(
                 log.acked.push((x, y, color));
                 log.acked_at.push((
                     TileId::new((x / 64) as u16, (y / 64) as u16),
-                    std::time::Instant::now(),
+                    tokio::time::Instant::now(),
                 ));
                 if *shard_down.borrow() {
                     log.acked_while_down_elsewhere += 1;
@@ -541,7 +541,7 @@ async fn shard_failure_under_load(tag: u16, failure: Failure) {
         Failure::Kill => "-9",
         Failure::Pause(_) => "-STOP",
     };
-    let failed_at = std::time::Instant::now();
+    let failed_at = tokio::time::Instant::now();
     let status = Command::new("kill")
         .args([signal, &pid])
         .status()
@@ -580,7 +580,7 @@ async fn shard_failure_under_load(tag: u16, failure: Failure) {
             );
         }
     }
-    let back_from = std::time::Instant::now();
+    let back_from = tokio::time::Instant::now();
     let rejoined = cluster
         .wait_for_ring_with("shard-1", Duration::from_secs(30))
         .await;
@@ -593,7 +593,7 @@ async fn shard_failure_under_load(tag: u16, failure: Failure) {
         *dead_tiles,
         "it owns its old tiles again"
     );
-    let rejoined_at = std::time::Instant::now();
+    let rejoined_at = tokio::time::Instant::now();
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop_tx.send_replace(true);
     let mut logs = Vec::new();

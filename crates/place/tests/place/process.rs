@@ -5,11 +5,12 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use place_protocol::{ClientMessage, ErrorCode, RequestId, ServerMessage, TileRequest};
 use place_testkit::{guest, Client};
 use place_tiles::TileId;
+use tokio::time::Instant;
 
 const SIDE: u32 = 256;
 const CLIENTS: u32 = 16;

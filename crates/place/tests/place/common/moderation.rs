@@ -111,7 +111,7 @@ impl Watcher {
 
 /// Tile (0,0) as `base` serves it, once it has every colour of `expected` (within 5 s).
 pub async fn wait_for_tile(base: &str, expected: &[(u32, u32, u8)]) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
         let tile = reqwest::get(format!("{base}/api/v1/tiles/0/0"))
             .await
@@ -127,7 +127,7 @@ pub async fn wait_for_tile(base: &str, expected: &[(u32, u32, u8)]) {
             return;
         }
         assert!(
-            std::time::Instant::now() < deadline,
+            tokio::time::Instant::now() < deadline,
             "tile (0,0) at {base} still differs at {wrong:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -1,10 +1,11 @@
 //! The observability scenario both modes run: placements and a watcher, then `/metrics` of the
 //! edges involved must show every series the operators rely on, with plausible values.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use place_protocol::{ClientMessage, ErrorCode, RequestId, ServerMessage, TileRequest};
 use place_tiles::TileId;
+use tokio::time::Instant;
 
 use place_testkit::Client;
 

@@ -2,10 +2,11 @@
 //! the last one within a second (`bases[i]` is edge i's URL), each mode refuses whom it should,
 //! and bad requests change nothing.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use place_protocol::{ErrorCode, ServerMessage};
 use serde_json::{json, Value};
+use tokio::time::Instant;
 
 use place_testkit::Client;
 use place_testkit::{call, Player};

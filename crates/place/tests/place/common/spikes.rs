@@ -2,11 +2,12 @@
 //! admin API, `/metrics`, the audit log, a webhook) and slows the cell down by itself; the
 //! administrator lifts the slow-down in one request.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use place_protocol::{ClientMessage, ErrorCode, ServerMessage};
 use serde_json::Value;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use place_testkit::call;
 use place_testkit::Client;

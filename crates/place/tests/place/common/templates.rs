@@ -1,9 +1,10 @@
 //! The templates scenario both modes can run: a template made through one edge, read and its
 //! progress followed through another (`bases[i]` is edge i's URL; `place serve` has one).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
+use tokio::time::Instant;
 
 use place_testkit::{call, Player};
 
