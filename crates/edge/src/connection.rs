@@ -21,8 +21,8 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use place_protocol::{
-    binary, json, ClientMessage, ErrorCode, ErrorMessage, RequestId, ServerMessage, TileRequest,
-    Welcome,
+    binary, close_code, json, ClientMessage, ErrorCode, ErrorMessage, RequestId, ServerMessage,
+    TileRequest, Welcome,
 };
 use place_shard::{PlaceError, PlaceRequest};
 use place_store::User;
@@ -57,22 +57,6 @@ const CLOSE_HANDSHAKE: Duration = Duration::from_secs(2);
 pub const RETRY_UNAVAILABLE_AFTER: Duration = Duration::from_secs(1);
 /// Most frames written with one flush (one `send` system call).
 const FRAMES_PER_FLUSH: usize = 64;
-
-/// Close codes (see `docs/PROTOCOL.md`).
-pub mod close_code {
-    /// The server is shutting down.
-    pub const GOING_AWAY: u16 = 1001;
-    /// Flood.
-    pub const POLICY: u16 = 1008;
-    /// The client fell too far behind.
-    pub const LAGGING: u16 = 4000;
-    /// A message over the hard size limit.
-    pub const TOO_BIG: u16 = 1009;
-    /// Nothing heard from the client (not even a pong) for too long.
-    pub const UNRESPONSIVE: u16 = 4002;
-    /// No valid session.
-    pub const UNAUTHORIZED: u16 = 4401;
-}
 
 /// Runs one connection to its end. `session` is the id the user was found by, so that the
 /// connection closes when that session ends.

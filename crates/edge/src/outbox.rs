@@ -202,7 +202,7 @@ impl Inbox {
         let signals = Signals {
             ending: if state.lagged {
                 Some(Ending::now(
-                    crate::connection::close_code::LAGGING,
+                    place_protocol::close_code::LAGGING,
                     "too far behind: reconnect and resubscribe",
                     "lagging",
                 ))

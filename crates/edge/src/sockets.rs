@@ -22,12 +22,11 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use parking_lot::Mutex;
-use place_protocol::ServerMessage;
+use place_protocol::{close_code, ServerMessage};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 use tracing::debug;
 
-use crate::connection::close_code;
 use crate::frame::SharedFrame;
 use crate::hub::ConnId;
 use crate::outbox::{Ending, Outbound};

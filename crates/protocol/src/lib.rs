@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`message`]: the message types, shared by both codecs.
 //! - [`binary`]: the compact binary codec (one message per WebSocket binary frame).
+//! - [`close_code`]: the codes an edge closes a WebSocket with.
 //! - [`json`]: the JSON codec (one message per text frame), for scripts and bots.
 //! - [`pow`]: the proof of work a new guest pays.
 //! - `fuzzing` (tests, or the `fuzzing` feature): hostile-input strategies for every decoder of
@@ -15,6 +16,7 @@
 //! request id when one could be read.
 
 pub mod binary;
+pub mod close_code;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 pub mod json;
