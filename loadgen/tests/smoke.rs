@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use loadgen::{Args, Report};
-use place::config::ServeConfig;
+use place::config::{CanvasSection, EdgeSection, ServeConfig, ShardSection};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -13,20 +13,29 @@ use tokio::sync::oneshot;
 async fn run_against_server(cooldown_secs: u64, max_tiles: usize, flags: &[&str]) -> Report {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = ServeConfig {
-        listen: "127.0.0.1:0".into(),
         data_dir: dir.path().to_path_buf(),
-        width: 512,
-        height: 512,
-        cooldown_secs,
-        guest_rate_per_minute: 0,
-        // Every player is 127.0.0.1: lift the per-network limits meant for the internet, and
-        // pay a cheap proof of work per guest.
-        max_connections_per_address: 1_000_000,
-        max_websockets_per_address: 1_000_000,
-        placements_per_address_per_minute: 0,
-        guest_pow_bits: 4,
-        batch_window_ms: 10,
-        max_tiles_per_client: max_tiles,
+        canvas: CanvasSection {
+            width: 512,
+            height: 512,
+            ..CanvasSection::default()
+        },
+        edge: EdgeSection {
+            listen: "127.0.0.1:0".into(),
+            cooldown_secs,
+            guest_rate_per_minute: 0,
+            // Every player is 127.0.0.1: lift the per-network limits meant for the internet, and
+            // pay a cheap proof of work per guest.
+            max_connections_per_address: 1_000_000,
+            max_websockets_per_address: 1_000_000,
+            placements_per_address_per_minute: 0,
+            guest_pow_bits: 4,
+            max_tiles_per_client: max_tiles,
+            ..EdgeSection::default()
+        },
+        shard: ShardSection {
+            batch_window_ms: 10,
+            ..ShardSection::default()
+        },
         ..ServeConfig::default()
     }
     .validate()

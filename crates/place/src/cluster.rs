@@ -26,7 +26,7 @@ use redis::aio::ConnectionManager;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
-use crate::config::{ConfigError, ValidConfig};
+use crate::config::ConfigError;
 
 /// Where the cluster's shared services are and what it is called.
 #[derive(Debug, Clone)]
@@ -174,14 +174,14 @@ pub struct ShardNode {
 /// Starts a shard: restores its tiles (by the ring in Redis) from PostgreSQL, listens for edges,
 /// reports itself in Redis and watches the other shards for failover.
 pub async fn start_shard(
-    config: &ValidConfig,
+    config: &place_shard::ShardConfig,
     cluster: &ClusterSettings,
     options: ShardOptions,
 ) -> anyhow::Result<ShardNode> {
     let listen_quic = options.listen_quic;
     let identity = cluster.identity()?;
     let store = cluster.postgres().await?;
-    let stored = store.canvas_geometry(config.shard.geometry).await?;
+    let stored = store.canvas_geometry(config.geometry).await?;
     let redis = cluster.redis().await?;
     let ring_store = RingStore::new(redis, &cluster.key_prefix())
         .following_announcements(cluster.redis_client()?);
@@ -191,7 +191,7 @@ pub async fn start_shard(
     let geometry = current.geometry(stored);
     let shard_config = place_shard::ShardConfig {
         geometry,
-        ..config.shard.clone()
+        ..config.clone()
     };
     if current.shard(&cluster.node_id).is_none() {
         warn!(id = %cluster.node_id, epoch = current.epoch(), "this shard is not in the ring: it owns no tiles");
@@ -276,13 +276,13 @@ impl ShardNode {
 
 /// Starts an edge: shared accounts in Redis and PostgreSQL, shards found through the ring.
 pub async fn start_edge(
-    config: &ValidConfig,
+    config: &place_edge::EdgeConfig,
     cluster: &ClusterSettings,
 ) -> anyhow::Result<Arc<Edge>> {
     let identity = cluster.identity()?;
     let redis = cluster.redis().await?;
     let users = cluster.postgres().await?;
-    let stored = users.canvas_geometry(config.edge.geometry).await?;
+    let stored = users.canvas_geometry(config.geometry).await?;
     // The ring has a connection of its own: behind the placements' commands on the shared one,
     // a flood of them (every page retrying after a failover) would delay the new ring by seconds.
     let ring_store = RingStore::new(cluster.redis().await?, &cluster.key_prefix())
@@ -310,7 +310,7 @@ pub async fn start_edge(
     let edge_config = place_edge::EdgeConfig {
         node_id: cluster.node_id.clone(),
         geometry,
-        ..config.edge.clone()
+        ..config.clone()
     };
     let edge = Edge::new(
         edge_config,
@@ -329,7 +329,7 @@ pub async fn start_edge(
     let jobs = JobContext {
         source: Source::Postgres(users),
         geometry,
-        palette: config.edge.palette.clone(),
+        palette: config.palette.clone(),
         throttle: Duration::ZERO,
     };
     let queue = JobQueue::new(&cluster.amqp_url, &cluster.name);

@@ -1,13 +1,18 @@
 //! The configuration of every long-running mode: one documented struct per mode ([`ServeConfig`]
 //! for `place serve`; [`EdgeNodeConfig`], [`ShardNodeConfig`] and [`WorkerConfig`] for the
-//! cluster, which flatten the shared [`ClusterConfig`] section and the canvas, edge and shard
-//! settings of [`ServeConfig`]). Each struct derives both its command line (clap: the flag, its
-//! environment variable and its default are declared once, in the field's attribute, and the
-//! field's doc is its help) and its TOML form (serde: the field's name is the key).
+//! cluster), each made of flattened sections by role, so that a mode takes, and `place MODE
+//! --help` lists, only the settings it uses: [`CommonSection`] (logs) for every mode,
+//! [`CanvasSection`] (size, colours) for every mode, [`MetricsSection`] for those that serve
+//! `/metrics`, [`EdgeSection`] (address, cooldown, limits, cookies, proxy, guests, spike alarm)
+//! for serve and edges, [`ShardSection`] (batching, checkpoints) for serve and shards,
+//! [`SnapshotSection`] for serve and workers, [`ClusterConfig`] for the cluster's nodes. Each
+//! struct derives both its command line (clap: the flag, its environment variable and its
+//! default are declared once, in the field's attribute, and the field's doc is its help) and its
+//! TOML form (serde: the field's name is the key).
 //!
 //! [`load`] layers them with figment: defaults, then the TOML file (`--config`, every setting
 //! valid there, an unknown key refused), then environment variables, then flags (later ones
-//! win). [`ServeConfig::validate`] and the cluster sections' checks run before any port is bound;
+//! win). Each mode's `validate` runs before any port is bound;
 //! a bad value is reported with the setting's name and the reason, and the binary exits 64.
 
 use std::net::SocketAddr;
@@ -70,26 +75,98 @@ pub struct ConfigFile {
     pub config: Option<PathBuf>,
 }
 
-/// Every setting of `place serve`; the cluster's modes flatten it for the canvas, edge and shard
-/// settings they share. The TOML file uses these names.
+/// Every setting of `place serve`: its own (the store's directory, the timelapse snapshots) and
+/// the sections the cluster's modes take by role. The TOML file uses the fields' names.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Args)]
 #[serde(default)]
 pub struct ServeConfig {
-    /// Address to listen on for HTTP and WebSockets.
-    #[arg(long, env = "PLACE_LISTEN", default_value = "127.0.0.1:3000")]
-    pub listen: String,
     /// Directory of the embedded store (`place serve`, `place timelapse`).
     #[arg(long, env = "PLACE_DATA_DIR", default_value = "place-data")]
     pub data_dir: PathBuf,
+    /// How the process logs.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: CommonSection,
+    /// Where `/metrics` is served.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub metrics: MetricsSection,
+    /// The canvas.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub canvas: CanvasSection,
+    /// The edge's address, limits and alarms.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub edge: EdgeSection,
+    /// The shard's batching and checkpoints.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub shard: ShardSection,
+    /// The timelapse snapshots.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub snapshots: SnapshotSection,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        declared_defaults()
+    }
+}
+
+/// What every mode takes: how it logs.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Args)]
+#[serde(default)]
+pub struct CommonSection {
+    /// Log format.
+    #[arg(long, env = "PLACE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+}
+
+impl Default for CommonSection {
+    fn default() -> Self {
+        declared_defaults()
+    }
+}
+
+/// Where a process that serves `/metrics` (`place serve`, an edge, a shard) serves it.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Args)]
+#[serde(default)]
+pub struct MetricsSection {
+    /// An address of its own for `GET /metrics` (e.g. `127.0.0.1:9100`), off the public one; a
+    /// shard serves its metrics there too. Without it an edge answers `/metrics` on `listen`, a
+    /// shard has none.
+    #[arg(long, env = "PLACE_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+}
+
+impl MetricsSection {
+    /// The address, checked.
+    pub fn address(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        let Some(address) = &self.metrics_listen else {
+            return Ok(None);
+        };
+        address.parse::<SocketAddr>().map(Some).map_err(|e| {
+            bad(
+                "metrics_listen",
+                format!("{address:?} is not an address like 127.0.0.1:9100: {e}"),
+            )
+        })
+    }
+}
+
+/// The canvas every node must agree on: its size and its colours (`place timelapse` reads them
+/// too).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Args)]
+#[serde(default)]
+pub struct CanvasSection {
     /// Canvas width in pixels, 1 to 65536.
     #[arg(long, env = env::WIDTH, default_value_t = 2000)]
     pub width: u32,
     /// Canvas height in pixels, 1 to 65536.
     #[arg(long, env = env::HEIGHT, default_value_t = 2000)]
     pub height: u32,
-    /// Seconds between two placements of one user, 0 to 86400.
-    #[arg(long, env = "PLACE_COOLDOWN_SECS", default_value_t = 5)]
-    pub cooldown_secs: u64,
     /// Number of palette colours, 2 to 256, when `palette` is not given (given as a flag or an
     /// environment variable, it replaces a `palette` of the file).
     #[arg(long, env = "PLACE_COLORS", default_value_t = 16)]
@@ -97,21 +174,55 @@ pub struct ServeConfig {
     /// Explicit palette as `#rrggbb` strings, in the TOML file only; overrides `colors`.
     #[arg(skip)]
     pub palette: Option<Vec<String>>,
-    /// Milliseconds a tile's changes are gathered before they are sent, 1 to 1000.
-    #[arg(long, env = "PLACE_BATCH_WINDOW_MS", default_value_t = 10)]
-    pub batch_window_ms: u64,
+}
+
+impl Default for CanvasSection {
+    fn default() -> Self {
+        declared_defaults()
+    }
+}
+
+/// The canvas, checked.
+#[derive(Debug, Clone)]
+pub struct ValidCanvas {
+    /// Its configured size.
+    pub geometry: CanvasGeometry,
+    /// Its colours.
+    pub palette: Palette,
+}
+
+impl CanvasSection {
+    /// Checks the size and the colours.
+    pub fn validate(&self) -> Result<ValidCanvas, ConfigError> {
+        in_range("width", self.width, 1, 65_536)?;
+        in_range("height", self.height, 1, 65_536)?;
+        let geometry = CanvasGeometry::new(self.width, self.height)
+            .map_err(|e| bad("width", e.to_string()))?;
+        let palette = match &self.palette {
+            Some(colors) => Palette::from_hex(colors).map_err(|e| bad("palette", e.to_string()))?,
+            None => Palette::default_with(self.colors).map_err(|e| bad("colors", e.to_string()))?,
+        };
+        Ok(ValidCanvas { geometry, palette })
+    }
+}
+
+/// What an edge (`place edge`, and `place serve`'s) takes: its address, the cooldown, the
+/// cookies and the proxy, the limits on connections, sockets and guests, and the spike alarm.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Args)]
+#[serde(default)]
+pub struct EdgeSection {
+    /// Address to listen on for HTTP and WebSockets.
+    #[arg(long, env = "PLACE_LISTEN", default_value = "127.0.0.1:3000")]
+    pub listen: String,
+    /// Seconds between two placements of one user, 0 to 86400.
+    #[arg(long, env = "PLACE_COOLDOWN_SECS", default_value_t = 5)]
+    pub cooldown_secs: u64,
     /// Tiles one connection may subscribe to, 1 to 65536.
     #[arg(long, env = "PLACE_MAX_TILES_PER_CLIENT", default_value_t = 256)]
     pub max_tiles_per_client: usize,
     /// Guest sessions one network may make per minute; 0 disables the limit.
     #[arg(long, env = "PLACE_GUEST_RATE_PER_MINUTE", default_value_t = 30)]
     pub guest_rate_per_minute: u32,
-    /// Seconds between checkpoints of changed tiles, 1 to 3600.
-    #[arg(long, env = "PLACE_CHECKPOINT_SECS", default_value_t = 30)]
-    pub checkpoint_secs: u64,
-    /// Log format.
-    #[arg(long, env = "PLACE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
-    pub log_format: LogFormat,
     /// Mark the session cookie `Secure` (the site is served over HTTPS). Without it the cookie
     /// is still `Secure` when a proxy sends `X-Forwarded-Proto: https`.
     #[arg(long, env = "PLACE_SECURE_COOKIES", default_value_t = false, num_args = 0..=1,
@@ -122,10 +233,6 @@ pub struct ServeConfig {
     #[arg(long, env = "PLACE_TRUST_PROXY", default_value_t = false, num_args = 0..=1,
           default_missing_value = "true", action = clap::ArgAction::Set)]
     pub trust_proxy: bool,
-    /// Seconds between two timelapse snapshots of the canvas, 1 to 86400 (taken by `place serve`,
-    /// or by the cluster's `place worker`).
-    #[arg(long, env = "PLACE_TIMELAPSE_SNAPSHOT_SECS", default_value_t = 600)]
-    pub timelapse_snapshot_secs: u64,
     /// Open TCP connections (HTTP and WebSocket) the process holds, 16 to 1,000,000; lowered at
     /// start to the file-descriptor limit less 512. Past it a new connection gets HTTP 503.
     #[arg(long, env = "PLACE_MAX_CONNECTIONS", default_value_t = 20_000)]
@@ -161,11 +268,6 @@ pub struct ServeConfig {
     /// request's own scheme, host and port.
     #[arg(long, env = "PLACE_PUBLIC_ORIGIN")]
     pub public_origin: Option<String>,
-    /// An address of its own for `GET /metrics` (e.g. `127.0.0.1:9100`), off the public one; a
-    /// shard serves its metrics there too. Without it an edge answers `/metrics` on `listen`, a
-    /// shard has none.
-    #[arg(long, env = "PLACE_METRICS_LISTEN")]
-    pub metrics_listen: Option<String>,
     /// Proof of work a new guest pays, in leading zero bits of a SHA-256 (0 to 28; 0 asks none,
     /// for load tests). 16 is 65,536 hashes on average, about 0.4 s of the page's JavaScript on
     /// a desktop, a second or two on a phone.
@@ -202,6 +304,60 @@ pub struct ServeConfig {
     pub spike_slow_cooldown_secs: u64,
 }
 
+impl Default for EdgeSection {
+    fn default() -> Self {
+        declared_defaults()
+    }
+}
+
+/// What a shard (`place shard`, and `place serve`'s) takes: how it batches and checkpoints.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Args)]
+#[serde(default)]
+pub struct ShardSection {
+    /// Milliseconds a tile's changes are gathered before they are sent, 1 to 1000.
+    #[arg(long, env = "PLACE_BATCH_WINDOW_MS", default_value_t = 10)]
+    pub batch_window_ms: u64,
+    /// Seconds between checkpoints of changed tiles, 1 to 3600.
+    #[arg(long, env = "PLACE_CHECKPOINT_SECS", default_value_t = 30)]
+    pub checkpoint_secs: u64,
+}
+
+impl Default for ShardSection {
+    fn default() -> Self {
+        declared_defaults()
+    }
+}
+
+/// The timelapse snapshots' pace, for what takes them (`place serve`, or a cluster's `place
+/// worker`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Args)]
+#[serde(default)]
+pub struct SnapshotSection {
+    /// Seconds between two timelapse snapshots of the canvas, 1 to 86400 (taken by `place serve`,
+    /// or by the cluster's `place worker`).
+    #[arg(long, env = "PLACE_TIMELAPSE_SNAPSHOT_SECS", default_value_t = 600)]
+    pub timelapse_snapshot_secs: u64,
+}
+
+impl Default for SnapshotSection {
+    fn default() -> Self {
+        declared_defaults()
+    }
+}
+
+impl SnapshotSection {
+    /// The time between two snapshots, checked.
+    pub fn interval(&self) -> Result<Duration, ConfigError> {
+        in_range(
+            "timelapse_snapshot_secs",
+            self.timelapse_snapshot_secs,
+            1,
+            86_400,
+        )?;
+        Ok(Duration::from_secs(self.timelapse_snapshot_secs))
+    }
+}
+
 /// How logs are written.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -210,12 +366,6 @@ pub enum LogFormat {
     Pretty,
     /// One JSON object per line.
     Json,
-}
-
-impl Default for ServeConfig {
-    fn default() -> Self {
-        declared_defaults()
-    }
 }
 
 /// Where a cluster node finds the cluster's shared services, and who it is: the section `place
@@ -280,30 +430,59 @@ impl ClusterConfig {
     }
 }
 
-/// What every cluster node reads: where the cluster is and who this node is, and the canvas's
-/// settings (each mode uses those of its part: the edge's limits, the shard's batching and
-/// checkpoints, the worker's snapshots; `data_dir` is `place serve`'s alone).
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Args)]
-#[serde(default)]
-pub struct NodeConfig {
-    /// Where the cluster is and who this node is.
-    #[command(flatten)]
-    #[serde(flatten)]
-    pub cluster: ClusterConfig,
-    /// The canvas, the edge's and the shard's settings.
-    #[command(flatten)]
-    #[serde(flatten)]
-    pub settings: ServeConfig,
-}
-
 /// `place edge`: a cluster's edge, holding players' WebSockets and the HTTP API.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Args)]
 #[serde(default)]
 pub struct EdgeNodeConfig {
-    /// The cluster and the canvas.
+    /// Where the cluster is and who this edge is.
     #[command(flatten)]
     #[serde(flatten)]
-    pub node: NodeConfig,
+    pub cluster: ClusterConfig,
+    /// How it logs.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: CommonSection,
+    /// Where `/metrics` is served.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub metrics: MetricsSection,
+    /// The canvas.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub canvas: CanvasSection,
+    /// Its address, limits and alarms.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub edge: EdgeSection,
+}
+
+/// An edge's settings, checked.
+#[derive(Debug, Clone)]
+pub struct ValidEdgeNode {
+    /// The cluster and this edge's id.
+    pub cluster: ClusterSettings,
+    /// Where to listen for HTTP and WebSockets.
+    pub listen: SocketAddr,
+    /// The edge's settings (its id is set when it starts).
+    pub edge: EdgeConfig,
+    /// Where `/metrics` is served apart, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+impl EdgeNodeConfig {
+    /// Checks every setting: the cluster's first.
+    pub fn validate(&self) -> Result<ValidEdgeNode, ConfigError> {
+        let cluster = self.cluster.settings()?;
+        let canvas = self.canvas.validate()?;
+        let metrics_listen = self.metrics.address()?;
+        let (listen, edge) = self.edge.validate(&canvas, metrics_listen.is_some())?;
+        Ok(ValidEdgeNode {
+            cluster,
+            listen,
+            edge,
+            metrics_listen,
+        })
+    }
 }
 
 /// `place shard`: a cluster's shard, owning the tiles the ring gives it.
@@ -318,10 +497,26 @@ pub struct ShardNodeConfig {
     /// by the tiles' fences and rejoins when it runs again), 0 to 3600; 0: never.
     #[arg(long, env = "PLACE_FAILOVER_AFTER_SECS", default_value_t = 1)]
     pub failover_after_secs: u64,
-    /// The cluster and the canvas.
+    /// Where the cluster is and who this shard is.
     #[command(flatten)]
     #[serde(flatten)]
-    pub node: NodeConfig,
+    pub cluster: ClusterConfig,
+    /// How it logs.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: CommonSection,
+    /// Where `/metrics` is served.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub metrics: MetricsSection,
+    /// The canvas.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub canvas: CanvasSection,
+    /// Its batching and checkpoints.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub shard: ShardSection,
 }
 
 impl Default for ShardNodeConfig {
@@ -330,7 +525,33 @@ impl Default for ShardNodeConfig {
     }
 }
 
+/// A shard's settings, checked.
+#[derive(Debug, Clone)]
+pub struct ValidShardNode {
+    /// The cluster and this shard's id.
+    pub cluster: ClusterSettings,
+    /// Its QUIC address and failover.
+    pub options: crate::cluster::ShardOptions,
+    /// The shard's settings (the canvas as configured; the stored one wins when it starts).
+    pub shard: ShardConfig,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
 impl ShardNodeConfig {
+    /// Checks every setting: the cluster's first.
+    pub fn validate(&self) -> Result<ValidShardNode, ConfigError> {
+        let cluster = self.cluster.settings()?;
+        let options = self.options()?;
+        let canvas = self.canvas.validate()?;
+        Ok(ValidShardNode {
+            cluster,
+            options,
+            shard: self.shard.validate(&canvas)?,
+            metrics_listen: self.metrics.address()?,
+        })
+    }
+
     /// The shard's own settings, checked.
     pub fn options(&self) -> Result<crate::cluster::ShardOptions, ConfigError> {
         let listen_quic = self.listen_quic.parse::<SocketAddr>().map_err(|e| {
@@ -358,25 +579,41 @@ pub struct WorkerConfig {
     /// Pause after each frame, in ms (tests that kill a worker mid-job).
     #[arg(long, default_value_t = 0, hide = true)]
     pub throttle_ms: u64,
-    /// The cluster (`redis_url` and `certs` are not used; `id` is the worker's name) and the
-    /// canvas.
+    /// The cluster (`redis_url` and `certs` are not used; `id` is the worker's name).
     #[command(flatten)]
     #[serde(flatten)]
-    pub node: NodeConfig,
+    pub cluster: ClusterConfig,
+    /// How it logs.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: CommonSection,
+    /// The canvas it renders.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub canvas: CanvasSection,
+    /// The snapshots it takes.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub snapshots: SnapshotSection,
 }
 
 impl WorkerConfig {
-    /// The worker's settings, checked; its name is `worker-PID` unless `id` is given.
+    /// The worker's settings, checked (the cluster's first); its name is `worker-PID` unless
+    /// `id` is given.
     pub fn worker(&self) -> Result<crate::worker::WorkerSettings, ConfigError> {
-        let section = &self.node.cluster;
+        let section = &self.cluster;
         let id = (section.id.clone()).unwrap_or_else(|| format!("worker-{}", std::process::id()));
         let cluster = section.settings_as(id)?;
+        let canvas = self.canvas.validate()?;
         Ok(crate::worker::WorkerSettings {
             database_url: cluster.database_url,
             cluster: cluster.name,
             amqp_url: cluster.amqp_url,
             id: cluster.node_id,
             throttle: Duration::from_millis(self.throttle_ms),
+            geometry: canvas.geometry,
+            palette: canvas.palette,
+            snapshot_interval: self.snapshots.interval()?,
         })
     }
 }
@@ -513,7 +750,7 @@ fn in_range<T: PartialOrd + std::fmt::Display>(
     Ok(())
 }
 
-/// A configuration that passed validation, in the shapes the crates take.
+/// `place serve`'s configuration, checked, in the shapes the crates take.
 #[derive(Debug, Clone)]
 pub struct ValidConfig {
     /// Where to listen.
@@ -535,6 +772,51 @@ pub struct ValidConfig {
 impl ServeConfig {
     /// Checks every setting and builds what the crates need.
     pub fn validate(&self) -> Result<ValidConfig, ConfigError> {
+        let canvas = self.canvas.validate()?;
+        let metrics_listen = self.metrics.address()?;
+        let (listen, edge) = self.edge.validate(&canvas, metrics_listen.is_some())?;
+        let shard = self.shard.validate(&canvas)?;
+        let timelapse_snapshot_interval = self.snapshots.interval()?;
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(bad("data_dir", "must not be empty"));
+        }
+        Ok(ValidConfig {
+            listen,
+            data_dir: self.data_dir.clone(),
+            edge,
+            shard,
+            log_format: self.common.log_format,
+            timelapse_snapshot_interval,
+            metrics_listen,
+        })
+    }
+}
+
+impl ShardSection {
+    /// The shard's settings for `canvas`, checked.
+    pub fn validate(&self, canvas: &ValidCanvas) -> Result<ShardConfig, ConfigError> {
+        in_range("batch_window_ms", self.batch_window_ms, 1, 1000)?;
+        in_range("checkpoint_secs", self.checkpoint_secs, 1, 3600)?;
+        Ok(ShardConfig {
+            geometry: canvas.geometry,
+            color_count: canvas.palette.len(),
+            batch_window: Duration::from_millis(self.batch_window_ms),
+            checkpoint: CheckpointPolicy {
+                max_interval_ms: self.checkpoint_secs as i64 * 1000,
+                ..CheckpointPolicy::default()
+            },
+        })
+    }
+}
+
+impl EdgeSection {
+    /// The edge's address and settings for `canvas`, checked; `metrics_apart`: `/metrics` is
+    /// served on an address of its own.
+    pub fn validate(
+        &self,
+        canvas: &ValidCanvas,
+        metrics_apart: bool,
+    ) -> Result<(SocketAddr, EdgeConfig), ConfigError> {
         let listen: SocketAddr = self.listen.parse().map_err(|e| {
             bad(
                 "listen",
@@ -544,20 +826,39 @@ impl ServeConfig {
                 ),
             )
         })?;
-        in_range("width", self.width, 1, 65_536)?;
-        in_range("height", self.height, 1, 65_536)?;
-        let geometry = CanvasGeometry::new(self.width, self.height)
-            .map_err(|e| bad("width", e.to_string()))?;
         in_range("cooldown_secs", self.cooldown_secs, 0, 86_400)?;
-        in_range("batch_window_ms", self.batch_window_ms, 1, 1000)?;
         in_range("max_tiles_per_client", self.max_tiles_per_client, 1, 65_536)?;
-        in_range("checkpoint_secs", self.checkpoint_secs, 1, 3600)?;
-        in_range(
-            "timelapse_snapshot_secs",
-            self.timelapse_snapshot_secs,
-            1,
-            86_400,
-        )?;
+        in_range("websocket_ping_secs", self.websocket_ping_secs, 1, 300)?;
+        in_range("guest_pow_bits", self.guest_pow_bits, 0, 28)?;
+        if let Some(origin) = &self.public_origin {
+            if place_edge::http::normalize_origin(origin).is_none() {
+                return Err(bad(
+                    "public_origin",
+                    format!("{origin:?} is not an origin like https://place.example.org"),
+                ));
+            }
+        }
+        let edge = EdgeConfig {
+            geometry: canvas.geometry,
+            palette: canvas.palette.clone(),
+            cooldown: Duration::from_secs(self.cooldown_secs),
+            max_tiles_per_client: self.max_tiles_per_client,
+            guest_rate_per_minute: self.guest_rate_per_minute,
+            secure_cookies: self.secure_cookies,
+            trust_proxy: self.trust_proxy,
+            guest_pow_bits: self.guest_pow_bits,
+            metrics_apart,
+            public_origin: self.public_origin.clone(),
+            plain_loopback: listen.ip().is_loopback(),
+            spike: self.spike_config()?,
+            limits: self.limits()?,
+            ..EdgeConfig::default()
+        };
+        Ok((listen, edge))
+    }
+
+    /// The limits on connections, sockets and requests, checked.
+    fn limits(&self) -> Result<Limits, ConfigError> {
         in_range("max_connections", self.max_connections, 16, 1_000_000)?;
         in_range(
             "max_connections_per_address",
@@ -589,84 +890,24 @@ impl ServeConfig {
             1,
             300,
         )?;
-        in_range("websocket_ping_secs", self.websocket_ping_secs, 1, 300)?;
-        in_range("guest_pow_bits", self.guest_pow_bits, 0, 28)?;
-        if let Some(origin) = &self.public_origin {
-            if place_edge::http::normalize_origin(origin).is_none() {
-                return Err(bad(
-                    "public_origin",
-                    format!("{origin:?} is not an origin like https://place.example.org"),
-                ));
-            }
-        }
-        let metrics_listen = match &self.metrics_listen {
-            Some(address) => Some(address.parse::<SocketAddr>().map_err(|e| {
-                bad(
-                    "metrics_listen",
-                    format!("{address:?} is not an address like 127.0.0.1:9100: {e}"),
-                )
-            })?),
-            None => None,
-        };
         in_range("ipv4_prefix", self.ipv4_prefix, 8, 32)?;
         in_range("ipv6_prefix", self.ipv6_prefix, 16, 128)?;
-        let spike = self.spike_config()?;
-        let palette = match &self.palette {
-            Some(colors) => Palette::from_hex(colors).map_err(|e| bad("palette", e.to_string()))?,
-            None => Palette::default_with(self.colors).map_err(|e| bad("colors", e.to_string()))?,
-        };
-        if self.data_dir.as_os_str().is_empty() {
-            return Err(bad("data_dir", "must not be empty"));
-        }
-        Ok(ValidConfig {
-            listen,
-            data_dir: self.data_dir.clone(),
-            edge: EdgeConfig {
-                geometry,
-                palette: palette.clone(),
-                cooldown: Duration::from_secs(self.cooldown_secs),
-                max_tiles_per_client: self.max_tiles_per_client,
-                guest_rate_per_minute: self.guest_rate_per_minute,
-                secure_cookies: self.secure_cookies,
-                trust_proxy: self.trust_proxy,
-                guest_pow_bits: self.guest_pow_bits,
-                metrics_apart: metrics_listen.is_some(),
-                public_origin: self.public_origin.clone(),
-                plain_loopback: listen.ip().is_loopback(),
-                spike,
-                limits: Limits {
-                    max_connections: self.max_connections,
-                    max_connections_per_address: self.max_connections_per_address,
-                    max_websockets_per_session: self.max_websockets_per_session,
-                    max_websockets_per_address: self.max_websockets_per_address,
-                    header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
-                    request_body_timeout: Duration::from_secs(self.request_body_timeout_secs),
-                    placements_per_address_per_minute: self.placements_per_address_per_minute,
-                    ping_interval: Duration::from_secs(self.websocket_ping_secs),
-                    addresses: AddressPolicy {
-                        ipv4_prefix: self.ipv4_prefix,
-                        ipv6_prefix: self.ipv6_prefix,
-                    },
-                },
-                ..EdgeConfig::default()
+        Ok(Limits {
+            max_connections: self.max_connections,
+            max_connections_per_address: self.max_connections_per_address,
+            max_websockets_per_session: self.max_websockets_per_session,
+            max_websockets_per_address: self.max_websockets_per_address,
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+            request_body_timeout: Duration::from_secs(self.request_body_timeout_secs),
+            placements_per_address_per_minute: self.placements_per_address_per_minute,
+            ping_interval: Duration::from_secs(self.websocket_ping_secs),
+            addresses: AddressPolicy {
+                ipv4_prefix: self.ipv4_prefix,
+                ipv6_prefix: self.ipv6_prefix,
             },
-            shard: ShardConfig {
-                geometry,
-                color_count: palette.len(),
-                batch_window: Duration::from_millis(self.batch_window_ms),
-                checkpoint: CheckpointPolicy {
-                    max_interval_ms: self.checkpoint_secs as i64 * 1000,
-                    ..CheckpointPolicy::default()
-                },
-            },
-            log_format: self.log_format,
-            timelapse_snapshot_interval: Duration::from_secs(self.timelapse_snapshot_secs),
-            metrics_listen,
         })
     }
-}
 
-impl ServeConfig {
     /// The spike alarm's settings, checked.
     fn spike_config(&self) -> Result<place_edge::alarm::SpikeConfig, ConfigError> {
         in_range("spike_cell", self.spike_cell, 8, 1024)?;
@@ -718,35 +959,50 @@ mod tests {
         let check = |c: ServeConfig| c.validate().expect_err("invalid").setting;
         assert_eq!(
             check(ServeConfig {
-                width: 0,
+                canvas: CanvasSection {
+                    width: 0,
+                    ..Default::default()
+                },
                 ..Default::default()
             }),
             "width"
         );
         assert_eq!(
             check(ServeConfig {
-                height: 70_000,
+                canvas: CanvasSection {
+                    height: 70_000,
+                    ..Default::default()
+                },
                 ..Default::default()
             }),
             "height"
         );
         assert_eq!(
             check(ServeConfig {
-                listen: "nowhere".into(),
+                edge: EdgeSection {
+                    listen: "nowhere".into(),
+                    ..Default::default()
+                },
                 ..Default::default()
             }),
             "listen"
         );
         assert_eq!(
             check(ServeConfig {
-                colors: 300,
+                canvas: CanvasSection {
+                    colors: 300,
+                    ..Default::default()
+                },
                 ..Default::default()
             }),
             "colors"
         );
         assert_eq!(
             check(ServeConfig {
-                batch_window_ms: 0,
+                shard: ShardSection {
+                    batch_window_ms: 0,
+                    ..Default::default()
+                },
                 ..Default::default()
             }),
             "batch_window_ms"
@@ -754,21 +1010,30 @@ mod tests {
         let palette = Some(vec!["#fff".to_string(), "#000000".to_string()]);
         assert_eq!(
             check(ServeConfig {
-                palette,
+                canvas: CanvasSection {
+                    palette,
+                    ..Default::default()
+                },
                 ..Default::default()
             }),
             "palette"
         );
         assert_eq!(
             check(ServeConfig {
-                spike_webhook: Some("ftp://example.org/x".into()),
+                edge: EdgeSection {
+                    spike_webhook: Some("ftp://example.org/x".into()),
+                    ..Default::default()
+                },
                 ..Default::default()
             }),
             "spike_webhook"
         );
         assert_eq!(
             check(ServeConfig {
-                spike_factor: 1,
+                edge: EdgeSection {
+                    spike_factor: 1,
+                    ..Default::default()
+                },
                 ..Default::default()
             }),
             "spike_factor"
@@ -799,7 +1064,12 @@ mod tests {
         let file = "width = 128\ncooldown_secs = 1\nlog_format = \"json\"\n";
         let c: ServeConfig = load_from(&[], Some(file)).expect("valid file");
         assert_eq!(
-            (c.width, c.height, c.cooldown_secs, c.log_format),
+            (
+                c.canvas.width,
+                c.canvas.height,
+                c.edge.cooldown_secs,
+                c.common.log_format
+            ),
             (128, 2000, 1, LogFormat::Json)
         );
         let typo = load_from::<ServeConfig>(&[], Some("widht = 128\n")).expect_err("typo");
@@ -818,14 +1088,18 @@ mod tests {
     fn flags_win_over_the_file_which_wins_over_the_defaults() {
         let file = "width = 128\nheight = 256\npalette = [\"#000000\", \"#ffffff\"]\n";
         let c: ServeConfig = load_from(&["--width", "64"], Some(file)).expect("valid");
-        assert_eq!((c.width, c.height, c.cooldown_secs), (64, 256, 5));
-        assert_eq!(c.palette.as_ref().map(Vec::len), Some(2));
+        let canvas = &c.canvas;
+        assert_eq!(
+            (canvas.width, canvas.height, c.edge.cooldown_secs),
+            (64, 256, 5)
+        );
+        assert_eq!(canvas.palette.as_ref().map(Vec::len), Some(2));
         // A palette size given as a flag replaces the file's palette.
         let c: ServeConfig = load_from(&["--colors", "4"], Some(file)).expect("valid");
-        assert_eq!((c.colors, c.palette), (4, None));
+        assert_eq!((c.canvas.colors, c.canvas.palette), (4, None));
         // A flag left at its default does not hide the file's value.
         let c: ServeConfig = load_from(&["--height", "2000"], Some(file)).expect("valid");
-        assert_eq!((c.width, c.height), (128, 2000));
+        assert_eq!((c.canvas.width, c.canvas.height), (128, 2000));
     }
 
     #[test]
@@ -834,22 +1108,19 @@ mod tests {
                     failover_after_secs = 0\nwidth = 640\n";
         let shard: ShardNodeConfig =
             load_from(&["--redis-url", "redis://r:1"], Some(file)).expect("a shard's file");
-        assert_eq!(shard.node.cluster.cluster, "demo");
-        assert_eq!(shard.node.cluster.redis_url, "redis://r:1");
-        assert_eq!(shard.node.settings.width, 640);
+        assert_eq!(shard.cluster.cluster, "demo");
+        assert_eq!(shard.cluster.redis_url, "redis://r:1");
+        assert_eq!(shard.canvas.width, 640);
         let options = shard.options().expect("valid shard");
         assert_eq!(
             (options.listen_quic.port(), options.failover_after),
             (7002, None)
         );
-        assert_eq!(
-            shard.node.cluster.settings().expect("valid").node_id,
-            "shard-2"
-        );
+        assert_eq!(shard.cluster.settings().expect("valid").node_id, "shard-2");
 
         let edge: EdgeNodeConfig =
             load_from(&["--id", "edge-1"], Some("cluster = \"demo\"\n")).expect("an edge's file");
-        let settings = edge.node.cluster.settings().expect("valid edge");
+        let settings = edge.cluster.settings().expect("valid edge");
         assert_eq!(
             (settings.name.as_str(), settings.node_id.as_str()),
             ("demo", "edge-1")
@@ -862,6 +1133,24 @@ mod tests {
             .contains("listen_quic"));
         let refused = load_from::<ServeConfig>(&[], Some("cluster = \"demo\"\n"));
         assert!(refused.expect_err("not serve's").reason.contains("cluster"));
+        // Each cluster mode takes only the sections it uses.
+        for (file, key) in [
+            ("cooldown_secs = 1\n", "cooldown_secs"),
+            ("data_dir = \"d\"\n", "data_dir"),
+            ("trust_proxy = true\n", "trust_proxy"),
+        ] {
+            let refused = load_from::<ShardNodeConfig>(&[], Some(file)).expect_err("not a shard's");
+            assert!(refused.reason.contains(key), "{refused}");
+        }
+        for file in ["batch_window_ms = 5\n", "timelapse_snapshot_secs = 5\n"] {
+            load_from::<EdgeNodeConfig>(&[], Some(file)).expect_err("not an edge's");
+        }
+        for file in [
+            "listen = \"0.0.0.0:1\"\n",
+            "metrics_listen = \"0.0.0.0:1\"\n",
+        ] {
+            load_from::<WorkerConfig>(&[], Some(file)).expect_err("not a worker's");
+        }
 
         let worker: WorkerConfig =
             load_from(&[], Some("amqp_url = \"amqp://mq:5672/%2f\"\n")).expect("a worker's file");

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use place::config::{
-    defaults, env, ConfigError, ConfigFile, EdgeNodeConfig, LogFormat, ServeConfig,
+    defaults, env, CanvasSection, ConfigError, ConfigFile, EdgeNodeConfig, LogFormat, ServeConfig,
     ShardNodeConfig, WorkerConfig,
 };
 use place::ring_cli::RingCommand;
@@ -206,10 +206,10 @@ struct RingArgs {
     #[arg(long, env = env::CLUSTER, default_value = defaults::CLUSTER, global = true)]
     cluster: String,
     /// Canvas width, for the tile counts.
-    #[arg(long, env = env::WIDTH, default_value_t = ServeConfig::default().width, global = true)]
+    #[arg(long, env = env::WIDTH, default_value_t = CanvasSection::default().width, global = true)]
     width: u32,
     /// Canvas height, for the tile counts.
-    #[arg(long, env = env::HEIGHT, default_value_t = ServeConfig::default().height, global = true)]
+    #[arg(long, env = env::HEIGHT, default_value_t = CanvasSection::default().height, global = true)]
     height: u32,
     /// Seconds to wait for a handoff to complete.
     #[arg(long, default_value_t = 120, global = true)]
@@ -297,23 +297,20 @@ fn main() -> ExitCode {
         Command::Shard(mode) => {
             let checked = configured(|| {
                 let config = mode.load(sub)?;
-                let cluster = config.node.cluster.settings()?;
-                let options = config.options()?;
-                Ok((config.node.settings.validate()?, cluster, options))
+                Ok((config.validate()?, config.common.log_format))
             });
             match checked {
-                Ok((config, cluster, options)) => run_node(config, cluster, Some(options)),
+                Ok((node, log_format)) => run_node(log_format, run_shard(node)),
                 Err(code) => code,
             }
         }
         Command::Edge(mode) => {
             let checked = configured(|| {
-                let config = mode.load(sub)?.node;
-                let cluster = config.cluster.settings()?;
-                Ok((config.settings.validate()?, cluster))
+                let config = mode.load(sub)?;
+                Ok((config.validate()?, config.common.log_format))
             });
             match checked {
-                Ok((config, cluster)) => run_node(config, cluster, None),
+                Ok((node, log_format)) => run_node(log_format, run_edge(node)),
                 Err(code) => code,
             }
         }
@@ -362,10 +359,10 @@ fn main() -> ExitCode {
         Command::Worker(mode) => {
             let checked = configured(|| {
                 let config = mode.load(sub)?;
-                Ok((config.node.settings.validate()?, config.worker()?))
+                Ok((config.worker()?, config.common.log_format))
             });
             match checked {
-                Ok((config, settings)) => run_worker(config, settings),
+                Ok((settings, log_format)) => run_node(log_format, run_worker(settings)),
                 Err(code) => code,
             }
         }
@@ -405,47 +402,15 @@ fn configured<T>(check: impl FnOnce() -> Result<T, ConfigError>) -> Result<T, Ex
     })
 }
 
-/// `place shard` (with a QUIC address) or `place edge`.
+/// Runs a cluster node (`run`: an edge, a shard, a worker) until it stops, logging as `log_format` asks.
 fn run_node(
-    config: place::config::ValidConfig,
-    settings: place::cluster::ClusterSettings,
-    shard: Option<place::cluster::ShardOptions>,
+    log_format: LogFormat,
+    run: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> ExitCode {
-    init_logging(config.log_format);
+    init_logging(log_format);
     let result = tokio::runtime::Runtime::new()
         .context("starting the runtime")
-        .and_then(|runtime| {
-            runtime.block_on(async {
-                match shard {
-                    Some(options) => {
-                        if let Some(address) = config.metrics_listen {
-                            let app = place_edge::telemetry::shard_app();
-                            serve_metrics(address, app).await?;
-                        }
-                        let node = place::cluster::start_shard(&config, &settings, options).await?;
-                        println!(
-                            "shard {} listening on quic://{}",
-                            settings.node_id, node.quic_addr
-                        );
-                        node.run_until(shutdown_signal()).await;
-                        Ok(())
-                    }
-                    None => {
-                        let listener = TcpListener::bind(config.listen)
-                            .await
-                            .with_context(|| format!("binding {}", config.listen))?;
-                        let local = listener.local_addr()?;
-                        let edge = place::cluster::start_edge(&config, &settings).await?;
-                        if let Some(address) = config.metrics_listen {
-                            let app = place_edge::http::metrics_app(std::sync::Arc::clone(&edge));
-                            serve_metrics(address, app).await?;
-                        }
-                        println!("listening on http://{local}");
-                        place::cluster::serve_edge(edge, listener, shutdown_signal()).await
-                    }
-                }
-            })
-        });
+        .and_then(|runtime| runtime.block_on(run));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -454,6 +419,37 @@ fn run_node(
             ExitCode::FAILURE
         }
     }
+}
+
+/// `place shard`, until a signal.
+async fn run_shard(config: place::config::ValidShardNode) -> anyhow::Result<()> {
+    if let Some(address) = config.metrics_listen {
+        let app = place_edge::telemetry::shard_app();
+        serve_metrics(address, app).await?;
+    }
+    let cluster = &config.cluster;
+    let node = place::cluster::start_shard(&config.shard, cluster, config.options).await?;
+    println!(
+        "shard {} listening on quic://{}",
+        cluster.node_id, node.quic_addr
+    );
+    node.run_until(shutdown_signal()).await;
+    Ok(())
+}
+
+/// `place edge`, until a signal.
+async fn run_edge(config: place::config::ValidEdgeNode) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let local = listener.local_addr()?;
+    let edge = place::cluster::start_edge(&config.edge, &config.cluster).await?;
+    if let Some(address) = config.metrics_listen {
+        let app = place_edge::http::metrics_app(std::sync::Arc::clone(&edge));
+        serve_metrics(address, app).await?;
+    }
+    println!("listening on http://{local}");
+    place::cluster::serve_edge(edge, listener, shutdown_signal()).await
 }
 
 fn run_ring(args: RingArgs) -> anyhow::Result<()> {
@@ -727,33 +723,16 @@ fn run_timelapse(args: TimelapseArgs, config: place::config::ValidConfig) -> Exi
     }
 }
 
-fn run_worker(
-    config: place::config::ValidConfig,
-    settings: place::worker::WorkerSettings,
-) -> ExitCode {
-    init_logging(config.log_format);
-    let result = tokio::runtime::Runtime::new()
-        .context("starting the runtime")
-        .and_then(|runtime| {
-            runtime.block_on(async {
-                let stop = tokio_util::sync::CancellationToken::new();
-                let on_signal = stop.clone();
-                tokio::spawn(async move {
-                    shutdown_signal().await;
-                    on_signal.cancel();
-                });
-                println!("worker {} ready", settings.id);
-                place::worker::run(&config, &settings, stop).await
-            })
-        });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("place: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+/// `place worker`, until a signal.
+async fn run_worker(settings: place::worker::WorkerSettings) -> anyhow::Result<()> {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        on_signal.cancel();
+    });
+    println!("worker {} ready", settings.id);
+    place::worker::run(&settings, stop).await
 }
 
 fn init_logging(format: LogFormat) {

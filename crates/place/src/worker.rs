@@ -5,14 +5,14 @@
 
 use std::time::Duration;
 
+use place_tiles::{CanvasGeometry, Palette};
+
 use anyhow::Context;
 use place_timelapse::jobs::JobContext;
 use place_timelapse::queue::JobQueue;
 use place_timelapse::Source;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
-
-use crate::config::ValidConfig;
 
 /// Where a worker finds its cluster.
 #[derive(Debug, Clone)]
@@ -27,28 +27,30 @@ pub struct WorkerSettings {
     pub id: String,
     /// A pause after each frame (tests that kill a worker mid-job); zero otherwise.
     pub throttle: Duration,
+    /// The canvas as configured (the stored size wins).
+    pub geometry: CanvasGeometry,
+    /// Its colours.
+    pub palette: Palette,
+    /// Time between two timelapse snapshots.
+    pub snapshot_interval: Duration,
 }
 
 /// Runs a worker until `shutdown`.
-pub async fn run(
-    config: &ValidConfig,
-    settings: &WorkerSettings,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+pub async fn run(settings: &WorkerSettings, shutdown: CancellationToken) -> anyhow::Result<()> {
     let store = place_store::PgStore::connect(&settings.database_url, &settings.cluster)
         .await
         .with_context(|| format!("connecting to PostgreSQL at {}", settings.database_url))?;
-    let geometry = store.canvas_geometry(config.edge.geometry).await?;
+    let geometry = store.canvas_geometry(settings.geometry).await?;
     let ctx = JobContext {
         source: Source::Postgres(store),
         geometry,
-        palette: config.edge.palette.clone(),
+        palette: settings.palette.clone(),
         throttle: settings.throttle,
     };
     let snapshots = tokio::spawn(place_timelapse::snapshot::run(
         ctx.source.clone(),
         ctx.geometry,
-        config.timelapse_snapshot_interval,
+        settings.snapshot_interval,
         shutdown.clone(),
     ));
     let queue = JobQueue::new(&settings.amqp_url, &settings.cluster);

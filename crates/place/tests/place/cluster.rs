@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use place::cluster::{start_edge, start_shard, ClusterSettings, ShardNode, ShardOptions};
-use place::config::ServeConfig;
+use place::config::{defaults, CanvasSection, EdgeSection, ShardSection};
 use place_cluster::{Ring, RingStore, ShardInfo};
 use place_protocol::{ClientMessage, ErrorCode, RequestId, ServerMessage, TileRequest};
 use place_testkit::{guest, Client};
@@ -16,7 +16,7 @@ use place_tiles::{PixelChange, TileId};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-const REDIS: &str = "redis://127.0.0.1:6379";
+const REDIS: &str = defaults::REDIS_URL;
 const AMQP: &str = place_timelapse::queue::DEFAULT_AMQP_URL;
 /// The id of the shard a resharding test adds to a running cluster: of the first few names, one
 /// that takes a fair share (a quarter) of the test canvas's 16 tiles from the three shards.
@@ -47,7 +47,10 @@ struct TestCluster {
     redis_url: String,
     database_url: String,
     certs: tempfile::TempDir,
-    config: place::config::ValidConfig,
+    /// The edges' settings (their ids set as each starts).
+    edge: place_edge::EdgeConfig,
+    /// The shards' settings.
+    shard: place_shard::ShardConfig,
     ring: Ring,
     edges: Vec<(String, oneshot::Sender<()>)>,
     edge_handles: Vec<std::sync::Arc<place_edge::Edge>>,
@@ -131,32 +134,37 @@ impl TestCluster {
             })
             .collect();
         let ring = Ring::new(1, infos).expect("ring");
-        let config = ServeConfig {
+        let canvas = CanvasSection {
             width: 256,
             height: 256,
+            ..CanvasSection::default()
+        }
+        .validate()
+        .expect("valid");
+        let (_, edge) = EdgeSection {
             cooldown_secs,
             guest_rate_per_minute: 0,
             guest_pow_bits: 8,
             // Every player of these tests is 127.0.0.1: no per-network placement budget.
             placements_per_address_per_minute: 0,
-            batch_window_ms: 5,
-            ..ServeConfig::default()
+            ..EdgeSection::default()
         }
-        .validate()
+        .validate(&canvas, false)
         .expect("valid");
-        let config = place::config::ValidConfig {
-            edge: place_edge::EdgeConfig {
-                spike,
-                ..config.edge
-            },
-            ..config
-        };
+        let edge = place_edge::EdgeConfig { spike, ..edge };
+        let shard = ShardSection {
+            batch_window_ms: 5,
+            ..ShardSection::default()
+        }
+        .validate(&canvas)
+        .expect("valid");
         let mut cluster = TestCluster {
             name,
             redis_url,
             database_url,
             certs,
-            config,
+            edge,
+            shard,
             ring,
             edges: Vec::new(),
             edge_handles: Vec::new(),
@@ -177,7 +185,7 @@ impl TestCluster {
             cluster.shards.push(Some(node));
         }
         for id in &edge_ids {
-            let edge = start_edge(&cluster.config, &cluster.settings(id))
+            let edge = start_edge(&cluster.edge, &cluster.settings(id))
                 .await
                 .expect("edge");
             let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -204,7 +212,7 @@ impl TestCluster {
             listen_quic: addr,
             failover_after: self.failover_after,
         };
-        start_shard(&self.config, &self.settings(id), options)
+        start_shard(&self.shard, &self.settings(id), options)
             .await
             .expect("PostgreSQL and Redis must be running for the shard")
     }
@@ -949,7 +957,7 @@ async fn a_user_promoted_or_demoted_by_name_has_or_loses_the_rights_at_once_on_e
         .await
         .expect("del");
     assert!(!crate::common::moderation::is_admin_at(&bases[0], &cookie).await);
-    let _another_edge = start_edge(&cluster.config, &cluster.settings("edge-1"))
+    let _another_edge = start_edge(&cluster.edge, &cluster.settings("edge-1"))
         .await
         .expect("a third edge");
     for base in &bases {
@@ -1093,7 +1101,7 @@ async fn the_canvas_grows_across_edges_and_shards_under_load_and_stays_grown() {
     assert!(old.tiles().all(|t| ring.owner(t) == cluster.ring.owner(t)));
     // An edge started now (a second process of edge-2) serves the grown canvas, and a restarted
     // shard serves its new tiles.
-    let late = start_edge(&cluster.config, &cluster.settings("edge-2"))
+    let late = start_edge(&cluster.edge, &cluster.settings("edge-2"))
         .await
         .expect("edge");
     let info = late.canvas_info();
@@ -1315,7 +1323,7 @@ async fn shards_join_leave_and_die_while_players_paint_and_nothing_is_lost() {
     let failover_after = Duration::from_secs(2);
     let mut cluster = TestCluster::start_with(3, 2, 0, Some(failover_after)).await;
     let store = cluster.ring_store().await;
-    let geometry = cluster.config.shard.geometry;
+    let geometry = cluster.shard.geometry;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let players = 8;
     let acked: std::sync::Arc<std::sync::Mutex<Vec<(u32, u32, u8)>>> = Default::default();
@@ -1696,19 +1704,20 @@ fn start_worker(
     tokio_util::sync::CancellationToken,
     tokio::task::JoinHandle<()>,
 ) {
-    let mut config = cluster.config.clone();
-    config.timelapse_snapshot_interval = Duration::from_secs(1);
     let settings = place::worker::WorkerSettings {
         database_url: cluster.database_url.clone(),
         cluster: cluster.name.clone(),
         amqp_url: AMQP.into(),
         id: id.into(),
         throttle: Duration::ZERO,
+        geometry: cluster.edge.geometry,
+        palette: cluster.edge.palette.clone(),
+        snapshot_interval: Duration::from_secs(1),
     };
     let stop = tokio_util::sync::CancellationToken::new();
     let token = stop.clone();
     let task = tokio::spawn(async move {
-        place::worker::run(&config, &settings, token)
+        place::worker::run(&settings, token)
             .await
             .expect("RabbitMQ must be running on 127.0.0.1:5672 for the worker");
     });
@@ -1723,7 +1732,7 @@ async fn timelapse_jobs_go_to_workers_and_a_killed_workers_job_completes_on_anot
         .await
         .expect("postgres");
     let source = place_timelapse::Source::Postgres(store);
-    let geometry = cluster.config.edge.geometry;
+    let geometry = cluster.edge.geometry;
     let (stop_a, worker_a) = start_worker(&cluster, "worker-a");
     crate::common::timelapse::frames_equal_replays(
         &bases,
@@ -1959,7 +1968,7 @@ async fn a_killed_shards_tiles_are_back_within_5_s_and_it_rejoins_when_started_a
     let failover_after = place_cluster::failover::DEFAULT_FAILOVER_AFTER;
     let mut cluster = TestCluster::start_with(3, 2, 0, Some(failover_after)).await;
     let store = cluster.ring_store().await;
-    let geometry = cluster.config.shard.geometry;
+    let geometry = cluster.shard.geometry;
     let doomed: Vec<TileId> = cluster.ring.tiles_of("shard-2", geometry).collect();
     assert!(!doomed.is_empty() && doomed.len() < 16, "{doomed:?}");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

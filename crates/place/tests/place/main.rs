@@ -7,7 +7,8 @@
 //!   `crates/edge/tests`). Needs no outside service.
 //! - [`process`]: the binary as a process: `kill -9`, SIGTERM, exit status 64, `place admin`.
 //!   Needs no outside service.
-//! - [`settings`]: every setting in `ServeConfig`, `place serve --help` and the README.
+//! - [`settings`]: every mode's settings, its `place MODE --help` and the README: each mode
+//!   takes and lists its own settings and no other.
 //!   Needs no outside service.
 //! - [`cluster`]: shards and edges in this process. **Needs Redis, PostgreSQL and RabbitMQ**.
 //! - [`dev_cluster`]: `scripts/dev-cluster` end to end. **Needs Redis, PostgreSQL, RabbitMQ and

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use place::config::ServeConfig;
+use place::config::{EdgeSection, ServeConfig, SnapshotSection};
 use place_protocol::ServerMessage;
 use place_testkit::{place_message as place, subscribe as sub};
 use place_tiles::{PixelChange, TileId};
@@ -131,15 +131,19 @@ async fn protected_regions_hold_and_outlive_a_restart() {
 async fn a_spike_of_many_guests_raises_the_alarm_and_slows_the_area_down() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (webhook, received) = crate::common::spikes::webhook_receiver().await;
+    let config = config(dir.path(), 128, 128, 0);
     let server = Server::start(ServeConfig {
-        // Every guest is 127.0.0.1: the per-network limits would stop the crowd.
-        placements_per_address_per_minute: 0,
-        spike_min_rate: 5,
-        spike_factor: 3,
-        spike_slow_minutes: 2,
-        spike_slow_cooldown_secs: 60,
-        spike_webhook: Some(webhook),
-        ..config(dir.path(), 128, 128, 0)
+        edge: EdgeSection {
+            // Every guest is 127.0.0.1: the per-network limits would stop the crowd.
+            placements_per_address_per_minute: 0,
+            spike_min_rate: 5,
+            spike_factor: 3,
+            spike_slow_minutes: 2,
+            spike_slow_cooldown_secs: 60,
+            spike_webhook: Some(webhook),
+            ..config.edge
+        },
+        ..config
     })
     .await;
     let store = place::admin::UserStore::DataDir(dir.path().to_path_buf());
@@ -332,7 +336,9 @@ async fn history_lists_pixels_users_and_recent_placements_by_pages_and_a_heatmap
 async fn timelapse_snapshots_frames_jobs_and_the_cli_equal_replays_of_the_log() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(ServeConfig {
-        timelapse_snapshot_secs: 1,
+        snapshots: SnapshotSection {
+            timelapse_snapshot_secs: 1,
+        },
         ..config(dir.path(), 128, 96, 0)
     })
     .await;

@@ -1,10 +1,11 @@
 //! Every setting of every mode (`place serve`, `edge`, `shard`, `worker`) is one name in places
 //! that must agree: the TOML key (a field of the mode's struct), the flag and its environment
 //! variable (declared once, on that field, and shown by `place MODE --help`), the default, and the
-//! README's tables. This test reads them all, so a setting added to one and forgotten in another
-//! fails here; it also runs the binary to check the layering (flags over environment over file)
-//! and that a bad value exits 64 naming the setting before anything is bound. Needs no outside
-//! service.
+//! README's tables (a row also names the modes that take it). This test reads them all, so a
+//! setting added to one and forgotten in another fails here, and so does a setting a mode lists
+//! or takes without using it (its sections are by role: a shard has no cookies). It also runs the
+//! binary to check the layering (flags over environment over file) and that a bad value exits 64
+//! naming the setting before anything is bound. Needs no outside service.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -110,22 +111,108 @@ fn missing(mode: &str, settings: &BTreeMap<String, Option<Setting>>) -> Vec<Stri
     missing
 }
 
+/// Every mode's settings, by mode.
+fn every_mode() -> BTreeMap<&'static str, BTreeMap<String, Option<Setting>>> {
+    BTreeMap::from([
+        ("serve", settings::<ServeConfig>()),
+        ("edge", settings::<EdgeNodeConfig>()),
+        ("shard", settings::<ShardNodeConfig>()),
+        ("worker", settings::<WorkerConfig>()),
+    ])
+}
+
 #[test]
 fn every_setting_of_every_mode_has_a_flag_an_environment_variable_and_a_readme_row() {
-    let serve = settings::<ServeConfig>();
-    assert!(serve.len() >= 30, "only {} settings read", serve.len());
-    let mut missing = missing("serve", &serve);
-    missing.extend(missing_for("edge", settings::<EdgeNodeConfig>()));
-    missing.extend(missing_for("shard", settings::<ShardNodeConfig>()));
-    missing.extend(missing_for("worker", settings::<WorkerConfig>()));
+    let modes = every_mode();
+    assert!(
+        modes["serve"].len() >= 30,
+        "only {} settings read",
+        modes["serve"].len()
+    );
+    for mode in ["edge", "shard", "worker"] {
+        for key in ["cluster", "database_url", "width", "log_format"] {
+            assert!(modes[mode].contains_key(key), "{mode} has no {key}");
+        }
+    }
+    let missing: Vec<String> = modes
+        .iter()
+        .flat_map(|(mode, settings)| missing(mode, settings))
+        .collect();
     assert!(missing.is_empty(), "{}", missing.join("\n"));
 }
 
-fn missing_for(mode: &str, settings: BTreeMap<String, Option<Setting>>) -> Vec<String> {
-    for key in ["cluster", "database_url", "width"] {
-        assert!(settings.contains_key(key), "{mode} has no {key}");
+/// The modes the README's tables say take each setting: the row's cell made of mode names.
+fn readme_modes() -> BTreeMap<String, Vec<String>> {
+    let names = ["serve", "edge", "shard", "worker"];
+    let mut by_key = BTreeMap::new();
+    for line in readme().lines().filter(|line| line.starts_with("| `")) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let Some(modes) = cells
+            .iter()
+            .find(|cell| !cell.is_empty() && cell.split(", ").all(|mode| names.contains(&mode)))
+        else {
+            continue;
+        };
+        let modes: Vec<String> = modes.split(", ").map(String::from).collect();
+        let keys = cells[1].split(", ").map(|key| key.trim_matches('`'));
+        // A TOML-only setting is shown in the row of the one it goes with.
+        let toml_only = TOML_ONLY
+            .into_iter()
+            .filter(|key| line.contains(&format!("`{key} = ")));
+        for key in keys.chain(toml_only) {
+            by_key.insert(key.to_owned(), modes.clone());
+        }
     }
-    missing(mode, &settings)
+    by_key
+}
+
+#[test]
+fn a_mode_lists_and_takes_only_its_own_settings() {
+    let modes = every_mode();
+    let all: std::collections::BTreeSet<&String> = modes.values().flat_map(|s| s.keys()).collect();
+    let readme = readme_modes();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("place.toml");
+    let file_arg = file.to_str().expect("utf-8 path");
+    let mut wrong = Vec::new();
+    for (mode, settings) in &modes {
+        let help = help(mode);
+        for key in &all {
+            let taken = settings.contains_key(*key);
+            let listed = readme
+                .get(*key)
+                .is_some_and(|m| m.iter().any(|m| m == mode));
+            if taken != listed {
+                wrong.push(format!(
+                    "{key}: taken by {mode} {taken}, its README row says {listed}"
+                ));
+            }
+            if taken {
+                continue;
+            }
+            let flag = format!("--{} ", key.replace('_', "-"));
+            if help.contains(&flag) {
+                wrong.push(format!(
+                    "{key}: not {mode}'s, yet `place {mode} --help` lists {flag}"
+                ));
+            }
+            // Refused in the file, naming the key (before any value is read).
+            std::fs::write(&file, format!("{key} = 1\n")).expect("write");
+            let (code, stderr) = run(&[mode, "--config", file_arg], &[]);
+            if code != Some(64) || !stderr.contains(&format!("unknown setting `{key}`")) {
+                wrong.push(format!(
+                    "{key}: not {mode}'s, yet its file took it: {stderr}"
+                ));
+            }
+        }
+    }
+    assert!(all.len() >= 40, "only {} settings read", all.len());
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    // What a shard, an edge and a worker do not use, for the reader.
+    assert!(!modes["shard"].contains_key("cooldown_secs"));
+    assert!(!modes["shard"].contains_key("max_websockets_per_address"));
+    assert!(!modes["worker"].contains_key("listen"));
+    assert!(!modes["edge"].contains_key("data_dir"));
 }
 
 #[test]

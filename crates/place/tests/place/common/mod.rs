@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use place::config::{ServeConfig, ValidConfig};
+use place::config::{CanvasSection, EdgeSection, ServeConfig, ShardSection, ValidConfig};
 use place_protocol::ServerMessage;
 use place_testkit::Client;
 use tokio::net::TcpListener;
@@ -27,15 +27,24 @@ pub struct Server {
 /// of work without a rate limit.
 pub fn config(dir: &Path, width: u32, height: u32, cooldown_secs: u64) -> ServeConfig {
     ServeConfig {
-        listen: "127.0.0.1:0".into(),
         data_dir: dir.to_path_buf(),
-        width,
-        height,
-        cooldown_secs,
-        guest_rate_per_minute: 0,
-        // Every test guest pays a proof of work, cheaply.
-        guest_pow_bits: 8,
-        batch_window_ms: 5,
+        canvas: CanvasSection {
+            width,
+            height,
+            ..CanvasSection::default()
+        },
+        edge: EdgeSection {
+            listen: "127.0.0.1:0".into(),
+            cooldown_secs,
+            guest_rate_per_minute: 0,
+            // Every test guest pays a proof of work, cheaply.
+            guest_pow_bits: 8,
+            ..EdgeSection::default()
+        },
+        shard: ShardSection {
+            batch_window_ms: 5,
+            ..ShardSection::default()
+        },
         ..ServeConfig::default()
     }
 }
