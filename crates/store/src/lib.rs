@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`embedded`]: the store of `place serve`: SQLite in WAL mode with `synchronous=FULL`, in one
 //!   data directory, no server needed.
+//! - `event_log`: the embedded store's writer of placements: one thread owning one SQLite
+//!   connection, one transaction per group commit.
 //! - [`postgres`]: the store of the cluster's shards: PostgreSQL, one schema per deployment, events
 //!   and snapshots kept per tile so tiles can move between shards.
 //! - [`types`]: the records the stores keep (events, users) and [`StoreError`].
@@ -28,6 +30,7 @@
 
 pub mod canvas;
 pub mod embedded;
+mod event_log;
 pub mod history;
 pub mod moderation;
 pub mod postgres;

@@ -46,6 +46,9 @@ pub enum StoreError {
     /// starts with the reserved `pg_`.
     #[error("PostgreSQL schema name {0:?} is invalid: use 1 to 63 ASCII letters, digits and underscores, not starting with pg_")]
     InvalidSchema(String),
+    /// The embedded store's event-log writer failed, or has stopped.
+    #[error("event log: {0}")]
+    Writer(String),
     /// Another user already has this name (in any letter case).
     #[error("the username is taken")]
     UsernameTaken,

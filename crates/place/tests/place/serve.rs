@@ -332,6 +332,73 @@ async fn history_lists_pixels_users_and_recent_placements_by_pages_and_a_heatmap
     server.stop().await;
 }
 
+/// The history stays exact under load: with other players placing all the while, each
+/// acknowledged placement is the newest of its pixel in `GET /api/v1/history/pixel` within one
+/// second of its acknowledgement. (In `place serve` it is there at once: the event log's
+/// indexes are written in the transaction the acknowledgement waits for.)
+#[tokio::test]
+async fn an_acknowledged_placement_is_in_the_history_within_a_second_under_load() {
+    use place_testkit::{call, Player};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(config(dir.path(), 256, 256, 0)).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut painters = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let (base, stop) = (server.base.clone(), Arc::clone(&stop));
+        painters.spawn(async move {
+            let mut painter = Player::join(&base).await;
+            let mut placed = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let k = i64::from(placed);
+                painter.paint(&[(100 + i, k % 128, 1 + k % 15)]).await;
+                placed += 1;
+                // Under the 50 frames a second a socket may send.
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            placed
+        });
+    }
+    let mut me = Player::join(&server.base).await;
+    for k in 0..30i64 {
+        let (x, y, color) = (k, 7, 1 + k % 15);
+        me.paint(&[(x, y, color)]).await;
+        let acked = tokio::time::Instant::now();
+        loop {
+            let page = call(
+                &server.base,
+                "GET",
+                &format!("/api/v1/history/pixel?x={x}&y={y}&limit=1"),
+                None,
+                None,
+            )
+            .await;
+            assert_eq!(page.status, 200, "{}", page.body);
+            let newest = &page.body["items"][0];
+            if newest["color"].as_i64() == Some(color) && newest["userId"].as_str() == Some(&me.id)
+            {
+                break;
+            }
+            assert!(
+                acked.elapsed() < Duration::from_secs(1),
+                "({x},{y}) colour {color} acknowledged {:?} ago and not in the history: {}",
+                acked.elapsed(),
+                page.body
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut others = 0;
+    while let Some(placed) = painters.join_next().await {
+        others += placed.expect("painter");
+    }
+    assert!(others > 30, "the others placed meanwhile: {others}");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timelapse_snapshots_frames_jobs_and_the_cli_equal_replays_of_the_log() {
     let dir = tempfile::tempdir().expect("tempdir");
