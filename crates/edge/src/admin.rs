@@ -464,7 +464,7 @@ struct RegionParams {
 }
 
 async fn regions(State(edge): State<Arc<Edge>>, Admin(_): Admin) -> Json<RegionList> {
-    Json(edge.regions().list(crate::now_ms()))
+    Json(edge.regions().list(edge.now_ms()))
 }
 
 async fn add_region(
@@ -517,7 +517,7 @@ async fn alarms(
     State(edge): State<Arc<Edge>>,
     Admin(_): Admin,
 ) -> Result<Json<AlarmList>, AppError> {
-    let now = crate::now_ms();
+    let now = edge.now_ms();
     let entries = edge
         .accounts
         .moderation_store()

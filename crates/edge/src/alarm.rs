@@ -273,7 +273,7 @@ impl Edge {
     /// Puts `rect` in slow mode for a while, unless an automatic slow-down of it is in force
     /// already (another edge saw the same spike); its id.
     async fn slow_down(&self, rect: Rect, slow: AutoSlow) -> Option<i64> {
-        let now = now_ms();
+        let now = self.now_ms();
         if let Some(existing) = self.regions().in_force(now).iter().find(|region| {
             region.rect == rect
                 && region.mode == RegionMode::Slow
@@ -341,7 +341,7 @@ pub(crate) async fn watch(edge: Weak<Edge>) {
         let g = edge.config.geometry;
         let (spikes, busiest) = {
             let mut detector = edge.spikes.detector.lock();
-            let spikes = detector.tick(now_ms(), g.width(), g.height());
+            let spikes = detector.tick(edge.now_ms(), g.width(), g.height());
             (spikes, detector.busiest_rate())
         };
         metrics::gauge!(BUSIEST_CELL_RATE).set(busiest);

@@ -28,7 +28,7 @@ use serde::Deserialize;
 use crate::credentials;
 use crate::error::AppError;
 use crate::session::{raw_session, session_user, UserView, SECURE_SESSION_COOKIE, SESSION_COOKIE};
-use crate::{now_ms, Edge};
+use crate::Edge;
 
 /// What register and login take. No `Debug`: it holds a password.
 #[derive(Deserialize)]
@@ -64,7 +64,7 @@ async fn register(
     let hash = credentials::hash_password(c.password).await?;
     let user = edge
         .accounts
-        .register(current.as_ref(), &c.username, &hash, now_ms())
+        .register(current.as_ref(), &c.username, &hash, edge.now_ms())
         .await?;
     tracing::info!(
         user_id = user.id,
@@ -161,7 +161,7 @@ async fn start_session(
     let session_id = new_session_id()?;
     let ttl = edge.config.session_ttl.as_millis() as i64;
     edge.accounts
-        .create_session(&session_id, user, now_ms(), ttl)
+        .create_session(&session_id, user, edge.now_ms(), ttl)
         .await?;
     if let Some(old) = raw_session(&jar).map(str::to_owned) {
         edge.revoke_session(&old).await?;

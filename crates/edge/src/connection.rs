@@ -34,7 +34,7 @@ use crate::frame::{Format, SharedFrame};
 use crate::hub::ConnId;
 use crate::outbox::{self, Ending, Inbox, Outbound};
 use crate::sockets::Heard;
-use crate::{now_ms, Edge};
+use crate::Edge;
 
 /// Frames a client may have queued before it counts as lagging (closed with 4000).
 pub const OUTBOUND_QUEUE: usize = 1024;
@@ -93,7 +93,7 @@ pub async fn run(
         cooldown: (edge.cooldown_ms() / 1000) as u32,
         cooldown_remaining: edge
             .accounts
-            .cooldown_remaining(user.id, now_ms(), edge.cooldown_ms())
+            .cooldown_remaining(user.id, edge.now_ms(), edge.cooldown_ms())
             .await
             .unwrap_or(0) as u64,
         canvas_info: edge.canvas_info(),
@@ -533,7 +533,7 @@ async fn place_checked(
     let fail = |code, message: &str, request_id| {
         ServerMessage::Error(ErrorMessage::new(code, message).with_request_id(request_id))
     };
-    let now = now_ms();
+    let now = edge.now_ms();
     let rule = edge.regions().rule(x, y, now, placer);
     let cooldown_ms = match rule.cooldown_ms(edge.cooldown_ms()) {
         Ok(cooldown_ms) => cooldown_ms,

@@ -27,7 +27,7 @@ use tower_http::trace::TraceLayer;
 use crate::error::AppError;
 use crate::frame::Format;
 use crate::session::{raw_session, session_user, UserView};
-use crate::{admin, auth, connection, history, now_ms, Edge};
+use crate::{admin, auth, connection, history, Edge};
 
 /// How long a built canvas image is served before it is rebuilt.
 const CANVAS_IMAGE_TTL: Duration = Duration::from_secs(1);
@@ -152,7 +152,7 @@ struct GuestProof {
 async fn challenge(
     State(edge): State<Arc<Edge>>,
 ) -> Result<Json<crate::challenge::Challenge>, AppError> {
-    Ok(Json(edge.challenges.issue(now_ms()).await?))
+    Ok(Json(edge.challenges.issue(edge.now_ms()).await?))
 }
 
 async fn guest(
@@ -170,7 +170,7 @@ async fn guest(
         let Json(proof) = body.unwrap_or_default();
         if let Err(refused) = edge
             .challenges
-            .redeem(&proof.challenge, &proof.nonce, now_ms())
+            .redeem(&proof.challenge, &proof.nonce, edge.now_ms())
             .await?
         {
             return Err(AppError::ChallengeFailed(refused.to_string()));
@@ -181,7 +181,7 @@ async fn guest(
     let ttl = edge.config.session_ttl;
     let user = edge
         .accounts
-        .create_guest_session(&session_id, now_ms(), ttl.as_millis() as i64)
+        .create_guest_session(&session_id, edge.now_ms(), ttl.as_millis() as i64)
         .await?;
     let network = edge.config.limits.addresses.network(ip);
     edge.accounts
@@ -207,7 +207,7 @@ async fn canvas_info(State(edge): State<Arc<Edge>>) -> Json<place_protocol::Canv
 async fn regions(State(edge): State<Arc<Edge>>) -> Response {
     (
         [(header::CACHE_CONTROL, "no-store")],
-        Json(edge.regions().list(now_ms())),
+        Json(edge.regions().list(edge.now_ms())),
     )
         .into_response()
 }
@@ -539,7 +539,11 @@ async fn websocket(
     if user.is_some() {
         // Sliding sessions: playing keeps the session alive.
         let ttl = edge.config.session_ttl.as_millis() as i64;
-        if let Err(error) = edge.accounts.touch_session(&session, now_ms(), ttl).await {
+        if let Err(error) = edge
+            .accounts
+            .touch_session(&session, edge.now_ms(), ttl)
+            .await
+        {
             tracing::warn!(%error, "could not extend a session");
         }
     }

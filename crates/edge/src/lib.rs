@@ -68,6 +68,7 @@ use std::time::Duration;
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use place_protocol::CanvasInfo;
+use place_tiles::clock::Clock;
 use place_tiles::{CanvasGeometry, Palette};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
@@ -126,6 +127,9 @@ pub struct EdgeConfig {
     pub plain_loopback: bool,
     /// The placement-spike alarm's thresholds and actions.
     pub spike: alarm::SpikeConfig,
+    /// The time of day the edge decides by (cooldowns, sessions, regions' ends, challenges): the
+    /// system's, or one a test moves on.
+    pub clock: Clock,
 }
 
 impl Default for EdgeConfig {
@@ -146,6 +150,7 @@ impl Default for EdgeConfig {
             public_origin: None,
             plain_loopback: true,
             spike: alarm::SpikeConfig::default(),
+            clock: Clock::System,
         }
     }
 }
@@ -258,6 +263,12 @@ impl Edge {
     /// The canvas as it is now (it grows when an administrator resizes it).
     pub fn geometry(&self) -> CanvasGeometry {
         self.live.canvas()
+    }
+
+    /// Now as Unix epoch milliseconds, by the edge's clock: what cooldowns, sessions, regions
+    /// and challenges are decided by.
+    pub fn now_ms(&self) -> i64 {
+        self.config.clock.now_ms()
     }
 
     /// The current cooldown in milliseconds.
@@ -413,8 +424,8 @@ async fn prune_cooldowns(edge: std::sync::Weak<Edge>) {
     loop {
         every.tick().await;
         let Some(edge) = edge.upgrade() else { return };
-        edge.accounts.prune(now_ms());
-        if let Err(error) = edge.accounts.purge_expired_sessions(now_ms()).await {
+        edge.accounts.prune(edge.now_ms());
+        if let Err(error) = edge.accounts.purge_expired_sessions(edge.now_ms()).await {
             tracing::warn!(%error, "cannot delete expired sessions");
         }
         edge.login_limiter.prune();
@@ -454,7 +465,7 @@ pub async fn serve(
     Ok(())
 }
 
-/// Now as Unix epoch milliseconds.
+/// Now as Unix epoch milliseconds, by the system clock (an [`Edge`] decides by [`Edge::now_ms`]).
 pub fn now_ms() -> i64 {
     place_shard::driver::now_ms()
 }

@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 
 use crate::live::LiveEvent;
 use crate::moderation::{ModerationError, ModerationStore};
-use crate::{now_ms, Edge};
+use crate::Edge;
 
 /// How often an edge reads the regions again even when no change is announced.
 pub const REGIONS_REFRESH: Duration = Duration::from_secs(5);
@@ -364,7 +364,7 @@ impl Edge {
     /// stored, written to the audit log (`region-add`), in force on this edge when this returns
     /// and on every other within a second.
     pub async fn add_region(&self, actor: i64, new: NewRegion) -> Result<Region, RegionError> {
-        let now = now_ms();
+        let now = self.now_ms();
         if new.until_ms.is_some_and(|until| until <= now) {
             return Err(RegionError::EndsInThePast);
         }
@@ -450,7 +450,7 @@ impl Edge {
         let records = self
             .accounts
             .moderation_store()
-            .active_regions(now_ms())
+            .active_regions(self.now_ms())
             .await?;
         let regions: Vec<Region> = records.into_iter().map(Region::from_record).collect();
         debug!(regions = regions.len(), "regions read");

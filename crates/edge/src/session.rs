@@ -7,7 +7,7 @@ use place_store::User;
 use serde::Serialize;
 
 use crate::error::AppError;
-use crate::{now_ms, Edge};
+use crate::Edge;
 
 /// The session cookie, over plain HTTP on loopback (development, tests).
 pub const SESSION_COOKIE: &str = "place_session";
@@ -20,7 +20,7 @@ pub async fn session_user(edge: &Edge, jar: &CookieJar) -> Result<Option<User>, 
     let Some(id) = session_id(jar) else {
         return Ok(None);
     };
-    Ok(edge.accounts.session_user(id, now_ms()).await?)
+    Ok(edge.accounts.session_user(id, edge.now_ms()).await?)
 }
 
 /// The session id the request's cookies carry, if it has the shape of one (64 hex digits):

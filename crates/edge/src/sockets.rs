@@ -30,7 +30,7 @@ use tracing::debug;
 use crate::frame::SharedFrame;
 use crate::hub::ConnId;
 use crate::outbox::{Ending, Outbound};
-use crate::{now_ms, Edge};
+use crate::Edge;
 
 /// A write (a flush of queued frames, or a ping) that cannot complete in this time means the
 /// client stopped reading: it is closed (4000) and its memory released.
@@ -268,7 +268,7 @@ async fn tell_cooldown(edge: Arc<Edge>, cooldown_ms: u64) {
             async move {
                 let remaining = edge
                     .accounts
-                    .cooldown_remaining(user_id, now_ms(), cooldown_ms as i64)
+                    .cooldown_remaining(user_id, edge.now_ms(), cooldown_ms as i64)
                     .await
                     .unwrap_or(0);
                 outbound.send(SharedFrame::new(ServerMessage::Cooldown {
@@ -289,7 +289,7 @@ async fn close_ended_sessions(edge: Arc<Edge>) {
             Some(ended) => *ended,
             None => {
                 let ended = matches!(
-                    edge.accounts.session_user(&session, now_ms()).await,
+                    edge.accounts.session_user(&session, edge.now_ms()).await,
                     Ok(None)
                 );
                 checked.insert(Arc::clone(&session), ended);

@@ -68,7 +68,7 @@ impl TestEdge {
             ShardTask::start(shard_config, ShardStore::Embedded(store.clone()), None)
                 .await
                 .expect("start the shard");
-        let accounts = Accounts::embedded(store.clone(), place_edge::now_ms())
+        let accounts = Accounts::embedded(store.clone(), edge_config.clock.now_ms())
             .await
             .expect("accounts");
         let jobs = JobContext {
