@@ -43,28 +43,13 @@ pub struct ClusterSettings {
     pub certs: PathBuf,
     /// This node's id: its certificate's name, and for a shard its id in the ring.
     pub node_id: String,
-    /// RabbitMQ, where edges publish timelapse render jobs for `place worker`.
-    pub amqp_url: String,
 }
 
 impl ClusterSettings {
     /// Checks the settings that can be checked without connecting.
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_cluster_name(&self.name)?;
-        let id_ok = (1..=64).contains(&self.node_id.len())
-            && self
-                .node_id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !id_ok {
-            return Err(ConfigError {
-                setting: "id".into(),
-                reason: format!(
-                    "{:?} must be 1 to 64 letters, digits, '-' or '_'",
-                    self.node_id
-                ),
-            });
-        }
+        check_node_id(&self.node_id)?;
         if !self.redis_url.starts_with("redis://") {
             return Err(ConfigError {
                 setting: "redis_url".into(),
@@ -133,6 +118,21 @@ pub fn check_cluster_name(name: &str) -> Result<(), ConfigError> {
     Err(ConfigError {
         setting: "cluster".into(),
         reason: format!("{name:?} must be 1 to 48 of a-z, 0-9 and _, not starting with pg_"),
+    })
+}
+
+/// Checks a node's id: 1 to 64 letters, digits, `-` or `_` (it names its certificate).
+pub fn check_node_id(id: &str) -> Result<(), ConfigError> {
+    let ok = (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        return Ok(());
+    }
+    Err(ConfigError {
+        setting: "id".into(),
+        reason: format!("{id:?} must be 1 to 64 letters, digits, '-' or '_'"),
     })
 }
 
@@ -274,10 +274,12 @@ impl ShardNode {
     }
 }
 
-/// Starts an edge: shared accounts in Redis and PostgreSQL, shards found through the ring.
+/// Starts an edge: shared accounts in Redis and PostgreSQL, shards found through the ring,
+/// timelapse renders queued in RabbitMQ at `amqp_url`.
 pub async fn start_edge(
     config: &place_edge::EdgeConfig,
     cluster: &ClusterSettings,
+    amqp_url: &str,
 ) -> anyhow::Result<Arc<Edge>> {
     let identity = cluster.identity()?;
     let redis = cluster.redis().await?;
@@ -332,7 +334,7 @@ pub async fn start_edge(
         palette: config.palette.clone(),
         throttle: Duration::ZERO,
     };
-    let queue = JobQueue::new(&cluster.amqp_url, &cluster.name);
+    let queue = JobQueue::new(amqp_url, &cluster.name);
     edge.enable_timelapse(Arc::new(Timelapse::new(
         jobs,
         Dispatch::Queue(Arc::new(queue)),

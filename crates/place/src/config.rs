@@ -5,7 +5,9 @@
 //! [`CanvasSection`] (size, colours) for every mode, [`MetricsSection`] for those that serve
 //! `/metrics`, [`EdgeSection`] (address, cooldown, limits, cookies, proxy, guests, spike alarm)
 //! for serve and edges, [`ShardSection`] (batching, checkpoints) for serve and shards,
-//! [`SnapshotSection`] for serve and workers, [`ClusterConfig`] for the cluster's nodes. Each
+//! [`SnapshotSection`] for serve and workers, [`ClusterConfig`] for the cluster's nodes,
+//! [`MeshSection`] (Redis, certificates) for edges and shards, [`QueueSection`] (RabbitMQ) for edges
+//! and workers. Each
 //! struct derives both its command line (clap: the flag, its environment variable and its
 //! default are declared once, in the field's attribute, and the field's doc is its help) and its
 //! TOML form (serde: the field's name is the key).
@@ -380,18 +382,9 @@ pub struct ClusterConfig {
     /// The cluster's name: its PostgreSQL schema, Redis key prefix and timelapse queue.
     #[arg(long, env = env::CLUSTER, default_value = defaults::CLUSTER)]
     pub cluster: String,
-    /// Redis URL.
-    #[arg(long, env = env::REDIS_URL, default_value = defaults::REDIS_URL)]
-    pub redis_url: String,
     /// PostgreSQL URL.
     #[arg(long, env = env::DATABASE_URL, default_value = defaults::DATABASE_URL)]
     pub database_url: String,
-    /// Directory with ca.pem and this node's certificate (`place certs`).
-    #[arg(long, env = env::CERTS, default_value = defaults::CERTS)]
-    pub certs: PathBuf,
-    /// RabbitMQ URL (edges publish timelapse render jobs there for `place worker`).
-    #[arg(long, env = "PLACE_AMQP_URL", default_value = place_timelapse::queue::DEFAULT_AMQP_URL)]
-    pub amqp_url: String,
 }
 
 impl Default for ClusterConfig {
@@ -401,32 +394,69 @@ impl Default for ClusterConfig {
 }
 
 impl ClusterConfig {
-    /// The checked settings of a node that must have an id (an edge or a shard).
-    pub fn settings(&self) -> Result<ClusterSettings, ConfigError> {
+    /// The checked settings of a node that must have an id and reaches the others through
+    /// `mesh` (an edge or a shard).
+    pub fn settings(&self, mesh: &MeshSection) -> Result<ClusterSettings, ConfigError> {
         let Some(node_id) = self.id.clone() else {
             return Err(bad("id", "an edge or a shard needs its id (--id)"));
         };
-        self.settings_as(node_id)
-    }
-
-    /// The checked settings, for a node called `node_id`.
-    pub fn settings_as(&self, node_id: String) -> Result<ClusterSettings, ConfigError> {
         let settings = ClusterSettings {
-            redis_url: self.redis_url.clone(),
+            redis_url: mesh.redis_url.clone(),
             database_url: self.database_url.clone(),
             name: self.cluster.clone(),
-            certs: self.certs.clone(),
+            certs: mesh.certs.clone(),
             node_id,
-            amqp_url: self.amqp_url.clone(),
         };
         settings.validate()?;
-        if !settings.amqp_url.starts_with("amqp://") {
+        Ok(settings)
+    }
+}
+
+/// How edges and shards reach each other: Redis (the ring, sessions, cooldowns) and the
+/// certificates of the QUIC between them. A worker uses neither.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Args)]
+#[serde(default)]
+pub struct MeshSection {
+    /// Redis URL.
+    #[arg(long, env = env::REDIS_URL, default_value = defaults::REDIS_URL)]
+    pub redis_url: String,
+    /// Directory with ca.pem and this node's certificate (`place certs`).
+    #[arg(long, env = env::CERTS, default_value = defaults::CERTS)]
+    pub certs: PathBuf,
+}
+
+impl Default for MeshSection {
+    fn default() -> Self {
+        declared_defaults()
+    }
+}
+
+/// Where timelapse render jobs are queued: edges publish them, workers render them. A shard uses
+/// none.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Args)]
+#[serde(default)]
+pub struct QueueSection {
+    /// RabbitMQ URL (edges publish timelapse render jobs there for `place worker`).
+    #[arg(long, env = "PLACE_AMQP_URL", default_value = place_timelapse::queue::DEFAULT_AMQP_URL)]
+    pub amqp_url: String,
+}
+
+impl Default for QueueSection {
+    fn default() -> Self {
+        declared_defaults()
+    }
+}
+
+impl QueueSection {
+    /// The URL, checked.
+    pub fn url(&self) -> Result<String, ConfigError> {
+        if !self.amqp_url.starts_with("amqp://") {
             return Err(bad(
                 "amqp_url",
-                format!("{:?} is not an amqp:// URL", settings.amqp_url),
+                format!("{:?} is not an amqp:// URL", self.amqp_url),
             ));
         }
-        Ok(settings)
+        Ok(self.amqp_url.clone())
     }
 }
 
@@ -438,6 +468,14 @@ pub struct EdgeNodeConfig {
     #[command(flatten)]
     #[serde(flatten)]
     pub cluster: ClusterConfig,
+    /// Redis and the certificates.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub mesh: MeshSection,
+    /// Where it queues timelapse renders.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub queue: QueueSection,
     /// How it logs.
     #[command(flatten)]
     #[serde(flatten)]
@@ -461,6 +499,8 @@ pub struct EdgeNodeConfig {
 pub struct ValidEdgeNode {
     /// The cluster and this edge's id.
     pub cluster: ClusterSettings,
+    /// RabbitMQ, where it queues timelapse renders.
+    pub amqp_url: String,
     /// Where to listen for HTTP and WebSockets.
     pub listen: SocketAddr,
     /// The edge's settings (its id is set when it starts).
@@ -472,12 +512,14 @@ pub struct ValidEdgeNode {
 impl EdgeNodeConfig {
     /// Checks every setting: the cluster's first.
     pub fn validate(&self) -> Result<ValidEdgeNode, ConfigError> {
-        let cluster = self.cluster.settings()?;
+        let cluster = self.cluster.settings(&self.mesh)?;
+        let amqp_url = self.queue.url()?;
         let canvas = self.canvas.validate()?;
         let metrics_listen = self.metrics.address()?;
         let (listen, edge) = self.edge.validate(&canvas, metrics_listen.is_some())?;
         Ok(ValidEdgeNode {
             cluster,
+            amqp_url,
             listen,
             edge,
             metrics_listen,
@@ -501,6 +543,10 @@ pub struct ShardNodeConfig {
     #[command(flatten)]
     #[serde(flatten)]
     pub cluster: ClusterConfig,
+    /// Redis and the certificates.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub mesh: MeshSection,
     /// How it logs.
     #[command(flatten)]
     #[serde(flatten)]
@@ -541,7 +587,7 @@ pub struct ValidShardNode {
 impl ShardNodeConfig {
     /// Checks every setting: the cluster's first.
     pub fn validate(&self) -> Result<ValidShardNode, ConfigError> {
-        let cluster = self.cluster.settings()?;
+        let cluster = self.cluster.settings(&self.mesh)?;
         let options = self.options()?;
         let canvas = self.canvas.validate()?;
         Ok(ValidShardNode {
@@ -579,10 +625,14 @@ pub struct WorkerConfig {
     /// Pause after each frame, in ms (tests that kill a worker mid-job).
     #[arg(long, default_value_t = 0, hide = true)]
     pub throttle_ms: u64,
-    /// The cluster (`redis_url` and `certs` are not used; `id` is the worker's name).
+    /// The cluster (`id` is the worker's name).
     #[command(flatten)]
     #[serde(flatten)]
     pub cluster: ClusterConfig,
+    /// Where the render jobs are queued.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub queue: QueueSection,
     /// How it logs.
     #[command(flatten)]
     #[serde(flatten)]
@@ -603,13 +653,16 @@ impl WorkerConfig {
     pub fn worker(&self) -> Result<crate::worker::WorkerSettings, ConfigError> {
         let section = &self.cluster;
         let id = (section.id.clone()).unwrap_or_else(|| format!("worker-{}", std::process::id()));
-        let cluster = section.settings_as(id)?;
+        crate::cluster::check_cluster_name(&section.cluster)?;
+        crate::cluster::check_node_id(&id)?;
+        crate::cluster::check_database_url(&section.database_url)?;
+        let amqp_url = self.queue.url()?;
         let canvas = self.canvas.validate()?;
         Ok(crate::worker::WorkerSettings {
-            database_url: cluster.database_url,
-            cluster: cluster.name,
-            amqp_url: cluster.amqp_url,
-            id: cluster.node_id,
+            database_url: section.database_url.clone(),
+            cluster: section.cluster.clone(),
+            amqp_url,
+            id,
             throttle: Duration::from_millis(self.throttle_ms),
             geometry: canvas.geometry,
             palette: canvas.palette,
@@ -1109,18 +1162,21 @@ mod tests {
         let shard: ShardNodeConfig =
             load_from(&["--redis-url", "redis://r:1"], Some(file)).expect("a shard's file");
         assert_eq!(shard.cluster.cluster, "demo");
-        assert_eq!(shard.cluster.redis_url, "redis://r:1");
+        assert_eq!(shard.mesh.redis_url, "redis://r:1");
         assert_eq!(shard.canvas.width, 640);
         let options = shard.options().expect("valid shard");
         assert_eq!(
             (options.listen_quic.port(), options.failover_after),
             (7002, None)
         );
-        assert_eq!(shard.cluster.settings().expect("valid").node_id, "shard-2");
+        assert_eq!(
+            shard.cluster.settings(&shard.mesh).expect("valid").node_id,
+            "shard-2"
+        );
 
         let edge: EdgeNodeConfig =
             load_from(&["--id", "edge-1"], Some("cluster = \"demo\"\n")).expect("an edge's file");
-        let settings = edge.cluster.settings().expect("valid edge");
+        let settings = edge.cluster.settings(&edge.mesh).expect("valid edge");
         assert_eq!(
             (settings.name.as_str(), settings.node_id.as_str()),
             ("demo", "edge-1")
@@ -1145,9 +1201,12 @@ mod tests {
         for file in ["batch_window_ms = 5\n", "timelapse_snapshot_secs = 5\n"] {
             load_from::<EdgeNodeConfig>(&[], Some(file)).expect_err("not an edge's");
         }
+        load_from::<ShardNodeConfig>(&[], Some("amqp_url = \"amqp://x\"\n"))
+            .expect_err("not a shard's");
         for file in [
             "listen = \"0.0.0.0:1\"\n",
             "metrics_listen = \"0.0.0.0:1\"\n",
+            "redis_url = \"redis://x\"\n",
         ] {
             load_from::<WorkerConfig>(&[], Some(file)).expect_err("not a worker's");
         }
@@ -1161,7 +1220,8 @@ mod tests {
 
     #[test]
     fn cluster_settings_are_checked_naming_the_setting() {
-        let check = |c: ClusterConfig| c.settings().expect_err("invalid").setting;
+        let mesh = MeshSection::default();
+        let check = |c: ClusterConfig| c.settings(&mesh).expect_err("invalid").setting;
         let with_id = ClusterConfig {
             id: Some("edge-1".into()),
             ..ClusterConfig::default()
@@ -1176,29 +1236,27 @@ mod tests {
                 },
             ),
             (
-                "redis_url",
-                ClusterConfig {
-                    redis_url: "http://x".into(),
-                    ..with_id.clone()
-                },
-            ),
-            (
                 "database_url",
                 ClusterConfig {
                     database_url: "mysql://x".into(),
                     ..with_id.clone()
                 },
             ),
-            (
-                "amqp_url",
-                ClusterConfig {
-                    amqp_url: "http://x".into(),
-                    ..with_id.clone()
-                },
-            ),
         ] {
             assert_eq!(check(config), setting);
         }
+        let redis = MeshSection {
+            redis_url: "http://x".into(),
+            ..MeshSection::default()
+        };
+        assert_eq!(
+            with_id.settings(&redis).expect_err("bad").setting,
+            "redis_url"
+        );
+        let queue = QueueSection {
+            amqp_url: "http://x".into(),
+        };
+        assert_eq!(queue.url().expect_err("bad").setting, "amqp_url");
         let shard = |listen_quic: &str, failover_after_secs| ShardNodeConfig {
             listen_quic: listen_quic.into(),
             failover_after_secs,

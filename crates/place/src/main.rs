@@ -443,7 +443,7 @@ async fn run_edge(config: place::config::ValidEdgeNode) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let local = listener.local_addr()?;
-    let edge = place::cluster::start_edge(&config.edge, &config.cluster).await?;
+    let edge = place::cluster::start_edge(&config.edge, &config.cluster, &config.amqp_url).await?;
     if let Some(address) = config.metrics_listen {
         let app = place_edge::http::metrics_app(std::sync::Arc::clone(&edge));
         serve_metrics(address, app).await?;

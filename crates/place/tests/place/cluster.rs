@@ -75,7 +75,6 @@ impl TestCluster {
             name: self.name.clone(),
             certs: self.certs.path().to_path_buf(),
             node_id: node.into(),
-            amqp_url: AMQP.into(),
         }
     }
 
@@ -185,7 +184,7 @@ impl TestCluster {
             cluster.shards.push(Some(node));
         }
         for id in &edge_ids {
-            let edge = start_edge(&cluster.edge, &cluster.settings(id))
+            let edge = start_edge(&cluster.edge, &cluster.settings(id), AMQP)
                 .await
                 .expect("edge");
             let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -957,7 +956,7 @@ async fn a_user_promoted_or_demoted_by_name_has_or_loses_the_rights_at_once_on_e
         .await
         .expect("del");
     assert!(!crate::common::moderation::is_admin_at(&bases[0], &cookie).await);
-    let _another_edge = start_edge(&cluster.edge, &cluster.settings("edge-1"))
+    let _another_edge = start_edge(&cluster.edge, &cluster.settings("edge-1"), AMQP)
         .await
         .expect("a third edge");
     for base in &bases {
@@ -1101,7 +1100,7 @@ async fn the_canvas_grows_across_edges_and_shards_under_load_and_stays_grown() {
     assert!(old.tiles().all(|t| ring.owner(t) == cluster.ring.owner(t)));
     // An edge started now (a second process of edge-2) serves the grown canvas, and a restarted
     // shard serves its new tiles.
-    let late = start_edge(&cluster.edge, &cluster.settings("edge-2"))
+    let late = start_edge(&cluster.edge, &cluster.settings("edge-2"), AMQP)
         .await
         .expect("edge");
     let info = late.canvas_info();

@@ -213,6 +213,8 @@ fn a_mode_lists_and_takes_only_its_own_settings() {
     assert!(!modes["shard"].contains_key("max_websockets_per_address"));
     assert!(!modes["worker"].contains_key("listen"));
     assert!(!modes["edge"].contains_key("data_dir"));
+    assert!(!modes["worker"].contains_key("redis_url"));
+    assert!(!modes["shard"].contains_key("amqp_url"));
 }
 
 #[test]
