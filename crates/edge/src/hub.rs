@@ -687,4 +687,44 @@ mod tests {
         }
         assert!(entry.held.is_none());
     }
+
+    /// The hold window on tokio's paused time: a batch that arrives while the last frame is
+    /// unwritten is held for [`MIN_WIDENED`] and goes out when the window closes, not before.
+    #[tokio::test(start_paused = true)]
+    async fn a_held_batch_goes_out_when_its_window_closes_and_not_before() {
+        let (hub, _commands) = TileHub::new();
+        let tile = TileId::new(0, 0);
+        let (out, inbox) = outbox::channel(16);
+        hub.subscribe(1, &out, tile, None);
+        hub.on_snapshot(&TileSnapshot {
+            tile,
+            seq: 0,
+            pixels: Box::new([0; place_tiles::TILE_AREA]),
+        });
+        assert_eq!(written(&inbox).len(), 1, "the snapshot");
+        let batch = |first_seq, color| TileBatch {
+            tile,
+            first_seq,
+            changes: vec![change(color)],
+            applied_at_ms: 0,
+        };
+        // The client keeps up: sent at once.
+        hub.on_batch(&batch(1, 1));
+        // ...and has not written it when the next one arrives: behind, so that one is held.
+        hub.on_batch(&batch(2, 2));
+        let first = written(&inbox);
+        assert_eq!(first.len(), 1, "only the first batch went out");
+        drop(first);
+        tokio::time::sleep(MIN_WIDENED - HELD_TICK).await;
+        assert!(written(&inbox).is_empty(), "still held inside its window");
+        tokio::time::sleep(2 * HELD_TICK).await;
+        let released = written(&inbox);
+        assert_eq!(released.len(), 1, "sent when the window closed");
+        match released[0].message() {
+            ServerMessage::Pixels {
+                first_seq, changes, ..
+            } => assert_eq!((*first_seq, changes.clone()), (2, vec![change(2)])),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 }
