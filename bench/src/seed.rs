@@ -1,5 +1,5 @@
 //! Seeds a data directory of `place serve` with a long event log, fast: events are written
-//! straight into the embedded store with `EmbeddedStore::append_events` in large batches, with the
+//! straight into the embedded store with `Store::append_events` in large batches, with the
 //! tile seqs the shard would have given them. Used by `bench/run` to time a restart that restores
 //! a canvas with millions of events.
 
@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use place_store::{EmbeddedStore, NewEvent, TileSnapshotRecord};
+use place_store::{NewEvent, Store, TileSnapshotRecord};
 use place_tiles::{compress_tile, CanvasGeometry, PixelChange, Tile};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -36,7 +36,7 @@ pub async fn seed(
     checkpoint_tail: Option<u64>,
 ) -> anyhow::Result<Seeded> {
     let started = Instant::now();
-    let store = EmbeddedStore::open(dir).await?;
+    let store = Store::open_sqlite(dir).await?;
     store.canvas_geometry(geometry).await?;
     let mut tiles: Vec<Tile> = (0..geometry.tile_count()).map(|_| Tile::new()).collect();
     let mut rng = StdRng::seed_from_u64(2017);
@@ -105,7 +105,7 @@ fn random_event(
 }
 
 async fn write_checkpoint(
-    store: &EmbeddedStore,
+    store: &Store,
     geometry: CanvasGeometry,
     tiles: &[Tile],
     through_event_id: i64,
@@ -139,8 +139,11 @@ mod tests {
             .await
             .expect("seeds");
         assert_eq!((seeded.events, seeded.checkpointed), (5000, 3766));
-        let store = EmbeddedStore::open(dir.path()).await.expect("opens");
-        let restored = store.load_canvas(geometry).await.expect("restores");
+        let store = Store::open_sqlite(dir.path()).await.expect("opens");
+        let restored = store
+            .load_canvas(geometry, &|_| true)
+            .await
+            .expect("restores");
         assert_eq!(restored.events_replayed, 1234);
         assert_eq!(restored.last_event_id, 5000);
         let total: u64 = restored.tiles.iter().map(Tile::seq).sum();

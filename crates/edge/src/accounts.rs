@@ -30,7 +30,7 @@
 //! from its session id, so that nothing public says anything about a secret.
 
 use dashmap::DashSet;
-use place_store::{EmbeddedStore, PgStore, StoreError, User, UserLogin};
+use place_store::{Store, StoreError, User, UserLogin};
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -92,7 +92,7 @@ pub struct SharedAccounts {
     /// Prefix of every Redis key of this cluster.
     pub prefix: String,
     /// PostgreSQL, for users.
-    pub users: PgStore,
+    pub users: Store,
 }
 
 /// Where accounts live.
@@ -100,7 +100,7 @@ pub enum Accounts {
     /// `place serve`: the embedded store, with cooldowns and bans in memory.
     Embedded {
         /// The store.
-        store: EmbeddedStore,
+        store: Store,
         /// Cooldowns.
         cooldowns: Cooldowns,
         /// Banned user ids.
@@ -261,9 +261,17 @@ impl NetworkBudgets {
 const RELEASE_SCRIPT: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
 
 impl Accounts {
+    /// The store holding users, the event log and the audit log.
+    pub fn store(&self) -> &Store {
+        match self {
+            Accounts::Embedded { store, .. } => store,
+            Accounts::Shared(s) => &s.users,
+        }
+    }
+
     /// Local accounts over the embedded store, restoring bans and the last placement of every
     /// user who placed within [`MAX_COOLDOWN_MS`] (the longest cooldown there can be).
-    pub async fn embedded(store: EmbeddedStore, now_ms: i64) -> Result<Self, AccountsError> {
+    pub async fn embedded(store: Store, now_ms: i64) -> Result<Self, AccountsError> {
         let cooldowns = Cooldowns::default();
         for (user, placed_at) in store.recent_placements(now_ms - MAX_COOLDOWN_MS).await? {
             cooldowns.restore(user, placed_at);
@@ -327,10 +335,7 @@ impl Accounts {
         let mut tries = 0;
         loop {
             let suffix = guest_name_suffix()?;
-            let made = match self {
-                Accounts::Embedded { store, .. } => store.create_guest(&suffix, now_ms).await,
-                Accounts::Shared(s) => s.users.create_guest(&suffix, now_ms).await,
-            };
+            let made = self.store().create_guest(&suffix, now_ms).await;
             tries += 1;
             match made {
                 Err(StoreError::UsernameTaken) if tries < GUEST_NAME_TRIES => continue,
@@ -392,10 +397,7 @@ impl Accounts {
 
     /// A user by name, in any letter case, with the password hash login checks.
     pub async fn user_login(&self, username: &str) -> Result<Option<UserLogin>, AccountsError> {
-        Ok(match self {
-            Accounts::Embedded { store, .. } => store.user_login(username).await?,
-            Accounts::Shared(s) => s.users.user_login(username).await?,
-        })
+        Ok(self.store().user_login(username).await?)
     }
 
     /// Registers `username` with an argon2id `password_hash`. A guest (`guest`, the request's
@@ -409,18 +411,10 @@ impl Accounts {
         now_ms: i64,
     ) -> Result<User, AccountsError> {
         if let Some(guest) = guest.filter(|u| u.is_guest) {
-            let upgraded = match self {
-                Accounts::Embedded { store, .. } => {
-                    store
-                        .register_guest(guest.id, username, password_hash)
-                        .await?
-                }
-                Accounts::Shared(s) => {
-                    s.users
-                        .register_guest(guest.id, username, password_hash)
-                        .await?
-                }
-            };
+            let upgraded = self
+                .store()
+                .register_guest(guest.id, username, password_hash)
+                .await?;
             if let Some(user) = upgraded {
                 return Ok(user);
             }
@@ -438,18 +432,9 @@ impl Accounts {
         is_admin: bool,
         now_ms: i64,
     ) -> Result<User, StoreError> {
-        match self {
-            Accounts::Embedded { store, .. } => {
-                store
-                    .create_user(username, password_hash, is_admin, now_ms)
-                    .await
-            }
-            Accounts::Shared(s) => {
-                s.users
-                    .create_user(username, password_hash, is_admin, now_ms)
-                    .await
-            }
-        }
+        self.store()
+            .create_user(username, password_hash, is_admin, now_ms)
+            .await
     }
 
     /// Extends a session to live `ttl_ms` from now.
@@ -624,9 +609,9 @@ impl Accounts {
 
     /// Bans or unbans a user, at once for every socket (and, in the cluster, every edge).
     pub async fn set_banned(&self, user: i64, banned: bool) -> Result<(), AccountsError> {
+        self.store().set_banned(user, banned).await?;
         match self {
-            Accounts::Embedded { store, bans, .. } => {
-                store.set_banned(user, banned).await?;
+            Accounts::Embedded { bans, .. } => {
                 if banned {
                     bans.insert(user);
                 } else {
@@ -634,7 +619,6 @@ impl Accounts {
                 }
             }
             Accounts::Shared(s) => {
-                s.users.set_banned(user, banned).await?;
                 redis::cmd(if banned { "SADD" } else { "SREM" })
                     .arg(s.key("bans"))
                     .arg(user)
@@ -774,7 +758,7 @@ mod tests {
     #[tokio::test]
     async fn sessions_are_stored_hashed_found_by_their_id_and_purged_when_expired() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = EmbeddedStore::open(dir.path()).await.expect("open");
+        let store = Store::open_sqlite(dir.path()).await.expect("open");
         let accounts = Accounts::embedded(store.clone(), 0)
             .await
             .expect("accounts");

@@ -16,7 +16,7 @@ use axum::http::request::Parts;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use axum_extra::extract::cookie::CookieJar;
-use place_store::{EventRecord, Rect, Selection, User};
+use place_store::{HistoryEntry, Rect, Selection, User};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -122,7 +122,7 @@ struct UserRef {
 
 async fn existing_user(edge: &Edge, id: &UserId) -> Result<User, AppError> {
     edge.accounts
-        .moderation_store()
+        .store()
         .user(id.parse()?)
         .await?
         .ok_or(AppError::NotFound)
@@ -395,10 +395,10 @@ struct ShardFigures {
 }
 
 async fn stats(State(edge): State<Arc<Edge>>, Admin(_): Admin) -> Result<Json<Stats>, AppError> {
-    let store = edge.accounts.moderation_store();
+    let store = edge.accounts.store();
     let reports = edge.ring_admin.get().map(|admin| &admin.store);
     let (placements, online, shards, figures) = tokio::join!(
-        store.placement_stats(),
+        store.placement_stats(crate::now_ms()),
         edge.players_online(),
         edge.shards.health(),
         edge.shards.figures(reports, edge.geometry().tile_count())
@@ -520,7 +520,7 @@ async fn alarms(
     let now = edge.now_ms();
     let entries = edge
         .accounts
-        .moderation_store()
+        .store()
         .audit_of_action("spike-alarm", now - 24 * 3_600_000, ALARMS_LISTED)
         .await?;
     let in_force: Vec<String> = edge
@@ -576,11 +576,7 @@ async fn audit_log(
     Query(page): Query<Page>,
 ) -> Result<Json<AuditPage>, AppError> {
     let limit = page.limit.unwrap_or(AUDIT_PAGE).clamp(1, AUDIT_PAGE_MAX);
-    let entries = edge
-        .accounts
-        .moderation_store()
-        .audit_log(page.before, limit)
-        .await?;
+    let entries = edge.accounts.store().audit_log(page.before, limit).await?;
     let next = (entries.len() as i64 == limit)
         .then(|| entries.last().map(|e| e.id.to_string()))
         .flatten();
@@ -632,7 +628,7 @@ async fn find_users(
     }
     let users = edge
         .accounts
-        .moderation_store()
+        .store()
         .find_users(&q.name, USERS_FOUND)
         .await?;
     Ok(Json(UserList {
@@ -645,7 +641,7 @@ struct UserList {
     users: Vec<UserView>,
 }
 
-fn events_json(events: &[EventRecord]) -> Vec<Value> {
+fn events_json(events: &[HistoryEntry]) -> Vec<Value> {
     events
         .iter()
         .map(|e| {
@@ -676,11 +672,7 @@ async fn user_placements(
 ) -> Result<Json<Value>, AppError> {
     let user = existing_user(&edge, &UserId::Text(id)).await?;
     let limit = q.limit.unwrap_or(EVENTS_DEFAULT).clamp(1, EVENTS_MAX);
-    let events = edge
-        .accounts
-        .moderation_store()
-        .user_events(user.id, limit)
-        .await?;
+    let events = edge.accounts.store().user_events(user.id, limit).await?;
     Ok(Json(json!({
         "user": UserView::for_admins(&user),
         "placements": events_json(&events),
@@ -705,10 +697,6 @@ async fn pixel(
         ));
     }
     let limit = q.limit.unwrap_or(10).clamp(1, EVENTS_MAX);
-    let events = edge
-        .accounts
-        .moderation_store()
-        .pixel_events(q.x, q.y, limit)
-        .await?;
+    let events = edge.accounts.store().pixel_events(q.x, q.y, limit).await?;
     Ok(Json(json!({"placements": events_json(&events)})))
 }

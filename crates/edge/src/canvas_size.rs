@@ -33,7 +33,7 @@ use tracing::info;
 use crate::admin::Admin;
 use crate::error::AppError;
 use crate::live::{LiveError, LiveEvent};
-use crate::moderation::{ModerationError, ModerationStore};
+use crate::moderation::ModerationError;
 use crate::shards::Shards;
 use crate::Edge;
 
@@ -142,10 +142,7 @@ impl Edge {
     ) -> Result<(CanvasGeometry, CanvasGeometry), GrowError> {
         let from = self.geometry();
         let to = from.grown_to(width, height)?;
-        match self.accounts.moderation_store() {
-            ModerationStore::Embedded(s) => s.grow_canvas(to).await?,
-            ModerationStore::Postgres(s) => s.grow_canvas(to).await?,
-        };
+        self.accounts.store().grow_canvas(to).await?;
         match &self.shards {
             Shards::Local(shard) => shard.grow(to).await,
             Shards::Cluster(_) => {

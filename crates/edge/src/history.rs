@@ -34,14 +34,13 @@ use axum::{Json, Router};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use place_store::{HeatmapCounts, HistoryEntry, HistoryPage, Scope, StoreError};
+use place_store::{HistoryEntry, Scope};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 use tower_http::compression::CompressionLayer;
 
 use crate::error::AppError;
-use crate::moderation::ModerationStore;
 use crate::{now_ms, Edge};
 
 /// Placements per page, by default and at most.
@@ -122,34 +121,6 @@ pub(crate) async fn limit(State(edge): State<Arc<Edge>>, request: Request, next:
     next.run(request).await
 }
 
-impl ModerationStore<'_> {
-    /// A page of history.
-    pub async fn history(
-        &self,
-        scope: Scope,
-        before: Option<i64>,
-        limit: i64,
-    ) -> Result<HistoryPage, StoreError> {
-        match self {
-            Self::Embedded(s) => s.history(scope, before, limit).await,
-            Self::Postgres(s) => s.history(scope, before, limit).await,
-        }
-    }
-
-    /// Recent player placements per cell.
-    pub async fn heatmap(
-        &self,
-        since_ms: i64,
-        cell: u32,
-        max_events: i64,
-    ) -> Result<HeatmapCounts, StoreError> {
-        match self {
-            Self::Embedded(s) => s.heatmap(since_ms, cell, max_events).await,
-            Self::Postgres(s) => s.heatmap(since_ms, cell, max_events).await,
-        }
-    }
-}
-
 /// `limit` and `cursor`, as given.
 #[derive(Deserialize, Default)]
 struct PageParams {
@@ -216,7 +187,7 @@ fn entry_json(e: &HistoryEntry) -> Value {
         "username": e.username,
         "placedAt": e.placed_at,
         "reverted": e.reverted,
-        "restore": e.restore,
+        "restore": e.action_id.is_some(),
     })
 }
 
@@ -224,11 +195,7 @@ async fn page(edge: &Edge, scope: Scope, params: &PageParams) -> Result<Value, A
     let tag = scope_tag(scope);
     let limit = params.limit()?;
     let before = params.before(&tag)?;
-    let page = edge
-        .accounts
-        .moderation_store()
-        .history(scope, before, limit)
-        .await?;
+    let page = edge.accounts.store().history(scope, before, limit).await?;
     let items: Vec<Value> = page.entries.iter().map(entry_json).collect();
     Ok(json!({
         "items": items,
@@ -271,7 +238,7 @@ async fn user(
     let id: i64 = id
         .parse()
         .map_err(|_| AppError::BadRequest(format!("{id:?} is not a user id")))?;
-    let store = edge.accounts.moderation_store();
+    let store = edge.accounts.store();
     let user = store.user(id).await?.ok_or(AppError::NotFound)?;
     let mut body = page(&edge, Scope::User(user.id), &q).await?;
     body["user"] = json!({"userId": user.id.to_string(), "username": user.username});
@@ -339,7 +306,7 @@ async fn compute_heatmap(edge: &Edge, minutes: u32) -> Result<Value, AppError> {
     let started = Instant::now();
     let counts = edge
         .accounts
-        .moderation_store()
+        .store()
         .heatmap(since, cell, HEATMAP_MAX_EVENTS)
         .await?;
     tracing::debug!(

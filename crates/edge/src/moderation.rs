@@ -20,10 +20,7 @@ use std::time::Duration;
 
 use futures_util::{stream, StreamExt};
 use place_shard::PlaceRequest;
-use place_store::{
-    AuditEntry, EmbeddedStore, EventRecord, PgStore, PlacementStats, Restore, RevertPlan,
-    Selection, StoreError, User,
-};
+use place_store::{Restore, RevertPlan, Selection, StoreError, User};
 use serde_json::json;
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -49,135 +46,6 @@ pub enum ModerationError {
     /// The cooldown could not be announced (or is out of range).
     #[error(transparent)]
     Live(#[from] LiveError),
-}
-
-/// Where moderation reads and writes: the store beside the accounts.
-#[derive(Clone, Copy)]
-pub enum ModerationStore<'a> {
-    /// `place serve`.
-    Embedded(&'a EmbeddedStore),
-    /// The cluster.
-    Postgres(&'a PgStore),
-}
-
-impl Accounts {
-    /// The store holding users, the event log and the audit log.
-    pub fn moderation_store(&self) -> ModerationStore<'_> {
-        match self {
-            Accounts::Embedded { store, .. } => ModerationStore::Embedded(store),
-            Accounts::Shared(s) => ModerationStore::Postgres(&s.users),
-        }
-    }
-}
-
-impl ModerationStore<'_> {
-    /// A user by id.
-    pub async fn user(&self, id: i64) -> Result<Option<User>, StoreError> {
-        match self {
-            Self::Embedded(s) => s.user(id).await,
-            Self::Postgres(s) => s.user(id).await,
-        }
-    }
-
-    /// Users whose name starts with `prefix`.
-    pub async fn find_users(&self, prefix: &str, limit: i64) -> Result<Vec<User>, StoreError> {
-        match self {
-            Self::Embedded(s) => s.find_users(prefix, limit).await,
-            Self::Postgres(s) => s.find_users(prefix, limit).await,
-        }
-    }
-
-    /// Marks and plans a rollback (see [`place_store::moderation`]).
-    async fn revert(
-        &self,
-        actor: i64,
-        action: &str,
-        details: &str,
-        selection: &Selection,
-    ) -> Result<RevertPlan, StoreError> {
-        match self {
-            Self::Embedded(s) => s.revert(actor, action, details, selection, now_ms()).await,
-            Self::Postgres(s) => s.revert(actor, action, details, selection, now_ms()).await,
-        }
-    }
-
-    /// Writes an audit row.
-    async fn append_audit(
-        &self,
-        actor: i64,
-        action: &str,
-        details: &str,
-    ) -> Result<i64, StoreError> {
-        match self {
-            Self::Embedded(s) => s.append_audit(actor, action, details, now_ms()).await,
-            Self::Postgres(s) => s.append_audit(actor, action, details, now_ms()).await,
-        }
-    }
-
-    async fn update_audit(&self, id: i64, details: &str) -> Result<(), StoreError> {
-        match self {
-            Self::Embedded(s) => s.update_audit(id, details).await,
-            Self::Postgres(s) => s.update_audit(id, details).await,
-        }
-    }
-
-    /// The audit log, newest first, below `before`.
-    pub async fn audit_log(
-        &self,
-        before: Option<i64>,
-        limit: i64,
-    ) -> Result<Vec<AuditEntry>, StoreError> {
-        match self {
-            Self::Embedded(s) => s.audit_log(before, limit).await,
-            Self::Postgres(s) => s.audit_log(before, limit).await,
-        }
-    }
-
-    /// The audit log's rows of `action` since `since_ms`, newest first.
-    pub async fn audit_of_action(
-        &self,
-        action: &str,
-        since_ms: i64,
-        limit: i64,
-    ) -> Result<Vec<AuditEntry>, StoreError> {
-        match self {
-            Self::Embedded(s) => s.audit_of_action(action, since_ms, limit).await,
-            Self::Postgres(s) => s.audit_of_action(action, since_ms, limit).await,
-        }
-    }
-
-    /// The latest placements on a pixel.
-    pub async fn pixel_events(
-        &self,
-        x: u32,
-        y: u32,
-        limit: i64,
-    ) -> Result<Vec<EventRecord>, StoreError> {
-        match self {
-            Self::Embedded(s) => s.pixel_events(x, y, limit).await,
-            Self::Postgres(s) => s.pixel_events(x, y, limit).await,
-        }
-    }
-
-    /// A user's latest placements.
-    pub async fn user_events(
-        &self,
-        user_id: i64,
-        limit: i64,
-    ) -> Result<Vec<EventRecord>, StoreError> {
-        match self {
-            Self::Embedded(s) => s.user_events(user_id, limit).await,
-            Self::Postgres(s) => s.user_events(user_id, limit).await,
-        }
-    }
-
-    /// Placement figures.
-    pub async fn placement_stats(&self) -> Result<PlacementStats, StoreError> {
-        match self {
-            Self::Embedded(s) => s.placement_stats(now_ms()).await,
-            Self::Postgres(s) => s.placement_stats(now_ms()).await,
-        }
-    }
 }
 
 /// What a rollback or a reset did.
@@ -242,9 +110,9 @@ impl Edge {
         selection: Selection,
     ) -> Result<RollbackOutcome, ModerationError> {
         let started = Instant::now();
-        let store = self.accounts.moderation_store();
+        let store = self.accounts.store();
         let plan = store
-            .revert(actor.id, action, &details.to_string(), &selection)
+            .revert(actor.id, action, &details.to_string(), &selection, now_ms())
             .await?;
         let planned_ms = started.elapsed().as_millis() as u64;
         let (restored, failed) = self.apply_restores(actor.id, &plan).await;
@@ -341,8 +209,8 @@ impl Edge {
     ) -> Result<i64, ModerationError> {
         Ok(self
             .accounts
-            .moderation_store()
-            .append_audit(actor_id, action, &details.to_string())
+            .store()
+            .append_audit(actor_id, action, &details.to_string(), now_ms())
             .await?)
     }
 }

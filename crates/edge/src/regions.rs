@@ -23,7 +23,7 @@ use serde_json::Value;
 use tracing::{debug, info, warn};
 
 use crate::live::LiveEvent;
-use crate::moderation::{ModerationError, ModerationStore};
+use crate::moderation::ModerationError;
 use crate::Edge;
 
 /// How often an edge reads the regions again even when no change is announced.
@@ -319,29 +319,6 @@ impl From<StoreError> for RegionError {
     }
 }
 
-impl ModerationStore<'_> {
-    async fn add_region(&self, r: &RegionRecord) -> Result<i64, StoreError> {
-        match self {
-            Self::Embedded(s) => s.add_region(r).await,
-            Self::Postgres(s) => s.add_region(r).await,
-        }
-    }
-
-    async fn delete_region(&self, id: i64) -> Result<Option<RegionRecord>, StoreError> {
-        match self {
-            Self::Embedded(s) => s.delete_region(id).await,
-            Self::Postgres(s) => s.delete_region(id).await,
-        }
-    }
-
-    async fn active_regions(&self, now_ms: i64) -> Result<Vec<RegionRecord>, StoreError> {
-        match self {
-            Self::Embedded(s) => s.active_regions(now_ms).await,
-            Self::Postgres(s) => s.active_regions(now_ms).await,
-        }
-    }
-}
-
 /// A region's details in the audit log.
 fn audit_details(region: &Region) -> Value {
     let mut details = serde_json::to_value(region.view()).unwrap_or_default();
@@ -387,7 +364,7 @@ impl Edge {
             }
             (_, None) => None,
         };
-        let store = self.accounts.moderation_store();
+        let store = self.accounts.store();
         if store.active_regions(now).await?.len() >= MAX_REGIONS {
             return Err(RegionError::TooMany);
         }
@@ -423,7 +400,7 @@ impl Edge {
         actor: &User,
         id: i64,
     ) -> Result<Option<Region>, ModerationError> {
-        let store = self.accounts.moderation_store();
+        let store = self.accounts.store();
         let Some(record) = store.delete_region(id).await? else {
             return Ok(None);
         };
@@ -447,11 +424,7 @@ impl Edge {
     /// Reads the regions in force from the store into this edge's index.
     pub async fn reload_regions(&self) -> Result<(), StoreError> {
         let _one_at_a_time = self.regions.reloading.lock().await;
-        let records = self
-            .accounts
-            .moderation_store()
-            .active_regions(self.now_ms())
-            .await?;
+        let records = self.accounts.store().active_regions(self.now_ms()).await?;
         let regions: Vec<Region> = records.into_iter().map(Region::from_record).collect();
         debug!(regions = regions.len(), "regions read");
         self.regions.replace(regions);

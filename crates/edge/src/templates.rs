@@ -31,12 +31,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use axum_extra::extract::cookie::CookieJar;
-use place_store::{StoreError, TemplateRecord};
+use place_store::TemplateRecord;
 use place_tiles::{TileId, TILE_SIZE};
 use serde::{Deserialize, Serialize};
 
 use crate::error::AppError;
-use crate::moderation::ModerationStore;
 use crate::session::session_user;
 use crate::{now_ms, Edge};
 
@@ -66,27 +65,6 @@ pub fn routes(edge: &Arc<Edge>) -> Router<Arc<Edge>> {
             Arc::clone(edge),
             crate::history::limit,
         ))
-}
-
-impl ModerationStore<'_> {
-    async fn admit_template(
-        &self,
-        t: &TemplateRecord,
-        since_ms: i64,
-        max_recent: i64,
-    ) -> Result<bool, StoreError> {
-        match self {
-            Self::Embedded(s) => s.admit_template(t, since_ms, max_recent).await,
-            Self::Postgres(s) => s.admit_template(t, since_ms, max_recent).await,
-        }
-    }
-
-    async fn template(&self, id: &str) -> Result<Option<TemplateRecord>, StoreError> {
-        match self {
-            Self::Embedded(s) => s.template(id).await,
-            Self::Postgres(s) => s.template(id).await,
-        }
-    }
 }
 
 /// A template's pixels: a palette index where it is part of the template, `None` elsewhere.
@@ -353,7 +331,7 @@ async fn create(
         pixels: encode_pixels(&pixels),
         created_at: now,
     };
-    let store = edge.accounts.moderation_store();
+    let store = edge.accounts.store();
     if !store
         .admit_template(&record, now - HOUR_MS, PER_OWNER_PER_HOUR)
         .await?
@@ -381,7 +359,7 @@ async fn load(edge: &Edge, id: &str) -> Result<(TemplateRecord, TemplatePixels),
     }
     let record = edge
         .accounts
-        .moderation_store()
+        .store()
         .template(id)
         .await?
         .ok_or(AppError::NotFound)?;

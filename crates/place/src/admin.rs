@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 
 use place_edge::credentials::{self, CredentialsError, HashError};
-use place_store::{EmbeddedStore, PgStore, StoreError, User};
+use place_store::{Store, StoreError, User};
 
 use crate::config::ConfigError;
 
@@ -83,11 +83,8 @@ pub async fn create_user(
     check_store(store)?;
     let hash = credentials::hash_password(password).await?;
     let now = place_edge::now_ms();
-    let users = Users::open(store).await?;
-    let created = match &users {
-        Users::Embedded(s) => s.create_user(username, &hash, is_admin, now).await,
-        Users::Cluster(s) => s.create_user(username, &hash, is_admin, now).await,
-    };
+    let users = open(store).await?;
+    let created = users.create_user(username, &hash, is_admin, now).await;
     users.close().await;
     let user = created.map_err(|e| match e {
         StoreError::UsernameTaken => AdminError::Taken(username.to_owned()),
@@ -107,11 +104,8 @@ pub async fn set_admin(
     is_admin: bool,
 ) -> Result<User, AdminError> {
     check_store(store)?;
-    let users = Users::open(store).await?;
-    let changed = match &users {
-        Users::Embedded(s) => s.set_admin(username, is_admin).await,
-        Users::Cluster(s) => s.set_admin(username, is_admin).await,
-    };
+    let users = open(store).await?;
+    let changed = users.set_admin(username, is_admin).await;
     users.close().await;
     let user = changed
         .map_err(AdminError::Store)?
@@ -121,33 +115,14 @@ pub async fn set_admin(
 }
 
 /// The users' store, opened.
-enum Users {
-    Embedded(EmbeddedStore),
-    Cluster(PgStore),
-}
-
-impl Users {
-    async fn open(store: &UserStore) -> Result<Self, AdminError> {
-        Ok(match store {
-            UserStore::DataDir(dir) => {
-                Users::Embedded(EmbeddedStore::open(dir).await.map_err(AdminError::Store)?)
-            }
-            UserStore::Cluster {
-                database_url, name, ..
-            } => Users::Cluster(
-                PgStore::connect(database_url, name)
-                    .await
-                    .map_err(AdminError::Store)?,
-            ),
-        })
+async fn open(store: &UserStore) -> Result<Store, AdminError> {
+    match store {
+        UserStore::DataDir(dir) => Store::open_sqlite(dir).await,
+        UserStore::Cluster {
+            database_url, name, ..
+        } => Store::connect_postgres(database_url, name).await,
     }
-
-    async fn close(self) {
-        match self {
-            Users::Embedded(s) => s.close().await,
-            Users::Cluster(s) => s.close().await,
-        }
-    }
+    .map_err(AdminError::Store)
 }
 
 /// A cluster's name and database URL, checked before anything is touched.

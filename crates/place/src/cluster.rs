@@ -17,11 +17,10 @@ use place_edge::live::{LiveBus, RedisBus};
 use place_edge::shards::Shards;
 use place_edge::Edge;
 use place_shard::{Ownership, ShardHandle, ShardStore, ShardTask};
-use place_store::PgStore;
+use place_store::{PgStore, Store};
 use place_timelapse::jobs::JobContext;
 use place_timelapse::queue::JobQueue;
 use place_timelapse::service::{Dispatch, Timelapse};
-use place_timelapse::Source;
 use redis::aio::ConnectionManager;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
@@ -181,7 +180,9 @@ pub async fn start_shard(
     let listen_quic = options.listen_quic;
     let identity = cluster.identity()?;
     let store = cluster.postgres().await?;
-    let stored = store.canvas_geometry(config.geometry).await?;
+    let stored = Store::from(store.clone())
+        .canvas_geometry(config.geometry)
+        .await?;
     let redis = cluster.redis().await?;
     let ring_store = RingStore::new(redis, &cluster.key_prefix())
         .following_announcements(cluster.redis_client()?);
@@ -283,7 +284,7 @@ pub async fn start_edge(
 ) -> anyhow::Result<Arc<Edge>> {
     let identity = cluster.identity()?;
     let redis = cluster.redis().await?;
-    let users = cluster.postgres().await?;
+    let users = Store::from(cluster.postgres().await?);
     let stored = users.canvas_geometry(config.geometry).await?;
     // The ring has a connection of its own: behind the placements' commands on the shared one,
     // a flood of them (every page retrying after a failover) would delay the new ring by seconds.
@@ -329,7 +330,7 @@ pub async fn start_edge(
         identity,
     });
     let jobs = JobContext {
-        source: Source::Postgres(users),
+        source: users,
         geometry,
         palette: config.palette.clone(),
         throttle: Duration::ZERO,

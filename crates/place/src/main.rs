@@ -697,18 +697,19 @@ fn run_timelapse(args: TimelapseArgs, config: place::config::ValidConfig) -> Exi
                 let configured = config.edge.geometry;
                 let (source, geometry) = match &args.cluster {
                     Some(cluster) => {
-                        let store = place_store::PgStore::connect(&args.database_url, cluster)
-                            .await
-                            .with_context(|| format!("connecting to {}", args.database_url))?;
+                        let store =
+                            place_store::Store::connect_postgres(&args.database_url, cluster)
+                                .await
+                                .with_context(|| format!("connecting to {}", args.database_url))?;
                         let geometry = store.canvas_geometry(configured).await?;
-                        (place_timelapse::Source::Postgres(store), geometry)
+                        (store, geometry)
                     }
                     None => {
-                        let store = place_store::EmbeddedStore::open(&config.data_dir)
+                        let store = place_store::Store::open_sqlite(&config.data_dir)
                             .await
                             .with_context(|| format!("opening {}", config.data_dir.display()))?;
                         let geometry = store.canvas_geometry(configured).await?;
-                        (place_timelapse::Source::Embedded(store), geometry)
+                        (store, geometry)
                     }
                 };
                 place::timelapse_cli::run(&source, geometry, &config.edge.palette, &request).await

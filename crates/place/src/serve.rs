@@ -11,10 +11,9 @@ use place_edge::live::LiveBus;
 use place_edge::shards::Shards;
 use place_edge::Edge;
 use place_shard::{ShardHandle, ShardStore, ShardTask};
-use place_store::EmbeddedStore;
+use place_store::{EmbeddedStore, Store};
 use place_timelapse::jobs::{JobContext, LocalRunner};
 use place_timelapse::service::{Dispatch, Timelapse};
-use place_timelapse::Source;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -25,7 +24,7 @@ use crate::config::ValidConfig;
 /// The running parts of `place serve`, before it serves HTTP.
 pub struct Services {
     /// The embedded store.
-    pub store: EmbeddedStore,
+    pub store: Store,
     /// The in-process shard.
     pub shard: ShardHandle,
     /// The edge.
@@ -36,9 +35,10 @@ pub struct Services {
 
 /// Opens the store, restores the canvas and starts the shard and the edge.
 pub async fn start(config: &ValidConfig) -> anyhow::Result<Services> {
-    let store = EmbeddedStore::open(&config.data_dir)
+    let engine = EmbeddedStore::open(&config.data_dir)
         .await
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+    let store = Store::from(engine.clone());
     // The stored size: an administrator may have grown the canvas beyond the configured one.
     let geometry = store.canvas_geometry(config.shard.geometry).await?;
     let shard_config = place_shard::ShardConfig {
@@ -46,7 +46,7 @@ pub async fn start(config: &ValidConfig) -> anyhow::Result<Services> {
         ..config.shard.clone()
     };
     let (shard, shard_task) =
-        ShardTask::start(shard_config, ShardStore::Embedded(store.clone()), None).await?;
+        ShardTask::start(shard_config, ShardStore::Embedded(engine), None).await?;
     let accounts = Accounts::embedded(store.clone(), place_edge::now_ms()).await?;
     let mut edge_config = config.edge.clone();
     edge_config.geometry = geometry;
@@ -85,11 +85,11 @@ pub async fn start(config: &ValidConfig) -> anyhow::Result<Services> {
 /// one at a time (those a previous run left unfinished first). Returns what stops the snapshots.
 async fn start_timelapse(
     config: &ValidConfig,
-    store: &EmbeddedStore,
+    store: &Store,
     edge: &Edge,
 ) -> anyhow::Result<CancellationToken> {
     let ctx = JobContext {
-        source: Source::Embedded(store.clone()),
+        source: store.clone(),
         geometry: edge.geometry(),
         palette: config.edge.palette.clone(),
         throttle: std::time::Duration::ZERO,

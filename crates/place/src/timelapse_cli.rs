@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
-use place_store::Rect;
+use place_store::{Rect, Store};
 use place_tiles::{CanvasGeometry, Palette};
 use place_timelapse::encode::{png_image, Animation};
+use place_timelapse::now_ms;
 use place_timelapse::render::{Format, RenderSpec, Renderer};
-use place_timelapse::{now_ms, Source};
 use tokio::time::Instant;
 
 /// What `place timelapse` was asked, as given.
@@ -75,7 +75,7 @@ fn output_of(path: &Path) -> anyhow::Result<Output> {
 
 /// Renders `request` from `source` and writes it, showing progress when `progress` is true.
 pub async fn render(
-    source: &Source,
+    source: &Store,
     geometry: CanvasGeometry,
     palette: &Palette,
     request: &Request,
@@ -170,7 +170,7 @@ pub async fn render(
 
 /// Runs `place timelapse` and prints what it made.
 pub async fn run(
-    source: &Source,
+    source: &Store,
     geometry: CanvasGeometry,
     palette: &Palette,
     request: &Request,

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use place_protocol::CanvasInfo;
-use place_store::{EmbeddedStore, PgStore};
+use place_store::Store;
 use place_tiles::CanvasGeometry;
 
 /// Where the event log is.
@@ -69,9 +69,9 @@ pub async fn verify(base_url: &str, source: &LogSource) -> anyhow::Result<Report
         );
     }
     let replayed = match source {
-        LogSource::DataDir(dir) => EmbeddedStore::open(dir).await?.replay_log(geometry).await?,
+        LogSource::DataDir(dir) => Store::open_sqlite(dir).await?.replay_log(geometry).await?,
         LogSource::Postgres { url, cluster } => {
-            PgStore::connect(url, cluster)
+            Store::connect_postgres(url, cluster)
                 .await?
                 .replay_log(geometry)
                 .await?

@@ -10,7 +10,6 @@ use place_tiles::{CanvasGeometry, Palette};
 use anyhow::Context;
 use place_timelapse::jobs::JobContext;
 use place_timelapse::queue::JobQueue;
-use place_timelapse::Source;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -37,12 +36,12 @@ pub struct WorkerSettings {
 
 /// Runs a worker until `shutdown`.
 pub async fn run(settings: &WorkerSettings, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let store = place_store::PgStore::connect(&settings.database_url, &settings.cluster)
+    let store = place_store::Store::connect_postgres(&settings.database_url, &settings.cluster)
         .await
         .with_context(|| format!("connecting to PostgreSQL at {}", settings.database_url))?;
     let geometry = store.canvas_geometry(settings.geometry).await?;
     let ctx = JobContext {
-        source: Source::Postgres(store),
+        source: store,
         geometry,
         palette: settings.palette.clone(),
         throttle: settings.throttle,

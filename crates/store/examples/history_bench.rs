@@ -27,7 +27,7 @@ use std::error::Error;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use place_store::{EmbeddedStore, PgStore, Scope};
+use place_store::{Scope, Store};
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
@@ -190,7 +190,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
 
 async fn postgres(a: &Args) -> Result<(), Box<dyn Error>> {
     println!("PostgreSQL ({SCHEMA})");
-    let store = PgStore::connect(&a.database_url, SCHEMA).await?;
+    let store = Store::connect_postgres(&a.database_url, SCHEMA).await?;
     let admin = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
         .after_connect(|conn, _| {
@@ -274,7 +274,8 @@ async fn postgres(a: &Args) -> Result<(), Box<dyn Error>> {
         (Scope::Recent, Some(a.events / 2)),
     ] {
         println!("  {scope:?}, before {before:?}:");
-        for line in store.explain_history(scope, before, 50).await? {
+        let pg = store.postgres().ok_or("a PostgreSQL store")?;
+        for line in pg.explain_history(scope, before, 50).await? {
             println!("    {line}");
         }
     }
@@ -385,7 +386,7 @@ async fn sqlite(a: &Args) -> Result<(), Box<dyn Error>> {
         .clone()
         .unwrap_or_else(|| temp.path().to_path_buf());
     println!("SQLite ({})", dir.display());
-    let store = EmbeddedStore::open(&dir).await?;
+    let store = Store::open_sqlite(&dir).await?;
     let path = dir.join(place_store::embedded::DATABASE_FILE);
     let options = sqlx::sqlite::SqliteConnectOptions::new()
         .filename(&path)

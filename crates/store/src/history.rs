@@ -1,5 +1,5 @@
 //! The public history of the canvas: who placed what where and when, by pages, and the heatmap of
-//! recent activity. Both stores answer the same queries ([`EmbeddedStore`] and [`PgStore`]).
+//! recent activity: queries of [`Store`], written once for both engines.
 //!
 //! Every listing is newest first and paginated by **keyset**, never by `OFFSET`: a page is "the
 //! next `limit` rows below the last key seen", one index range scan whatever the depth:
@@ -22,8 +22,9 @@
 
 use sqlx::{Database, Encode, QueryBuilder, Type};
 
+use crate::store::on_engine;
 use crate::types::StoreError;
-use crate::{EmbeddedStore, PgStore};
+use crate::{PgStore, Store};
 
 /// Which placements a history page lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,8 +71,9 @@ pub struct HistoryEntry {
     pub username: Option<String>,
     /// When, epoch ms.
     pub placed_at: i64,
-    /// It restored a pixel for a moderation action (placed by the acting administrator).
-    pub restore: bool,
+    /// The moderation action it carried out, for a placement that restored a pixel (placed by
+    /// the acting administrator); `None` for a player's placement.
+    pub action_id: Option<i64>,
     /// A moderation action rolled it back.
     pub reverted: bool,
 }
@@ -99,7 +101,7 @@ pub struct HeatmapCounts {
     pub oldest_ms: Option<i64>,
 }
 
-/// A row of [`page_query`]: id, tile seq, x, y, colour, user, name, time, restore, reverted.
+/// A row of [`page_query`]: id, tile seq, x, y, colour, user, name, time, action, reverted.
 type HistoryRow = (
     i64,
     i64,
@@ -109,7 +111,7 @@ type HistoryRow = (
     i64,
     Option<String>,
     i64,
-    bool,
+    Option<i64>,
     bool,
 );
 
@@ -123,7 +125,7 @@ fn entry(r: HistoryRow) -> HistoryEntry {
         user_id: r.5,
         username: r.6,
         placed_at: r.7,
-        restore: r.8,
+        action_id: r.8,
         reverted: r.9,
     }
 }
@@ -139,7 +141,7 @@ where
     let mut q = QueryBuilder::new(
         "SELECT e.id, CAST(e.tile_seq AS BIGINT), CAST(e.x AS BIGINT), CAST(e.y AS BIGINT), \
          CAST(e.color AS BIGINT), e.user_id, u.username, e.placed_at, \
-         e.action_id IS NOT NULL, r.event_id IS NOT NULL \
+         e.action_id, r.event_id IS NOT NULL \
          FROM pixel_events e LEFT JOIN users u ON u.id = e.user_id \
          LEFT JOIN reverted_events r ON r.event_id = e.id WHERE ",
     );
@@ -237,16 +239,13 @@ fn heatmap_counts(rows: Vec<(i64, i64, i64, i64)>, truncated: bool) -> HeatmapCo
     }
 }
 
-/// The first event of the window, by the `placed_at` index (SQLite's and PostgreSQL's
-/// placeholders).
-const FIRST_IN_WINDOW_SQLITE: &str =
-    "SELECT id FROM pixel_events WHERE placed_at >= ? ORDER BY placed_at LIMIT 1";
-const FIRST_IN_WINDOW_PG: &str =
+/// The first event of the window, by the `placed_at` index.
+const FIRST_IN_WINDOW: &str =
     "SELECT id FROM pixel_events WHERE placed_at >= $1 ORDER BY placed_at LIMIT 1";
 /// The newest event, by the primary key.
 const NEWEST: &str = "SELECT MAX(id) FROM pixel_events";
 
-impl EmbeddedStore {
+impl Store {
     /// A page of `scope`'s placements with keys below `before` (from the start when `None`).
     pub async fn history(
         &self,
@@ -254,10 +253,10 @@ impl EmbeddedStore {
         before: Option<i64>,
         limit: i64,
     ) -> Result<HistoryPage, StoreError> {
-        let rows = page_query(scope, before, limit)
+        let rows = on_engine!(self, e => page_query(scope, before, limit)
             .build_query_as::<HistoryRow>()
-            .fetch_all(&self.pool)
-            .await?;
+            .fetch_all(&e.pool)
+            .await)?;
         Ok(into_page(scope, rows, limit))
     }
 
@@ -269,37 +268,25 @@ impl EmbeddedStore {
         cell: u32,
         max_events: i64,
     ) -> Result<HeatmapCounts, StoreError> {
-        let first: Option<i64> = sqlx::query_scalar(FIRST_IN_WINDOW_SQLITE)
-            .bind(since_ms)
-            .fetch_optional(&self.pool)
-            .await?;
-        let newest: Option<i64> = sqlx::query_scalar(NEWEST).fetch_one(&self.pool).await?;
+        let (first, newest): (Option<i64>, Option<i64>) = on_engine!(self, e => (
+            sqlx::query_scalar(FIRST_IN_WINDOW)
+                .bind(since_ms)
+                .fetch_optional(&e.pool)
+                .await?,
+            sqlx::query_scalar(NEWEST).fetch_one(&e.pool).await?,
+        ));
         let Some((low, high, truncated)) = heatmap_range(first, newest, max_events) else {
             return Ok(heatmap_counts(Vec::new(), false));
         };
-        let rows = heatmap_query(cell, low, high, since_ms)
+        let rows = on_engine!(self, e => heatmap_query(cell, low, high, since_ms)
             .build_query_as::<(i64, i64, i64, i64)>()
-            .fetch_all(&self.pool)
-            .await?;
+            .fetch_all(&e.pool)
+            .await)?;
         Ok(heatmap_counts(rows, truncated))
     }
 }
 
 impl PgStore {
-    /// A page of `scope`'s placements with keys below `before` (from the start when `None`).
-    pub async fn history(
-        &self,
-        scope: Scope,
-        before: Option<i64>,
-        limit: i64,
-    ) -> Result<HistoryPage, StoreError> {
-        let rows = page_query(scope, before, limit)
-            .build_query_as::<HistoryRow>()
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(into_page(scope, rows, limit))
-    }
-
     /// PostgreSQL's plan of a history page, run (`EXPLAIN (ANALYZE, BUFFERS)`): one line per
     /// step. For benchmarks and operators checking that a page is an index range scan.
     pub async fn explain_history(
@@ -318,29 +305,6 @@ impl PgStore {
             explain = explain.bind(value);
         }
         Ok(explain.fetch_all(&self.pool).await?)
-    }
-
-    /// The player placements made at or after `since_ms` per `cell`-pixel square, counting at
-    /// most the newest `max_events`.
-    pub async fn heatmap(
-        &self,
-        since_ms: i64,
-        cell: u32,
-        max_events: i64,
-    ) -> Result<HeatmapCounts, StoreError> {
-        let first: Option<i64> = sqlx::query_scalar(FIRST_IN_WINDOW_PG)
-            .bind(since_ms)
-            .fetch_optional(&self.pool)
-            .await?;
-        let newest: Option<i64> = sqlx::query_scalar(NEWEST).fetch_one(&self.pool).await?;
-        let Some((low, high, truncated)) = heatmap_range(first, newest, max_events) else {
-            return Ok(heatmap_counts(Vec::new(), false));
-        };
-        let rows = heatmap_query(cell, low, high, since_ms)
-            .build_query_as::<(i64, i64, i64, i64)>()
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(heatmap_counts(rows, truncated))
     }
 }
 
@@ -372,20 +336,21 @@ mod tests {
 
     /// SQLite's plan of a query, its steps joined by newlines. The plan does not depend on
     /// the values, so every placeholder is bound to NULL.
-    async fn plan(store: &EmbeddedStore, q: QueryBuilder<'_, sqlx::Sqlite>) -> String {
+    async fn plan(store: &Store, q: QueryBuilder<'_, sqlx::Sqlite>) -> String {
         let sql = format!("EXPLAIN QUERY PLAN {}", q.sql());
         let mut explain = sqlx::query_as::<_, (i64, i64, i64, String)>(&sql);
         for _ in 0..sql.matches('?').count() {
             explain = explain.bind(None::<i64>);
         }
-        let rows = explain.fetch_all(&store.pool).await.expect("test step");
+        let pool = &store.embedded().expect("sqlite").pool;
+        let rows = explain.fetch_all(pool).await.expect("test step");
         rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("\n")
     }
 
     #[tokio::test]
     async fn every_listing_is_one_index_range_scan_without_sorting() {
         let dir = tempfile::tempdir().expect("test step");
-        let store = EmbeddedStore::open(dir.path()).await.expect("test step");
+        let store = Store::open_sqlite(dir.path()).await.expect("test step");
         for (scope, uses) in [
             (
                 Scope::Pixel { x: 1, y: 2 },
@@ -411,7 +376,7 @@ mod tests {
     #[tokio::test]
     async fn pages_follow_each_other_without_gaps_or_repeats() {
         let dir = tempfile::tempdir().expect("test step");
-        let store = EmbeddedStore::open(dir.path()).await.expect("test step");
+        let store = Store::open_sqlite(dir.path()).await.expect("test step");
         let alice = store.create_guest("a", 0).await.expect("test step");
         let bob = store.create_guest("b", 0).await.expect("test step");
         // Pixel (1, 1) painted 7 times, alternately by alice and bob; (2, 1) once by bob.
@@ -481,7 +446,7 @@ mod tests {
     #[tokio::test]
     async fn rolled_back_and_restoring_placements_are_marked() {
         let dir = tempfile::tempdir().expect("test step");
-        let store = EmbeddedStore::open(dir.path()).await.expect("test step");
+        let store = Store::open_sqlite(dir.path()).await.expect("test step");
         let alice = store.create_guest("a", 0).await.expect("test step");
         store
             .append_events(&[event(3, 3, 5, alice.id, 1_000, 1)])
@@ -511,7 +476,7 @@ mod tests {
         let marks: Vec<(u8, bool, bool)> = page
             .entries
             .iter()
-            .map(|e| (e.color, e.restore, e.reverted))
+            .map(|e| (e.color, e.action_id.is_some(), e.reverted))
             .collect();
         assert_eq!(marks, vec![(0, true, false), (5, false, true)]);
 
@@ -524,7 +489,7 @@ mod tests {
     #[tokio::test]
     async fn the_heatmap_counts_the_window_and_at_most_the_newest_events() {
         let dir = tempfile::tempdir().expect("test step");
-        let store = EmbeddedStore::open(dir.path()).await.expect("test step");
+        let store = Store::open_sqlite(dir.path()).await.expect("test step");
         let events: Vec<NewEvent> = (0..10)
             .map(|i| event(i * 10, 5, 1, 1, 1_000 * i64::from(i), u64::from(i) + 1))
             .collect();

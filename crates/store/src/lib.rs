@@ -1,6 +1,8 @@
 //! Durable storage for place.
 //!
 //! # Layout
+//! - [`store`]: [`Store`], the one handle every caller holds: each query written once for both
+//!   engines, with the accounts, sessions and moderation queries.
 //! - [`embedded`]: the store of `place serve`: SQLite in WAL mode with `synchronous=FULL`, in one
 //!   data directory, no server needed.
 //! - `event_log`: the embedded store's writer of placements: one thread owning one SQLite
@@ -35,6 +37,7 @@ pub mod history;
 pub mod moderation;
 pub mod postgres;
 pub mod regions;
+pub mod store;
 pub mod templates;
 pub mod timelapse;
 pub mod types;
@@ -42,11 +45,11 @@ pub mod types;
 pub use embedded::EmbeddedStore;
 pub use history::{HeatmapCounts, HistoryEntry, HistoryPage, Scope};
 pub use moderation::{
-    AuditEntry, EventRecord, LoggedEvent, PlacementStats, Planner, Rect, Restore, RevertPlan,
-    Selection,
+    AuditEntry, LoggedEvent, PlacementStats, Planner, Rect, Restore, RevertPlan, Selection,
 };
 pub use postgres::PgStore;
 pub use regions::{RegionMode, RegionRecord};
+pub use store::Store;
 pub use templates::TemplateRecord;
 pub use timelapse::TimedEvent;
 pub use types::{NewEvent, RestoredCanvas, StoreError, TileSnapshotRecord, User, UserLogin};

@@ -112,19 +112,21 @@ where
 }
 
 /// Every event of the pixels the player placements `selection` names touched, as
-/// `(x, y, color, restore, reverted)`, each pixel's in the order `order_by` gives.
-pub(crate) fn affected_events<'a, DB>(selection: &Selection, order_by: &str) -> QueryBuilder<'a, DB>
+/// `(x, y, color, restore, reverted)`, each pixel's in its tile's seq order (the order the shard
+/// applied them in, in both engines).
+pub(crate) fn affected_events<'a, DB>(selection: &Selection) -> QueryBuilder<'a, DB>
 where
     DB: Database,
     i64: Encode<'a, DB> + Type<DB>,
 {
     let mut q = QueryBuilder::new(
-        "SELECT e.x, e.y, e.color, e.action_id IS NOT NULL, r.event_id IS NOT NULL \
+        "SELECT CAST(e.x AS BIGINT), CAST(e.y AS BIGINT), CAST(e.color AS BIGINT), \
+         e.action_id IS NOT NULL, r.event_id IS NOT NULL \
          FROM pixel_events e LEFT JOIN reverted_events r ON r.event_id = e.id \
          WHERE (e.x, e.y) IN (SELECT x, y FROM pixel_events WHERE action_id IS NULL AND ",
     );
     selection.push_where(&mut q);
-    q.push(") ORDER BY ").push(order_by);
+    q.push(") ORDER BY e.tile_seq");
     q
 }
 
@@ -212,29 +214,6 @@ pub struct AuditEntry {
     pub details: String,
     /// When, epoch ms.
     pub created_at: i64,
-}
-
-/// One placement as the admin panel shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventRecord {
-    /// The event's id.
-    pub id: i64,
-    /// Column.
-    pub x: u32,
-    /// Row.
-    pub y: u32,
-    /// Palette index.
-    pub color: u8,
-    /// Who placed it.
-    pub user_id: i64,
-    /// Their name, if the user exists.
-    pub username: Option<String>,
-    /// When, epoch ms.
-    pub placed_at: i64,
-    /// The moderation action it carried out, for a restoring placement.
-    pub action_id: Option<i64>,
-    /// Whether a moderation action reverted it.
-    pub reverted: bool,
 }
 
 /// Placement figures for the admin panel.

@@ -1,12 +1,13 @@
 //! Protected regions: rectangles of the canvas where placing is restricted, kept across restarts
-//! alike in both stores ([`EmbeddedStore`] and [`PgStore`], migration `0009_regions`).
+//! alike in both engines ([`Store`]'s queries, migration `0009_regions`).
 //!
 //! The store only keeps them; what a mode means is the edge's (`place_edge::regions`), which
 //! holds the active ones in memory and checks every placement there, never here. A region that
 //! ended (`until_ms` passed) is no longer listed; its row stays, like the audit log's.
 
+use crate::store::on_engine;
 use crate::types::StoreError;
-use crate::{EmbeddedStore, PgStore};
+use crate::Store;
 
 /// How a region restricts placing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -101,88 +102,41 @@ fn record(row: Row) -> Result<RegionRecord, StoreError> {
     })
 }
 
-impl EmbeddedStore {
+impl Store {
     /// Stores a region (its `id` is ignored); returns its id.
     pub async fn add_region(&self, r: &RegionRecord) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(
-            "INSERT INTO regions (x, y, width, height, mode, cooldown_ms, until_ms, created_by, \
-             created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(i64::from(r.x))
-        .bind(i64::from(r.y))
-        .bind(i64::from(r.width))
-        .bind(i64::from(r.height))
-        .bind(r.mode.as_str())
-        .bind(r.cooldown_ms)
-        .bind(r.until_ms)
-        .bind(r.created_by)
-        .bind(r.created_at)
-        .fetch_one(&self.pool)
-        .await?)
+        const SQL: &str = "INSERT INTO regions (x, y, width, height, mode, cooldown_ms, \
+             until_ms, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             RETURNING id";
+        Ok(on_engine!(self, e => sqlx::query_scalar(SQL)
+            .bind(i64::from(r.x))
+            .bind(i64::from(r.y))
+            .bind(i64::from(r.width))
+            .bind(i64::from(r.height))
+            .bind(r.mode.as_str())
+            .bind(r.cooldown_ms)
+            .bind(r.until_ms)
+            .bind(r.created_by)
+            .bind(r.created_at)
+            .fetch_one(&e.pool)
+            .await)?)
     }
 
     /// Deletes a region; returns it, or `None` when there is none with this id.
     pub async fn delete_region(&self, id: i64) -> Result<Option<RegionRecord>, StoreError> {
-        let row: Option<Row> = sqlx::query_as(&format!(
-            "DELETE FROM regions WHERE id = ? RETURNING {COLUMNS}"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let sql = format!("DELETE FROM regions WHERE id = $1 RETURNING {COLUMNS}");
+        let row: Option<Row> =
+            on_engine!(self, e => sqlx::query_as(&sql).bind(id).fetch_optional(&e.pool).await)?;
         row.map(record).transpose()
     }
 
     /// The regions still in force at `now_ms`, oldest first.
     pub async fn active_regions(&self, now_ms: i64) -> Result<Vec<RegionRecord>, StoreError> {
-        let rows: Vec<Row> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM regions WHERE until_ms IS NULL OR until_ms > ? ORDER BY id"
-        ))
-        .bind(now_ms)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(record).collect()
-    }
-}
-
-impl PgStore {
-    /// Stores a region (its `id` is ignored); returns its id.
-    pub async fn add_region(&self, r: &RegionRecord) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(
-            "INSERT INTO regions (x, y, width, height, mode, cooldown_ms, until_ms, created_by, \
-             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-        )
-        .bind(i64::from(r.x))
-        .bind(i64::from(r.y))
-        .bind(i64::from(r.width))
-        .bind(i64::from(r.height))
-        .bind(r.mode.as_str())
-        .bind(r.cooldown_ms)
-        .bind(r.until_ms)
-        .bind(r.created_by)
-        .bind(r.created_at)
-        .fetch_one(&self.pool)
-        .await?)
-    }
-
-    /// Deletes a region; returns it, or `None` when there is none with this id.
-    pub async fn delete_region(&self, id: i64) -> Result<Option<RegionRecord>, StoreError> {
-        let row: Option<Row> = sqlx::query_as(&format!(
-            "DELETE FROM regions WHERE id = $1 RETURNING {COLUMNS}"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(record).transpose()
-    }
-
-    /// The regions still in force at `now_ms`, oldest first.
-    pub async fn active_regions(&self, now_ms: i64) -> Result<Vec<RegionRecord>, StoreError> {
-        let rows: Vec<Row> = sqlx::query_as(&format!(
+        let sql = format!(
             "SELECT {COLUMNS} FROM regions WHERE until_ms IS NULL OR until_ms > $1 ORDER BY id"
-        ))
-        .bind(now_ms)
-        .fetch_all(&self.pool)
-        .await?;
+        );
+        let rows: Vec<Row> =
+            on_engine!(self, e => sqlx::query_as(&sql).bind(now_ms).fetch_all(&e.pool).await)?;
         rows.into_iter().map(record).collect()
     }
 }
@@ -217,7 +171,7 @@ mod tests {
     #[tokio::test]
     async fn embedded_keeps_lists_and_deletes_regions_and_drops_ended_ones() {
         let dir = tempfile::tempdir().expect("store");
-        let store = EmbeddedStore::open(dir.path()).await.expect("store");
+        let store = Store::open_sqlite(dir.path()).await.expect("store");
         let locked = store
             .add_region(&region(RegionMode::Locked, None))
             .await

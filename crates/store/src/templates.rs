@@ -6,8 +6,9 @@
 //! Making one is admitted in one statement with the owner's rate: at most `max_recent` made
 //! since a moment, counted through the `(owner_id, created_at)` index.
 
+use crate::store::on_engine;
 use crate::types::StoreError;
-use crate::{EmbeddedStore, PgStore};
+use crate::Store;
 
 /// A template as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +51,7 @@ fn record(row: Row) -> Result<TemplateRecord, StoreError> {
     })
 }
 
-impl EmbeddedStore {
+impl Store {
     /// Stores a template unless its owner made `max_recent` or more since `since_ms`; false then.
     pub async fn admit_template(
         &self,
@@ -58,75 +59,33 @@ impl EmbeddedStore {
         since_ms: i64,
         max_recent: i64,
     ) -> Result<bool, StoreError> {
-        let inserted = sqlx::query(
-            "INSERT INTO templates (id, owner_id, x, y, width, height, pixels, created_at) \
-             SELECT ?, ?, ?, ?, ?, ?, ?, ? \
-             WHERE (SELECT COUNT(*) FROM templates WHERE owner_id = ? AND created_at > ?) < ?",
-        )
-        .bind(&t.id)
-        .bind(t.owner_id)
-        .bind(i64::from(t.x))
-        .bind(i64::from(t.y))
-        .bind(i64::from(t.width))
-        .bind(i64::from(t.height))
-        .bind(&t.pixels)
-        .bind(t.created_at)
-        .bind(t.owner_id)
-        .bind(since_ms)
-        .bind(max_recent)
-        .execute(&self.pool)
-        .await?;
-        Ok(inserted.rows_affected() == 1)
-    }
-
-    /// The template with this id.
-    pub async fn template(&self, id: &str) -> Result<Option<TemplateRecord>, StoreError> {
-        let row: Option<Row> = sqlx::query_as(
-            "SELECT id, owner_id, x, y, width, height, pixels, created_at FROM templates WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(record).transpose()
-    }
-}
-
-impl PgStore {
-    /// Stores a template unless its owner made `max_recent` or more since `since_ms`; false then.
-    pub async fn admit_template(
-        &self,
-        t: &TemplateRecord,
-        since_ms: i64,
-        max_recent: i64,
-    ) -> Result<bool, StoreError> {
-        let inserted = sqlx::query(
-            "INSERT INTO templates (id, owner_id, x, y, width, height, pixels, created_at) \
+        const SQL: &str = "INSERT INTO templates \
+             (id, owner_id, x, y, width, height, pixels, created_at) \
              SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
-             WHERE (SELECT COUNT(*) FROM templates WHERE owner_id = $2 AND created_at > $9) < $10",
-        )
-        .bind(&t.id)
-        .bind(t.owner_id)
-        .bind(i64::from(t.x))
-        .bind(i64::from(t.y))
-        .bind(i64::from(t.width))
-        .bind(i64::from(t.height))
-        .bind(&t.pixels)
-        .bind(t.created_at)
-        .bind(since_ms)
-        .bind(max_recent)
-        .execute(&self.pool)
-        .await?;
-        Ok(inserted.rows_affected() == 1)
+             WHERE (SELECT COUNT(*) FROM templates WHERE owner_id = $2 AND created_at > $9) < $10";
+        let inserted = on_engine!(self, e => sqlx::query(SQL)
+            .bind(&t.id)
+            .bind(t.owner_id)
+            .bind(i64::from(t.x))
+            .bind(i64::from(t.y))
+            .bind(i64::from(t.width))
+            .bind(i64::from(t.height))
+            .bind(&t.pixels)
+            .bind(t.created_at)
+            .bind(since_ms)
+            .bind(max_recent)
+            .execute(&e.pool)
+            .await
+            .map(|done| done.rows_affected()))?;
+        Ok(inserted == 1)
     }
 
     /// The template with this id.
     pub async fn template(&self, id: &str) -> Result<Option<TemplateRecord>, StoreError> {
-        let row: Option<Row> = sqlx::query_as(
-            "SELECT id, owner_id, x, y, width, height, pixels, created_at FROM templates WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        const SQL: &str = "SELECT id, owner_id, x, y, width, height, pixels, created_at \
+                           FROM templates WHERE id = $1";
+        let row: Option<Row> =
+            on_engine!(self, e => sqlx::query_as(SQL).bind(id).fetch_optional(&e.pool).await)?;
         row.map(record).transpose()
     }
 }
@@ -151,7 +110,7 @@ mod tests {
     #[tokio::test]
     async fn embedded_keeps_templates_and_limits_each_owner() {
         let dir = tempfile::tempdir().expect("store");
-        let store = EmbeddedStore::open(dir.path()).await.expect("store");
+        let store = Store::open_sqlite(dir.path()).await.expect("store");
         assert!(store
             .admit_template(&template("a", 1, 100), 0, 1)
             .await

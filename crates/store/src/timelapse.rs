@@ -1,12 +1,12 @@
-//! What the timelapse keeps and reads, in both stores ([`EmbeddedStore`] and [`PgStore`]):
+//! What the timelapse keeps and reads, as queries of [`Store`] written once for both engines:
 //! canvas snapshots at exact positions of the log, the events of a time window, and render jobs.
 //!
-//! - **Reading the canvas for a snapshot** ([`EmbeddedStore::read_canvas`]) is the restore of
+//! - **Reading the canvas for a snapshot** ([`Store::read_canvas`]) is the restore of
 //!   start-up (the shards' tile checkpoints, then the events after them), run inside one read
 //!   transaction together with `MAX(placed_at)`: so the pixels are exactly every event up to each
 //!   tile's seq, and `covers_until` is the latest time among them. Nothing is read from a
 //!   shard's memory, so the snapshot is exact whatever races the live canvas.
-//! - **Events of a window** ([`EmbeddedStore::visit_events`]): those placed in `(after, until]`
+//! - **Events of a window** ([`Store::visit_events`]): those placed in `(after, until]`
 //!   inside a rectangle, through the `placed_at` index, streamed to a callback (never collected),
 //!   in no particular order: the renderer applies them by tile seq itself.
 //! - **Jobs** (`timelapse_jobs`): admitted with the per-owner and queue limits checked in one
@@ -17,13 +17,13 @@
 
 use futures_util::TryStreamExt;
 use place_tiles::{CanvasGeometry, TILE_SIZE};
-use sqlx::Row;
 
 use crate::moderation::Rect;
+use crate::store::{on_engine, Engine};
 use crate::types::{RestoredCanvas, StoreError};
-use crate::{EmbeddedStore, PgStore};
+use crate::Store;
 
-/// The canvas at one position of the log, as [`EmbeddedStore::read_canvas`] reads it.
+/// The canvas at one position of the log, as [`Store::read_canvas`] reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CanvasRead {
     /// `width * height` palette indices, row-major.
@@ -212,10 +212,6 @@ fn refusal(owner_busy: bool, owner_recent: i64, limits: &JobLimits) -> Admission
     }
 }
 
-/// The columns of a [`JobRecord`].
-const JOB_COLUMNS: &str = "id, owner_id, params, status, frames_done, frames_total, attempts, \
-     error, content_type, result_size, created_at, started_at, finished_at";
-
 /// A row of [`JOB_COLUMNS`].
 type JobRow = (
     String,
@@ -263,7 +259,7 @@ fn snapshot_info(r: SnapshotInfoRow) -> SnapshotInfo {
     }
 }
 
-/// The snapshot taken last (the same text in both stores).
+/// The snapshot taken last.
 const LATEST_SNAPSHOT: &str = "SELECT id, taken_at, covers_until, event_count \
      FROM timelapse_snapshots ORDER BY taken_at DESC, id DESC LIMIT 1";
 
@@ -327,85 +323,119 @@ fn timed_event(x: i64, y: i64, color: i64, seq: i64) -> Result<TimedEvent, Store
     }
 }
 
-impl EmbeddedStore {
-    /// The whole canvas at one exact position of the log (see the module documentation).
+/// Serialises job admissions in PostgreSQL (a transaction-scoped advisory lock's key); SQLite
+/// runs one write transaction at a time by itself.
+const ADMISSION_LOCK: i64 = 0x7469_6d65_6c61;
+
+/// The columns of a [`JobRecord`], as [`JobRow`]'s types in both engines.
+const JOB_COLUMNS: &str = "id, owner_id, params, status, CAST(frames_done AS BIGINT), \
+     CAST(frames_total AS BIGINT), CAST(attempts AS BIGINT), error, content_type, result_size, \
+     created_at, started_at, finished_at";
+
+/// The latest `placed_at` of the log.
+const COVERS_UNTIL: &str = "SELECT MAX(placed_at) FROM pixel_events";
+
+impl Store {
+    /// The whole canvas at one exact position of the log (see the module documentation): one
+    /// read transaction (repeatable read in PostgreSQL), so the tiles and `covers_until` see the
+    /// same commits.
     pub async fn read_canvas(&self, geometry: CanvasGeometry) -> Result<CanvasRead, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let restored = crate::embedded::load_canvas_on(&mut tx, geometry).await?;
-        let covers_until: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(placed_at) FROM pixel_events")
-                .fetch_one(&mut *tx)
-                .await?;
-        tx.commit().await?;
+        let (restored, covers_until) = match &self.engine {
+            Engine::Sqlite(e) => {
+                let mut tx = e.pool.begin().await?;
+                let restored = crate::embedded::load_canvas_on(&mut tx, geometry).await?;
+                let covers_until: Option<i64> =
+                    sqlx::query_scalar(COVERS_UNTIL).fetch_one(&mut *tx).await?;
+                tx.commit().await?;
+                (restored, covers_until)
+            }
+            Engine::Postgres(e) => {
+                let mut tx = e.pool.begin().await?;
+                sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    .execute(&mut *tx)
+                    .await?;
+                let restored =
+                    crate::postgres::load_canvas_on(&mut tx, geometry, &|_| true).await?;
+                let covers_until: Option<i64> =
+                    sqlx::query_scalar(COVERS_UNTIL).fetch_one(&mut *tx).await?;
+                tx.commit().await?;
+                (restored, covers_until)
+            }
+        };
         Ok(canvas_read(geometry, restored, covers_until))
     }
 
-    /// Stores a snapshot unless another was taken less than `min_gap_ms` before it; its id, or
-    /// `None` when skipped.
+    /// Stores a snapshot unless another was taken less than `min_gap_ms` before it (in
+    /// PostgreSQL the table is locked against other takers meanwhile); its id, or `None` when
+    /// skipped.
     pub async fn insert_snapshot(
         &self,
         s: &NewSnapshot,
         min_gap_ms: i64,
     ) -> Result<Option<i64>, StoreError> {
-        let inserted = sqlx::query(
-            "INSERT INTO timelapse_snapshots \
+        const INSERT: &str = "INSERT INTO timelapse_snapshots \
              (taken_at, covers_until, event_count, width, height, tile_seqs, pixels) \
-             SELECT ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS \
-             (SELECT 1 FROM timelapse_snapshots WHERE taken_at > ?)",
-        )
-        .bind(s.taken_at)
-        .bind(s.covers_until)
-        .bind(s.event_count as i64)
-        .bind(i64::from(s.width))
-        .bind(i64::from(s.height))
-        .bind(&s.tile_seqs)
-        .bind(&s.pixels)
-        .bind(s.taken_at - min_gap_ms)
-        .execute(&self.pool)
-        .await?;
-        Ok((inserted.rows_affected() == 1).then(|| inserted.last_insert_rowid()))
+             SELECT $1, $2, $3, $4, $5, $6, $7 WHERE NOT EXISTS \
+             (SELECT 1 FROM timelapse_snapshots WHERE taken_at > $8) RETURNING id";
+        let lock = self.postgres().is_some();
+        Ok(on_engine!(self, e => {
+            let mut tx = e.pool.begin().await?;
+            if lock {
+                sqlx::query("LOCK TABLE timelapse_snapshots IN SHARE ROW EXCLUSIVE MODE")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let id: Option<i64> = sqlx::query_scalar(INSERT)
+                .bind(s.taken_at)
+                .bind(s.covers_until)
+                .bind(s.event_count as i64)
+                .bind(i64::from(s.width))
+                .bind(i64::from(s.height))
+                .bind(&s.tile_seqs)
+                .bind(&s.pixels)
+                .bind(s.taken_at - min_gap_ms)
+                .fetch_optional(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            id
+        }))
     }
 
     /// The snapshot taken last.
     pub async fn latest_snapshot(&self) -> Result<Option<SnapshotInfo>, StoreError> {
-        let row: Option<SnapshotInfoRow> = sqlx::query_as(LATEST_SNAPSHOT)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row: Option<SnapshotInfoRow> = on_engine!(self, e => sqlx::query_as(LATEST_SNAPSHOT)
+            .fetch_optional(&e.pool)
+            .await)?;
         Ok(row.map(snapshot_info))
     }
 
     /// The snapshots, oldest position first (at most [`SNAPSHOT_LIST_MAX`], the newest).
     pub async fn snapshots(&self) -> Result<Vec<SnapshotInfo>, StoreError> {
-        let rows: Vec<SnapshotInfoRow> = sqlx::query_as(
-            "SELECT * FROM (SELECT id, taken_at, covers_until, event_count \
-             FROM timelapse_snapshots ORDER BY covers_until DESC, id DESC LIMIT ?) \
-             ORDER BY covers_until, id",
-        )
-        .bind(SNAPSHOT_LIST_MAX)
-        .fetch_all(&self.pool)
-        .await?;
+        const SQL: &str = "SELECT * FROM (SELECT id, taken_at, covers_until, event_count \
+             FROM timelapse_snapshots ORDER BY covers_until DESC, id DESC LIMIT $1) s \
+             ORDER BY covers_until, id";
+        let rows: Vec<SnapshotInfoRow> = on_engine!(self, e => sqlx::query_as(SQL)
+            .bind(SNAPSHOT_LIST_MAX)
+            .fetch_all(&e.pool)
+            .await)?;
         Ok(rows.into_iter().map(snapshot_info).collect())
     }
 
     /// One snapshot with its data.
     pub async fn snapshot(&self, id: i64) -> Result<Option<SnapshotRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, taken_at, covers_until, event_count, width, height, tile_seqs, pixels \
-             FROM timelapse_snapshots WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| {
-            Ok(SnapshotRecord {
-                info: snapshot_info((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)),
-                width: r.try_get::<i64, _>(4)? as u32,
-                height: r.try_get::<i64, _>(5)? as u32,
-                tile_seqs: r.try_get(6)?,
-                pixels: r.try_get(7)?,
-            })
-        })
-        .transpose()
+        const SQL: &str = "SELECT id, taken_at, covers_until, event_count, \
+             CAST(width AS BIGINT), CAST(height AS BIGINT), tile_seqs, pixels \
+             FROM timelapse_snapshots WHERE id = $1";
+        type SnapshotRow = (i64, i64, i64, i64, i64, i64, Vec<u8>, Vec<u8>);
+        let row: Option<SnapshotRow> =
+            on_engine!(self, e => sqlx::query_as(SQL).bind(id).fetch_optional(&e.pool).await)?;
+        Ok(row.map(|r| SnapshotRecord {
+            info: snapshot_info((r.0, r.1, r.2, r.3)),
+            width: r.4 as u32,
+            height: r.5 as u32,
+            tile_seqs: r.6,
+            pixels: r.7,
+        }))
     }
 
     /// Calls `f` with every event placed in `(after_ms, until_ms]` inside `rect`, streamed, in
@@ -417,74 +447,90 @@ impl EmbeddedStore {
         rect: Rect,
         f: &mut (dyn FnMut(TimedEvent) + Send),
     ) -> Result<u64, StoreError> {
+        const SQL: &str = "SELECT CAST(x AS BIGINT), CAST(y AS BIGINT), \
+             CAST(color AS BIGINT), tile_seq FROM pixel_events \
+             WHERE placed_at > $1 AND placed_at <= $2 \
+             AND x >= $3 AND x < $4 AND y >= $5 AND y < $6";
         let [x0, x1, y0, y1] = rect_bounds(rect);
-        let mut rows = sqlx::query_as::<_, (i64, i64, i64, i64)>(
-            "SELECT x, y, color, tile_seq FROM pixel_events \
-             WHERE placed_at > ? AND placed_at <= ? AND x >= ? AND x < ? AND y >= ? AND y < ?",
-        )
-        .bind(after_ms)
-        .bind(until_ms)
-        .bind(x0)
-        .bind(x1)
-        .bind(y0)
-        .bind(y1)
-        .fetch(&self.pool);
         let mut n = 0;
-        while let Some((x, y, color, seq)) = rows.try_next().await? {
-            f(timed_event(x, y, color, seq)?);
-            n += 1;
-        }
+        on_engine!(self, e => {
+            let mut rows = sqlx::query_as::<_, (i64, i64, i64, i64)>(SQL)
+                .bind(after_ms)
+                .bind(until_ms)
+                .bind(x0)
+                .bind(x1)
+                .bind(y0)
+                .bind(y1)
+                .fetch(&e.pool);
+            while let Some((x, y, color, seq)) = rows.try_next().await? {
+                f(timed_event(x, y, color, seq)?);
+                n += 1;
+            }
+        });
         Ok(n)
     }
 
     /// The first and the last `placed_at` of the log.
     pub async fn event_time_range(&self) -> Result<Option<(i64, i64)>, StoreError> {
+        const SQL: &str = "SELECT MIN(placed_at), MAX(placed_at) FROM pixel_events";
         let (first, last): (Option<i64>, Option<i64>) =
-            sqlx::query_as("SELECT MIN(placed_at), MAX(placed_at) FROM pixel_events")
-                .fetch_one(&self.pool)
-                .await?;
+            on_engine!(self, e => sqlx::query_as(SQL).fetch_one(&e.pool).await)?;
         Ok(first.zip(last))
     }
 
     /// Stores a job as queued, unless its owner has one queued or running or has used its quota,
-    /// or `limits.max_active` jobs are queued or running (one statement: SQLite runs writes one
-    /// at a time).
+    /// or `limits.max_active` jobs are queued or running: one transaction, which in PostgreSQL
+    /// first takes an advisory lock, so two edges cannot both admit (SQLite runs one write
+    /// transaction at a time).
     pub async fn admit_job(
         &self,
         job: &NewJob,
         limits: &JobLimits,
     ) -> Result<Admission, StoreError> {
-        let inserted = sqlx::query(
-            "INSERT INTO timelapse_jobs (id, owner_id, params, status, frames_total, created_at) \
-             SELECT ?1, ?2, ?3, 'queued', ?4, ?5 \
+        const INSERT: &str = "INSERT INTO timelapse_jobs \
+             (id, owner_id, params, status, frames_total, created_at) \
+             SELECT $1, $2, $3, 'queued', $4, $5 \
              WHERE NOT EXISTS (SELECT 1 FROM timelapse_jobs \
-                               WHERE owner_id = ?2 AND status IN ('queued', 'running')) \
-             AND (SELECT COUNT(*) FROM timelapse_jobs WHERE owner_id = ?2 AND created_at >= ?6) < ?7 \
-             AND (SELECT COUNT(*) FROM timelapse_jobs WHERE status IN ('queued', 'running')) < ?8",
-        )
-        .bind(&job.id)
-        .bind(job.owner_id)
-        .bind(&job.params)
-        .bind(i64::from(job.frames_total))
-        .bind(job.created_at)
-        .bind(limits.window_start_ms)
-        .bind(limits.max_per_owner)
-        .bind(limits.max_active)
-        .execute(&self.pool)
-        .await?;
-        if inserted.rows_affected() == 1 {
-            return Ok(Admission::Accepted);
-        }
-        let (busy, recent): (bool, i64) = sqlx::query_as(
-            "SELECT COALESCE(MAX(status IN ('queued', 'running')), 0), \
-                    COALESCE(SUM(created_at >= ?2), 0) \
-             FROM timelapse_jobs WHERE owner_id = ?1",
-        )
-        .bind(job.owner_id)
-        .bind(limits.window_start_ms)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(refusal(busy, recent, limits))
+                               WHERE owner_id = $2 AND status IN ('queued', 'running')) \
+             AND (SELECT COUNT(*) FROM timelapse_jobs WHERE owner_id = $2 AND created_at >= $6) < $7 \
+             AND (SELECT COUNT(*) FROM timelapse_jobs WHERE status IN ('queued', 'running')) < $8";
+        const OWNER: &str = "SELECT COUNT(CASE WHEN status IN ('queued', 'running') THEN 1 END), \
+             COUNT(CASE WHEN created_at >= $2 THEN 1 END) \
+             FROM timelapse_jobs WHERE owner_id = $1";
+        let lock = self.postgres().is_some();
+        on_engine!(self, e => {
+            let mut tx = e.pool.begin().await?;
+            if lock {
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(ADMISSION_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let inserted = sqlx::query(INSERT)
+                .bind(&job.id)
+                .bind(job.owner_id)
+                .bind(&job.params)
+                .bind(i64::from(job.frames_total))
+                .bind(job.created_at)
+                .bind(limits.window_start_ms)
+                .bind(limits.max_per_owner)
+                .bind(limits.max_active)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            let admission = if inserted == 1 {
+                Admission::Accepted
+            } else {
+                let (busy, recent): (i64, i64) = sqlx::query_as(OWNER)
+                    .bind(job.owner_id)
+                    .bind(limits.window_start_ms)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                refusal(busy > 0, recent, limits)
+            };
+            tx.commit().await?;
+            Ok(admission)
+        })
     }
 
     /// Claims a job for rendering: counts an attempt and restarts its progress. `None` when it
@@ -495,48 +541,52 @@ impl EmbeddedStore {
         now_ms: i64,
         max_attempts: u32,
     ) -> Result<Option<JobRecord>, StoreError> {
-        sqlx::query(
-            "UPDATE timelapse_jobs SET status = 'failed', finished_at = ?, \
+        const GIVE_UP: &str = "UPDATE timelapse_jobs SET status = 'failed', finished_at = $1, \
              error = 'gave up after ' || attempts || ' attempts' \
-             WHERE id = ? AND status IN ('queued', 'running') AND attempts >= ?",
-        )
-        .bind(now_ms)
-        .bind(id)
-        .bind(i64::from(max_attempts))
-        .execute(&self.pool)
-        .await?;
-        let row: Option<JobRow> = sqlx::query_as(&format!(
-            "UPDATE timelapse_jobs SET status = 'running', attempts = attempts + 1, \
-             frames_done = 0, started_at = ? \
-             WHERE id = ? AND status IN ('queued', 'running') RETURNING {JOB_COLUMNS}"
-        ))
-        .bind(now_ms)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(job) = row.map(job_record).transpose()? else {
-            return Ok(None);
-        };
+             WHERE id = $2 AND status IN ('queued', 'running') AND attempts >= $3";
         // The new attempt starts over: the chunks of earlier ones are dead.
-        sqlx::query("DELETE FROM timelapse_job_chunks WHERE job_id = ?1 AND attempt < ?2")
-            .bind(id)
-            .bind(i64::from(job.attempts))
-            .execute(&self.pool)
-            .await?;
-        Ok(Some(job))
+        const DROP_CHUNKS: &str =
+            "DELETE FROM timelapse_job_chunks WHERE job_id = $1 AND attempt < $2";
+        let claim = format!(
+            "UPDATE timelapse_jobs SET status = 'running', attempts = attempts + 1, \
+             frames_done = 0, started_at = $1 \
+             WHERE id = $2 AND status IN ('queued', 'running') RETURNING {JOB_COLUMNS}"
+        );
+        on_engine!(self, e => {
+            sqlx::query(GIVE_UP)
+                .bind(now_ms)
+                .bind(id)
+                .bind(i64::from(max_attempts))
+                .execute(&e.pool)
+                .await?;
+            let row: Option<JobRow> = sqlx::query_as(&claim)
+                .bind(now_ms)
+                .bind(id)
+                .fetch_optional(&e.pool)
+                .await?;
+            let Some(job) = row.map(job_record).transpose()? else {
+                return Ok(None);
+            };
+            sqlx::query(DROP_CHUNKS)
+                .bind(id)
+                .bind(i64::from(job.attempts))
+                .execute(&e.pool)
+                .await?;
+            Ok(Some(job))
+        })
     }
 
     /// Records the frames an attempt has rendered.
     pub async fn job_progress(&self, id: &str, attempt: u32, done: u32) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE timelapse_jobs SET frames_done = ? \
-             WHERE id = ? AND attempts = ? AND status = 'running'",
-        )
-        .bind(i64::from(done))
-        .bind(id)
-        .bind(i64::from(attempt))
-        .execute(&self.pool)
-        .await?;
+        const SQL: &str = "UPDATE timelapse_jobs SET frames_done = $1 \
+             WHERE id = $2 AND attempts = $3 AND status = 'running'";
+        on_engine!(self, e => sqlx::query(SQL)
+            .bind(i64::from(done))
+            .bind(id)
+            .bind(i64::from(attempt))
+            .execute(&e.pool)
+            .await
+            .map(|_| ()))?;
         Ok(())
     }
 
@@ -549,18 +599,18 @@ impl EmbeddedStore {
         n: u32,
         bytes: &[u8],
     ) -> Result<bool, StoreError> {
-        let stored = sqlx::query(
-            "INSERT INTO timelapse_job_chunks (job_id, attempt, n, bytes) \
-             SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM timelapse_jobs \
-             WHERE id = ?1 AND attempts = ?2 AND status = 'running')",
-        )
-        .bind(id)
-        .bind(i64::from(attempt))
-        .bind(i64::from(n))
-        .bind(bytes)
-        .execute(&self.pool)
-        .await?;
-        Ok(stored.rows_affected() == 1)
+        const SQL: &str = "INSERT INTO timelapse_job_chunks (job_id, attempt, n, bytes) \
+             SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM timelapse_jobs \
+             WHERE id = $1 AND attempts = $2 AND status = 'running')";
+        let stored = on_engine!(self, e => sqlx::query(SQL)
+            .bind(id)
+            .bind(i64::from(attempt))
+            .bind(i64::from(n))
+            .bind(bytes)
+            .execute(&e.pool)
+            .await
+            .map(|done| done.rows_affected()))?;
+        Ok(stored == 1)
     }
 
     /// Marks the job done with the chunks an attempt stored ([`Self::append_job_chunk`]),
@@ -574,27 +624,30 @@ impl EmbeddedStore {
         size: u64,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE timelapse_jobs SET status = 'done', frames_done = frames_total, \
-             content_type = ?1, result_size = ?2, finished_at = ?3 \
-             WHERE id = ?4 AND attempts = ?5 AND status = 'running'",
-        )
-        .bind(content_type)
-        .bind(i64::try_from(size).unwrap_or(i64::MAX))
-        .bind(now_ms)
-        .bind(id)
-        .bind(i64::from(attempt))
-        .execute(&self.pool)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
-        }
-        sqlx::query("DELETE FROM timelapse_job_chunks WHERE job_id = ?1 AND attempt <> ?2")
-            .bind(id)
-            .bind(i64::from(attempt))
-            .execute(&self.pool)
-            .await?;
-        Ok(true)
+        const DONE: &str = "UPDATE timelapse_jobs SET status = 'done', \
+             frames_done = frames_total, content_type = $1, result_size = $2, finished_at = $3 \
+             WHERE id = $4 AND attempts = $5 AND status = 'running'";
+        const DROP_OTHERS: &str =
+            "DELETE FROM timelapse_job_chunks WHERE job_id = $1 AND attempt <> $2";
+        on_engine!(self, e => {
+            let done = sqlx::query(DONE)
+                .bind(content_type)
+                .bind(i64::try_from(size).unwrap_or(i64::MAX))
+                .bind(now_ms)
+                .bind(id)
+                .bind(i64::from(attempt))
+                .execute(&e.pool)
+                .await?;
+            if done.rows_affected() != 1 {
+                return Ok(false);
+            }
+            sqlx::query(DROP_OTHERS)
+                .bind(id)
+                .bind(i64::from(attempt))
+                .execute(&e.pool)
+                .await?;
+            Ok(true)
+        })
     }
 
     /// Marks an attempt's job failed.
@@ -605,436 +658,67 @@ impl EmbeddedStore {
         error: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE timelapse_jobs SET status = 'failed', error = ?, finished_at = ? \
-             WHERE id = ? AND attempts = ? AND status = 'running'",
-        )
-        .bind(error)
-        .bind(now_ms)
-        .bind(id)
-        .bind(i64::from(attempt))
-        .execute(&self.pool)
-        .await?;
+        const SQL: &str = "UPDATE timelapse_jobs SET status = 'failed', error = $1, \
+             finished_at = $2 WHERE id = $3 AND attempts = $4 AND status = 'running'";
+        on_engine!(self, e => sqlx::query(SQL)
+            .bind(error)
+            .bind(now_ms)
+            .bind(id)
+            .bind(i64::from(attempt))
+            .execute(&e.pool)
+            .await
+            .map(|_| ()))?;
         Ok(())
     }
 
     /// A job, without its result.
     pub async fn job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
-        let row: Option<JobRow> = sqlx::query_as(&format!(
-            "SELECT {JOB_COLUMNS} FROM timelapse_jobs WHERE id = ?"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let sql = format!("SELECT {JOB_COLUMNS} FROM timelapse_jobs WHERE id = $1");
+        let row: Option<JobRow> =
+            on_engine!(self, e => sqlx::query_as(&sql).bind(id).fetch_optional(&e.pool).await)?;
         row.map(job_record).transpose()
     }
 
     /// Chunk `n` of a done job's result (chunks are numbered from 0); `None` past the last,
     /// or when the job is not done.
     pub async fn job_result_chunk(&self, id: &str, n: u32) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT c.bytes FROM timelapse_jobs j JOIN timelapse_job_chunks c \
+        const SQL: &str = "SELECT c.bytes FROM timelapse_jobs j JOIN timelapse_job_chunks c \
              ON c.job_id = j.id AND c.attempt = j.attempts \
-             WHERE j.id = ?1 AND j.status = 'done' AND c.n = ?2",
-        )
-        .bind(id)
-        .bind(i64::from(n))
-        .fetch_optional(&self.pool)
-        .await?)
+             WHERE j.id = $1 AND j.status = 'done' AND c.n = $2";
+        Ok(on_engine!(self, e => sqlx::query_scalar(SQL)
+            .bind(id)
+            .bind(i64::from(n))
+            .fetch_optional(&e.pool)
+            .await)?)
     }
 
     /// The ids of the jobs queued or running (after a restart, to run them again), oldest first.
     pub async fn unfinished_jobs(&self) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT id FROM timelapse_jobs WHERE status IN ('queued', 'running') \
-             ORDER BY created_at",
-        )
-        .fetch_all(&self.pool)
-        .await?)
+        const SQL: &str = "SELECT id FROM timelapse_jobs \
+             WHERE status IN ('queued', 'running') ORDER BY created_at";
+        Ok(on_engine!(self, e => sqlx::query_scalar(SQL).fetch_all(&e.pool).await)?)
     }
 
     /// Deletes the jobs finished before `before_ms`, results and all; how many.
     pub async fn prune_jobs(&self, before_ms: i64) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "DELETE FROM timelapse_job_chunks WHERE job_id IN (SELECT id FROM timelapse_jobs \
-             WHERE status IN ('done', 'failed') AND finished_at < ?1)",
-        )
-        .bind(before_ms)
-        .execute(&mut *tx)
-        .await?;
-        let pruned = sqlx::query(
-            "DELETE FROM timelapse_jobs WHERE status IN ('done', 'failed') AND finished_at < ?1",
-        )
-        .bind(before_ms)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(pruned)
-    }
-}
-
-/// Serialises job admissions in PostgreSQL (a transaction-scoped advisory lock's key).
-const ADMISSION_LOCK: i64 = 0x7469_6d65_6c61;
-
-impl PgStore {
-    /// The whole canvas at one exact position of the log (see the module documentation): one
-    /// repeatable-read transaction, so the tiles and `covers_until` see the same commits.
-    pub async fn read_canvas(&self, geometry: CanvasGeometry) -> Result<CanvasRead, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
-            .await?;
-        let restored = crate::postgres::load_canvas_on(&mut tx, geometry, &|_| true).await?;
-        let covers_until: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(placed_at) FROM pixel_events")
-                .fetch_one(&mut *tx)
-                .await?;
-        tx.commit().await?;
-        Ok(canvas_read(geometry, restored, covers_until))
-    }
-
-    /// Stores a snapshot unless another was taken less than `min_gap_ms` before it (the table
-    /// is locked against other takers meanwhile); its id, or `None` when skipped.
-    pub async fn insert_snapshot(
-        &self,
-        s: &NewSnapshot,
-        min_gap_ms: i64,
-    ) -> Result<Option<i64>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("LOCK TABLE timelapse_snapshots IN SHARE ROW EXCLUSIVE MODE")
-            .execute(&mut *tx)
-            .await?;
-        let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO timelapse_snapshots \
-             (taken_at, covers_until, event_count, width, height, tile_seqs, pixels) \
-             SELECT $1, $2, $3, $4, $5, $6, $7 WHERE NOT EXISTS \
-             (SELECT 1 FROM timelapse_snapshots WHERE taken_at > $8) RETURNING id",
-        )
-        .bind(s.taken_at)
-        .bind(s.covers_until)
-        .bind(s.event_count as i64)
-        .bind(s.width as i32)
-        .bind(s.height as i32)
-        .bind(&s.tile_seqs)
-        .bind(&s.pixels)
-        .bind(s.taken_at - min_gap_ms)
-        .fetch_optional(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(id)
-    }
-
-    /// The snapshot taken last.
-    pub async fn latest_snapshot(&self) -> Result<Option<SnapshotInfo>, StoreError> {
-        let row: Option<SnapshotInfoRow> = sqlx::query_as(LATEST_SNAPSHOT)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(snapshot_info))
-    }
-
-    /// The snapshots, oldest position first (at most [`SNAPSHOT_LIST_MAX`], the newest).
-    pub async fn snapshots(&self) -> Result<Vec<SnapshotInfo>, StoreError> {
-        let rows: Vec<SnapshotInfoRow> = sqlx::query_as(
-            "SELECT * FROM (SELECT id, taken_at, covers_until, event_count \
-             FROM timelapse_snapshots ORDER BY covers_until DESC, id DESC LIMIT $1) s \
-             ORDER BY covers_until, id",
-        )
-        .bind(SNAPSHOT_LIST_MAX)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(snapshot_info).collect())
-    }
-
-    /// One snapshot with its data.
-    pub async fn snapshot(&self, id: i64) -> Result<Option<SnapshotRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, taken_at, covers_until, event_count, width, height, tile_seqs, pixels \
-             FROM timelapse_snapshots WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| {
-            Ok(SnapshotRecord {
-                info: snapshot_info((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)),
-                width: r.try_get::<i32, _>(4)? as u32,
-                height: r.try_get::<i32, _>(5)? as u32,
-                tile_seqs: r.try_get(6)?,
-                pixels: r.try_get(7)?,
-            })
+        const CHUNKS: &str = "DELETE FROM timelapse_job_chunks WHERE job_id IN \
+             (SELECT id FROM timelapse_jobs WHERE status IN ('done', 'failed') \
+             AND finished_at < $1)";
+        const JOBS: &str =
+            "DELETE FROM timelapse_jobs WHERE status IN ('done', 'failed') AND finished_at < $1";
+        on_engine!(self, e => {
+            let mut tx = e.pool.begin().await?;
+            sqlx::query(CHUNKS).bind(before_ms).execute(&mut *tx).await?;
+            let pruned = sqlx::query(JOBS)
+                .bind(before_ms)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            Ok(pruned)
         })
-        .transpose()
-    }
-
-    /// Calls `f` with every event placed in `(after_ms, until_ms]` inside `rect`, streamed, in
-    /// no particular order; returns how many.
-    pub async fn visit_events(
-        &self,
-        after_ms: i64,
-        until_ms: i64,
-        rect: Rect,
-        f: &mut (dyn FnMut(TimedEvent) + Send),
-    ) -> Result<u64, StoreError> {
-        let [x0, x1, y0, y1] = rect_bounds(rect);
-        let mut rows = sqlx::query_as::<_, (i32, i32, i16, i64)>(
-            "SELECT x, y, color, tile_seq FROM pixel_events \
-             WHERE placed_at > $1 AND placed_at <= $2 \
-             AND x >= $3 AND x < $4 AND y >= $5 AND y < $6",
-        )
-        .bind(after_ms)
-        .bind(until_ms)
-        .bind(x0)
-        .bind(x1)
-        .bind(y0)
-        .bind(y1)
-        .fetch(&self.pool);
-        let mut n = 0;
-        while let Some((x, y, color, seq)) = rows.try_next().await? {
-            f(timed_event(
-                i64::from(x),
-                i64::from(y),
-                i64::from(color),
-                seq,
-            )?);
-            n += 1;
-        }
-        Ok(n)
-    }
-
-    /// The first and the last `placed_at` of the log.
-    pub async fn event_time_range(&self) -> Result<Option<(i64, i64)>, StoreError> {
-        let (first, last): (Option<i64>, Option<i64>) =
-            sqlx::query_as("SELECT MIN(placed_at), MAX(placed_at) FROM pixel_events")
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(first.zip(last))
-    }
-
-    /// Stores a job as queued, unless its owner has one queued or running or has used its quota,
-    /// or `limits.max_active` jobs are queued or running (admissions take turns under an advisory
-    /// lock, so two edges cannot both admit).
-    pub async fn admit_job(
-        &self,
-        job: &NewJob,
-        limits: &JobLimits,
-    ) -> Result<Admission, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(ADMISSION_LOCK)
-            .execute(&mut *tx)
-            .await?;
-        let (busy, recent, active): (bool, i64, i64) = sqlx::query_as(
-            "SELECT COALESCE(bool_or(owner_id = $1 AND status IN ('queued', 'running')), false), \
-                    COUNT(*) FILTER (WHERE owner_id = $1 AND created_at >= $2), \
-                    COUNT(*) FILTER (WHERE status IN ('queued', 'running')) \
-             FROM timelapse_jobs WHERE owner_id = $1 OR status IN ('queued', 'running')",
-        )
-        .bind(job.owner_id)
-        .bind(limits.window_start_ms)
-        .fetch_one(&mut *tx)
-        .await?;
-        if busy || recent >= limits.max_per_owner || active >= limits.max_active {
-            return Ok(refusal(busy, recent, limits));
-        }
-        sqlx::query(
-            "INSERT INTO timelapse_jobs (id, owner_id, params, status, frames_total, created_at) \
-             VALUES ($1, $2, $3, 'queued', $4, $5)",
-        )
-        .bind(&job.id)
-        .bind(job.owner_id)
-        .bind(&job.params)
-        .bind(job.frames_total as i32)
-        .bind(job.created_at)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Admission::Accepted)
-    }
-
-    /// Claims a job for rendering: counts an attempt and restarts its progress. `None` when it
-    /// is finished (or unknown), or was given up after `max_attempts` (then marked failed).
-    pub async fn claim_job(
-        &self,
-        id: &str,
-        now_ms: i64,
-        max_attempts: u32,
-    ) -> Result<Option<JobRecord>, StoreError> {
-        sqlx::query(
-            "UPDATE timelapse_jobs SET status = 'failed', finished_at = $1, \
-             error = 'gave up after ' || attempts || ' attempts' \
-             WHERE id = $2 AND status IN ('queued', 'running') AND attempts >= $3",
-        )
-        .bind(now_ms)
-        .bind(id)
-        .bind(max_attempts as i32)
-        .execute(&self.pool)
-        .await?;
-        let row: Option<JobRow> = sqlx::query_as(&format!(
-            "UPDATE timelapse_jobs SET status = 'running', attempts = attempts + 1, \
-             frames_done = 0, started_at = $1 \
-             WHERE id = $2 AND status IN ('queued', 'running') RETURNING {PG_JOB_COLUMNS}"
-        ))
-        .bind(now_ms)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(job) = row.map(job_record).transpose()? else {
-            return Ok(None);
-        };
-        // The new attempt starts over: the chunks of earlier ones are dead.
-        sqlx::query("DELETE FROM timelapse_job_chunks WHERE job_id = $1 AND attempt < $2")
-            .bind(id)
-            .bind(i64::from(job.attempts))
-            .execute(&self.pool)
-            .await?;
-        Ok(Some(job))
-    }
-
-    /// Records the frames an attempt has rendered.
-    pub async fn job_progress(&self, id: &str, attempt: u32, done: u32) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE timelapse_jobs SET frames_done = $1 \
-             WHERE id = $2 AND attempts = $3 AND status = 'running'",
-        )
-        .bind(done as i32)
-        .bind(id)
-        .bind(attempt as i32)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Stores chunk `n` of an attempt's result; false when the attempt is no longer the job's
-    /// (another renderer claimed it since, or it was given up).
-    pub async fn append_job_chunk(
-        &self,
-        id: &str,
-        attempt: u32,
-        n: u32,
-        bytes: &[u8],
-    ) -> Result<bool, StoreError> {
-        let stored = sqlx::query(
-            "INSERT INTO timelapse_job_chunks (job_id, attempt, n, bytes) \
-             SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM timelapse_jobs \
-             WHERE id = $1 AND attempts = $2 AND status = 'running')",
-        )
-        .bind(id)
-        .bind(i64::from(attempt))
-        .bind(i64::from(n))
-        .bind(bytes)
-        .execute(&self.pool)
-        .await?;
-        Ok(stored.rows_affected() == 1)
-    }
-
-    /// Marks the job done with the chunks an attempt stored ([`Self::append_job_chunk`]),
-    /// `size` bytes in all, and drops any other attempt's; false when the attempt is no longer
-    /// the job's (another renderer claimed it since).
-    pub async fn finish_job(
-        &self,
-        id: &str,
-        attempt: u32,
-        content_type: &str,
-        size: u64,
-        now_ms: i64,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE timelapse_jobs SET status = 'done', frames_done = frames_total, \
-             content_type = $1, result_size = $2, finished_at = $3 \
-             WHERE id = $4 AND attempts = $5 AND status = 'running'",
-        )
-        .bind(content_type)
-        .bind(i64::try_from(size).unwrap_or(i64::MAX))
-        .bind(now_ms)
-        .bind(id)
-        .bind(i64::from(attempt))
-        .execute(&self.pool)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
-        }
-        sqlx::query("DELETE FROM timelapse_job_chunks WHERE job_id = $1 AND attempt <> $2")
-            .bind(id)
-            .bind(i64::from(attempt))
-            .execute(&self.pool)
-            .await?;
-        Ok(true)
-    }
-
-    /// Marks an attempt's job failed.
-    pub async fn fail_job(
-        &self,
-        id: &str,
-        attempt: u32,
-        error: &str,
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE timelapse_jobs SET status = 'failed', error = $1, finished_at = $2 \
-             WHERE id = $3 AND attempts = $4 AND status = 'running'",
-        )
-        .bind(error)
-        .bind(now_ms)
-        .bind(id)
-        .bind(attempt as i32)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// A job, without its result.
-    pub async fn job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
-        let row: Option<JobRow> = sqlx::query_as(&format!(
-            "SELECT {PG_JOB_COLUMNS} FROM timelapse_jobs WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(job_record).transpose()
-    }
-
-    /// Chunk `n` of a done job's result (chunks are numbered from 0); `None` past the last,
-    /// or when the job is not done.
-    pub async fn job_result_chunk(&self, id: &str, n: u32) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT c.bytes FROM timelapse_jobs j JOIN timelapse_job_chunks c \
-             ON c.job_id = j.id AND c.attempt = j.attempts \
-             WHERE j.id = $1 AND j.status = 'done' AND c.n = $2",
-        )
-        .bind(id)
-        .bind(i64::from(n))
-        .fetch_optional(&self.pool)
-        .await?)
-    }
-
-    /// Deletes the jobs finished before `before_ms`, results and all; how many.
-    pub async fn prune_jobs(&self, before_ms: i64) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "DELETE FROM timelapse_job_chunks WHERE job_id IN (SELECT id FROM timelapse_jobs \
-             WHERE status IN ('done', 'failed') AND finished_at < $1)",
-        )
-        .bind(before_ms)
-        .execute(&mut *tx)
-        .await?;
-        let pruned = sqlx::query(
-            "DELETE FROM timelapse_jobs WHERE status IN ('done', 'failed') AND finished_at < $1",
-        )
-        .bind(before_ms)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(pruned)
     }
 }
-
-/// [`JOB_COLUMNS`] with PostgreSQL's types widened to [`JobRow`]'s.
-const PG_JOB_COLUMNS: &str = "id, owner_id, params, status, frames_done::int8, \
-     frames_total::int8, attempts::int8, error, content_type, result_size, created_at, \
-     started_at, finished_at";
 
 #[cfg(test)]
 mod tests {
@@ -1056,7 +740,7 @@ mod tests {
     #[tokio::test]
     async fn the_canvas_read_is_the_log_with_its_seqs_and_latest_time() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = EmbeddedStore::open(dir.path()).await.expect("open");
+        let store = Store::open_sqlite(dir.path()).await.expect("open");
         let g = CanvasGeometry::new(100, 70).expect("size");
         store
             .append_events(&[
@@ -1079,7 +763,7 @@ mod tests {
     #[tokio::test]
     async fn jobs_are_admitted_one_per_owner_within_quota_and_claims_are_fenced() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = EmbeddedStore::open(dir.path()).await.expect("open");
+        let store = Store::open_sqlite(dir.path()).await.expect("open");
         let job = |id: &str, owner, created_at| NewJob {
             id: id.into(),
             owner_id: owner,

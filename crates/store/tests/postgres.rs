@@ -1,4 +1,4 @@
-//! [`PgStore`] against the real PostgreSQL of the machine.
+//! [`Store`] on PostgreSQL: needs the real PostgreSQL of the machine.
 //!
 //! The database is `postgres://postgres@127.0.0.1:5432/test` unless `PLACE_TEST_DATABASE_URL`
 //! says otherwise. Every test works in a fresh schema of its own and drops it at the end, even
@@ -10,8 +10,10 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+mod behaviour;
+
 use futures_util::FutureExt;
-use place_store::{NewEvent, PgStore, StoreError, TileSnapshotRecord};
+use place_store::{NewEvent, PgStore, Store, StoreError, TileSnapshotRecord};
 use place_tiles::{compress_tile, CanvasGeometry, PixelChange, Tile, TileId};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
@@ -76,8 +78,8 @@ where
     }
 }
 
-async fn connect(url: &str, schema: &str) -> PgStore {
-    PgStore::connect(url, schema)
+async fn connect(url: &str, schema: &str) -> Store {
+    Store::connect_postgres(url, schema)
         .await
         .unwrap_or_else(|e| panic!("PostgreSQL at {url}, schema {schema}: {e}"))
 }
@@ -450,7 +452,7 @@ async fn schemas_are_isolated_and_migrate_independently() {
     with_schemas("isolated", |url, [a, b]| async move {
         let g = geometry();
         let (store_a, store_b) = (connect(&url, &a).await, connect(&url, &b).await);
-        assert_eq!(store_a.schema(), a);
+        assert_eq!(store_a.postgres().expect("postgres").schema(), a);
         store_a
             .append_events(&[event(1, 1, 1, 1)])
             .await
@@ -496,7 +498,7 @@ async fn shards_starting_together_share_one_schema() {
     with_schemas("together", |url, [schema]| async move {
         let starts = (0..3).map(|_| {
             let (url, schema) = (url.clone(), schema.clone());
-            tokio::spawn(async move { PgStore::connect(&url, &schema).await })
+            tokio::spawn(async move { Store::connect_postgres(&url, &schema).await })
         });
         for start in futures_util::future::join_all(starts).await {
             let store = start.expect("task").expect("connect");
@@ -817,6 +819,26 @@ async fn regions_are_kept_listed_until_they_end_and_deleted_and_alarms_listed() 
             [200]
         );
         assert_eq!(alarms[0].actor_name, None, "the server is no user");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn admin_lists_and_rollbacks_follow_tile_seqs() {
+    with_schemas("order", |url, [schema]| async move {
+        let store = connect(&url, &schema).await;
+        behaviour::admin_lists_and_rollbacks_follow_tile_seqs(&store).await;
+        store.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sessions_settings_and_administrators() {
+    with_schemas("sessions", |url, [schema]| async move {
+        let store = connect(&url, &schema).await;
+        behaviour::sessions_settings_and_administrators(&store).await;
+        store.close().await;
     })
     .await;
 }

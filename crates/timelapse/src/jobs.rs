@@ -14,6 +14,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use place_store::Store;
 use place_tiles::{CanvasGeometry, Palette};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -21,7 +22,7 @@ use tracing::{info, warn};
 
 use crate::encode::Animation;
 use crate::render::{RenderSpec, Renderer};
-use crate::{now_ms, Source, TimelapseError};
+use crate::{now_ms, TimelapseError};
 
 /// Claims of one job before it is given up.
 pub const MAX_ATTEMPTS: u32 = 3;
@@ -47,8 +48,8 @@ pub enum Outcome {
 #[derive(Debug, Clone)]
 pub struct JobContext {
     /// The store.
-    pub source: Source,
-    /// The canvas as the process started; [`Source::canvas`] grows it to the stored size.
+    pub source: Store,
+    /// The canvas as the process started; [`Store::canvas`] grows it to the stored size.
     pub geometry: CanvasGeometry,
     /// Its colours.
     pub palette: Palette,

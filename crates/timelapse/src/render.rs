@@ -9,12 +9,13 @@
 
 use place_store::timelapse::SnapshotInfo;
 use place_store::Rect;
+use place_store::Store;
 use place_tiles::CanvasGeometry;
 use serde::{Deserialize, Serialize};
 
 use crate::frame::Frame;
 use crate::snapshot::{self, Base};
-use crate::{Source, TimelapseError, STRAGGLER_WINDOW_MS};
+use crate::{TimelapseError, STRAGGLER_WINDOW_MS};
 
 /// Frames a timelapse has at most.
 pub const MAX_FRAMES: u32 = 1_000;
@@ -142,7 +143,7 @@ impl RenderSpec {
 
 /// Builds the frames of a span one after the other (see the module documentation).
 pub struct Renderer {
-    source: Source,
+    source: Store,
     geometry: CanvasGeometry,
     times: Vec<i64>,
     next: usize,
@@ -159,7 +160,7 @@ pub struct Renderer {
 impl Renderer {
     /// A renderer of `rect` at each of `times` (ascending).
     pub async fn new(
-        source: Source,
+        source: Store,
         geometry: CanvasGeometry,
         rect: Rect,
         times: Vec<i64>,
@@ -245,7 +246,7 @@ impl Renderer {
 
 /// The exact canvas of `rect` at `t`.
 pub async fn frame_at(
-    source: &Source,
+    source: &Store,
     geometry: CanvasGeometry,
     rect: Rect,
     t: i64,
@@ -344,7 +345,7 @@ mod exact {
     //! disagree with the seqs (as edges' clocks make them) and snapshots taken between batches.
 
     use super::*;
-    use place_store::{EmbeddedStore, NewEvent};
+    use place_store::NewEvent;
     use rand::{Rng, SeedableRng};
 
     fn crop(canvas: &[u8], width: u32, rect: Rect) -> Vec<u8> {
@@ -359,9 +360,9 @@ mod exact {
     #[tokio::test]
     async fn every_frame_equals_the_replay_of_the_log_up_to_its_time() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = EmbeddedStore::open(dir.path()).await.expect("open");
+        let store = Store::open_sqlite(dir.path()).await.expect("open");
         let g = CanvasGeometry::new(130, 70).expect("size");
-        let source = Source::Embedded(store.clone());
+        let source = store.clone();
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let mut seqs = vec![0u64; g.tile_count()];
         let start = 1_000_000;

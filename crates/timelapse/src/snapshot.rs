@@ -4,17 +4,18 @@
 //! One taker at a time is enough and more would waste the store's time: in `place serve` the
 //! server takes them, in the cluster every `place worker` runs [`run`] and the store refuses a
 //! snapshot taken within nine tenths of the interval after another
-//! ([`place_store::PgStore::insert_snapshot`] locks the table to decide), so with any number of
+//! ([`place_store::Store::insert_snapshot`] locks the table to decide), so with any number of
 //! workers there is one per interval. A canvas nobody painted since the last snapshot gets none.
 
 use std::time::Duration;
 
 use place_store::timelapse::{CanvasRead, NewSnapshot, SnapshotRecord};
+use place_store::Store;
 use place_tiles::CanvasGeometry;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::{now_ms, Source, TimelapseError};
+use crate::{now_ms, TimelapseError};
 
 /// DEFLATE level of snapshot data: 6, the usual balance.
 const LEVEL: u8 = 6;
@@ -106,7 +107,7 @@ fn inflate_exact(data: &[u8], len: usize) -> Option<Vec<u8>> {
 /// Takes a snapshot now unless one was taken within `min_gap` or nothing was placed since the
 /// last; the new snapshot's id.
 pub async fn take(
-    source: &Source,
+    source: &Store,
     geometry: CanvasGeometry,
     min_gap: Duration,
 ) -> Result<Option<i64>, TimelapseError> {
@@ -143,7 +144,7 @@ pub async fn take(
 /// Takes a snapshot every `interval` (checked every tenth of it, at most every 10 s) and prunes
 /// finished jobs older than [`JOB_RETENTION`], until `shutdown`.
 pub async fn run(
-    source: Source,
+    source: Store,
     geometry: CanvasGeometry,
     interval: Duration,
     shutdown: CancellationToken,

@@ -14,12 +14,11 @@ use place_edge::live::LiveBus;
 use place_edge::shards::Shards;
 use place_edge::{Edge, EdgeConfig};
 use place_shard::{ShardConfig, ShardHandle, ShardStore, ShardTask};
-use place_store::EmbeddedStore;
+use place_store::{EmbeddedStore, Store};
 use place_testkit::Client;
 use place_tiles::CanvasGeometry;
 use place_timelapse::jobs::{JobContext, LocalRunner};
 use place_timelapse::service::{Dispatch, Timelapse};
-use place_timelapse::Source;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -38,7 +37,7 @@ pub fn settings(c: &mut EdgeConfig, width: u32, height: u32, cooldown_secs: u64)
 pub struct TestEdge {
     pub edge: Arc<Edge>,
     pub shard: ShardHandle,
-    pub store: EmbeddedStore,
+    pub store: Store,
     dir: tempfile::TempDir,
 }
 
@@ -50,9 +49,10 @@ impl TestEdge {
 
     /// An edge on the store in `dir` (new, or left by an edge that stopped).
     async fn start_in(dir: tempfile::TempDir, config: impl FnOnce(&mut EdgeConfig)) -> TestEdge {
-        let store = EmbeddedStore::open(dir.path())
+        let engine = EmbeddedStore::open(dir.path())
             .await
             .expect("open the store");
+        let store = Store::from(engine.clone());
         let mut edge_config = EdgeConfig {
             geometry: CanvasGeometry::new(256, 256).expect("size"),
             ..EdgeConfig::default()
@@ -64,15 +64,14 @@ impl TestEdge {
             batch_window: Duration::from_millis(5),
             checkpoint: Default::default(),
         };
-        let (shard, _task) =
-            ShardTask::start(shard_config, ShardStore::Embedded(store.clone()), None)
-                .await
-                .expect("start the shard");
+        let (shard, _task) = ShardTask::start(shard_config, ShardStore::Embedded(engine), None)
+            .await
+            .expect("start the shard");
         let accounts = Accounts::embedded(store.clone(), edge_config.clock.now_ms())
             .await
             .expect("accounts");
         let jobs = JobContext {
-            source: Source::Embedded(store.clone()),
+            source: store.clone(),
             geometry: edge_config.geometry,
             palette: edge_config.palette.clone(),
             throttle: Duration::ZERO,
@@ -128,7 +127,7 @@ pub struct Server {
     pub ws: String,
     pub edge: Arc<Edge>,
     pub shard: ShardHandle,
-    pub store: EmbeddedStore,
+    pub store: Store,
     dir: tempfile::TempDir,
     stop: oneshot::Sender<()>,
     task: JoinHandle<std::io::Result<()>>,

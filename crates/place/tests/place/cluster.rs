@@ -1727,10 +1727,9 @@ fn start_worker(
 async fn timelapse_jobs_go_to_workers_and_a_killed_workers_job_completes_on_another() {
     let cluster = TestCluster::start(2, 2, 0).await;
     let bases: Vec<String> = cluster.edges.iter().map(|(base, _)| base.clone()).collect();
-    let store = place_store::PgStore::connect(&cluster.database_url, &cluster.name)
+    let source = place_store::Store::connect_postgres(&cluster.database_url, &cluster.name)
         .await
         .expect("postgres");
-    let source = place_timelapse::Source::Postgres(store);
     let geometry = cluster.edge.geometry;
     let (stop_a, worker_a) = start_worker(&cluster, "worker-a");
     crate::common::timelapse::frames_equal_replays(

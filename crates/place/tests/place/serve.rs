@@ -191,7 +191,7 @@ async fn the_canvas_grows_under_load_and_keeps_its_size_across_a_restart() {
     // Before the growth: one pixel, and a timelapse snapshot of the 128x100 canvas.
     let mut early = place_testkit::Player::join(&server.base).await;
     early.paint(&[(127, 99, 3)]).await;
-    let source = place_timelapse::Source::Embedded(server.store.clone());
+    let source = server.store.clone();
     let small = place_tiles::CanvasGeometry::new(128, 100).expect("valid");
     let snapshot = place_timelapse::snapshot::take(&source, small, Duration::ZERO)
         .await
@@ -409,10 +409,10 @@ async fn timelapse_snapshots_frames_jobs_and_the_cli_equal_replays_of_the_log() 
         ..config(dir.path(), 128, 96, 0)
     })
     .await;
-    let store = place_store::EmbeddedStore::open(dir.path())
+    let store = place_store::Store::open_sqlite(dir.path())
         .await
         .expect("the same store");
-    let source = place_timelapse::Source::Embedded(store.clone());
+    let source = store.clone();
     let geometry = place_tiles::CanvasGeometry::new(128, 96).expect("size");
     let bases = [server.base.clone()];
     crate::common::timelapse::frames_equal_replays(

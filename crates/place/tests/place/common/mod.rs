@@ -18,7 +18,7 @@ pub struct Server {
     /// `ws://127.0.0.1:PORT/ws`.
     pub ws: String,
     /// Its store, for the timelapse's replays.
-    pub store: place_store::EmbeddedStore,
+    pub store: place_store::Store,
     stop: oneshot::Sender<()>,
     task: JoinHandle<anyhow::Result<()>>,
 }

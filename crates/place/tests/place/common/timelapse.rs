@@ -98,7 +98,7 @@ pub async fn wait_for_snapshots(base: &str, n: usize, within: Duration) -> Value
 /// Snapshots, exact frames and a render job through the edges, each against the log.
 pub async fn frames_equal_replays(
     bases: &[String],
-    source: &place_timelapse::Source,
+    source: &place_store::Store,
     geometry: CanvasGeometry,
     snapshot_every: Duration,
 ) {
