@@ -13,7 +13,7 @@ use std::time::Duration;
 use place_cluster::failover::{supervise, Supervisor, REJOIN_AFTER};
 use place_cluster::tls::{write_certs, NodeIdentity};
 use place_cluster::{Ring, RingStore, ShardInfo, ShardServer};
-use place_shard::{CheckpointPolicy, Ownership, ShardConfig, ShardHandle, ShardStore, ShardTask};
+use place_shard::{CheckpointPolicy, Ownership, ShardConfig, ShardHandle, ShardTask};
 use place_store::EmbeddedStore;
 use place_tiles::CanvasGeometry;
 use tokio::task::JoinHandle;
@@ -113,9 +113,10 @@ impl Cluster {
             tiles: current.tiles_of(&id(i), self.geometry).collect(),
         };
         let embedded = EmbeddedStore::open(dir.path()).await.expect("store");
-        let (shard, task) = ShardTask::start(config, ShardStore::Embedded(embedded), Some(owned))
-            .await
-            .expect("shard");
+        let (shard, task) =
+            ShardTask::start(config, place_store::Store::from(embedded), Some(owned))
+                .await
+                .expect("shard");
         let identity = NodeIdentity::load(self.certs.path(), &id(i)).expect("identity");
         let endpoint = quinn::Endpoint::server(
             identity.server_config().expect("server config"),

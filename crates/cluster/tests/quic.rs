@@ -6,9 +6,7 @@ use std::time::Duration;
 use place_cluster::tls::{write_certs, NodeIdentity, Role, TlsError};
 use place_cluster::wire::TileFrame;
 use place_cluster::{ClusterClient, Ring, ShardInfo, ShardServer};
-use place_shard::{
-    CheckpointPolicy, Ownership, PlaceError, PlaceRequest, ShardConfig, ShardStore, ShardTask,
-};
+use place_shard::{CheckpointPolicy, Ownership, PlaceError, PlaceRequest, ShardConfig, ShardTask};
 use place_store::EmbeddedStore;
 use place_tiles::{CanvasGeometry, TileId};
 use tokio::sync::watch;
@@ -60,9 +58,10 @@ async fn start_cluster(shards: usize) -> Cluster {
             epoch: ring.epoch(),
             tiles: ring.tiles_of(&info.id, geometry).collect(),
         };
-        let (handle, _task) = ShardTask::start(config, ShardStore::Embedded(store), Some(owned))
-            .await
-            .expect("shard");
+        let (handle, _task) =
+            ShardTask::start(config, place_store::Store::from(store), Some(owned))
+                .await
+                .expect("shard");
         let (tx, rx) = watch::channel(Arc::clone(&ring));
         rings.push(tx);
         tokio::spawn(ShardServer::new(info.id.clone(), handle, rx, geometry).run(endpoint));

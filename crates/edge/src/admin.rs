@@ -22,6 +22,7 @@ use serde_json::{json, Value};
 
 use crate::cooldown::MAX_COOLDOWN_MS;
 use crate::error::AppError;
+use crate::history::PlacementView;
 use crate::moderation::{ModerationError, RollbackOutcome};
 use crate::regions::{NewRegion, RegionError, RegionList, RegionView};
 use crate::session::{session_user, UserView};
@@ -641,22 +642,31 @@ struct UserList {
     users: Vec<UserView>,
 }
 
-fn events_json(events: &[HistoryEntry]) -> Vec<Value> {
+/// A placement as admins see it: as the history shows it, with the moderation action it
+/// carried out, if any.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AdminPlacement {
+    #[serde(flatten)]
+    placement: PlacementView,
+    action_id: Option<String>,
+}
+
+fn events_json(events: &[HistoryEntry]) -> Vec<AdminPlacement> {
     events
         .iter()
-        .map(|e| {
-            json!({
-                "x": e.x,
-                "y": e.y,
-                "color": e.color,
-                "userId": e.user_id.to_string(),
-                "username": e.username,
-                "placedAt": e.placed_at,
-                "actionId": e.action_id.map(|id| id.to_string()),
-                "reverted": e.reverted,
-            })
+        .map(|e| AdminPlacement {
+            placement: PlacementView::from(e),
+            action_id: e.action_id.map(|id| id.to_string()),
         })
         .collect()
+}
+
+#[derive(Serialize)]
+struct Placements {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<UserView>,
+    placements: Vec<AdminPlacement>,
 }
 
 #[derive(Deserialize)]
@@ -669,14 +679,14 @@ async fn user_placements(
     Admin(_): Admin,
     Path(id): Path<String>,
     Query(q): Query<Limit>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<Placements>, AppError> {
     let user = existing_user(&edge, &UserId::Text(id)).await?;
     let limit = q.limit.unwrap_or(EVENTS_DEFAULT).clamp(1, EVENTS_MAX);
     let events = edge.accounts.store().user_events(user.id, limit).await?;
-    Ok(Json(json!({
-        "user": UserView::for_admins(&user),
-        "placements": events_json(&events),
-    })))
+    Ok(Json(Placements {
+        user: Some(UserView::for_admins(&user)),
+        placements: events_json(&events),
+    }))
 }
 
 #[derive(Deserialize)]
@@ -690,7 +700,7 @@ async fn pixel(
     State(edge): State<Arc<Edge>>,
     Admin(_): Admin,
     Query(q): Query<PixelQuery>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<Placements>, AppError> {
     if !edge.geometry().contains(q.x, q.y) {
         return Err(AppError::BadRequest(
             "the pixel is outside the canvas".into(),
@@ -698,5 +708,8 @@ async fn pixel(
     }
     let limit = q.limit.unwrap_or(10).clamp(1, EVENTS_MAX);
     let events = edge.accounts.store().pixel_events(q.x, q.y, limit).await?;
-    Ok(Json(json!({"placements": events_json(&events)})))
+    Ok(Json(Placements {
+        user: None,
+        placements: events_json(&events),
+    }))
 }

@@ -35,8 +35,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use place_store::{HistoryEntry, Scope};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tower_http::compression::CompressionLayer;
 
@@ -100,7 +99,7 @@ impl HistoryState {
 
 /// The last heatmap of one window and when it was made; locked while it is computed, so one
 /// window is computed once at a time however many ask.
-type HeatmapSlot = tokio::sync::Mutex<Option<(Instant, Arc<Value>)>>;
+type HeatmapSlot = tokio::sync::Mutex<Option<(Instant, Arc<Heatmap>)>>;
 
 /// How long an edge serves the heatmap of a `minutes` window: a sixtieth of it.
 pub fn heatmap_ttl(minutes: u32) -> Duration {
@@ -178,29 +177,64 @@ fn decode_cursor(cursor: &str, tag: &str) -> Option<i64> {
 }
 
 /// One placement as the history shows it.
-fn entry_json(e: &HistoryEntry) -> Value {
-    json!({
-        "x": e.x,
-        "y": e.y,
-        "color": e.color,
-        "userId": e.user_id.to_string(),
-        "username": e.username,
-        "placedAt": e.placed_at,
-        "reverted": e.reverted,
-        "restore": e.action_id.is_some(),
-    })
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct PlacementView {
+    x: u32,
+    y: u32,
+    color: u8,
+    user_id: String,
+    username: Option<String>,
+    placed_at: i64,
+    /// A moderator's rollback undid it.
+    reverted: bool,
+    /// It restored a pixel for a moderation action (placed by the acting administrator).
+    restore: bool,
 }
 
-async fn page(edge: &Edge, scope: Scope, params: &PageParams) -> Result<Value, AppError> {
+impl From<&HistoryEntry> for PlacementView {
+    fn from(e: &HistoryEntry) -> Self {
+        Self {
+            x: e.x,
+            y: e.y,
+            color: e.color,
+            user_id: e.user_id.to_string(),
+            username: e.username.clone(),
+            placed_at: e.placed_at,
+            reverted: e.reverted,
+            restore: e.action_id.is_some(),
+        }
+    }
+}
+
+/// A page of placements, newest first; `nextCursor` asks for the next (older) page.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HistoryPage {
+    items: Vec<PlacementView>,
+    next_cursor: Option<String>,
+    /// Whose placements, for a user's history.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<Placer>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Placer {
+    user_id: String,
+    username: String,
+}
+
+async fn page(edge: &Edge, scope: Scope, params: &PageParams) -> Result<HistoryPage, AppError> {
     let tag = scope_tag(scope);
     let limit = params.limit()?;
     let before = params.before(&tag)?;
     let page = edge.accounts.store().history(scope, before, limit).await?;
-    let items: Vec<Value> = page.entries.iter().map(entry_json).collect();
-    Ok(json!({
-        "items": items,
-        "nextCursor": page.next.map(|key| encode_cursor(&tag, key)),
-    }))
+    Ok(HistoryPage {
+        items: page.entries.iter().map(PlacementView::from).collect(),
+        next_cursor: page.next.map(|key| encode_cursor(&tag, key)),
+        user: None,
+    })
 }
 
 #[derive(Deserialize)]
@@ -214,7 +248,7 @@ struct PixelParams {
 async fn pixel(
     State(edge): State<Arc<Edge>>,
     Query(q): Query<PixelParams>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<HistoryPage>, AppError> {
     let g = edge.geometry();
     let coord = |v: &Option<String>| v.as_deref().and_then(|t| t.parse::<u32>().ok());
     let (x, y) = match (coord(&q.x), coord(&q.y)) {
@@ -234,21 +268,24 @@ async fn user(
     State(edge): State<Arc<Edge>>,
     Path(id): Path<String>,
     Query(q): Query<PageParams>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<HistoryPage>, AppError> {
     let id: i64 = id
         .parse()
         .map_err(|_| AppError::BadRequest(format!("{id:?} is not a user id")))?;
     let store = edge.accounts.store();
     let user = store.user(id).await?.ok_or(AppError::NotFound)?;
     let mut body = page(&edge, Scope::User(user.id), &q).await?;
-    body["user"] = json!({"userId": user.id.to_string(), "username": user.username});
+    body.user = Some(Placer {
+        user_id: user.id.to_string(),
+        username: user.username,
+    });
     Ok(Json(body))
 }
 
 async fn recent(
     State(edge): State<Arc<Edge>>,
     Query(q): Query<PageParams>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<HistoryPage>, AppError> {
     Ok(Json(page(&edge, Scope::Recent, &q).await?))
 }
 
@@ -298,7 +335,27 @@ async fn heatmap(
     Ok(([(header::CACHE_CONTROL, max_age)], Json(body)).into_response())
 }
 
-async fn compute_heatmap(edge: &Edge, minutes: u32) -> Result<Value, AppError> {
+/// `GET /api/v1/heatmap`: placements per cell over the last `minutes`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Heatmap {
+    minutes: u32,
+    since: i64,
+    until: i64,
+    cell_size: u32,
+    columns: u32,
+    rows: u32,
+    total: i64,
+    max: i64,
+    /// More than the events a heatmap reads: only the newest were counted.
+    truncated: bool,
+    /// The oldest placement counted.
+    oldest: Option<i64>,
+    /// `[column, row, placements]` for every cell with any.
+    cells: Vec<[i64; 3]>,
+}
+
+async fn compute_heatmap(edge: &Edge, minutes: u32) -> Result<Heatmap, AppError> {
     let g = edge.geometry();
     let cell = heatmap_cell_size(g.width(), g.height());
     let until = now_ms();
@@ -322,19 +379,19 @@ async fn compute_heatmap(edge: &Edge, minutes: u32) -> Result<Value, AppError> {
         .iter()
         .map(|&(cx, cy, n)| [i64::from(cx), i64::from(cy), n])
         .collect();
-    Ok(json!({
-        "minutes": minutes,
-        "since": since,
-        "until": until,
-        "cellSize": cell,
-        "columns": g.width().div_ceil(cell),
-        "rows": g.height().div_ceil(cell),
-        "total": counts.total,
-        "max": max,
-        "truncated": counts.truncated,
-        "oldest": counts.oldest_ms,
-        "cells": cells,
-    }))
+    Ok(Heatmap {
+        minutes,
+        since,
+        until,
+        cell_size: cell,
+        columns: g.width().div_ceil(cell),
+        rows: g.height().div_ceil(cell),
+        total: counts.total,
+        max,
+        truncated: counts.truncated,
+        oldest: counts.oldest_ms,
+        cells,
+    })
 }
 
 #[cfg(test)]

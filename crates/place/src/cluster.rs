@@ -16,7 +16,7 @@ use place_edge::accounts::{Accounts, SharedAccounts};
 use place_edge::live::{LiveBus, RedisBus};
 use place_edge::shards::Shards;
 use place_edge::Edge;
-use place_shard::{Ownership, ShardHandle, ShardStore, ShardTask};
+use place_shard::{Ownership, ShardHandle, ShardTask};
 use place_store::{PgStore, Store};
 use place_timelapse::jobs::JobContext;
 use place_timelapse::queue::JobQueue;
@@ -200,7 +200,7 @@ pub async fn start_shard(
     let owned = current.tiles_of(&cluster.node_id, geometry).collect();
     let (shard, task) = ShardTask::start(
         shard_config,
-        ShardStore::Postgres(store.clone()),
+        Store::from(store.clone()),
         Some(Ownership {
             epoch: current.epoch(),
             tiles: owned,

@@ -10,7 +10,7 @@ use place_edge::accounts::Accounts;
 use place_edge::live::LiveBus;
 use place_edge::shards::Shards;
 use place_edge::Edge;
-use place_shard::{ShardHandle, ShardStore, ShardTask};
+use place_shard::{ShardHandle, ShardTask};
 use place_store::{EmbeddedStore, Store};
 use place_timelapse::jobs::{JobContext, LocalRunner};
 use place_timelapse::service::{Dispatch, Timelapse};
@@ -38,15 +38,14 @@ pub async fn start(config: &ValidConfig) -> anyhow::Result<Services> {
     let engine = EmbeddedStore::open(&config.data_dir)
         .await
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
-    let store = Store::from(engine.clone());
+    let store = Store::from(engine);
     // The stored size: an administrator may have grown the canvas beyond the configured one.
     let geometry = store.canvas_geometry(config.shard.geometry).await?;
     let shard_config = place_shard::ShardConfig {
         geometry,
         ..config.shard.clone()
     };
-    let (shard, shard_task) =
-        ShardTask::start(shard_config, ShardStore::Embedded(engine), None).await?;
+    let (shard, shard_task) = ShardTask::start(shard_config, store.clone(), None).await?;
     let accounts = Accounts::embedded(store.clone(), place_edge::now_ms()).await?;
     let mut edge_config = config.edge.clone();
     edge_config.geometry = geometry;

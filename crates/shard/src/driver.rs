@@ -24,7 +24,7 @@ use crate::core::{
     CheckpointPolicy, Input, Output, PlaceError, PlaceRequest, Placed, ShardCore, ShardMessage,
     SubscriberId, TileSnapshot, Token, WriteFailure,
 };
-use crate::store::ShardStore;
+use place_store::Store;
 
 /// Histogram: how long one group commit (one write of a batch of events) took, in seconds.
 pub const WRITE_DURATION: &str = "rplace_shard_write_duration_seconds";
@@ -284,7 +284,7 @@ impl ShardTask {
     /// so that a shard that owned them before can no longer write them.
     pub async fn start(
         config: ShardConfig,
-        store: ShardStore,
+        store: Store,
         ownership: Option<Ownership>,
     ) -> Result<(ShardHandle, JoinHandle<()>), StoreError> {
         let started = tokio::time::Instant::now();
@@ -334,7 +334,7 @@ enum Job {
 
 async fn run(
     mut core: ShardCore,
-    store: ShardStore,
+    store: Store,
     mut commands: mpsc::Receiver<Command>,
     window: Duration,
 ) {
@@ -564,7 +564,7 @@ impl DriverState {
 /// (`acquired_at` is `None`), or gained at a ring change (`Some(epoch)`: their fences are raised
 /// to the epoch first, so their old owner's writes are all in, and no more can come).
 async fn load_tiles(
-    store: ShardStore,
+    store: Store,
     geometry: CanvasGeometry,
     tiles: Vec<TileId>,
     acquired_at: Option<u64>,
@@ -613,7 +613,7 @@ async fn load_tiles(
 }
 
 async fn write_jobs(
-    store: ShardStore,
+    store: Store,
     mut jobs: mpsc::Receiver<Job>,
     done: mpsc::Sender<Input>,
     totals: Arc<WriteTotals>,
@@ -622,7 +622,7 @@ async fn write_jobs(
         let result = match job {
             Job::Events { events, epoch } => {
                 let started = tokio::time::Instant::now();
-                let written = store.append_events(&events, epoch).await;
+                let written = store.append_events_at_epoch(&events, epoch).await;
                 let elapsed = started.elapsed();
                 metrics::histogram!(WRITE_DURATION).record(elapsed.as_secs_f64());
                 metrics::histogram!(WRITE_BATCH_SIZE).record(events.len() as f64);

@@ -13,7 +13,7 @@ use place_edge::accounts::Accounts;
 use place_edge::live::LiveBus;
 use place_edge::shards::Shards;
 use place_edge::{Edge, EdgeConfig};
-use place_shard::{ShardConfig, ShardHandle, ShardStore, ShardTask};
+use place_shard::{ShardConfig, ShardHandle, ShardTask};
 use place_store::{EmbeddedStore, Store};
 use place_testkit::Client;
 use place_tiles::CanvasGeometry;
@@ -64,7 +64,7 @@ impl TestEdge {
             batch_window: Duration::from_millis(5),
             checkpoint: Default::default(),
         };
-        let (shard, _task) = ShardTask::start(shard_config, ShardStore::Embedded(engine), None)
+        let (shard, _task) = ShardTask::start(shard_config, place_store::Store::from(engine), None)
             .await
             .expect("start the shard");
         let accounts = Accounts::embedded(store.clone(), edge_config.clock.now_ms())
