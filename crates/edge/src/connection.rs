@@ -1,24 +1,22 @@
 //! One player's WebSocket, from welcome to close.
 //!
-//! One task owns the socket, reading and writing it in a single poll loop (no `split()` lock):
-//! it decodes each frame the client sends (binary or JSON by the frame's kind), throttles floods
-//! and acts on the message; it writes the frames queued in the client's
-//! [`Inbox`](crate::outbox::Inbox) in the client's format, every frame ready at once followed by
-//! one flush (one `send` system call); and it closes the socket when asked (flood, lag, a stalled
-//! write, silence, a session that ended, shutdown). The task has no timer and waits on nothing
-//! but its socket and its inbox: pings, write deadlines, shutdown and live changes come from
-//! the edge's one keeper ([`crate::sockets`]). Every bad frame gets an error answer and leaves
-//! the connection usable.
+//! One task reads the socket: it decodes each frame the client sends (binary or JSON by the
+//! frame's kind), throttles floods and acts on the message. It does not write: everything the
+//! client is sent (answers, tile batches, pings) is written into the socket by its sender through
+//! the client's [`Outbound`](crate::outbox::Outbound), and the task is woken only to read, to
+//! drain a socket whose kernel buffer had filled, or to close when asked (flood, lag, a stalled
+//! write, silence, a session that ended, shutdown). The task has no timer: pings, write
+//! deadlines, shutdown and live changes come from the edge's one keeper ([`crate::sockets`]).
+//! Every bad frame gets an error answer and leaves the connection usable.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::future::poll_fn;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use place_protocol::{
     binary, close_code, json, ClientMessage, ErrorCode, ErrorMessage, RequestId, ServerMessage,
@@ -27,6 +25,8 @@ use place_protocol::{
 use place_shard::{PlaceError, PlaceRequest};
 use place_store::User;
 use place_tiles::TileId;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message};
 use tracing::{debug, info_span, Instrument};
 
 use crate::accounts::{Admission, Origin};
@@ -34,6 +34,7 @@ use crate::frame::{Format, SharedFrame};
 use crate::hub::ConnId;
 use crate::outbox::{self, Ending, Inbox, Outbound};
 use crate::sockets::Heard;
+use crate::websocket::{self, FrameReader, Upgraded};
 use crate::Edge;
 
 /// Frames a client may have queued before it counts as lagging (closed with 4000).
@@ -55,37 +56,35 @@ const CLOSE_HANDSHAKE: Duration = Duration::from_secs(2);
 /// placed (`retryAfter`): about the time a failover takes to give a dead shard's tiles new
 /// owners, so a page retrying every second sees its pixel placed within a few tries.
 pub const RETRY_UNAVAILABLE_AFTER: Duration = Duration::from_secs(1);
-/// Most frames written with one flush (one `send` system call).
-const FRAMES_PER_FLUSH: usize = 64;
 
 /// Runs one connection to its end. `session` is the id the user was found by, so that the
 /// connection closes when that session ends.
 /// `network` is the client's network, for its per-network placement budget.
 pub async fn run(
     edge: Arc<Edge>,
-    mut socket: WebSocket,
+    upgraded: Upgraded,
     user: Option<User>,
     session: String,
     format: Format,
     network: std::net::IpAddr,
 ) {
+    let (outbound, inbox) =
+        outbox::channel(OUTBOUND_QUEUE, format, Some(Arc::clone(&upgraded.stream)));
+    let socket = websocket::reader(&upgraded, outbound.clone()).await;
+    drop(upgraded);
     let Some(user) = user else {
         let error = ErrorMessage::new(
             ErrorCode::Unauthorized,
             "no valid session: POST /api/v1/auth/guest first",
         );
-        let _ = socket
-            .send(SharedFrame::new(ServerMessage::Error(error)).to_ws(format))
-            .await;
-        let _ = socket
-            .send(close(close_code::UNAUTHORIZED, "unauthorized"))
-            .await;
+        outbound.send(SharedFrame::new(ServerMessage::Error(error)));
+        let ending = Ending::after_queued(close_code::UNAUTHORIZED, "unauthorized");
+        close_socket(socket, &inbox, ending).await;
         return;
     };
     let conn = edge.next_conn_id();
     let user_id = user.id;
     edge.count_online(user_id, true);
-    let (outbound, inbox) = outbox::channel(OUTBOUND_QUEUE);
     let heard = Arc::new(Heard::default());
 
     let welcome = Welcome {
@@ -109,10 +108,6 @@ pub async fn run(
     let mut connection = Connection {
         socket,
         inbox,
-        format,
-        unsent: VecDeque::new(),
-        written: Vec::with_capacity(FRAMES_PER_FLUSH),
-        flushing: false,
         reader: Reader {
             origin,
             heard,
@@ -131,71 +126,38 @@ pub async fn run(
     };
     debug!(conn, user_id, "connected");
     let ending = poll_fn(|cx| connection.poll_serve(cx)).await;
-    connection.finish(ending).await;
+    let Connection {
+        socket,
+        inbox,
+        mut reader,
+    } = connection;
+    close_socket(socket, &inbox, ending).await;
     edge.sockets.remove(conn);
-    edge.hub
-        .unsubscribe(conn, connection.reader.subscribed.drain());
+    edge.hub.unsubscribe(conn, reader.subscribed.drain());
     edge.count_online(user_id, false);
     debug!(conn, user_id, why = ending.why, "disconnected");
 }
 
 /// A read failed because the client sent a message or frame over the hard limit.
-fn is_too_big(error: axum::Error) -> bool {
-    matches!(
-        error.into_inner().downcast_ref::<tungstenite::Error>(),
-        Some(tungstenite::Error::Capacity(_))
-    )
+fn is_too_big(error: &tungstenite::Error) -> bool {
+    matches!(error, tungstenite::Error::Capacity(_))
 }
 
-fn close(code: u16, reason: &'static str) -> Message {
-    Message::Close(Some(CloseFrame {
-        code,
-        reason: reason.into(),
-    }))
-}
-
-/// One connection: its socket, its queue, and what it read.
+/// One connection: the reading side of its socket, its outbox, and what it read.
 struct Connection {
-    socket: WebSocket,
+    socket: FrameReader,
     inbox: Inbox,
-    format: Format,
-    /// Frames taken from the inbox, not yet handed to the socket.
-    unsent: VecDeque<Arc<SharedFrame>>,
-    /// Frames handed to the socket, kept until their flush is done: a batch's broadcast latency
-    /// is taken when the last socket it went to has written it.
-    written: Vec<Arc<SharedFrame>>,
-    /// Something was handed to the socket and not yet flushed.
-    flushing: bool,
     reader: Reader,
 }
 
 impl Connection {
-    /// Reads and writes until the connection is to end, and says how.
+    /// Reads until the connection is to end, and says how; meanwhile writes the client's queue
+    /// whenever its socket had filled and drains.
     fn poll_serve(&mut self, cx: &mut Context<'_>) -> Poll<Ending> {
-        loop {
-            if let Poll::Ready(ending) = self.poll_read(cx) {
-                return Poll::Ready(ending);
-            }
-            // While frames wait for the socket, only the signals are looked at: the queue
-            // behind them fills, and overflows into the lagging signal.
-            let max = if self.unsent.is_empty() {
-                FRAMES_PER_FLUSH
-            } else {
-                0
-            };
-            let mut ping = false;
-            if let Poll::Ready(signals) = self.inbox.poll_take(cx, &mut self.unsent, max) {
-                if let Some(ending) = signals.ending {
-                    return Poll::Ready(ending);
-                }
-                ping = signals.ping;
-            }
-            match self.poll_write(cx, ping) {
-                Poll::Ready(Ok(true)) => continue,
-                Poll::Ready(Ok(false)) | Poll::Pending => return Poll::Pending,
-                Poll::Ready(Err(())) => return Poll::Ready(Ending::GONE),
-            }
+        if let Poll::Ready(ending) = self.poll_read(cx) {
+            return Poll::Ready(ending);
         }
+        self.inbox.poll_ending(cx)
     }
 
     /// Handles every message the client sent that is ready.
@@ -206,7 +168,7 @@ impl Connection {
                 Poll::Ready(None) => return Poll::Ready(Ending::GONE),
                 Poll::Ready(Some(Err(error))) => {
                     debug!(conn = self.reader.conn, %error, "read failed");
-                    return Poll::Ready(if is_too_big(error) {
+                    return Poll::Ready(if is_too_big(&error) {
                         Ending::after_queued(close_code::TOO_BIG, "message too big")
                     } else {
                         Ending::GONE
@@ -220,101 +182,43 @@ impl Connection {
             }
         }
     }
+}
 
-    /// Hands the unsent frames (and a ping) to the socket and flushes them. `Ok(true)`: all
-    /// flushed and maybe more to take; `Ok(false)`: nothing to do; pending: the socket is full.
-    fn poll_write(&mut self, cx: &mut Context<'_>, ping: bool) -> Poll<Result<bool, ()>> {
-        if ping {
-            // A ping goes out with the next flush, ahead of frames not yet handed over.
-            match self.socket.poll_ready_unpin(cx) {
-                Poll::Ready(Ok(())) => {
-                    if self
-                        .socket
-                        .start_send_unpin(Message::Ping(Default::default()))
-                        .is_err()
-                    {
-                        return Poll::Ready(Err(()));
-                    }
-                    self.flushing = true;
-                }
-                Poll::Ready(Err(_)) => return Poll::Ready(Err(())),
-                // The socket is full: the keeper's stall deadline covers this client.
-                Poll::Pending => {}
-            }
-        }
-        let had_work = !self.unsent.is_empty() || self.flushing;
-        while let Some(frame) = self.unsent.front() {
-            match self.socket.poll_ready_unpin(cx) {
-                Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(_)) => return Poll::Ready(Err(())),
-                Poll::Pending => break,
-            }
-            if self
-                .socket
-                .start_send_unpin(frame.to_ws(self.format))
-                .is_err()
-            {
-                return Poll::Ready(Err(()));
-            }
-            self.flushing = true;
-            if let Some(frame) = self.unsent.pop_front() {
-                self.written.push(frame);
-            }
-        }
-        if !self.flushing {
-            return Poll::Ready(Ok(false));
-        }
-        match self.socket.poll_flush_unpin(cx) {
-            Poll::Ready(Ok(())) => {
-                self.flushing = false;
-                self.written.clear();
-                self.inbox.set_blocked(false);
-                Poll::Ready(Ok(had_work))
-            }
-            Poll::Ready(Err(_)) => Poll::Ready(Err(())),
-            Poll::Pending => {
-                self.inbox.set_blocked(true);
-                Poll::Pending
-            }
-        }
+/// Closes the connection as `ending` says, each step bounded: the answers queued before a close
+/// asked by the connection itself, the close frame, then the client's answer to it (closing with
+/// unread input would reset the connection before the client reads the close frame). The socket
+/// closes when the last of its holders (the reader here, the outbox once gone) lets go.
+async fn close_socket(mut socket: FrameReader, inbox: &Inbox, ending: Ending) {
+    metrics::counter!(crate::telemetry::WEBSOCKETS_CLOSED, "why" => ending.why).increment(1);
+    let drained = || tokio::time::timeout(CLOSE_WRITE, poll_fn(|cx| inbox.poll_drained(cx)));
+    let Some((code, reason)) = ending.close else {
+        // The client closed (tungstenite's answer to its close frame is written by this flush)
+        // or is gone.
+        let _ = futures_util::SinkExt::flush(&mut socket).await;
+        let _ = drained().await;
+        return;
+    };
+    if !ending.flush_queued {
+        inbox.discard_queued();
     }
-
-    /// Closes the connection as `ending` says, each step bounded: the answers queued before a
-    /// close asked by the connection itself, the close frame, then the client's answer to it
-    /// (closing with unread input would reset the connection before the client reads the
-    /// close frame).
-    async fn finish(&mut self, ending: Ending) {
-        metrics::counter!(crate::telemetry::WEBSOCKETS_CLOSED, "why" => ending.why).increment(1);
-        let format = self.format;
-        let Some((code, reason)) = ending.close else {
-            // The client closed (its close frame is answered by this flush) or is gone.
-            let _ = tokio::time::timeout(CLOSE_WRITE, self.socket.close()).await;
-            return;
-        };
-        let queued: Vec<Arc<SharedFrame>> = if ending.flush_queued {
-            self.unsent.drain(..).chain(self.inbox.take_all()).collect()
-        } else {
-            Vec::new()
-        };
-        let socket = &mut self.socket;
-        let write = async {
-            for frame in queued {
-                socket.feed(frame.to_ws(format)).await?;
-            }
-            socket.send(close(code, reason)).await
-        };
-        // A client that stopped reading may never take the close frame: bounded, then dropped.
-        if let Ok(Ok(())) = tokio::time::timeout(CLOSE_WRITE, write).await {
-            let answer = async {
-                while let Some(Ok(message)) = self.socket.next().await {
-                    if matches!(message, Message::Close(_)) {
-                        break;
-                    }
+    let frame = CloseFrame {
+        code: code.into(),
+        reason: reason.into(),
+    };
+    // Written into the outbox, behind what is queued: it cannot block.
+    if socket.close(Some(frame)).await.is_err() {
+        return;
+    }
+    // A client that stopped reading may never take the close frame: bounded, then dropped.
+    if drained().await.is_ok() {
+        let answer = async {
+            while let Some(Ok(message)) = socket.next().await {
+                if matches!(message, Message::Close(_)) {
+                    break;
                 }
-            };
-            let _ = tokio::time::timeout(CLOSE_HANDSHAKE, answer).await;
-        }
-        let _ = tokio::time::timeout(CLOSE_WRITE, self.socket.close()).await;
+            }
+        };
+        let _ = tokio::time::timeout(CLOSE_HANDSHAKE, answer).await;
     }
 }
 
@@ -337,7 +241,10 @@ impl Reader {
         if matches!(message, Message::Close(_)) {
             return Some(Ending::GONE);
         }
-        if matches!(message, Message::Ping(_) | Message::Pong(_)) {
+        if matches!(
+            message,
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_)
+        ) {
             return None;
         }
         // A flood is refused before its frames cost a decode.
@@ -361,7 +268,9 @@ impl Reader {
         let decoded = match &message {
             Message::Binary(bytes) => binary::decode_client(bytes),
             Message::Text(text) => json::decode_client(text.as_str()),
-            Message::Close(_) | Message::Ping(_) | Message::Pong(_) => return None,
+            Message::Close(_) | Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {
+                return None
+            }
         };
         match decoded {
             Ok(message) => self.handle(message),

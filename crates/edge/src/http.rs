@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, Query, Request, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -27,16 +27,11 @@ use tower_http::trace::TraceLayer;
 use crate::error::AppError;
 use crate::frame::Format;
 use crate::session::{raw_session, session_user, UserView};
+use crate::websocket::Handshake;
 use crate::{admin, auth, connection, history, Edge};
 
 /// How long a built canvas image is served before it is rebuilt.
 const CANVAS_IMAGE_TTL: Duration = Duration::from_secs(1);
-/// Hard limit on one WebSocket message; between 64 KiB and this the client gets `BAD_REQUEST`.
-const WS_MAX_MESSAGE: usize = 1 << 20;
-/// WebSocket write buffer per connection: frames queued together are written with one flush.
-const WS_BUFFER: usize = 4 * 1024;
-/// The WebSocket read buffer: players send subscriptions and placements of a few hundred bytes.
-const WS_READ_BUFFER: usize = 512;
 
 /// The edge's routes.
 pub fn app(edge: Arc<Edge>) -> Router {
@@ -497,7 +492,7 @@ async fn websocket(
     headers: HeaderMap,
     Query(params): Query<WsParams>,
     jar: CookieJar,
-    upgrade: WebSocketUpgrade,
+    handshake: Handshake,
 ) -> Result<Response, AppError> {
     let format = match params.format.as_deref() {
         None | Some("binary") => Format::Binary,
@@ -547,26 +542,15 @@ async fn websocket(
             tracing::warn!(%error, "could not extend a session");
         }
     }
-    Ok(upgrade
-        .max_message_size(WS_MAX_MESSAGE)
-        .max_frame_size(WS_MAX_MESSAGE)
-        // tungstenite's defaults (128 KiB each way) would cost every idle player 256 KiB;
-        // players send a few bytes and receive small frames, so start small (buffers grow when
-        // a large frame needs it). The read buffer is zeroed up to this size at every look at
-        // the socket (each time the connection task wakes, for a frame to write as much as for
-        // one to read): it is kept smaller still.
-        .read_buffer_size(WS_READ_BUFFER)
-        // Frames queued together are buffered up to this much and written with one flush.
-        .write_buffer_size(WS_BUFFER)
-        .on_upgrade(move |socket| {
-            let tasks = edge.tasks.clone();
-            tasks.track_future(async move {
-                connection::run(edge, socket, user, session, format, network).await;
-                // The socket counts against its session, its network and the process until it
-                // is closed.
-                drop((session_slot, address_slot, permit));
-            })
-        }))
+    Ok(handshake.on_upgrade(move |upgraded| {
+        let tasks = edge.tasks.clone();
+        tasks.track_future(async move {
+            connection::run(edge, upgraded, user, session, format, network).await;
+            // The socket counts against its session, its network and the process until it is
+            // closed.
+            drop((session_slot, address_slot, permit));
+        })
+    }))
 }
 
 async fn static_asset(uri: axum::http::Uri, headers: HeaderMap) -> Result<Response, AppError> {

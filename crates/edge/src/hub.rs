@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::frame::SharedFrame;
-use crate::outbox::Outbound;
+use crate::outbox::{Enqueued, Outbound};
 
 /// Identifies a client connection.
 pub type ConnId = u64;
@@ -105,14 +105,23 @@ impl TileEntry {
         }
     }
 
-    /// Sends `frame` (a batch of changes) to every client.
-    fn send_changes(&mut self, frame: Arc<SharedFrame>) {
+    /// Queues `frame` (a batch of changes) for every client; those first in line to write it
+    /// are added to `writes`, for [`write_all`] once the hub's lock is let go.
+    fn send_changes(&mut self, frame: Arc<SharedFrame>, writes: &mut Vec<Outbound>) {
         self.last_frame = Arc::downgrade(&frame);
-        self.clients.retain(|_, out| out.send(Arc::clone(&frame)));
+        self.clients
+            .retain(|_, out| match out.enqueue(Arc::clone(&frame)) {
+                Enqueued::Gone => false,
+                Enqueued::Queued => true,
+                Enqueued::WriteNeeded => {
+                    writes.push(out.clone());
+                    true
+                }
+            });
     }
 
-    /// Sends the held changes, if any.
-    fn release_held(&mut self, tile: TileId) {
+    /// Queues the held changes, if any (see [`TileEntry::send_changes`]).
+    fn release_held(&mut self, tile: TileId, writes: &mut Vec<Outbound>) {
         let Some(held) = self.held.take() else {
             return;
         };
@@ -126,7 +135,7 @@ impl TileEntry {
             first_seq: held.first_seq,
             changes: held.changes,
         };
-        self.send_changes(SharedFrame::stamped(message, stamp));
+        self.send_changes(SharedFrame::stamped(message, stamp), writes);
     }
 
     fn is_unwatched(&self) -> bool {
@@ -159,6 +168,14 @@ fn catchup_frame(
                 pixels: Box::new(*mirror.pixels()),
             })
         })),
+    }
+}
+
+/// Writes the frames queued for `writes` into their sockets: done by the hub itself, each a
+/// non-blocking `send`, after its lock is let go (see [`crate::outbox`]).
+fn write_all(writes: Vec<Outbound>) {
+    for out in writes {
+        out.write();
     }
 }
 
@@ -210,6 +227,7 @@ impl TileHub {
     /// Subscribes a client to a tile; it holds the tile at `known` if `Some`. The answer (a
     /// snapshot, or the changes after `known`) and every later change go to `outbound`.
     pub fn subscribe(&self, conn: ConnId, outbound: &Outbound, tile: TileId, known: Option<u64>) {
+        let mut writes = Vec::new();
         let mut tiles = self.tiles.lock();
         let entry = tiles.entry(tile).or_default();
         if !entry.watched {
@@ -222,10 +240,13 @@ impl TileHub {
         entry.clients.remove(&conn);
         entry.waiting.retain(|w| w.conn != conn);
         // The answer comes from the mirror, which holds the held changes: they go out first.
-        entry.release_held(tile);
+        entry.release_held(tile, &mut writes);
         match &entry.mirror {
             Some(mirror) if known.is_none_or(|k| k <= mirror.seq()) => {
-                outbound.send(catchup_frame(tile, mirror, &mut entry.snapshot, known));
+                let answer = catchup_frame(tile, mirror, &mut entry.snapshot, known);
+                if outbound.enqueue(answer) == Enqueued::WriteNeeded {
+                    writes.push(outbound.clone());
+                }
                 entry.clients.insert(conn, outbound.clone());
             }
             _ => entry.waiting.push(Waiting {
@@ -235,6 +256,8 @@ impl TileHub {
                 since: Instant::now(),
             }),
         }
+        drop(tiles);
+        write_all(writes);
     }
 
     /// Unsubscribes a client from tiles.
@@ -288,23 +311,27 @@ impl TileHub {
     }
 
     fn on_snapshot(&self, snapshot: &TileSnapshot) {
+        let mut writes = Vec::new();
         let mut tiles = self.tiles.lock();
         let Some(entry) = tiles.get_mut(&snapshot.tile).filter(|e| e.watched) else {
             return;
         };
         let mirror = Tile::from_pixels(snapshot.seq, snapshot.pixels.clone());
         entry.snapshot = None;
-        entry.release_held(snapshot.tile);
+        entry.release_held(snapshot.tile, &mut writes);
         if !entry.clients.is_empty() {
             // A resync (after a gap or a re-attach): everyone gets the new state.
             let frame = catchup_frame(snapshot.tile, &mirror, &mut entry.snapshot, None);
-            entry.clients.retain(|_, out| out.send(Arc::clone(&frame)));
+            entry.send_changes(frame, &mut writes);
         }
         entry.mirror = Some(mirror);
-        Self::serve_waiting(snapshot.tile, entry);
+        Self::serve_waiting(snapshot.tile, entry, &mut writes);
+        drop(tiles);
+        write_all(writes);
     }
 
     fn on_batch(&self, batch: &TileBatch) {
+        let mut writes = Vec::new();
         let mut tiles = self.tiles.lock();
         let Some(entry) = tiles.get_mut(&batch.tile).filter(|e| e.watched) else {
             return;
@@ -336,7 +363,7 @@ impl TileHub {
                             first_seq,
                             changes: changes.to_vec(),
                         };
-                        entry.send_changes(SharedFrame::stamped(message, stamp));
+                        entry.send_changes(SharedFrame::stamped(message, stamp), &mut writes);
                     } else {
                         metrics::counter!(crate::telemetry::FANOUT_HELD_WINDOWS).increment(1);
                         entry.held = Some(Held {
@@ -351,23 +378,25 @@ impl TileHub {
             }
             Err(gap) => {
                 let seq = mirror.seq();
-                entry.release_held(batch.tile);
+                entry.release_held(batch.tile, &mut writes);
                 warn!(tile = %batch.tile, %gap, "gap in a tile's batches; resubscribing from the mirror's seq");
                 let _ = self
                     .commands
                     .send(ShardCommand::Subscribe(batch.tile, Some(seq)));
             }
         }
-        Self::serve_waiting(batch.tile, entry);
+        Self::serve_waiting(batch.tile, entry, &mut writes);
+        drop(tiles);
+        write_all(writes);
     }
 
     /// Answers the waiting clients the mirror can answer now.
-    fn serve_waiting(tile: TileId, entry: &mut TileEntry) {
+    fn serve_waiting(tile: TileId, entry: &mut TileEntry, writes: &mut Vec<Outbound>) {
         if entry.waiting.is_empty() {
             return;
         }
         // The answers come from the mirror, which holds the held changes: they go out first.
-        entry.release_held(tile);
+        entry.release_held(tile, writes);
         let Some(mirror) = &entry.mirror else {
             return;
         };
@@ -378,10 +407,18 @@ impl TileHub {
                 continue;
             }
             let known = w.known.filter(|_| caught_up);
-            if w.outbound
-                .send(catchup_frame(tile, mirror, &mut entry.snapshot, known))
+            match w
+                .outbound
+                .enqueue(catchup_frame(tile, mirror, &mut entry.snapshot, known))
             {
-                entry.clients.insert(w.conn, w.outbound);
+                Enqueued::Gone => {}
+                Enqueued::Queued => {
+                    entry.clients.insert(w.conn, w.outbound);
+                }
+                Enqueued::WriteNeeded => {
+                    writes.push(w.outbound.clone());
+                    entry.clients.insert(w.conn, w.outbound);
+                }
             }
         }
     }
@@ -402,6 +439,7 @@ impl TileHub {
         if self.held.lock().is_empty() {
             return;
         }
+        let mut writes = Vec::new();
         let mut tiles = self.tiles.lock();
         let mut held = self.held.lock();
         let now = Instant::now();
@@ -411,21 +449,26 @@ impl TileHub {
             };
             match &entry.held {
                 Some(h) if h.due <= now => {
-                    entry.release_held(*tile);
+                    entry.release_held(*tile, &mut writes);
                     false
                 }
                 Some(_) => true,
                 None => false,
             }
         });
+        drop((held, tiles));
+        write_all(writes);
     }
 
     /// Serves clients that waited too long for a mirror to reach their seq.
     fn serve_overdue(&self) {
+        let mut writes = Vec::new();
         let mut tiles = self.tiles.lock();
         for (tile, entry) in tiles.iter_mut().filter(|(_, e)| !e.waiting.is_empty()) {
-            Self::serve_waiting(*tile, entry);
+            Self::serve_waiting(*tile, entry, &mut writes);
         }
+        drop(tiles);
+        write_all(writes);
     }
 
     /// After the link to the shard was re-established: resubscribe every watched tile with the
@@ -593,19 +636,15 @@ async fn follow_tile(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::VecDeque;
-    use std::task::Context;
-
-    use futures_util::task::noop_waker_ref;
-
     use super::*;
+    use crate::frame::Format;
     use crate::outbox::{self, Inbox};
 
     fn watched_by(n: usize) -> (TileEntry, Vec<Inbox>) {
         let mut entry = TileEntry::default();
         let inboxes = (0..n as ConnId)
             .map(|conn| {
-                let (out, inbox) = outbox::channel(16);
+                let (out, inbox) = outbox::channel(16, Format::Binary, None);
                 entry.clients.insert(conn, out);
                 inbox
             })
@@ -615,9 +654,7 @@ mod tests {
 
     /// What a client was sent, taken out as its connection would after writing it.
     fn written(inbox: &Inbox) -> Vec<Arc<SharedFrame>> {
-        let mut taken = VecDeque::new();
-        let _ = inbox.poll_take(&mut Context::from_waker(noop_waker_ref()), &mut taken, 64);
-        taken.into_iter().collect()
+        inbox.take_queued()
     }
 
     fn change(color: u8) -> PixelChange {
@@ -638,7 +675,7 @@ mod tests {
             "nothing sent yet: keeping up"
         );
         // Every watcher still holds the last frame: behind.
-        entry.send_changes(SharedFrame::new(ServerMessage::Pong));
+        entry.send_changes(SharedFrame::new(ServerMessage::Pong), &mut Vec::new());
         entry.pace();
         assert_eq!(entry.widened, MIN_WIDENED);
         for _ in 0..10 {
@@ -668,8 +705,8 @@ mod tests {
         if let Some(held) = &mut entry.held {
             held.changes.push(change(3));
         }
-        entry.release_held(tile);
-        entry.release_held(tile);
+        entry.release_held(tile, &mut Vec::new());
+        entry.release_held(tile, &mut Vec::new());
         for inbox in &inboxes {
             let frames = written(inbox);
             assert_eq!(frames.len(), 1, "one frame, once");
@@ -694,7 +731,7 @@ mod tests {
     async fn a_held_batch_goes_out_when_its_window_closes_and_not_before() {
         let (hub, _commands) = TileHub::new();
         let tile = TileId::new(0, 0);
-        let (out, inbox) = outbox::channel(16);
+        let (out, inbox) = outbox::channel(16, Format::Binary, None);
         hub.subscribe(1, &out, tile, None);
         hub.on_snapshot(&TileSnapshot {
             tile,

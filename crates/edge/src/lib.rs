@@ -59,6 +59,7 @@ pub mod sockets;
 pub mod telemetry;
 pub mod templates;
 pub mod timelapse;
+pub mod websocket;
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
