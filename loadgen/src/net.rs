@@ -26,8 +26,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// Loopback source addresses used: 127.0.0.1 to 127.0.0.`SOURCE_ADDRESSES`.
 pub const SOURCE_ADDRESSES: u32 = 250;
 /// Read buffer per socket: small, so fifty thousand players fit in memory (tungstenite
-/// allocates 128 KiB by default).
-const READ_BUFFER: usize = 8 * 1024;
+/// allocates 128 KiB by default), and because tungstenite zeroes it at every read: a delivery of
+/// a pixel batch is tens to hundreds of bytes; a tile snapshot takes a few reads.
+const READ_BUFFER: usize = 2 * 1024;
 const GUEST_ATTEMPTS: u32 = 5;
 
 /// The HTTP client every player shares.

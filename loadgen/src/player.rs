@@ -26,6 +26,11 @@ use crate::schedule::PlacePlan;
 use crate::tracks::{PixelsOutcome, SnapshotOutcome, Track, Tracks};
 use crate::viewport::Rect;
 
+/// Resolves when the run's phase changes: `true` if the run is gone.
+async fn next_phase(mut phase: watch::Receiver<Phase>) -> bool {
+    phase.changed().await.is_err()
+}
+
 /// Tiles per subscribe frame: 13 bytes each stays far below the 64 KiB message limit.
 const TILES_PER_FRAME: usize = 1000;
 /// How long a player waits for `welcome`.
@@ -290,6 +295,9 @@ impl<'a> Player<'a> {
             now => now < Phase::Drain,
         };
         let mut armed = (None, None);
+        // Made once and again only when it fires: a `changed()` made at every frame registers
+        // with the watch channel and unregisters again, which cost loadgen more than the frame.
+        let mut phase_changed = Box::pin(next_phase(phase.clone()));
         loop {
             if self.painted_at.is_some() && !self.scheduled {
                 self.scheduled = true;
@@ -309,12 +317,14 @@ impl<'a> Player<'a> {
                     Some(Err(e)) => return Err(format!("error: {e}")),
                     None => return Err("connection lost".into()),
                 },
-                changed = phase.changed() => {
-                    let now = *phase.borrow();
-                    if changed.is_err() || now == Phase::Close {
+                gone = &mut phase_changed => {
+                    // The latest phase, marked seen so the next watch starts after it.
+                    let now = *phase.borrow_and_update();
+                    if gone || now == Phase::Close {
                         return Ok(());
                     }
                     placing = now < Phase::Drain;
+                    phase_changed = Box::pin(next_phase(phase.clone()));
                 }
                 _ = &mut place_timer, if placing && self.next_place.is_some() => {
                     self.place(socket).await?;
