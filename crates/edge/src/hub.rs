@@ -171,11 +171,24 @@ fn catchup_frame(
     }
 }
 
-/// Writes the frames queued for `writes` into their sockets: done by the hub itself, each a
-/// non-blocking `send`, after its lock is let go (see [`crate::outbox`]).
-fn write_all(writes: Vec<Outbound>) {
-    for out in writes {
-        out.write();
+/// Sockets written by the hub's own task at once; a fan-out to more is cut into tasks of this
+/// many sockets each.
+const WRITES_PER_TASK: usize = 128;
+
+/// Writes the frames queued for `writes` into their sockets, each with a non-blocking `send`,
+/// after the hub's lock is let go (see [`crate::outbox`]). A small fan-out is written here; a
+/// large one is cut into tasks that tokio's workers share, so the writes of a batch use every
+/// core and the hub's task goes on to the next batch meanwhile. A socket that gets more frames
+/// before its task runs gets them in the same system call: its queue grows and the task writes
+/// all of it (later frames of a socket first in line are only queued, never written ahead).
+fn write_all(mut writes: Vec<Outbound>) {
+    if writes.len() <= WRITES_PER_TASK || tokio::runtime::Handle::try_current().is_err() {
+        writes.iter().for_each(Outbound::write);
+        return;
+    }
+    while !writes.is_empty() {
+        let chunk = writes.split_off(writes.len().saturating_sub(WRITES_PER_TASK));
+        tokio::spawn(async move { chunk.iter().for_each(Outbound::write) });
     }
 }
 
@@ -723,6 +736,52 @@ mod tests {
             }
         }
         assert!(entry.held.is_none());
+    }
+
+    /// A fan-out to more sockets than one task writes is cut into tasks: every socket still
+    /// gets the frame, whole, and only once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_large_fan_out_reaches_every_socket_once() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let mut entry = TileEntry::default();
+        let mut clients = Vec::new();
+        let mut inboxes = Vec::new();
+        for conn in 0..(3 * WRITES_PER_TASK as ConnId + 5) {
+            let client = tokio::net::TcpStream::connect(address);
+            let (accepted, client) = tokio::join!(listener.accept(), client);
+            let server = Arc::new(accepted.expect("accept").0);
+            let (out, inbox) = outbox::channel(16, Format::Binary, Some(server));
+            entry.clients.insert(conn, out);
+            inboxes.push(inbox);
+            clients.push(client.expect("connect"));
+        }
+        let frame = SharedFrame::new(ServerMessage::Pong);
+        let mut writes = Vec::new();
+        entry.send_changes(Arc::clone(&frame), &mut writes);
+        assert_eq!(writes.len(), clients.len(), "each socket is first in line");
+        write_all(writes);
+        let wire = frame.wire(Format::Binary).clone();
+        for client in &mut clients {
+            let mut got = vec![0; wire.len()];
+            tokio::time::timeout(Duration::from_secs(10), client.read_exact(&mut got))
+                .await
+                .expect("in time")
+                .expect("read");
+            assert_eq!(got, wire.to_vec());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut more = [0u8; 1];
+        for client in &mut clients {
+            assert!(
+                client.try_read(&mut more).is_err(),
+                "nothing more than the frame"
+            );
+        }
+        drop(inboxes);
     }
 
     /// The hold window on tokio's paused time: a batch that arrives while the last frame is

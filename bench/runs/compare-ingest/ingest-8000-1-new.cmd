@@ -1,0 +1,1 @@
+target/release/loadgen --url ws://127.0.0.1:44557 --server-pid 23846 --json bench/runs/compare-ingest/ingest-8000-1-new.json --quiet --clients 1600 --ramp-per-sec 500 --place-rate 8000 --spread uniform --viewport 64x64 --zoom 1 --pan-every 0 --duration 10s

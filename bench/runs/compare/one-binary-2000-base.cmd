@@ -1,1 +1,0 @@
-target/release/loadgen --url ws://127.0.0.1:43407 --server-pid 30075 --json bench/runs/compare/one-binary-2000-base.json --quiet --clients 2000 --ramp-per-sec 500 --place-rate 20 --viewport 1280x720 --zoom 2 --pan-every 0 --hotspots 1 --hotspot-radius 0 --format binary --duration 10s
