@@ -167,6 +167,14 @@ struct State {
     close: Option<Ending>,
 }
 
+impl State {
+    /// Whether the one thing just queued is to be written by its sender now: nothing before it,
+    /// and the connection task is not waiting for the socket.
+    fn first_in_line(&self) -> bool {
+        self.queue.len() == 1 && !self.blocked && self.stream.is_some()
+    }
+}
+
 #[derive(Debug)]
 struct Shared {
     state: Mutex<State>,
@@ -284,7 +292,7 @@ impl Shared {
             return Enqueued::Queued;
         }
         state.queue.push_back(pending);
-        if state.queue.len() == 1 && !state.blocked && state.stream.is_some() {
+        if state.first_in_line() {
             Enqueued::WriteNeeded
         } else {
             Enqueued::Queued
@@ -408,7 +416,7 @@ impl Outbound {
             return;
         }
         state.queue.push_back(Pending::Raw(bytes));
-        if state.queue.len() == 1 && !state.blocked && state.stream.is_some() {
+        if state.first_in_line() {
             self.shared.write_locked(&mut state, Writer::Sender);
         }
     }
@@ -479,7 +487,8 @@ impl Inbox {
         loop {
             let stream = {
                 let mut state = self.shared.state.lock();
-                if state.queue.is_empty() || matches!(state.close, Some(e) if e == Ending::GONE) {
+                // A failed write empties the queue.
+                if state.queue.is_empty() {
                     return Poll::Ready(());
                 }
                 let Some(stream) = state.stream.clone() else {
