@@ -582,49 +582,7 @@ async fn guests_bans_and_cooldowns() {
 async fn guests_register_in_place_and_names_are_unique_in_any_case() {
     with_schemas("accounts", |url, [schema]| async move {
         let store = connect(&url, &schema).await;
-        let guest = store.create_guest("a1", 10).await.expect("guest");
-        let alice = store
-            .register_guest(guest.id, "Alice", "$hash")
-            .await
-            .expect("register")
-            .expect("was a guest");
-        assert_eq!((alice.id, alice.is_guest), (guest.id, false));
-        assert_eq!(
-            store.user(guest.id).await.expect("query"),
-            Some(alice.clone())
-        );
-        assert_eq!(
-            store
-                .register_guest(guest.id, "Alice2", "$hash")
-                .await
-                .expect("query"),
-            None,
-            "a registered user is no guest any more"
-        );
-        let found = store
-            .user_login("ALICE")
-            .await
-            .expect("query")
-            .expect("found");
-        assert_eq!(
-            (found.user, found.password_hash.as_deref()),
-            (alice, Some("$hash"))
-        );
-        assert!(store.user_login("nobody").await.expect("query").is_none());
-        assert!(matches!(
-            store.create_user("aLiCe", "$h", false, 11).await,
-            Err(StoreError::UsernameTaken)
-        ));
-        let other = store.create_guest("b2", 12).await.expect("guest");
-        assert!(matches!(
-            store.register_guest(other.id, "alice", "$h").await,
-            Err(StoreError::UsernameTaken)
-        ));
-        let admin = store
-            .create_user("root", "$h", true, 13)
-            .await
-            .expect("create");
-        assert!(admin.is_admin && !admin.is_guest);
+        behaviour::guests_register_in_place_and_names_are_unique_in_any_case(&store).await;
         store.close().await;
     })
     .await;

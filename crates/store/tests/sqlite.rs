@@ -22,3 +22,9 @@ async fn sessions_settings_and_administrators() {
     let (_dir, store) = open().await;
     behaviour::sessions_settings_and_administrators(&store).await;
 }
+
+#[tokio::test]
+async fn guests_register_in_place_and_names_are_unique_in_any_case() {
+    let (_dir, store) = open().await;
+    behaviour::guests_register_in_place_and_names_are_unique_in_any_case(&store).await;
+}

@@ -1,7 +1,7 @@
 //! Behaviour every engine of [`Store`] must show, run on SQLite by `tests/sqlite.rs` and on
 //! PostgreSQL by `tests/postgres.rs`: the queries are written once, and so are their checks.
 
-use place_store::{NewEvent, Restore, Selection, Store};
+use place_store::{NewEvent, Restore, Selection, Store, StoreError};
 
 fn placed(x: u32, y: u32, color: u8, user_id: i64, placed_at: i64, tile_seq: u64) -> NewEvent {
     NewEvent {
@@ -177,4 +177,68 @@ pub async fn sessions_settings_and_administrators(store: &Store) {
         .map(|u| u.id)
         .collect();
     assert_eq!(found, [carol.id]);
+}
+
+/// A guest registers in place (same id, its session carries over, only once), and names are
+/// unique whatever their letter case, for new users and registering guests alike.
+pub async fn guests_register_in_place_and_names_are_unique_in_any_case(store: &Store) {
+    let guest = store.create_guest("ab12", 10).await.expect("guest");
+    store
+        .create_session("s1", guest.id, 0, 100)
+        .await
+        .expect("session");
+    let alice = store
+        .register_guest(guest.id, "Alice", "$hash")
+        .await
+        .expect("register")
+        .expect("was a guest");
+    assert_eq!((alice.id, alice.is_guest), (guest.id, false));
+    assert_eq!(
+        store.user(guest.id).await.expect("query"),
+        Some(alice.clone())
+    );
+    assert_eq!(
+        store.session_user("s1", 1).await.expect("query"),
+        Some(alice.clone()),
+        "the guest's session is the user's"
+    );
+    assert_eq!(
+        store
+            .register_guest(guest.id, "Alice2", "$hash")
+            .await
+            .expect("query"),
+        None,
+        "a registered user is no guest any more"
+    );
+    for login in ["aLiCe", "ALICE"] {
+        let found = store
+            .user_login(login)
+            .await
+            .expect("query")
+            .expect("found");
+        assert_eq!(
+            (found.user, found.password_hash.as_deref()),
+            (alice.clone(), Some("$hash"))
+        );
+    }
+    assert!(store.user_login("nobody").await.expect("query").is_none());
+    for taken in ["ALICE", "aLiCe"] {
+        assert!(matches!(
+            store.create_user(taken, "$h", false, 11).await,
+            Err(StoreError::UsernameTaken)
+        ));
+    }
+    let other = store.create_guest("cd34", 12).await.expect("guest");
+    assert!(matches!(
+        store.register_guest(other.id, "alice", "$h").await,
+        Err(StoreError::UsernameTaken)
+    ));
+    let admin = store
+        .create_user("root", "$h", true, 13)
+        .await
+        .expect("create");
+    assert!(admin.is_admin && !admin.is_guest);
+
+    store.delete_session("s1").await.expect("delete");
+    assert_eq!(store.session_user("s1", 1).await.expect("query"), None);
 }
