@@ -45,8 +45,15 @@ describe("growing the canvas", () => {
     console.log("screenshot:", await screenshot(desktop, "grow-before-1280x800.png"));
     console.log("screenshot:", await screenshot(phone, "grow-before-390x844.png"));
 
-    // A timelapse snapshot of the 256x192 canvas is taken before it grows.
-    await new Promise((r) => setTimeout(r, 2500));
+    // A timelapse snapshot of the 256x192 canvas, covering every placement so far, is taken
+    // before it grows (waited for, not slept on: a busy machine takes it later than a quiet one).
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const list = await (await fetch(`${server.url}/api/v1/timelapse/snapshots`)).json();
+      if (list.lastEventAt !== null && list.snapshots.some((s) => s.coversUntil >= list.lastEventAt)) break;
+      assert.ok(Date.now() < deadline, `no snapshot covers the placements: ${JSON.stringify(list)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
 
     // The CLI, signed in as the administrator, grows it through the running server.
     const bin = process.env.PLACE_BIN ?? resolve(import.meta.dirname, "../../../target/debug/place");
