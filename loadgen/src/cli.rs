@@ -96,6 +96,11 @@ pub struct Args {
     /// stays well under the server's. The report says how many were checked.
     #[arg(long, default_value_t = 200, value_name = "N")]
     pub check_players: usize,
+    /// How often the unchecked players' sockets are read, after their first paint: one thread
+    /// reads them all in turn, each socket's frames since the last sweep in one `recv`, and
+    /// counts them without decoding. `0s`: each keeps reading every frame as it arrives.
+    #[arg(long, default_value = "250ms", value_parser = parse_duration, value_name = "TIME")]
+    pub count_every: Duration,
     /// No progress bar (a status line every 10 s instead).
     #[arg(long)]
     pub quiet: bool,

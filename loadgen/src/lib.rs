@@ -13,6 +13,8 @@
 //! - [`cli`]: the flags and their validation.
 //! - [`run`]: one run from ramp to report; [`run::Shared`] is what players share.
 //! - [`player`]: one simulated player.
+//! - [`counting`]: the thread that reads unchecked players' sockets in sweeps, and
+//!   [`aligned`], which lets a player hand its socket over between two frames.
 //! - [`tracks`]: a player's per-tile seq checks (gaps, duplicates).
 //! - [`ledger`]: the run-wide record of placements and events (missing deliveries, wrong
 //!   colours, broadcast latency).
@@ -24,7 +26,9 @@
 //! - [`procstat`]: CPU and memory of the server (and of loadgen) from `/proc`.
 //! - [`progress`]: the live progress bar.
 
+pub mod aligned;
 pub mod cli;
+pub mod counting;
 pub mod ledger;
 pub mod metrics;
 pub mod net;

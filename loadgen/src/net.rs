@@ -10,16 +10,17 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use place_protocol::CanvasInfo;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::WebSocketStream;
 
+use crate::aligned::Aligned;
 use crate::target::Target;
 
-/// A player's WebSocket.
-pub type Socket = WebSocketStream<TcpStream>;
+/// A player's WebSocket, over a stream cut at frame ends (see [`Aligned`]).
+pub type Socket = WebSocketStream<Aligned>;
 
 /// How long opening a WebSocket may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -176,10 +177,13 @@ pub async fn connect(
         let config = WebSocketConfig::default()
             .read_buffer_size(READ_BUFFER)
             .write_buffer_size(0);
-        let (socket, _) =
-            tokio_tungstenite::client_async_with_config(request, stream, Some(config))
-                .await
-                .map_err(|e| ConnectError(ws_kind(&e)))?;
+        let (socket, _) = tokio_tungstenite::client_async_with_config(
+            request,
+            Aligned::new(stream),
+            Some(config),
+        )
+        .await
+        .map_err(|e| ConnectError(ws_kind(&e)))?;
         Ok(socket)
     };
     tokio::time::timeout(CONNECT_TIMEOUT, opening)

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::cli::WireFormat;
+use crate::counting::Counted;
 use crate::ledger::{PlacementId, PlayerId};
 use crate::metrics::{add, bump, Kind, Recorder};
 use crate::net::{self, Socket};
@@ -39,6 +40,32 @@ const WELCOME_TIMEOUT: Duration = Duration::from_secs(20);
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a closing player waits for the server's close frame.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A player's connection: a WebSocket it reads itself, or, once it only counts, a socket the
+/// counter reads.
+enum Link {
+    Ws(Box<Socket>),
+    Counted(Arc<Counted>),
+    /// Gone while being handed to the counter.
+    Lost,
+}
+
+/// What came on a [`Link`].
+enum Incoming {
+    Frame(Option<Result<Message, tokio_tungstenite::tungstenite::Error>>),
+    /// The counter saw the connection end.
+    Ended(String),
+}
+
+impl Link {
+    async fn next_incoming(&mut self) -> Incoming {
+        match self {
+            Link::Ws(socket) => Incoming::Frame(socket.next().await),
+            Link::Counted(counted) => Incoming::Ended(counted.ended().await),
+            Link::Lost => Incoming::Ended("connection lost".into()),
+        }
+    }
+}
 
 struct InFlight {
     tile: TileId,
@@ -151,11 +178,12 @@ impl<'a> Player<'a> {
 
     async fn play(
         &mut self,
-        mut socket: Socket,
+        socket: Socket,
         mut phase: watch::Receiver<Phase>,
         connecting: tokio::sync::SemaphorePermit<'_>,
     ) {
         let counters = &self.shared.metrics.counters;
+        let mut socket = socket;
         let welcome = self.welcome(&mut socket).await;
         drop(connecting);
         let cooldown_remaining = match welcome {
@@ -171,6 +199,7 @@ impl<'a> Player<'a> {
         bump(&counters.connect_attempts_done);
         self.recorder
             .time(Kind::Connect, self.connect_started.elapsed());
+        let mut socket = Link::Ws(Box::new(socket));
         let mut ended = match self.subscribe_view(&mut socket).await {
             Ok(()) => {
                 self.serve(&mut socket, &mut phase, cooldown_remaining)
@@ -182,7 +211,8 @@ impl<'a> Player<'a> {
             let Some(again) = self.reconnect().await else {
                 break;
             };
-            socket = again;
+            self.harvest(&socket);
+            socket = Link::Ws(Box::new(again));
             bump(&counters.reconnects);
             ended = match self.resubscribe(&mut socket).await {
                 Ok(()) => {
@@ -192,14 +222,19 @@ impl<'a> Player<'a> {
                 Err(how) => Err(how),
             };
         }
+        self.harvest(&socket);
         self.finish(Instant::now());
         counters
             .connected
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         match ended {
-            Ok(()) => {
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.close(None)).await;
-            }
+            Ok(()) => match socket {
+                Link::Ws(mut socket) => {
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, (*socket).close(None)).await;
+                }
+                Link::Counted(counted) => counted.close(),
+                Link::Lost => {}
+            },
             Err(how) => self.shared.metrics.dropped(how),
         }
     }
@@ -236,7 +271,7 @@ impl<'a> Player<'a> {
 
     /// On a new connection: subscribes to every tile held again, with the seq held (the server
     /// answers with what was missed, or a snapshot), and those still awaited without one.
-    async fn resubscribe(&mut self, socket: &mut Socket) -> Result<(), String> {
+    async fn resubscribe(&mut self, socket: &mut Link) -> Result<(), String> {
         let tiles: Vec<TileRequest> = self
             .tracks
             .iter()
@@ -282,7 +317,7 @@ impl<'a> Player<'a> {
     /// drops (`Err` with how).
     async fn serve(
         &mut self,
-        socket: &mut Socket,
+        socket: &mut Link,
         phase: &mut watch::Receiver<Phase>,
         cooldown_remaining: u64,
     ) -> Result<(), String> {
@@ -312,10 +347,14 @@ impl<'a> Player<'a> {
             }
             tokio::select! {
                 biased;
-                frame = socket.next() => match frame {
-                    Some(Ok(frame)) => self.on_frame(&frame)?,
-                    Some(Err(e)) => return Err(format!("error: {e}")),
-                    None => return Err("connection lost".into()),
+                incoming = socket.next_incoming() => match incoming {
+                    Incoming::Frame(Some(Ok(frame))) => {
+                        self.on_frame(&frame)?;
+                        self.hand_over(socket).await?;
+                    }
+                    Incoming::Frame(Some(Err(e))) => return Err(format!("error: {e}")),
+                    Incoming::Frame(None) => return Err("connection lost".into()),
+                    Incoming::Ended(how) => return Err(how),
                 },
                 gone = &mut phase_changed => {
                     // The latest phase, marked seen so the next watch starts after it.
@@ -526,7 +565,7 @@ impl<'a> Player<'a> {
             .mul_f64(self.rng.random_range(0.5..1.5))
     }
 
-    async fn place(&mut self, socket: &mut Socket) -> Result<(), String> {
+    async fn place(&mut self, socket: &mut Link) -> Result<(), String> {
         let now = Instant::now();
         let (x, y) = self.shared.scene.pixel(&self.view, &mut self.rng);
         let color = self
@@ -570,7 +609,7 @@ impl<'a> Player<'a> {
     }
 
     /// Moves the viewport, once no placement of this player is still on its way to the others.
-    async fn pan(&mut self, socket: &mut Socket) -> Result<(), String> {
+    async fn pan(&mut self, socket: &mut Link) -> Result<(), String> {
         let now = Instant::now();
         let settling = self
             .last_ack
@@ -610,7 +649,7 @@ impl<'a> Player<'a> {
     /// tracks to keep.
     async fn pan_unchecked(
         &mut self,
-        socket: &mut Socket,
+        socket: &mut Link,
         before: &[TileId],
         wanted: Vec<TileId>,
     ) -> Result<(), String> {
@@ -639,7 +678,7 @@ impl<'a> Player<'a> {
         Ok(())
     }
 
-    async fn subscribe_view(&mut self, socket: &mut Socket) -> Result<(), String> {
+    async fn subscribe_view(&mut self, socket: &mut Link) -> Result<(), String> {
         let tiles = match &self.shared.global_tiles {
             Some(all) => all.clone(),
             None => self.view.tiles(),
@@ -647,7 +686,7 @@ impl<'a> Player<'a> {
         self.subscribe(socket, tiles).await
     }
 
-    async fn subscribe(&mut self, socket: &mut Socket, tiles: Vec<TileId>) -> Result<(), String> {
+    async fn subscribe(&mut self, socket: &mut Link, tiles: Vec<TileId>) -> Result<(), String> {
         let now = Instant::now();
         let fresh: Vec<TileId> = tiles
             .into_iter()
@@ -665,15 +704,66 @@ impl<'a> Player<'a> {
         Ok(())
     }
 
-    async fn send(&self, socket: &mut Socket, message: &ClientMessage) -> Result<(), String> {
-        let frame = match self.shared.format {
-            WireFormat::Binary => Message::Binary(binary::encode_client(message)),
-            WireFormat::Json => Message::Text(json::encode_client(message).into()),
+    async fn send(&self, socket: &mut Link, message: &ClientMessage) -> Result<(), String> {
+        let binary = self.shared.format == WireFormat::Binary;
+        match socket {
+            Link::Ws(socket) => {
+                let frame = if binary {
+                    Message::Binary(binary::encode_client(message))
+                } else {
+                    Message::Text(json::encode_client(message).into())
+                };
+                socket.send(frame).await
+            }
+            .map_err(|e| format!("send failed: {e}")),
+            Link::Counted(counted) => {
+                let payload = if binary {
+                    binary::encode_client(message).to_vec()
+                } else {
+                    json::encode_client(message).into_bytes()
+                };
+                counted
+                    .send(payload, binary)
+                    .map_err(|e| format!("send failed: {e}"))
+            }
+            Link::Lost => Err("connection lost".into()),
+        }
+    }
+
+    /// Once an unchecked player only counts, and tungstenite has returned every byte it read,
+    /// its socket goes to the shared [`Counter`](crate::counting::Counter).
+    async fn hand_over(&mut self, link: &mut Link) -> Result<(), String> {
+        let (true, Some(counter), Link::Ws(socket)) =
+            (self.counting, &self.shared.counter, &mut *link)
+        else {
+            return Ok(());
         };
+        if !socket.get_ref().at_frame_start() {
+            return Ok(());
+        }
+        // Pongs tungstenite queued go out first.
         socket
-            .send(frame)
+            .flush()
             .await
-            .map_err(|e| format!("send failed: {e}"))
+            .map_err(|e| format!("send failed: {e}"))?;
+        let Link::Ws(socket) = std::mem::replace(link, Link::Lost) else {
+            return Ok(());
+        };
+        let (stream, unread) = (*socket).into_inner().into_parts();
+        let counted = stream
+            .into_std()
+            .and_then(|stream| counter.count(stream, unread))
+            .map_err(|e| format!("error: {e}"))?;
+        *link = Link::Counted(counted);
+        Ok(())
+    }
+
+    /// Adds what the counter counted on `link` to the player's traffic after its paint.
+    fn harvest(&mut self, link: &Link) {
+        if let Link::Counted(counted) = link {
+            self.messages_after_paint += counted.messages();
+            self.bytes_after_paint += counted.bytes();
+        }
     }
 
     /// Counts what a watched tile is missing, when the player stops watching it at `now`.

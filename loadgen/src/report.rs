@@ -131,6 +131,9 @@ pub struct Players {
     /// Players whose every delivery was decoded and checked (`--check-players` plus the placing
     /// sessions); the rest checked their first paint and then only counted what they received.
     pub checked: usize,
+    /// How often the counter read the other players' sockets after their first paint, in
+    /// milliseconds (0: each read its own frames as they came, through tungstenite).
+    pub counted_every_ms: u64,
 }
 
 /// Placements.
@@ -318,7 +321,7 @@ impl Report {
         let p = &self.players;
         let _ = writeln!(
             out,
-            "players: {} requested, {} connected, {} painted, {} dropped, {} reconnected, {} failed (session {}, connect {}); every delivery checked at {}",
+            "players: {} requested, {} connected, {} painted, {} dropped, {} reconnected, {} failed (session {}, connect {}); every delivery checked at {}, {}",
             p.requested,
             p.connected,
             p.painted,
@@ -327,7 +330,11 @@ impl Report {
             p.sessions_failed + p.connect_failed,
             p.sessions_failed,
             p.connect_failed,
-            p.checked
+            p.checked,
+            match p.counted_every_ms {
+                0 => "the others counted each frame as it came".to_string(),
+                ms => format!("the others counted in sweeps every {ms} ms"),
+            }
         );
         let t = &self.timing;
         let _ = writeln!(

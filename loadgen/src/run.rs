@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::cli::{Args, Settled, WireFormat};
+use crate::counting::Counter;
 use crate::ledger::Ledger;
 use crate::metrics::{get, Metrics};
 use crate::net::{self, FdLimit, FD_RESERVE};
@@ -90,6 +91,9 @@ pub struct Shared {
     pub connecting: tokio::sync::Semaphore,
     /// Players besides the placers whose every delivery is checked (`--check-players`).
     pub check_players: usize,
+    /// Reads the sockets of unchecked players after their first paint (`None`: they read
+    /// their own, `--count-every 0s`).
+    pub counter: Option<Counter>,
     measure_from: OnceLock<Instant>,
 }
 
@@ -128,6 +132,13 @@ pub async fn run(args: &Args, progress: bool) -> anyhow::Result<Report> {
         args.hotspot_radius,
         &mut rng,
     );
+    let (counter, joining) = match args.count_every {
+        Duration::ZERO => (None, None),
+        every => {
+            let (counter, joining) = Counter::new(every);
+            (Some(counter), Some(joining))
+        }
+    };
     let shared = Arc::new(Shared {
         targets,
         http,
@@ -146,8 +157,12 @@ pub async fn run(args: &Args, progress: bool) -> anyhow::Result<Report> {
         reconnect: args.reconnect,
         connecting: tokio::sync::Semaphore::new(MAX_CONNECTING),
         check_players: args.check_players,
+        counter,
         measure_from: OnceLock::new(),
     });
+    if let Some(joining) = joining {
+        Counter::start(&shared, joining).context("starting the counter thread")?;
+    }
     let expected = Duration::from_secs_f64(args.clients as f64 / args.ramp_per_sec)
         + args.duration
         + args.grace;
@@ -325,6 +340,7 @@ fn build_report(
             dropped: get(&c.dropped),
             reconnects: get(&c.reconnects),
             checked: get(&c.checked) as usize,
+            counted_every_ms: args.count_every.as_millis() as u64,
         },
         connect_errors: m.connect_errors(),
         drops: m.drops(),
