@@ -97,7 +97,7 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
     // memory instead of a `pread` per page touched again.
     conn.pragma_update(None, "cache_size", -65_536)?;
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-    conn.pragma_update(None, "journal_size_limit", 67_108_864)?;
+    conn.pragma_update(None, "journal_size_limit", 536_870_912)?;
     Ok(conn)
 }
 
