@@ -68,13 +68,11 @@ impl Counter {
             ended: OnceLock::new(),
             notify: tokio::sync::Notify::new(),
         });
-        let mut entry = Entry {
+        let entry = Entry {
             counted: counted.clone(),
             scanner: Scanner::default(),
+            unread,
         };
-        let mut totals = Totals::default();
-        entry.scan(&unread, &mut totals);
-        entry.counted.add(totals);
         self.joining
             .send(entry)
             .map_err(|_| io::Error::other("the counter has stopped"))?;
@@ -275,6 +273,9 @@ impl Scanner {
 struct Entry {
     counted: Arc<Counted>,
     scanner: Scanner,
+    /// Bytes read from the socket before the hand-over, counted at the first sweep (with the
+    /// run's totals, like everything after them).
+    unread: Vec<u8>,
 }
 
 impl Entry {
@@ -314,28 +315,30 @@ impl Entry {
             return false;
         }
         let mut mine = Totals::default();
-        let alive = loop {
-            match (&self.counted.stream).read(buffer) {
-                Ok(0) => {
-                    self.counted.end("connection lost".into());
-                    break false;
-                }
-                Ok(n) => {
-                    if !self.scan(&buffer[..n], &mut mine) {
+        let unread = std::mem::take(&mut self.unread);
+        let alive = self.scan(&unread, &mut mine)
+            && loop {
+                match (&self.counted.stream).read(buffer) {
+                    Ok(0) => {
+                        self.counted.end("connection lost".into());
                         break false;
                     }
-                    if n < buffer.len() {
-                        break true;
+                    Ok(n) => {
+                        if !self.scan(&buffer[..n], &mut mine) {
+                            break false;
+                        }
+                        if n < buffer.len() {
+                            break true;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break true,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        self.counted.end(format!("error: {e}"));
+                        break false;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break true,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.counted.end(format!("error: {e}"));
-                    break false;
-                }
-            }
-        };
+            };
         self.counted.add(mine);
         totals.messages += mine.messages;
         totals.bytes += mine.bytes;
@@ -466,7 +469,11 @@ mod tests {
         unread.extend_from_slice(&half[..20]);
         let counted = counter.count(client, unread).expect("counted");
         let mut entry = joining.receiver.try_recv().expect("handed to the counter");
-        assert_eq!((counted.messages(), counted.bytes()), (2, 46));
+        assert_eq!(
+            (counted.messages(), counted.bytes()),
+            (0, 0),
+            "counted at the first sweep, with the run's totals"
+        );
 
         let mut sent = half[20..].to_vec();
         sent.extend(frame(OpCode::Control(Control::Ping), b"are you there"));
@@ -476,7 +483,8 @@ mod tests {
         let mut buffer = vec![0; 1024];
         let mut totals = Totals::default();
         assert!(entry.sweep(&mut buffer, &mut totals));
-        assert_eq!((totals.messages, totals.bytes), (1, 3000));
+        // Two messages from before the hand-over (the second finished after it), then one.
+        assert_eq!((totals.messages, totals.bytes), (3, 3046));
         assert_eq!((counted.messages(), counted.bytes()), (3, 3046));
         assert_eq!(
             read_client_frame(&mut server),

@@ -178,12 +178,11 @@ impl<'a> Player<'a> {
 
     async fn play(
         &mut self,
-        socket: Socket,
+        mut socket: Socket,
         mut phase: watch::Receiver<Phase>,
         connecting: tokio::sync::SemaphorePermit<'_>,
     ) {
         let counters = &self.shared.metrics.counters;
-        let mut socket = socket;
         let welcome = self.welcome(&mut socket).await;
         drop(connecting);
         let cooldown_remaining = match welcome {
@@ -705,29 +704,21 @@ impl<'a> Player<'a> {
     }
 
     async fn send(&self, socket: &mut Link, message: &ClientMessage) -> Result<(), String> {
-        let binary = self.shared.format == WireFormat::Binary;
-        match socket {
-            Link::Ws(socket) => {
-                let frame = if binary {
-                    Message::Binary(binary::encode_client(message))
-                } else {
-                    Message::Text(json::encode_client(message).into())
-                };
-                socket.send(frame).await
-            }
-            .map_err(|e| format!("send failed: {e}")),
+        let frame = match self.shared.format {
+            WireFormat::Binary => Message::Binary(binary::encode_client(message)),
+            WireFormat::Json => Message::Text(json::encode_client(message).into()),
+        };
+        let sent = match socket {
+            Link::Ws(socket) => socket.send(frame).await.map_err(|e| e.to_string()),
             Link::Counted(counted) => {
-                let payload = if binary {
-                    binary::encode_client(message).to_vec()
-                } else {
-                    json::encode_client(message).into_bytes()
-                };
+                let binary = matches!(frame, Message::Binary(_));
                 counted
-                    .send(payload, binary)
-                    .map_err(|e| format!("send failed: {e}"))
+                    .send(frame.into_data().to_vec(), binary)
+                    .map_err(|e| e.to_string())
             }
-            Link::Lost => Err("connection lost".into()),
-        }
+            Link::Lost => return Err("connection lost".into()),
+        };
+        sent.map_err(|e| format!("send failed: {e}"))
     }
 
     /// Once an unchecked player only counts, and tungstenite has returned every byte it read,

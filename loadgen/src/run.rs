@@ -132,13 +132,9 @@ pub async fn run(args: &Args, progress: bool) -> anyhow::Result<Report> {
         args.hotspot_radius,
         &mut rng,
     );
-    let (counter, joining) = match args.count_every {
-        Duration::ZERO => (None, None),
-        every => {
-            let (counter, joining) = Counter::new(every);
-            (Some(counter), Some(joining))
-        }
-    };
+    let (counter, joining) = (!args.count_every.is_zero())
+        .then(|| Counter::new(args.count_every))
+        .unzip();
     let shared = Arc::new(Shared {
         targets,
         http,

@@ -559,18 +559,19 @@ mod tests {
             started.elapsed()
         );
         reader.rollback().await.expect("end the read");
-        let timeouts: Vec<i64> = {
-            let mut all = Vec::new();
-            for _ in 0..4 {
-                all.push(
-                    sqlx::query_scalar("PRAGMA busy_timeout")
-                        .fetch_one(&store.pool)
-                        .await
-                        .expect("busy timeout"),
-                );
-            }
-            all
-        };
+        // Every connection the pool has (four at most), held at once so none is asked twice.
+        let mut held = Vec::new();
+        let mut timeouts: Vec<i64> = Vec::new();
+        for _ in 0..4 {
+            let mut conn = store.pool.acquire().await.expect("a pooled connection");
+            timeouts.push(
+                sqlx::query_scalar("PRAGMA busy_timeout")
+                    .fetch_one(&mut *conn)
+                    .await
+                    .expect("busy timeout"),
+            );
+            held.push(conn);
+        }
         assert!(
             timeouts
                 .iter()
