@@ -131,6 +131,9 @@ pub struct EdgeConfig {
     /// The time of day the edge decides by (cooldowns, sessions, regions' ends, challenges): the
     /// system's, or one a test moves on.
     pub clock: Clock,
+    /// Threads that write large fan-outs into sockets, apart from the edge's runtime
+    /// ([`hub::FanoutWriters`]).
+    pub fanout_threads: usize,
 }
 
 impl Default for EdgeConfig {
@@ -152,6 +155,7 @@ impl Default for EdgeConfig {
             plain_loopback: true,
             spike: alarm::SpikeConfig::default(),
             clock: Clock::System,
+            fanout_threads: hub::FanoutWriters::default_threads(),
         }
     }
 }
@@ -203,7 +207,7 @@ impl Edge {
     ) -> Arc<Self> {
         let guest_limiter = NonZeroU32::new(config.guest_rate_per_minute)
             .map(|n| RateLimiter::keyed(Quota::per_minute(n)));
-        let hub = shards.start_hub();
+        let hub = shards.start_hub(hub::FanoutWriters::start(config.fanout_threads));
         let login_limiter = LoginLimiter::for_accounts(&accounts);
         let config_spike = config.spike.clone();
         let challenges = challenge::Challenges::for_accounts(&accounts, config.guest_pow_bits);

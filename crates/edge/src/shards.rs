@@ -10,7 +10,7 @@ use place_cluster::{ClusterClient, RingStore};
 use place_shard::{PlaceError, PlaceRequest, Placed, ShardHandle, TileSnapshot};
 use place_tiles::TileId;
 
-use crate::hub::TileHub;
+use crate::hub::{FanoutWriters, TileHub};
 use crate::telemetry::ShardFigures;
 
 /// How long the in-process shard may take to answer a health check.
@@ -173,11 +173,11 @@ impl Shards {
         }
     }
 
-    /// Starts the tile hub that follows these shards.
-    pub fn start_hub(&self) -> Arc<TileHub> {
+    /// Starts the tile hub that follows these shards, writing large fan-outs on `writers`.
+    pub fn start_hub(&self, writers: FanoutWriters) -> Arc<TileHub> {
         match self {
-            Shards::Local(shard) => TileHub::start_local(shard.clone(), 1),
-            Shards::Cluster(client) => TileHub::start_cluster(Arc::clone(client)),
+            Shards::Local(shard) => TileHub::start_local(shard.clone(), 1, writers),
+            Shards::Cluster(client) => TileHub::start_cluster(Arc::clone(client), writers),
         }
     }
 }

@@ -279,6 +279,10 @@ pub struct EdgeSection {
     /// pong) for twice this and a second more is closed with 4002.
     #[arg(long, env = "PLACE_WEBSOCKET_PING_SECS", default_value_t = 20)]
     pub websocket_ping_secs: u64,
+    /// Threads that write large fan-outs into the WebSockets, apart from the threads that read
+    /// and answer placements, 0 to 256 (0: half the cores, at least one).
+    #[arg(long, env = "PLACE_FANOUT_THREADS", default_value_t = 0)]
+    pub fanout_threads: usize,
     /// IPv4 prefix length that per-address limits count as one network, 8 to 32.
     #[arg(long, env = "PLACE_IPV4_PREFIX", default_value_t = 32)]
     pub ipv4_prefix: u8,
@@ -882,6 +886,7 @@ impl EdgeSection {
         in_range("cooldown_secs", self.cooldown_secs, 0, 86_400)?;
         in_range("max_tiles_per_client", self.max_tiles_per_client, 1, 65_536)?;
         in_range("websocket_ping_secs", self.websocket_ping_secs, 1, 300)?;
+        in_range("fanout_threads", self.fanout_threads, 0, 256)?;
         in_range("guest_pow_bits", self.guest_pow_bits, 0, 28)?;
         if let Some(origin) = &self.public_origin {
             if place_edge::http::normalize_origin(origin).is_none() {
@@ -905,6 +910,10 @@ impl EdgeSection {
             plain_loopback: listen.ip().is_loopback(),
             spike: self.spike_config()?,
             limits: self.limits()?,
+            fanout_threads: match self.fanout_threads {
+                0 => place_edge::hub::FanoutWriters::default_threads(),
+                n => n,
+            },
             ..EdgeConfig::default()
         };
         Ok((listen, edge))
