@@ -1,0 +1,1 @@
+target/release/loadgen --url ws://127.0.0.1:38767 --server-pid 6552 --json bench/runs/compare-hot/one-binary-8000-new.json --quiet --clients 8000 --ramp-per-sec 500 --place-rate 1000 --viewport 1280x720 --zoom 2 --pan-every 30s --hotspots 8 --hotspot-radius 300 --format binary --duration 10s
