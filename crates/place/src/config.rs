@@ -1017,6 +1017,23 @@ mod tests {
     }
 
     #[test]
+    fn fanout_threads_come_from_the_flag_or_half_the_cores() {
+        let threads = |args: &[&str]| {
+            let c: ServeConfig = load_from(args, None).expect("valid");
+            c.validate().expect("valid").edge.fanout_threads
+        };
+        let half = place_edge::hub::FanoutWriters::default_threads();
+        assert!(half >= 1);
+        assert_eq!(threads(&[]), half, "0 (the default) is half the cores");
+        assert_eq!(threads(&["--fanout-threads", "3"]), 3);
+        let c: ServeConfig = load_from(&["--fanout-threads", "257"], None).expect("parses");
+        assert_eq!(
+            c.validate().expect_err("too many").setting,
+            "fanout_threads"
+        );
+    }
+
+    #[test]
     fn bad_values_name_their_setting() {
         let check = |c: ServeConfig| c.validate().expect_err("invalid").setting;
         assert_eq!(
