@@ -171,36 +171,41 @@ fn catchup_frame(
     }
 }
 
-/// The threads that write large fan-outs into their sockets: a tokio runtime of their own
-/// (`fanout-N` threads), apart from the edge's. A batch fanned out to thousands of sockets is
-/// cut into tasks that run there, so they never queue ahead of a placement, its
-/// acknowledgement or the hub's next batch on the edge's runtime: past the knee the fan-out
-/// slows and merges (the hub's widened windows, the sockets' queues written with one `writev`)
-/// while placements are still read and answered at once. Measured on 2 cores against the same
-/// writes spread over the edge's own runtime (`bench/RESULTS.md`, section 15): at 13,000 players
-/// over 8 hot spots p99 broadcast 225 to 246 ms against 306 to 330 ms, p99 ack 179 to 199 ms
-/// against 282 to 307 ms, and 15 to 20% less CPU per delivered message.
+/// Who writes large fan-outs into their sockets: the edge's own workers (the default), or
+/// writer threads of their own (`--fanout-threads N`, a tokio runtime apart from the edge's).
+///
+/// On the edge's workers a batch for thousands of sockets is cut into tasks both workers share:
+/// while the machine keeps up it reaches every socket soonest. Past the knee those tasks queue
+/// ahead of placements and acknowledgements on the same workers. On writer threads the fan-out
+/// never delays a placement, and one writer, by being one, lets each socket's frames gather for
+/// one `writev`. Measured on 2 cores against the edge's workers (`bench/RESULTS.md`, section 15):
+/// one writer thread at 13,000 players over 8 hot spots gave p99 broadcast 225 to 296 ms against
+/// 306 to 356, p99 ack 0.6x, 15% less CPU per message; but one area watched by 10,000 players
+/// (every placement to every socket) p99 89 to 141 ms against 47 to 66, and two writer threads
+/// collapsed over hot spots (each socket drained sooner, fewer frames per `writev`).
 pub struct FanoutWriters {
     runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl FanoutWriters {
-    /// The fan-out threads an edge gets when its configuration does not say: half the cores,
-    /// at least one. (Two on a 2-core machine, as many as its cores, delivered frames seconds
-    /// late at 13,000 players; why was not found. Only the 2-core machine is measured.)
-    pub fn default_threads() -> usize {
-        std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+    /// The edge's own workers write.
+    pub fn on_edge_workers() -> Self {
+        Self { runtime: None }
     }
 
-    /// Starts `threads` writer threads (at least one). Should the system refuse them, every
-    /// fan-out is written by its caller, as a small one is, and the refusal is logged.
+    /// `threads` writer threads of their own write; 0 is [`FanoutWriters::on_edge_workers`].
+    /// Should the system refuse the threads, the edge's workers write, and the refusal is
+    /// logged.
     pub fn start(threads: usize) -> Self {
+        if threads == 0 {
+            return Self::on_edge_workers();
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads.max(1))
+            .worker_threads(threads)
             .thread_name("fanout")
             .build()
             .inspect_err(|error| {
-                warn!(%error, threads, "cannot start the fan-out threads; fan-outs are written by the hub's task");
+                warn!(%error, threads, "cannot start the fan-out threads; the edge's workers write");
             })
             .ok();
         Self { runtime }
@@ -209,19 +214,20 @@ impl FanoutWriters {
     /// Writes the frames queued for `writes` into their sockets, each with a non-blocking
     /// `send`, after the hub's lock is let go (see [`crate::outbox`]). A small fan-out is
     /// written here, by the caller; a large one is cut into tasks of [`WRITES_PER_TASK`]
-    /// sockets for the writer threads, and the caller goes on to the next batch meanwhile. A
-    /// socket that gets more frames before its task runs gets them in the same system call:
-    /// its queue grows and the task writes all of it (later frames of a socket first in line
-    /// are only queued, never written ahead).
+    /// sockets for the writers, and the caller goes on to the next batch meanwhile. A socket
+    /// that gets more frames before its task runs gets them in the same system call: its queue
+    /// grows and the task writes all of it (later frames of a socket first in line are only
+    /// queued, never written ahead).
     fn write_all(&self, mut writes: Vec<Outbound>) {
-        let Some(runtime) = self
-            .runtime
-            .as_ref()
-            .filter(|_| writes.len() > WRITES_PER_TASK)
-        else {
+        let edge = tokio::runtime::Handle::try_current().ok();
+        let Some(runtime) = self.runtime.as_ref().map(|r| r.handle()).or(edge.as_ref()) else {
             writes.iter().for_each(Outbound::write);
             return;
         };
+        if writes.len() <= WRITES_PER_TASK {
+            writes.iter().for_each(Outbound::write);
+            return;
+        }
         while !writes.is_empty() {
             let chunk = writes.split_off(writes.len().saturating_sub(WRITES_PER_TASK));
             runtime.spawn(async move { chunk.iter().for_each(Outbound::write) });
@@ -800,6 +806,16 @@ mod tests {
     /// (one thread here, blocked in reads) never runs a write.
     #[tokio::test(flavor = "current_thread")]
     async fn a_large_fan_out_reaches_every_socket_once_on_the_writer_threads() {
+        every_socket_gets_the_frame_once(FanoutWriters::start(1)).await;
+    }
+
+    /// By default the edge's workers share the tasks (one of two is blocked in reads here).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_large_fan_out_reaches_every_socket_once_on_the_edge_workers() {
+        every_socket_gets_the_frame_once(FanoutWriters::start(0)).await;
+    }
+
+    async fn every_socket_gets_the_frame_once(writers: FanoutWriters) {
         use std::io::Read;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -826,7 +842,6 @@ mod tests {
         let mut writes = Vec::new();
         entry.send_changes(Arc::clone(&frame), &mut writes);
         assert_eq!(writes.len(), clients.len(), "each socket is first in line");
-        let writers = FanoutWriters::start(1);
         writers.write_all(writes);
         let wire = frame.wire(Format::Binary).clone();
         for client in &mut clients {

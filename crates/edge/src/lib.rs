@@ -131,8 +131,8 @@ pub struct EdgeConfig {
     /// The time of day the edge decides by (cooldowns, sessions, regions' ends, challenges): the
     /// system's, or one a test moves on.
     pub clock: Clock,
-    /// Threads that write large fan-outs into sockets, apart from the edge's runtime
-    /// ([`hub::FanoutWriters`]).
+    /// Threads of their own that write large fan-outs into sockets; 0: the edge's own workers
+    /// do ([`hub::FanoutWriters`]).
     pub fanout_threads: usize,
 }
 
@@ -155,7 +155,7 @@ impl Default for EdgeConfig {
             plain_loopback: true,
             spike: alarm::SpikeConfig::default(),
             clock: Clock::System,
-            fanout_threads: hub::FanoutWriters::default_threads(),
+            fanout_threads: 0,
         }
     }
 }

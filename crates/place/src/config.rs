@@ -279,8 +279,10 @@ pub struct EdgeSection {
     /// pong) for twice this and a second more is closed with 4002.
     #[arg(long, env = "PLACE_WEBSOCKET_PING_SECS", default_value_t = 20)]
     pub websocket_ping_secs: u64,
-    /// Threads that write large fan-outs into the WebSockets, apart from the threads that read
-    /// and answer placements, 0 to 256 (0: half the cores, at least one).
+    /// Threads of their own that write a fan-out to more than 128 WebSockets, apart from those
+    /// that read and answer placements, 0 to 256 (0: the edge's own workers write). 1 keeps
+    /// placements answered first past the knee over hot spots, but slows a fan-out to every
+    /// player (README, Performance).
     #[arg(long, env = "PLACE_FANOUT_THREADS", default_value_t = 0)]
     pub fanout_threads: usize,
     /// IPv4 prefix length that per-address limits count as one network, 8 to 32.
@@ -910,10 +912,7 @@ impl EdgeSection {
             plain_loopback: listen.ip().is_loopback(),
             spike: self.spike_config()?,
             limits: self.limits()?,
-            fanout_threads: match self.fanout_threads {
-                0 => place_edge::hub::FanoutWriters::default_threads(),
-                n => n,
-            },
+            fanout_threads: self.fanout_threads,
             ..EdgeConfig::default()
         };
         Ok((listen, edge))
@@ -1017,14 +1016,12 @@ mod tests {
     }
 
     #[test]
-    fn fanout_threads_come_from_the_flag_or_half_the_cores() {
+    fn fanout_threads_come_from_the_flag() {
         let threads = |args: &[&str]| {
             let c: ServeConfig = load_from(args, None).expect("valid");
             c.validate().expect("valid").edge.fanout_threads
         };
-        let half = place_edge::hub::FanoutWriters::default_threads();
-        assert!(half >= 1);
-        assert_eq!(threads(&[]), half, "0 (the default) is half the cores");
+        assert_eq!(threads(&[]), 0, "the edge's own workers by default");
         assert_eq!(threads(&["--fanout-threads", "3"]), 3);
         let c: ServeConfig = load_from(&["--fanout-threads", "257"], None).expect("parses");
         assert_eq!(
