@@ -188,17 +188,11 @@ pub struct FanoutWriters {
 }
 
 impl FanoutWriters {
-    /// The edge's own workers write.
-    pub fn on_edge_workers() -> Self {
-        Self { runtime: None }
-    }
-
-    /// `threads` writer threads of their own write; 0 is [`FanoutWriters::on_edge_workers`].
-    /// Should the system refuse the threads, the edge's workers write, and the refusal is
-    /// logged.
+    /// `threads` writer threads of their own write; with 0, the edge's own workers do. Should
+    /// the system refuse the threads, the edge's workers write, and the refusal is logged.
     pub fn start(threads: usize) -> Self {
         if threads == 0 {
-            return Self::on_edge_workers();
+            return Self { runtime: None };
         }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
@@ -219,15 +213,15 @@ impl FanoutWriters {
     /// grows and the task writes all of it (later frames of a socket first in line are only
     /// queued, never written ahead).
     fn write_all(&self, mut writes: Vec<Outbound>) {
-        let edge = tokio::runtime::Handle::try_current().ok();
-        let Some(runtime) = self.runtime.as_ref().map(|r| r.handle()).or(edge.as_ref()) else {
+        let runtime = match &self.runtime {
+            _ if writes.len() <= WRITES_PER_TASK => None,
+            Some(writers) => Some(writers.handle().clone()),
+            None => tokio::runtime::Handle::try_current().ok(),
+        };
+        let Some(runtime) = runtime else {
             writes.iter().for_each(Outbound::write);
             return;
         };
-        if writes.len() <= WRITES_PER_TASK {
-            writes.iter().for_each(Outbound::write);
-            return;
-        }
         while !writes.is_empty() {
             let chunk = writes.split_off(writes.len().saturating_sub(WRITES_PER_TASK));
             runtime.spawn(async move { chunk.iter().for_each(Outbound::write) });
@@ -809,7 +803,8 @@ mod tests {
         every_socket_gets_the_frame_once(FanoutWriters::start(1)).await;
     }
 
-    /// By default the edge's workers share the tasks (one of two is blocked in reads here).
+    /// By default the edge's workers share the tasks (the test's own thread, blocked in reads
+    /// here, is not one of them).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_large_fan_out_reaches_every_socket_once_on_the_edge_workers() {
         every_socket_gets_the_frame_once(FanoutWriters::start(0)).await;
@@ -865,7 +860,7 @@ mod tests {
     /// unwritten is held for [`MIN_WIDENED`] and goes out when the window closes, not before.
     #[tokio::test(start_paused = true)]
     async fn a_held_batch_goes_out_when_its_window_closes_and_not_before() {
-        let (hub, _commands) = TileHub::new(FanoutWriters::start(1));
+        let (hub, _commands) = TileHub::new(FanoutWriters::start(0));
         let tile = TileId::new(0, 0);
         let (out, inbox) = outbox::channel(16, Format::Binary, None);
         hub.subscribe(1, &out, tile, None);
