@@ -311,6 +311,7 @@ impl PgStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::query_plan::plan;
     use crate::NewEvent;
 
     fn event(x: u32, y: u32, color: u8, user_id: i64, placed_at: i64, tile_seq: u64) -> NewEvent {
@@ -332,19 +333,6 @@ mod tests {
         assert_eq!(heatmap_range(Some(8), Some(10), 5), Some((8, 10, false)));
         assert_eq!(heatmap_range(Some(6), Some(10), 5), Some((6, 10, false)));
         assert_eq!(heatmap_range(Some(1), Some(10), 5), Some((6, 10, true)));
-    }
-
-    /// SQLite's plan of a query, its steps joined by newlines. The plan does not depend on
-    /// the values, so every placeholder is bound to NULL.
-    async fn plan(store: &Store, q: QueryBuilder<'_, sqlx::Sqlite>) -> String {
-        let sql = format!("EXPLAIN QUERY PLAN {}", q.sql());
-        let mut explain = sqlx::query_as::<_, (i64, i64, i64, String)>(&sql);
-        for _ in 0..sql.matches('?').count() {
-            explain = explain.bind(None::<i64>);
-        }
-        let pool = &store.embedded().expect("sqlite").pool;
-        let rows = explain.fetch_all(pool).await.expect("test step");
-        rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("\n")
     }
 
     #[tokio::test]

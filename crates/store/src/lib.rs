@@ -42,6 +42,9 @@ pub mod templates;
 pub mod timelapse;
 pub mod types;
 
+#[cfg(test)]
+mod query_plan;
+
 pub use embedded::EmbeddedStore;
 pub use history::{HeatmapCounts, HistoryEntry, HistoryPage, Scope};
 pub use moderation::{

@@ -259,7 +259,43 @@ pub(crate) fn like_prefix(prefix: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::query_plan::plan;
+    use crate::Store;
     use proptest::prelude::*;
+
+    /// A rollback by user reads the user's placements through the history's index on
+    /// `(user_id, id)`: the one index a user's placements have (migration 0011).
+    #[tokio::test]
+    async fn a_rollback_by_user_reads_the_users_index() {
+        let dir = tempfile::tempdir().expect("test step");
+        let store = Store::open_sqlite(dir.path()).await.expect("test step");
+        let selection = Selection::User {
+            user_id: 7,
+            since_ms: 1_000,
+        };
+        for query in [mark_reverted(1, &selection), affected_events(&selection)] {
+            let plan = plan(&store, query).await;
+            assert!(
+                plan.contains("USING INDEX pixel_events_user_id (user_id=?)"),
+                "{plan}"
+            );
+        }
+        let indexes: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'pixel_events' \
+             ORDER BY name",
+        )
+        .fetch_all(&store.embedded().expect("sqlite").pool)
+        .await
+        .expect("test step");
+        assert_eq!(
+            indexes,
+            [
+                "pixel_events_pixel_seq",
+                "pixel_events_placed_at",
+                "pixel_events_user_id"
+            ]
+        );
+    }
 
     fn at(x: u32, color: u8) -> LoggedEvent {
         LoggedEvent {
