@@ -242,6 +242,9 @@ impl Drop for FanoutWriters {
 /// sockets each for the [`FanoutWriters`].
 const WRITES_PER_TASK: usize = 128;
 
+/// Messages from the shard applied at most before the sockets they touched are written.
+const MAX_DRAINED: usize = 256;
+
 /// Dormant mirrors kept at most; beyond this, dormant entries are dropped (their clients then
 /// get a snapshot when they return).
 const MAX_DORMANT: usize = 4096;
@@ -382,26 +385,38 @@ impl TileHub {
 
     fn on_snapshot(&self, snapshot: &TileSnapshot) {
         let mut writes = Vec::new();
+        self.apply_snapshot(snapshot, &mut writes);
+        self.writers.write_all(writes);
+    }
+
+    fn on_batch(&self, batch: &TileBatch) {
+        let mut writes = Vec::new();
+        self.apply_batch(batch, &mut writes);
+        self.writers.write_all(writes);
+    }
+
+    /// A tile's snapshot from its shard: the mirror starts again from it. The sockets to write
+    /// are added to `writes`, for the caller to write once the hub's lock is let go.
+    fn apply_snapshot(&self, snapshot: &TileSnapshot, writes: &mut Vec<Outbound>) {
         let mut tiles = self.tiles.lock();
         let Some(entry) = tiles.get_mut(&snapshot.tile).filter(|e| e.watched) else {
             return;
         };
         let mirror = Tile::from_pixels(snapshot.seq, snapshot.pixels.clone());
         entry.snapshot = None;
-        entry.release_held(snapshot.tile, &mut writes);
+        entry.release_held(snapshot.tile, writes);
         if !entry.clients.is_empty() {
             // A resync (after a gap or a re-attach): everyone gets the new state.
             let frame = catchup_frame(snapshot.tile, &mirror, &mut entry.snapshot, None);
-            entry.send_changes(frame, &mut writes);
+            entry.send_changes(frame, writes);
         }
         entry.mirror = Some(mirror);
-        Self::serve_waiting(snapshot.tile, entry, &mut writes);
-        drop(tiles);
-        self.writers.write_all(writes);
+        Self::serve_waiting(snapshot.tile, entry, writes);
     }
 
-    fn on_batch(&self, batch: &TileBatch) {
-        let mut writes = Vec::new();
+    /// A batch of a tile's changes from its shard: applied to the mirror, and sent (or held).
+    /// The sockets to write are added to `writes`, as in [`TileHub::apply_snapshot`].
+    fn apply_batch(&self, batch: &TileBatch, writes: &mut Vec<Outbound>) {
         let mut tiles = self.tiles.lock();
         let Some(entry) = tiles.get_mut(&batch.tile).filter(|e| e.watched) else {
             return;
@@ -433,7 +448,7 @@ impl TileHub {
                             first_seq,
                             changes: changes.to_vec(),
                         };
-                        entry.send_changes(SharedFrame::stamped(message, stamp), &mut writes);
+                        entry.send_changes(SharedFrame::stamped(message, stamp), writes);
                     } else {
                         metrics::counter!(crate::telemetry::FANOUT_HELD_WINDOWS).increment(1);
                         entry.held = Some(Held {
@@ -448,15 +463,35 @@ impl TileHub {
             }
             Err(gap) => {
                 let seq = mirror.seq();
-                entry.release_held(batch.tile, &mut writes);
+                entry.release_held(batch.tile, writes);
                 warn!(tile = %batch.tile, %gap, "gap in a tile's batches; resubscribing from the mirror's seq");
                 let _ = self
                     .commands
                     .send(ShardCommand::Subscribe(batch.tile, Some(seq)));
             }
         }
-        Self::serve_waiting(batch.tile, entry, &mut writes);
-        drop(tiles);
+        Self::serve_waiting(batch.tile, entry, writes);
+    }
+
+    /// Applies `first` and every message already waiting behind it (up to [`MAX_DRAINED`]),
+    /// then writes once into each socket they touched. While the hub keeps up, that is one
+    /// message; once it falls behind, a socket's frames of every drained window go out in one
+    /// `writev` and a large set of sockets is shared among the writers, so the cost of a
+    /// delivery falls as the backlog grows instead of the backlog growing for seconds.
+    fn apply_drained(&self, first: ShardMessage, messages: &mut mpsc::Receiver<ShardMessage>) {
+        let mut writes = Vec::new();
+        let mut next = Some(first);
+        let mut drained = 0;
+        while let Some(message) = next.take() {
+            match message {
+                ShardMessage::Snapshot(snapshot) => self.apply_snapshot(&snapshot, &mut writes),
+                ShardMessage::Batch(batch) => self.apply_batch(&batch, &mut writes),
+            }
+            drained += 1;
+            if drained < MAX_DRAINED {
+                next = messages.try_recv().ok();
+            }
+        }
         self.writers.write_all(writes);
     }
 
@@ -580,14 +615,11 @@ async fn run_shard_link(
                 },
                 message = messages.recv() => {
                     let Some(hub) = hub.upgrade() else { return };
-                    match message {
-                        Some(ShardMessage::Snapshot(snapshot)) => hub.on_snapshot(&snapshot),
-                        Some(ShardMessage::Batch(batch)) => hub.on_batch(&batch),
-                        None => {
-                            warn!("the shard dropped this edge's subscription (too slow, or stopping); re-attaching");
-                            break;
-                        }
-                    }
+                    let Some(message) = message else {
+                        warn!("the shard dropped this edge's subscription (too slow, or stopping); re-attaching");
+                        break;
+                    };
+                    hub.apply_drained(message, &mut messages);
                 }
             }
         }
@@ -854,6 +886,66 @@ mod tests {
             );
         }
         drop(inboxes);
+    }
+
+    #[tokio::test]
+    async fn messages_waiting_behind_one_are_applied_before_any_socket_is_written() {
+        let (hub, _commands) = TileHub::new(FanoutWriters::start(0));
+        let (a, b) = (TileId::new(0, 0), TileId::new(1, 0));
+        let (one, one_inbox) = outbox::channel(16, Format::Binary, None);
+        let (both, both_inbox) = outbox::channel(16, Format::Binary, None);
+        hub.subscribe(1, &one, a, None);
+        hub.subscribe(2, &both, a, None);
+        hub.subscribe(2, &both, b, None);
+        for tile in [a, b] {
+            hub.on_snapshot(&TileSnapshot {
+                tile,
+                seq: 0,
+                pixels: Box::new([0; place_tiles::TILE_AREA]),
+            });
+        }
+        assert_eq!(written(&one_inbox).len(), 1, "a's snapshot");
+        assert_eq!(written(&both_inbox).len(), 2, "both snapshots");
+        let batch = |tile, first_seq, color| {
+            ShardMessage::Batch(Arc::new(TileBatch {
+                tile,
+                first_seq,
+                changes: vec![change(color)],
+                applied_at_ms: 0,
+            }))
+        };
+        let (shard, mut messages) = mpsc::channel(2 * MAX_DRAINED);
+        for message in [batch(a, 1, 1), batch(b, 1, 2), batch(a, 2, 3)] {
+            shard.try_send(message).expect("room");
+        }
+        let first = messages.try_recv().expect("a message");
+        hub.apply_drained(first, &mut messages);
+        assert!(messages.is_empty(), "everything waiting was applied");
+        let seqs = |frames: Vec<Arc<SharedFrame>>| -> Vec<(TileId, u64)> {
+            frames
+                .iter()
+                .map(|f| match f.message() {
+                    ServerMessage::Pixels {
+                        tile, first_seq, ..
+                    } => (*tile, *first_seq),
+                    other => panic!("unexpected {other:?}"),
+                })
+                .collect()
+        };
+        // Both windows of `a` came in one drain, before its first frame was written: the
+        // second is held, to go out merged with what follows once its window closes.
+        assert_eq!(seqs(written(&one_inbox)), [(a, 1)]);
+        assert_eq!(seqs(written(&both_inbox)), [(a, 1), (b, 1)]);
+        assert_eq!(hub.mirror_seq(a), Some(2));
+
+        // A drain is bounded: what arrived beyond it waits for the next one.
+        for seq in 2..(MAX_DRAINED as u64 + 8) {
+            shard.try_send(batch(b, seq, 4)).expect("room");
+        }
+        let waiting = messages.len();
+        let first = messages.try_recv().expect("a message");
+        hub.apply_drained(first, &mut messages);
+        assert_eq!(messages.len(), waiting - MAX_DRAINED);
     }
 
     /// The hold window on tokio's paused time: a batch that arrives while the last frame is
