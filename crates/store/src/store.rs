@@ -243,14 +243,28 @@ impl Store {
     }
 }
 
+/// The latest placement time of each user who placed at or after `$1`. The `+` keeps SQLite
+/// from grouping by walking a user index over the whole log (which it prefers for `GROUP BY`
+/// without statistics): it reads the window through `pixel_events_placed_at` instead, so a
+/// restart's cost follows the placements of the last cooldown, not the length of the log.
+const RECENT_PLACEMENTS: &str = "SELECT +user_id, MAX(placed_at) FROM pixel_events \
+                                 WHERE placed_at >= $1 GROUP BY +user_id";
+
+/// The users who placed most since `$1`, at most `$2` of them; read by time window, as
+/// [`RECENT_PLACEMENTS`].
+const TOP_PLACERS_SINCE: &str = "SELECT +e.user_id, u.username, COUNT(*) AS n \
+     FROM pixel_events e LEFT JOIN users u ON u.id = e.user_id \
+     WHERE e.placed_at >= $1 AND e.action_id IS NULL \
+     GROUP BY +e.user_id, u.username ORDER BY n DESC, +e.user_id LIMIT $2";
+
 // Users and sessions.
 impl Store {
     /// The latest placement time of each user who placed at or after `since_ms`, to restore
     /// cooldowns after a restart.
     pub async fn recent_placements(&self, since_ms: i64) -> Result<Vec<(i64, i64)>, StoreError> {
-        const SQL: &str = "SELECT user_id, MAX(placed_at) FROM pixel_events \
-                           WHERE placed_at >= $1 GROUP BY user_id";
-        Ok(on_engine!(self, e => sqlx::query_as(SQL).bind(since_ms).fetch_all(&e.pool).await)?)
+        Ok(
+            on_engine!(self, e => sqlx::query_as(RECENT_PLACEMENTS).bind(since_ms).fetch_all(&e.pool).await)?,
+        )
     }
 
     /// Makes a guest user named `guest-<name_suffix>`; [`StoreError::UsernameTaken`] if that
@@ -644,17 +658,13 @@ impl Store {
     /// Placements in the last minute, the top placers of the last hour, the bans.
     pub async fn placement_stats(&self, now_ms: i64) -> Result<PlacementStats, StoreError> {
         const LAST_MINUTE: &str = "SELECT COUNT(*) FROM pixel_events WHERE placed_at >= $1";
-        const TOP: &str = "SELECT e.user_id, u.username, COUNT(*) AS n FROM pixel_events e \
-             LEFT JOIN users u ON u.id = e.user_id \
-             WHERE e.placed_at >= $1 AND e.action_id IS NULL \
-             GROUP BY e.user_id, u.username ORDER BY n DESC, e.user_id LIMIT $2";
         const BANNED: &str = "SELECT COUNT(*) FROM users WHERE banned";
         Ok(on_engine!(self, e => {
             let last_minute: i64 = sqlx::query_scalar(LAST_MINUTE)
                 .bind(now_ms - 60_000)
                 .fetch_one(&e.pool)
                 .await?;
-            let top_placers = sqlx::query_as(TOP)
+            let top_placers = sqlx::query_as(TOP_PLACERS_SINCE)
                 .bind(now_ms - 3_600_000)
                 .bind(TOP_PLACERS)
                 .fetch_all(&e.pool)
@@ -672,7 +682,26 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::query_plan::plan;
     use crate::NewEvent;
+
+    /// The queries over a recent window of the log read that window by time, never the whole
+    /// log by user (the restart's cooldowns, the admin panel's top placers).
+    #[tokio::test]
+    async fn recent_windows_are_read_by_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open_sqlite(dir.path()).await.expect("open");
+        for sql in [RECENT_PLACEMENTS, TOP_PLACERS_SINCE] {
+            let plan = plan(&store, sqlx::QueryBuilder::new(sql)).await;
+            assert!(
+                plan.contains("SEARCH e USING INDEX pixel_events_placed_at (placed_at>?)")
+                    || plan.contains(
+                        "SEARCH pixel_events USING INDEX pixel_events_placed_at (placed_at>?)"
+                    ),
+                "{plan}"
+            );
+        }
+    }
 
     fn event(x: u32, y: u32, color: u8, tile_seq: u64) -> NewEvent {
         NewEvent {
