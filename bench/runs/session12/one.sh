@@ -6,7 +6,7 @@ BIN=$1; NAME=$2; shift 2
 LOADGEN=${LOADGEN:-/work/main/target/release/loadgen}
 OUT=/tmp/runs; mkdir -p $OUT
 DATA=$(mktemp -d /tmp/data.XXXX)
-FLAGS="--width 2000 --height 2000 --cooldown-secs 0 --guest-rate-per-minute 0 --batch-window-ms 10 --max-connections-per-address 1000000 --max-websockets-per-address 1000000 --placements-per-address-per-minute 0 --guest-pow-bits 0 ${EXTRA:-}"
+FLAGS="--width 2000 --height 2000 --cooldown-secs 0 --guest-rate-per-minute 0 --batch-window-ms ${BW:-10} --max-connections-per-address 1000000 --max-websockets-per-address 1000000 --placements-per-address-per-minute 0 --guest-pow-bits 0 ${EXTRA:-}"
 : > $OUT/$NAME.server.out
 RUST_LOG=warn $BIN serve --listen 127.0.0.1:0 --data-dir $DATA $FLAGS > $OUT/$NAME.server.out 2>$OUT/$NAME.server.log &
 PID=$!

@@ -1,0 +1,1 @@
+target/release/loadgen --url ws://127.0.0.1:39137 --server-pid 1556 --json bench/runs/compare-hot/one-binary-3000-new.json --quiet --clients 3000 --ramp-per-sec 500 --place-rate 1000 --viewport 1280x720 --zoom 2 --pan-every 30s --hotspots 8 --hotspot-radius 300 --format binary --duration 10s

@@ -1,0 +1,1 @@
+target/release/loadgen --url ws://127.0.0.1:36331 --server-pid 1688 --json bench/runs/compare-hot/one-binary-6000-new.json --quiet --clients 6000 --ramp-per-sec 500 --place-rate 1000 --viewport 1280x720 --zoom 2 --pan-every 30s --hotspots 8 --hotspot-radius 300 --format binary --duration 10s
