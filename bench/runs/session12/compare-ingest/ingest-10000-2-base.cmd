@@ -1,0 +1,1 @@
+target/release/loadgen --url ws://127.0.0.1:35399 --server-pid 6692 --json bench/runs/compare-ingest/ingest-10000-2-base.json --quiet --clients 2000 --ramp-per-sec 500 --place-rate 10000 --spread uniform --viewport 64x64 --zoom 1 --pan-every 0 --duration 10s
