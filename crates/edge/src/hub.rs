@@ -183,7 +183,7 @@ fn catchup_frame(
 /// 306 to 356, p99 ack 0.6x, 15% less CPU per message; but one area watched by 10,000 players
 /// (every placement to every socket) p99 89 to 141 ms against 47 to 66, and two writer threads
 /// collapsed over hot spots (each socket drained sooner, fewer frames per `writev`). Since the hub
-/// drains its backlog ([`TileHub::apply_drained`]), the edge's workers batch as well: at twice the
+/// drains its backlog (`TileHub::apply_drained`), the edge's workers batch as well: at twice the
 /// knee over hot spots one writer thread gave the same tail at 0.86 to 0.88x the CPU (section 16).
 pub struct FanoutWriters {
     runtime: Option<tokio::runtime::Runtime>,
