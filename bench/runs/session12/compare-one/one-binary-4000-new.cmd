@@ -1,0 +1,1 @@
+target/release/loadgen --url ws://127.0.0.1:41381 --server-pid 30639 --json bench/runs/compare/one-binary-4000-new.json --quiet --clients 4000 --ramp-per-sec 500 --place-rate 20 --viewport 1280x720 --zoom 2 --pan-every 0 --hotspots 1 --hotspot-radius 0 --format binary --duration 10s

@@ -1,0 +1,1 @@
+target/release/loadgen --url ws://127.0.0.1:40331 --server-pid 30770 --json bench/runs/compare/one-binary-6000-new.json --quiet --clients 6000 --ramp-per-sec 500 --place-rate 20 --viewport 1280x720 --zoom 2 --pan-every 0 --hotspots 1 --hotspot-radius 0 --format binary --duration 10s
