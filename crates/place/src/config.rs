@@ -280,9 +280,9 @@ pub struct EdgeSection {
     #[arg(long, env = "PLACE_WEBSOCKET_PING_SECS", default_value_t = 20)]
     pub websocket_ping_secs: u64,
     /// Threads of their own that write a fan-out to more than 128 WebSockets, apart from those
-    /// that read and answer placements, 0 to 256 (0: the edge's own workers write). 1 keeps
-    /// placements answered first past the knee over hot spots, but slows a fan-out to every
-    /// player (README, Performance).
+    /// that read and answer placements, 0 to 256 (0: the edge's own workers write). 1 uses less
+    /// CPU past the knee over hot spots (the same tail since the hub drains its backlog), but
+    /// slows a fan-out to every player (README, Performance).
     #[arg(long, env = "PLACE_FANOUT_THREADS", default_value_t = 0)]
     pub fanout_threads: usize,
     /// IPv4 prefix length that per-address limits count as one network, 8 to 32.

@@ -714,8 +714,6 @@ mod tests {
     use crate::query_plan::plan;
     use crate::NewEvent;
 
-    /// The queries over a recent window of the log read that window by time, never the whole
-    /// log by user (the restart's cooldowns, the admin panel's top placers).
     /// Both ways of finding each user's last placement in a window agree, and the one asking
     /// each user seeks that user's last event instead of reading the log.
     #[tokio::test]
@@ -783,6 +781,8 @@ mod tests {
         assert!(!read_window_by_time(5_000_000, 100_000));
     }
 
+    /// The queries over a recent window of the log read that window by time, never the whole
+    /// log by user (the restart's cooldowns, the admin panel's top placers).
     #[tokio::test]
     async fn recent_windows_are_read_by_time() {
         let dir = tempfile::tempdir().expect("tempdir");
