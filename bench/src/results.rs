@@ -683,14 +683,14 @@ fn cluster_section(md: &mut String, runs: &[Run]) {
     );
     let _ = writeln!(
         md,
-        "| load | mode | players | acked/s | ack p50 / p99 ms | broadcast p50 / p99 ms | delivery problems |"
+        "| load | mode | players | acked/s | ack p50 / p99 ms | broadcast p50 / p99 ms | delivery problems | server CPU per placement (µs) |"
     );
-    let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- | --- |");
+    let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- | --- | --- |");
     for (label, serve, cluster) in &pairs {
         for (mode, r) in [("`place serve`", serve), ("cluster", cluster)] {
             let _ = writeln!(
                 md,
-                "| {label} | {mode} | {} | {:.0} | {:.1} / {:.1} | {:.1} / {:.1} | {} |",
+                "| {label} | {mode} | {} | {:.0} | {:.1} / {:.1} | {:.1} / {:.1} | {} | {:.0} |",
                 r.u("/players/connected"),
                 r.f("/placements/acked_per_sec"),
                 r.f("/latency_ms/ack/p50"),
@@ -698,12 +698,84 @@ fn cluster_section(md: &mut String, runs: &[Run]) {
                 r.f("/latency_ms/broadcast/p50"),
                 r.f("/latency_ms/broadcast/p99"),
                 r.delivery_problems(),
+                r.f("/server/cpu_us_per_placement_steady"),
             );
         }
     }
     md.push('\n');
+    let cluster_runs: Vec<&Run> = pairs.iter().map(|(_, _, c)| *c).collect();
+    roles_table(md, &cluster_runs);
     let all: Vec<&Run> = pairs.iter().flat_map(|(_, s, c)| [*s, *c]).collect();
     commands(md, &all);
+}
+
+/// A cluster run's server CPU per acknowledged placement, by role: what each kind of process
+/// (edges, shards, PostgreSQL, Redis) spends, from loadgen's `server_processes`.
+fn roles_table(md: &mut String, runs: &[&Run]) {
+    let per_run: Vec<(&Run, Vec<(String, f64)>)> = runs
+        .iter()
+        .map(|r| (*r, cpu_by_role(&r.report)))
+        .filter(|(_, roles)| !roles.is_empty())
+        .collect();
+    if per_run.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "Where the cluster's CPU goes, in µs per acknowledged placement (each process read from \
+         `/proc` over the steady phase; PostgreSQL is every `postgres` process, its backends \
+         included):\n"
+    );
+    let _ = writeln!(md, "| run | role | µs per placement | cores |");
+    let _ = writeln!(md, "| --- | --- | --- | --- |");
+    for (r, roles) in &per_run {
+        let acked = r.f("/placements/acked_per_sec");
+        for (role, cores) in roles {
+            let _ = writeln!(
+                md,
+                "| {} | {role} | {:.1} | {cores:.2} |",
+                r.name,
+                cores * 1e6 / acked
+            );
+        }
+    }
+    md.push('\n');
+}
+
+/// The role a server process plays, from its command line: `place shard ...` is "shard",
+/// every `postgres` process is "PostgreSQL".
+fn role_of(name: &str) -> String {
+    let mut words = name.split_whitespace();
+    match words.next() {
+        Some("place") => words.next().unwrap_or("place").to_string(),
+        Some(first) if first.starts_with("postgres") => "PostgreSQL".to_string(),
+        Some(first) if first.starts_with("redis") => "Redis".to_string(),
+        Some(first) => first.to_string(),
+        None => "?".to_string(),
+    }
+}
+
+/// Cores each role used over the steady phase, summed over its processes, largest first.
+fn cpu_by_role(report: &Value) -> Vec<(String, f64)> {
+    let mut roles: Vec<(String, f64)> = Vec::new();
+    for p in report
+        .pointer("/server_processes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let role = role_of(p.get("name").and_then(Value::as_str).unwrap_or(""));
+        let cores = p
+            .get("cpu_cores_steady")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0);
+        match roles.iter_mut().find(|(r, _)| *r == role) {
+            Some((_, c)) => *c += cores,
+            None => roles.push((role, cores)),
+        }
+    }
+    roles.sort_by(|a, b| b.1.total_cmp(&a.1));
+    roles
 }
 
 fn cold_section(md: &mut String, inputs: &Inputs, paint: Option<&Run>) {
@@ -771,5 +843,33 @@ fn cold_section(md: &mut String, inputs: &Inputs, paint: Option<&Run>) {
             let _ = writeln!(md, "{}\n{}", r.server, r.command);
         }
         let _ = writeln!(md, "```\n</details>\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clusters_processes_add_up_by_role() {
+        let report = serde_json::json!({ "server_processes": [
+            { "name": "place edge --id edge-1 --listen 127.0.0.1:3901", "cpu_cores_steady": 0.25 },
+            { "name": "place shard --id shard-1 --certs x", "cpu_cores_steady": 0.125 },
+            { "name": "place edge --id edge-2", "cpu_cores_steady": 0.25 },
+            { "name": "postgres -D /var/lib/postgresql/15/main", "cpu_cores_steady": 0.0625 },
+            { "name": "postgres: 15/main: postgres test 127.0.0.1(40000) idle", "cpu_cores_steady": 0.0625 },
+            { "name": "redis-server 127.0.0.1:6379", "cpu_cores_steady": 0.03125 },
+        ]});
+        assert_eq!(
+            cpu_by_role(&report),
+            vec![
+                ("edge".to_string(), 0.5),
+                ("shard".to_string(), 0.125),
+                ("PostgreSQL".to_string(), 0.125),
+                ("Redis".to_string(), 0.03125),
+            ]
+        );
+        assert!(cpu_by_role(&serde_json::json!({ "server": {} })).is_empty());
+        assert_eq!(role_of(""), "?");
     }
 }

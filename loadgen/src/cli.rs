@@ -71,9 +71,11 @@ pub struct Args {
     /// Also write the figures as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
-    /// Process id of the server (when on this machine): report its CPU use and peak RSS.
-    #[arg(long, value_name = "PID")]
-    pub server_pid: Option<u32>,
+    /// Process id of the server (when on this machine): report its CPU use and peak RSS. Give
+    /// it once per process when the server is several (a cluster's edges and shards, the
+    /// PostgreSQL and Redis they use): the report adds them up, and lists each.
+    #[arg(long = "server-pid", value_name = "PID")]
+    pub server_pids: Vec<u32>,
     /// After the last placement is answered, how long deliveries may still take before a
     /// player that has not received one counts it as missing.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]

@@ -1,12 +1,16 @@
-//! CPU time and memory of a process, from `/proc/PID/stat` and `/proc/PID/status` (Linux).
+//! CPU time and memory of a process, from `/proc/PID/stat` and `/proc/PID/status` (Linux), and
+//! of the server's processes read together: one `place serve`, or a cluster's nodes with the
+//! PostgreSQL and Redis they use.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use parking_lot::Mutex;
 
 /// One reading of a process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Sample {
     /// User plus system CPU time so far.
     pub cpu: Duration,
@@ -14,6 +18,102 @@ pub struct Sample {
     pub rss_kib: u64,
     /// Peak resident set size, KiB (`VmHWM`).
     pub peak_rss_kib: u64,
+}
+
+impl Sample {
+    /// Several processes as one: CPU and RSS added up (the peak is the sum of each one's
+    /// peak, an upper bound of the group's).
+    pub fn sum(samples: &[Sample]) -> Sample {
+        samples.iter().fold(Sample::default(), |a, s| Sample {
+            cpu: a.cpu + s.cpu,
+            rss_kib: a.rss_kib + s.rss_kib,
+            peak_rss_kib: a.peak_rss_kib + s.peak_rss_kib,
+        })
+    }
+}
+
+/// The server's processes (`--server-pid`, once or more), each with the name it runs under.
+#[derive(Debug, Clone)]
+pub struct ServerProcesses {
+    members: Arc<[Member]>,
+}
+
+#[derive(Debug)]
+struct Member {
+    pid: u32,
+    name: String,
+    process: Process,
+    /// The last reading: what a process that has exited since (a database backend whose
+    /// client left) counts with.
+    last: Mutex<Sample>,
+}
+
+impl ServerProcesses {
+    /// The processes `pids`; `None` when there are none. Fails when one cannot be read.
+    pub fn pids(pids: &[u32]) -> anyhow::Result<Option<Self>> {
+        if pids.is_empty() {
+            return Ok(None);
+        }
+        let mut members = Vec::with_capacity(pids.len());
+        for &pid in pids {
+            let process = Process::pid(pid)?;
+            members.push(Member {
+                pid,
+                name: command_name(pid),
+                last: Mutex::new(process.sample()?),
+                process,
+            });
+        }
+        Ok(Some(Self {
+            members: members.into(),
+        }))
+    }
+
+    /// Each process's pid and name, in the order given.
+    pub fn members(&self) -> impl Iterator<Item = (u32, &str)> {
+        self.members.iter().map(|m| (m.pid, m.name.as_str()))
+    }
+
+    /// Reads every process now, in the order given. A process that has exited reads as it
+    /// did last.
+    pub fn sample(&self) -> Vec<Sample> {
+        self.members
+            .iter()
+            .map(|m| {
+                let mut last = m.last.lock();
+                if let Ok(now) = m.process.sample() {
+                    *last = now;
+                }
+                *last
+            })
+            .collect()
+    }
+}
+
+/// What a process runs, for a report: its command line with the program's directory cut off,
+/// at most [`NAME_CHARS`] characters (PostgreSQL's backends write their state there).
+fn command_name(pid: u32) -> String {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    name_of_cmdline(&cmdline)
+}
+
+const NAME_CHARS: usize = 60;
+
+fn name_of_cmdline(cmdline: &[u8]) -> String {
+    let text = String::from_utf8_lossy(cmdline);
+    let mut args = text.split('\0').filter(|a| !a.is_empty());
+    let program = args.next().unwrap_or("?");
+    // A path loses its directory; a title a process wrote itself (with spaces) stays whole.
+    let program = if program.contains(' ') {
+        program
+    } else {
+        program.rsplit('/').next().unwrap_or(program)
+    };
+    let name: String = std::iter::once(program)
+        .chain(args)
+        .collect::<Vec<_>>()
+        .join(" ");
+    name.trim().chars().take(NAME_CHARS).collect()
 }
 
 /// A process to read: a pid, or this process.
@@ -119,6 +219,57 @@ mod tests {
         assert_eq!(parse_status_kib(status, "VmSwap:"), None);
         let machine = "cpu  100 5 50 9000 40 3 2 1 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n";
         assert_eq!(parse_machine_busy(machine), Some(161));
+    }
+
+    #[test]
+    fn processes_add_up_and_are_named_by_their_command() {
+        let a = Sample {
+            cpu: Duration::from_millis(1500),
+            rss_kib: 10,
+            peak_rss_kib: 20,
+        };
+        let b = Sample {
+            cpu: Duration::from_millis(500),
+            rss_kib: 1,
+            peak_rss_kib: 2,
+        };
+        assert_eq!(
+            Sample::sum(&[a, b]),
+            Sample {
+                cpu: Duration::from_secs(2),
+                rss_kib: 11,
+                peak_rss_kib: 22
+            }
+        );
+        assert_eq!(Sample::sum(&[]), Sample::default());
+        assert_eq!(
+            name_of_cmdline(b"/work/target/release/place\0shard\0--id\0shard-1\0"),
+            "place shard --id shard-1"
+        );
+        // PostgreSQL rewrites its title into one argument padded with spaces.
+        assert_eq!(
+            name_of_cmdline(b"postgres: 15/main: postgres test 127.0.0.1(40000) idle    "),
+            "postgres: 15/main: postgres test 127.0.0.1(40000) idle"
+        );
+        assert_eq!(name_of_cmdline(b""), "?");
+        assert_eq!(name_of_cmdline(&[b'x'; 100]).len(), NAME_CHARS);
+    }
+
+    #[test]
+    fn the_server_may_be_several_processes() {
+        let me = std::process::id();
+        let group = ServerProcesses::pids(&[me, me])
+            .expect("readable")
+            .expect("some");
+        assert_eq!(group.members().count(), 2);
+        assert!(group
+            .members()
+            .all(|(pid, name)| pid == me && !name.is_empty()));
+        assert_eq!(group.sample().len(), 2);
+        assert!(ServerProcesses::pids(&[])
+            .expect("nothing to read")
+            .is_none());
+        assert!(ServerProcesses::pids(&[u32::MAX]).is_err());
     }
 
     #[test]

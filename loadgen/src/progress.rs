@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::metrics::get;
-use crate::procstat::Process;
+use crate::procstat::{Sample, ServerProcesses};
 use crate::run::Shared;
 
 /// How often the plain status line is printed when stderr is not a terminal.
@@ -27,7 +27,7 @@ impl Progress {
     /// Starts showing progress of a run expected to last about `expected` (when `show`).
     pub fn start(
         shared: Arc<Shared>,
-        server: Option<Process>,
+        server: Option<ServerProcesses>,
         expected: Duration,
         show: bool,
     ) -> Self {
@@ -72,7 +72,7 @@ async fn update(
     bar: ProgressBar,
     phase: Arc<Mutex<&'static str>>,
     shared: Arc<Shared>,
-    server: Option<Process>,
+    server: Option<ServerProcesses>,
     plain: bool,
 ) {
     let start = Instant::now();
@@ -82,7 +82,7 @@ async fn update(
             get(&c.placements_acked),
             get(&c.messages),
             get(&c.bytes),
-            server.as_ref().and_then(|s| s.sample().ok()),
+            server.as_ref().map(|s| Sample::sum(&s.sample())),
         )
     };
     let mut last = (Instant::now(), read());

@@ -36,8 +36,10 @@ pub struct Report {
     pub per_player: PerPlayer,
     /// Traffic in all.
     pub totals: Totals,
-    /// The server process (with `--server-pid`).
+    /// The server process (with `--server-pid`); several given, their sum.
     pub server: Option<ProcessFigures>,
+    /// Each server process on its own, in `--server-pid` order.
+    pub server_processes: Vec<ServerProcess>,
     /// This process.
     pub loadgen: ProcessFigures,
     /// The whole machine (from `/proc/stat`).
@@ -286,12 +288,27 @@ pub struct ProcessFigures {
     pub cpu_secs_steady: f64,
     /// CPU time per message delivered during the steady phase, in microseconds.
     pub cpu_us_per_message_steady: f64,
+    /// CPU time per placement acknowledged during the steady phase, in microseconds; `None`
+    /// when none was.
+    pub cpu_us_per_placement_steady: Option<f64>,
     /// RSS before the first player, KiB.
     pub rss_start_kib: u64,
     /// RSS at the end of the steady phase (everyone connected), KiB.
     pub rss_steady_kib: u64,
     /// Peak RSS of the process's life, KiB.
     pub peak_rss_kib: u64,
+}
+
+/// One of the server's processes (`--server-pid`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerProcess {
+    /// Its pid.
+    pub pid: u32,
+    /// Its command line (without the program's directory), cut short.
+    pub name: String,
+    /// What it used.
+    #[serde(flatten)]
+    pub figures: ProcessFigures,
 }
 
 /// The whole machine during the steady phase.
@@ -412,6 +429,27 @@ impl Report {
                 s.rss_steady_kib / 1024,
                 s.peak_rss_kib / 1024
             );
+            if let Some(us) = s.cpu_us_per_placement_steady {
+                let _ = writeln!(
+                    out,
+                    "server: {us:.1} us CPU per acknowledged placement (steady)"
+                );
+            }
+        }
+        if self.server_processes.len() > 1 {
+            for p in &self.server_processes {
+                let _ = writeln!(
+                    out,
+                    "  {:>7} {:<60} {:.2} cores, {} us per placement, {:.2} us per message",
+                    p.pid,
+                    p.name,
+                    p.figures.cpu_cores_steady,
+                    p.figures
+                        .cpu_us_per_placement_steady
+                        .map_or("-".to_string(), |us| format!("{us:.1}")),
+                    p.figures.cpu_us_per_message_steady,
+                );
+            }
         }
         let g = &self.loadgen;
         let _ = writeln!(

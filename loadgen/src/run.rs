@@ -25,7 +25,7 @@ use crate::counting::Counter;
 use crate::ledger::Ledger;
 use crate::metrics::{get, Metrics};
 use crate::net::{self, FdLimit, FD_RESERVE};
-use crate::procstat::{self, Process, Sample};
+use crate::procstat::{self, Process, Sample, ServerProcesses};
 use crate::progress::Progress;
 use crate::report::{self, Report, Summary};
 use crate::target::Target;
@@ -121,7 +121,7 @@ pub async fn run(args: &Args, progress: bool) -> anyhow::Result<Report> {
     if let Some(shortfall) = fd.shortfall() {
         eprintln!("loadgen: warning: {shortfall}");
     }
-    let server = args.server_pid.map(Process::pid).transpose()?;
+    let server = ServerProcesses::pids(&args.server_pids)?;
     let mut rng = StdRng::seed_from_u64(args.seed);
     let extent = canvas_extent(args.viewport, args.zoom, settled.geometry);
     let scene = Scene::new(
@@ -166,7 +166,14 @@ pub async fn run(args: &Args, progress: bool) -> anyhow::Result<Report> {
     let result = drive(args, &shared, server.as_ref(), &bar).await;
     bar.finish();
     let figures = result?;
-    Ok(build_report(args, &info, &shared, figures, fd))
+    Ok(build_report(
+        args,
+        &info,
+        &shared,
+        server.as_ref(),
+        figures,
+        fd,
+    ))
 }
 
 struct Figures {
@@ -176,7 +183,8 @@ struct Figures {
     connected_at_steady: u64,
     acked_steady: u64,
     messages_steady: u64,
-    server: Option<[Sample; 4]>,
+    /// Each server process's samples, in `--server-pid` order.
+    servers: Vec<[Sample; 4]>,
     loadgen: [Sample; 4],
     /// Machine busy time at the start and end of the steady phase.
     machine: Option<(Duration, Duration)>,
@@ -185,17 +193,18 @@ struct Figures {
 async fn drive(
     args: &Args,
     shared: &Arc<Shared>,
-    server: Option<&Process>,
+    server: Option<&ServerProcesses>,
     bar: &Progress,
 ) -> anyhow::Result<Figures> {
     let me = Process::current();
-    let sample_all = || -> anyhow::Result<(Option<Sample>, Sample)> {
-        Ok((server.map(Process::sample).transpose()?, me.sample()?))
+    let sample_all = || -> anyhow::Result<(Vec<Sample>, Sample)> {
+        let servers = server.map(ServerProcesses::sample);
+        Ok((servers.unwrap_or_default(), me.sample()?))
     };
     let counters = &shared.metrics.counters;
     let (phase_tx, phase_rx) = watch::channel(Phase::Ramp);
     let start = Instant::now();
-    let s0 = sample_all().context("reading the server process")?;
+    let s0 = sample_all().context("reading /proc")?;
 
     let mut players = JoinSet::new();
     ramp(args, shared, &phase_rx, &mut players).await;
@@ -240,12 +249,9 @@ async fn drive(
         connected_at_steady,
         acked_steady,
         messages_steady,
-        server: s0
-            .0
-            .zip(s1.0)
-            .zip(s2.0)
-            .zip(s3.0)
-            .map(|(((a, b), c), d)| [a, b, c, d]),
+        servers: (0..s0.0.len())
+            .map(|i| [s0.0[i], s1.0[i], s2.0[i], s3.0[i]])
+            .collect(),
         loadgen: [s0.1, s1.1, s2.1, s3.1],
         machine: m1.zip(m2),
     })
@@ -288,6 +294,7 @@ fn build_report(
     args: &Args,
     info: &place_protocol::CanvasInfo,
     shared: &Shared,
+    server: Option<&ServerProcesses>,
     f: Figures,
     fd: FdLimit,
 ) -> Report {
@@ -381,10 +388,21 @@ fn build_report(
             bytes: get(&c.bytes),
             messages_steady: f.messages_steady,
         },
-        server: f
-            .server
-            .map(|s| process_figures(&s, f.steady, f.messages_steady)),
-        loadgen: process_figures(&f.loadgen, f.steady, f.messages_steady),
+        server: server_total(&f.servers).map(|s| process_figures(&s, &f)),
+        server_processes: server
+            .map(|group| {
+                group
+                    .members()
+                    .zip(&f.servers)
+                    .map(|((pid, name), s)| report::ServerProcess {
+                        pid,
+                        name: name.to_string(),
+                        figures: process_figures(s, &f),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        loadgen: process_figures(&f.loadgen, &f),
         machine: machine_figures(&f),
         fd_limit: report::FdFigures {
             wanted: fd.wanted,
@@ -401,18 +419,29 @@ fn machine_figures(f: &Figures) -> Option<report::MachineFigures> {
     let secs = f.steady.as_secs_f64().max(1e-9);
     let busy = end.saturating_sub(start).as_secs_f64() / secs;
     let ours = |s: &[Sample; 4]| s[2].cpu.saturating_sub(s[1].cpu).as_secs_f64() / secs;
-    let server = f.server.as_ref().map_or(0.0, ours);
+    let server = server_total(&f.servers).as_ref().map_or(0.0, ours);
     Some(report::MachineFigures {
         busy_cores_steady: busy,
         other_cores_steady: (busy - server - ours(&f.loadgen)).max(0.0),
     })
 }
 
-/// Samples at: start, steady start, steady end, end; `messages` were delivered in between.
-fn process_figures(s: &[Sample; 4], steady: Duration, messages: u64) -> report::ProcessFigures {
+/// The server's processes added up at each sample; `None` without `--server-pid`.
+fn server_total(servers: &[[Sample; 4]]) -> Option<[Sample; 4]> {
+    (!servers.is_empty()).then(|| {
+        std::array::from_fn(|i| Sample::sum(&servers.iter().map(|s| s[i]).collect::<Vec<_>>()))
+    })
+}
+
+/// Samples at: start, steady start, steady end, end; the run's steady phase delivered
+/// `f.messages_steady` messages and acknowledged `f.acked_steady` placements in between.
+fn process_figures(s: &[Sample; 4], f: &Figures) -> report::ProcessFigures {
     let cpu_steady = s[2].cpu.saturating_sub(s[1].cpu).as_secs_f64();
+    let (steady, messages) = (f.steady, f.messages_steady);
     report::ProcessFigures {
         cpu_cores_steady: cpu_steady / steady.as_secs_f64().max(1e-9),
+        cpu_us_per_placement_steady: (f.acked_steady > 0)
+            .then(|| cpu_steady * 1e6 / f.acked_steady as f64),
         cpu_secs: s[3].cpu.saturating_sub(s[0].cpu).as_secs_f64(),
         cpu_secs_steady: cpu_steady,
         cpu_us_per_message_steady: cpu_steady * 1e6 / messages.max(1) as f64,

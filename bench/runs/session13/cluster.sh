@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Session 13: the cluster's CPU per acknowledged placement, process by process.
+#
+#   bench/runs/session13/cluster.sh OUT RATE [RATE...]
+#
+# Starts scripts/dev-cluster (2 edges, 3 shards, the local PostgreSQL and Redis) with the limits
+# bench/run uses, runs the ingest scenario of bench/run at each RATE against both edges, with
+# every node, every postgres process and Redis given to loadgen as --server-pid, and writes
+# OUT/cluster-ingest-RATE.json. Then stops the cluster and drops its schema and keys.
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+out=$1
+shift
+mkdir -p "$out"
+export DEV_CLUSTER_DIR=/tmp/s13-cluster DEV_CLUSTER_NAME=s13 DEV_CLUSTER_PORT=3900
+PLACE=${PLACE_BIN:-$PWD/target/release/place}
+LOADGEN=${LOADGEN:-$PWD/target/release/loadgen}
+down() {
+  PLACE_BIN=$PLACE scripts/dev-cluster down >/dev/null 2>&1 || true
+  psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP SCHEMA IF EXISTS $DEV_CLUSTER_NAME CASCADE" >/dev/null 2>&1 || true
+  redis-cli -h 127.0.0.1 --scan --pattern "place:$DEV_CLUSTER_NAME:*" | xargs -r redis-cli -h 127.0.0.1 del >/dev/null 2>&1 || true
+}
+down
+trap down EXIT
+ulimit -n "$(ulimit -Hn)"
+PLACE_MAX_CONNECTIONS_PER_ADDRESS=1000000 PLACE_MAX_WEBSOCKETS_PER_ADDRESS=1000000 \
+  PLACE_PLACEMENTS_PER_ADDRESS_PER_MINUTE=0 PLACE_GUEST_POW_BITS=0 \
+  PLACE_BIN=$PLACE PLACE_COOLDOWN_SECS=0 PLACE_GUEST_RATE_PER_MINUTE=0 PLACE_WIDTH=2000 \
+  PLACE_HEIGHT=2000 PLACE_BATCH_WINDOW_MS=10 RUST_LOG=warn scripts/dev-cluster up >"$out/urls"
+mapfile -t edges < <(head -2 "$out/urls" | sed 's/^http:/ws:/')
+for rate in "$@"; do
+  pids=()
+  for pid in $(awk '{ print $1 }' "$DEV_CLUSTER_DIR/pids") $(pgrep -x postgres) $(pgrep -x redis-server); do
+    pids+=(--server-pid "$pid")
+  done
+  sync
+  "$LOADGEN" --url "${edges[0]}/ws" --url "${edges[1]}/ws" "${pids[@]}" --quiet \
+    --json "$out/cluster-ingest-$rate.json" --clients $((rate / 5)) --ramp-per-sec 500 \
+    --place-rate "$rate" --spread uniform --viewport 64x64 --zoom 1 --pan-every 0 --duration 10s \
+    | tee "$out/cluster-ingest-$rate.txt" || true
+  sleep 3
+done
