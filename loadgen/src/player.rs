@@ -76,7 +76,7 @@ struct InFlight {
 /// Runs player `id` until the run closes or its connection drops.
 pub async fn run(shared: Arc<Shared>, id: PlayerId, phase: watch::Receiver<Phase>) {
     let index = id as usize;
-    let (target, server) = &shared.targets[index % shared.targets.len()];
+    let (target, server) = shared.target_of(index);
     let counters = &shared.metrics.counters;
     // Held until `welcome` (or failure): see `run::MAX_CONNECTING`.
     let Ok(permit) = shared.connecting.acquire().await else {
@@ -248,7 +248,7 @@ impl<'a> Player<'a> {
         );
         self.in_flight.clear();
         let index = self.id as usize;
-        let (target, server) = &self.shared.targets[index % self.shared.targets.len()];
+        let (target, server) = self.shared.target_of(index);
         let source = net::source_address(index, *server, self.shared.source_spread);
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut backoff = Duration::from_millis(100);

@@ -98,6 +98,13 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// The server player `index` talks to: placers and the others each go round the `--url`s
+    /// (see [`crate::schedule::PlacePlan::rank_in_kind`]).
+    pub fn target_of(&self, index: usize) -> &(Target, SocketAddr) {
+        let rank = self.settled.place.rank_in_kind(index, self.clients);
+        &self.targets[rank % self.targets.len()]
+    }
+
     /// When the steady phase began, once it has.
     pub fn measure_from(&self) -> Option<Instant> {
         self.measure_from.get().copied()

@@ -70,6 +70,25 @@ impl PlacePlan {
         }
     }
 
+    /// Player `index`'s place among the players of its kind, placers or the others. Giving
+    /// each kind its servers round-robin by it spreads both evenly over several `--url`s,
+    /// whatever the stride between placers (by the index alone, one placer in four over two
+    /// servers would all land on the second).
+    pub fn rank_in_kind(&self, index: usize, clients: usize) -> usize {
+        match *self {
+            Self::Idle | Self::Cooldown { .. } => index,
+            Self::Rate { placers, .. } => {
+                // The placers among players 0..index: the sum of `is_placer` telescopes.
+                let before = (index as u128 * placers as u128 / clients as u128) as usize;
+                if self.is_placer(index, clients) {
+                    before
+                } else {
+                    index - before
+                }
+            }
+        }
+    }
+
     /// How many of `clients` players place.
     pub fn placers(&self, clients: usize) -> usize {
         match *self {
@@ -113,6 +132,42 @@ mod tests {
         let plan = PlacePlan::new(Some(0.5), Duration::ZERO);
         assert_eq!(plan.placers(10), 1);
         assert_eq!(plan.interval(), Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn placers_and_watchers_are_each_spread_evenly_over_the_servers() {
+        for (rate, clients, servers) in [
+            (2000.0, 400, 2),
+            (1000.0, 1000, 2),
+            (10000.0, 2000, 3),
+            (70.0, 10, 2),
+        ] {
+            let plan = PlacePlan::new(Some(rate), Duration::ZERO);
+            let mut placers = vec![0; servers];
+            let mut watchers = vec![0; servers];
+            for i in 0..clients {
+                let server = plan.rank_in_kind(i, clients) % servers;
+                if plan.is_placer(i, clients) {
+                    placers[server] += 1;
+                } else {
+                    watchers[server] += 1;
+                }
+            }
+            for counts in [&placers, &watchers] {
+                let (lo, hi) = (
+                    counts.iter().min().expect("servers"),
+                    counts.iter().max().expect("servers"),
+                );
+                assert!(
+                    hi - lo <= 1,
+                    "rate {rate}, {clients} clients: {placers:?} placers, {watchers:?} others"
+                );
+            }
+            assert_eq!(placers.iter().sum::<usize>(), plan.placers(clients));
+        }
+        // Every player places: the index is the rank.
+        let all = PlacePlan::new(None, Duration::ZERO);
+        assert_eq!(all.rank_in_kind(7, 10), 7);
     }
 
     #[test]
