@@ -18,13 +18,14 @@
 //! The queries both engines share are [`crate::Store`]'s; this module keeps what only PostgreSQL
 //! does (the fences, `COPY`, restoring by tile).
 
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
 use place_tiles::{decompress_tile, CanvasGeometry, PixelChange, Tile, TileId, TILE_SIZE};
-use sqlx::postgres::{PgDatabaseError, PgPoolOptions};
-use sqlx::{Executor, PgPool, Row};
+use sqlx::postgres::{PgConnectOptions, PgDatabaseError, PgPoolOptions};
+use sqlx::{Connection, Executor, PgPool, Row};
 use tracing::info;
 
 use crate::types::{NewEvent, RestoredCanvas, StoreError, TileSnapshotRecord};
@@ -36,6 +37,11 @@ const MAX_CONNECTIONS: u32 = 8;
 /// edge's 2 s wait for a shard's answer, so a placement refused for an unreachable database
 /// is refused by the shard itself and never written later.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_millis(1_500);
+/// A pooled connection idle this long is pinged before use (the database may have restarted
+/// meanwhile); a busier one is not. sqlx pings before every use by default: a round trip, and a
+/// wake-up of its backend, before each group commit (5% of a busy shard's samples; the CPU saved
+/// was within the noise of `bench/RESULTS.md` section 17).
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 /// PostgreSQL's limit on identifier length, in bytes.
 const MAX_SCHEMA_NAME: usize = 63;
 /// The constraint that fences tile seqs (see the migration).
@@ -162,9 +168,20 @@ impl PgStore {
         validate_schema(schema)?;
         let quoted = format!("\"{schema}\"");
         let set_search_path: Arc<str> = format!("SET search_path TO {quoted}").into();
+        // Named in `pg_stat_activity` by their schema: which cluster each connection serves.
+        let options = PgConnectOptions::from_str(url)?.application_name(&format!("place:{schema}"));
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IF_IDLE_FOR {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .after_connect(move |conn, _meta| {
                 let statement = Arc::clone(&set_search_path);
                 Box::pin(async move {
@@ -172,7 +189,7 @@ impl PgStore {
                     Ok(())
                 })
             })
-            .connect(url)
+            .connect_with(options)
             .await?;
         create_schema(&pool, &quoted).await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;

@@ -174,6 +174,45 @@ async fn events_before_and_after_snapshots_restore_the_tiles() {
 }
 
 #[tokio::test]
+async fn connections_the_database_ended_are_replaced_once_idle() {
+    // A busy connection is not pinged before each use; one idle for a second is, so a database
+    // that restarted (here: ended the store's connections) costs no failed write.
+    with_schemas("ended", |url, [schema]| async move {
+        let store = connect(&url, &schema).await;
+        store
+            .append_events(&[event(0, 0, 1, 1)])
+            .await
+            .expect("append");
+        let admin = admin_pool(&url).await;
+        let ended: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = $1) AS t",
+        )
+        .bind(format!("place:{schema}"))
+        .fetch_one(&admin)
+        .await
+        .expect("end the store's connections");
+        assert!(
+            ended >= 1,
+            "the store's connections are named by their schema"
+        );
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        store
+            .append_events(&[event(1, 0, 1, 2)])
+            .await
+            .expect("written on a fresh connection");
+        let restored = store
+            .load_canvas(geometry(), &everything)
+            .await
+            .expect("load");
+        assert_eq!(restored.tiles[0].seq(), 2);
+        admin.close().await;
+        store.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn large_batches_keep_the_same_guarantees() {
     // Batches above 128 events take another path (COPY) than small ones.
     with_schemas("large", |url, [schema]| async move {
