@@ -161,13 +161,14 @@ pub const READINESS_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 /// left); else one whose network KEYS[3] made ARGV[5] placements in this minute (0: no limit;
 /// answers the ms to the next minute); else takes the cooldown (the last placement is now,
 /// ARGV[1], kept ARGV[3] ms) and counts the network. Answers `{kind, ms}`: 0 admitted,
-/// 1 banned, 2 cooling down, 3 network busy.
+/// 1 banned, 2 cooling down, 3 network busy. With no cooldown (ARGV[2] = 0) nothing waits, even
+/// behind a placement of the same user stamped a moment later (two admitted at once).
 static ADMIT_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(
         r"
 if redis.call('SISMEMBER', KEYS[2], ARGV[4]) == 1 then return {1, 0} end
 local last = redis.call('GET', KEYS[1])
-if last then
+if last and tonumber(ARGV[2]) > 0 then
   local left = tonumber(last) + tonumber(ARGV[2]) - tonumber(ARGV[1])
   if left > 0 then return {2, left} end
 end
@@ -753,6 +754,62 @@ mod tests {
             .bytes()
             .all(|c| c.is_ascii_lowercase() || (b'2'..=b'7').contains(&c)));
         assert_ne!(a, b, "50 random bits twice alike");
+    }
+
+    /// The cluster's admission script on the machine's Redis (`PLACE_TEST_REDIS_URL`, default
+    /// `redis://127.0.0.1:6379`), under keys of its own, removed at the end.
+    #[tokio::test]
+    async fn the_shared_admission_waits_only_for_a_cooldown() {
+        let url = std::env::var("PLACE_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        let mut redis = redis::Client::open(url.as_str())
+            .expect("a Redis URL")
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap_or_else(|e| panic!("Redis at {url} is unreachable ({e}): this test needs it"));
+        let prefix = format!(
+            "place:test_admit_{}_{}:",
+            std::process::id(),
+            guest_name_suffix().expect("random")
+        );
+        let key = |name: &str| format!("{prefix}{name}");
+        async fn admit(
+            redis: &mut redis::aio::MultiplexedConnection,
+            prefix: &str,
+            (user, now_ms, cooldown_ms): (i64, i64, i64),
+        ) -> (i64, i64) {
+            ADMIT_SCRIPT
+                .key(format!("{prefix}cooldown:{user}"))
+                .key(format!("{prefix}bans"))
+                .key(format!("{prefix}placenet:127.0.0.1"))
+                .arg(now_ms)
+                .arg(cooldown_ms)
+                .arg(MAX_COOLDOWN_MS)
+                .arg(user)
+                .arg(0)
+                .invoke_async(redis)
+                .await
+                .expect("the script runs")
+        }
+        assert_eq!(admit(&mut redis, &prefix, (1, 2000, 0)).await, (0, 0));
+        assert_eq!(
+            admit(&mut redis, &prefix, (1, 1999, 0)).await,
+            (0, 0),
+            "no cooldown: stamped a moment earlier, admitted"
+        );
+        assert_eq!(admit(&mut redis, &prefix, (2, 2000, 5000)).await, (0, 0));
+        assert_eq!(
+            admit(&mut redis, &prefix, (2, 1999, 5000)).await,
+            (2, 5001),
+            "a cooldown: refused"
+        );
+        assert_eq!(admit(&mut redis, &prefix, (2, 7000, 5000)).await, (0, 0));
+        let _: () = redis::cmd("DEL")
+            .arg(key("cooldown:1"))
+            .arg(key("cooldown:2"))
+            .query_async(&mut redis)
+            .await
+            .expect("clean up");
     }
 
     #[tokio::test]

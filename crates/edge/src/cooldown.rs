@@ -72,6 +72,11 @@ impl Cooldowns {
 
 /// Milliseconds left of a cooldown that began at `last_ms`, if any.
 fn left(last_ms: i64, now_ms: i64, cooldown_ms: i64) -> Option<i64> {
+    // No cooldown: nothing to wait for, even behind a placement of the same player stamped a
+    // moment later (two of its placements admitted at once, in either order).
+    if cooldown_ms <= 0 {
+        return None;
+    }
     let left = last_ms.saturating_add(cooldown_ms).saturating_sub(now_ms);
     (left > 0).then_some(left)
 }
@@ -93,6 +98,21 @@ mod tests {
             "other users are independent"
         );
         assert_eq!(c.try_acquire(1, 6000, 5000), Ok(11000));
+    }
+
+    #[test]
+    fn without_a_cooldown_placements_stamped_out_of_order_are_all_admitted() {
+        let c = Cooldowns::default();
+        assert_eq!(c.try_acquire(1, 2000, 0), Ok(2000));
+        assert_eq!(
+            c.try_acquire(1, 1999, 0),
+            Ok(1999),
+            "stamped a moment earlier"
+        );
+        assert_eq!(c.remaining(1, 1998, 0), 0);
+        // With a cooldown, the earlier stamp is the second placement of the cooldown: refused.
+        assert_eq!(c.try_acquire(2, 2000, 5000), Ok(7000));
+        assert_eq!(c.try_acquire(2, 1999, 5000), Err(5001));
     }
 
     #[test]
