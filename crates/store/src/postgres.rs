@@ -42,6 +42,12 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_millis(1_500);
 /// wake-up of its backend, before each group commit (5% of a busy shard's samples; the CPU saved
 /// was within the noise of `bench/RESULTS.md` section 17).
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+/// The connection that appends events (a shard has one write in flight at a time). It plans
+/// [`INSERT_EVENTS`] once (`plan_cache_mode = force_generic_plan`): left to choose, PostgreSQL kept
+/// a custom plan of it, planned again at every group commit (35% of its CPU at 200 placements/s,
+/// `bench/RESULTS.md` section 17). The other queries keep custom plans, which their parameters
+/// (time windows, a user's history) need.
+const APPENDER_CONNECTIONS: u32 = 1;
 /// PostgreSQL's limit on identifier length, in bytes.
 const MAX_SCHEMA_NAME: usize = 63;
 /// The constraint that fences tile seqs (see the migration).
@@ -155,6 +161,9 @@ type TileEventsRow = (i32, i32, Vec<i64>, Vec<i64>, Vec<i32>, Vec<i32>, Vec<i16>
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pub(crate) pool: PgPool,
+    /// The connections [`INSERT_EVENTS`] runs on, which keep one generic plan of it (see
+    /// [`APPENDER_CONNECTIONS`]).
+    appender: PgPool,
     schema: String,
 }
 
@@ -170,32 +179,40 @@ impl PgStore {
         let set_search_path: Arc<str> = format!("SET search_path TO {quoted}").into();
         // Named in `pg_stat_activity` by their schema: which cluster each connection serves.
         let options = PgConnectOptions::from_str(url)?.application_name(&format!("place:{schema}"));
-        let pool = PgPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
-                Box::pin(async move {
-                    if meta.idle_for >= PING_IF_IDLE_FOR {
-                        conn.ping().await?;
-                    }
-                    Ok(true)
+        let pool_options = |max_connections: u32| {
+            let set_search_path = Arc::clone(&set_search_path);
+            PgPoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .test_before_acquire(false)
+                .before_acquire(|conn, meta| {
+                    Box::pin(async move {
+                        if meta.idle_for >= PING_IF_IDLE_FOR {
+                            conn.ping().await?;
+                        }
+                        Ok(true)
+                    })
                 })
-            })
-            .after_connect(move |conn, _meta| {
-                let statement = Arc::clone(&set_search_path);
-                Box::pin(async move {
-                    conn.execute(&*statement).await?;
-                    Ok(())
+                .after_connect(move |conn, _meta| {
+                    let statement = Arc::clone(&set_search_path);
+                    Box::pin(async move {
+                        conn.execute(&*statement).await?;
+                        Ok(())
+                    })
                 })
-            })
-            .connect_with(options)
+        };
+        let pool = pool_options(MAX_CONNECTIONS)
+            .connect_with(options.clone())
+            .await?;
+        let appender = pool_options(APPENDER_CONNECTIONS)
+            .connect_with(options.options([("plan_cache_mode", "force_generic_plan")]))
             .await?;
         create_schema(&pool, &quoted).await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         info!(schema, "PostgreSQL store ready");
         Ok(Self {
             pool,
+            appender,
             schema: schema.to_owned(),
         })
     }
@@ -284,7 +301,7 @@ impl PgStore {
             .bind(column64(|r| r.tile_seq))
             .bind(rows.iter().map(|r| r.action_id).collect::<Vec<_>>())
             .bind(epoch)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.appender)
             .await?;
         match last {
             Some(id) => Ok(Written::Last(id)),
@@ -384,6 +401,7 @@ impl PgStore {
 
     /// Closes the pool, waiting for queries in flight.
     pub async fn close(&self) {
+        self.appender.close().await;
         self.pool.close().await;
     }
 }
