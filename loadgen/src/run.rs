@@ -309,6 +309,9 @@ fn build_report(
     let c = &m.counters;
     let h = m.histograms();
     let ms = |kind| Summary::of(h.get(kind), 1000.0);
+    let server_figures = server_total(&f.servers).map(|s| process_figures(&s, &f));
+    let loadgen_figures = process_figures(&f.loadgen, &f);
+    let machine = machine_figures(&f, server_figures.as_ref(), &loadgen_figures);
     Report {
         settings: report::Settings {
             urls: args.urls.clone(),
@@ -395,7 +398,7 @@ fn build_report(
             bytes: get(&c.bytes),
             messages_steady: f.messages_steady,
         },
-        server: server_total(&f.servers).map(|s| process_figures(&s, &f)),
+        server: server_figures,
         server_processes: server
             .map(|group| {
                 group
@@ -409,8 +412,8 @@ fn build_report(
                     .collect()
             })
             .unwrap_or_default(),
-        loadgen: process_figures(&f.loadgen, &f),
-        machine: machine_figures(&f),
+        loadgen: loadgen_figures,
+        machine,
         fd_limit: report::FdFigures {
             wanted: fd.wanted,
             soft: fd.soft,
@@ -420,16 +423,18 @@ fn build_report(
 }
 
 /// What the whole machine did during the steady phase, and how much of it was neither the
-/// server nor loadgen.
-fn machine_figures(f: &Figures) -> Option<report::MachineFigures> {
+/// server (its figures, when it was read) nor loadgen.
+fn machine_figures(
+    f: &Figures,
+    server: Option<&report::ProcessFigures>,
+    loadgen: &report::ProcessFigures,
+) -> Option<report::MachineFigures> {
     let (start, end) = f.machine?;
-    let secs = f.steady.as_secs_f64().max(1e-9);
-    let busy = end.saturating_sub(start).as_secs_f64() / secs;
-    let ours = |s: &[Sample; 4]| s[2].cpu.saturating_sub(s[1].cpu).as_secs_f64() / secs;
-    let server = server_total(&f.servers).as_ref().map_or(0.0, ours);
+    let busy = end.saturating_sub(start).as_secs_f64() / f.steady.as_secs_f64().max(1e-9);
+    let server = server.map_or(0.0, |s| s.cpu_cores_steady);
     Some(report::MachineFigures {
         busy_cores_steady: busy,
-        other_cores_steady: (busy - server - ours(&f.loadgen)).max(0.0),
+        other_cores_steady: (busy - server - loadgen.cpu_cores_steady).max(0.0),
     })
 }
 
