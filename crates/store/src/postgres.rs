@@ -1,4 +1,5 @@
-//! The cluster store: PostgreSQL through a sqlx connection pool, inside one schema.
+//! The cluster store: PostgreSQL through a sqlx connection pool and one connection for appends,
+//! inside one schema.
 //!
 //! Every shard process of the cluster keeps its tiles' events and snapshots here, so the data is
 //! organised by tile rather than by process:
@@ -25,29 +26,23 @@ use std::time::Duration;
 use futures_util::TryStreamExt;
 use place_tiles::{decompress_tile, CanvasGeometry, PixelChange, Tile, TileId, TILE_SIZE};
 use sqlx::postgres::{PgConnectOptions, PgDatabaseError, PgPoolOptions};
-use sqlx::{Connection, Executor, PgPool, Row};
+use sqlx::{Connection, Executor, PgConnection, PgPool, Row};
+use tokio::time::Instant;
 use tracing::info;
 
 use crate::types::{NewEvent, RestoredCanvas, StoreError, TileSnapshotRecord};
 
-/// Connections per pool: the shard's writer, a checkpoint, and reads alongside.
+/// Connections in the pool: a checkpoint, the fences, and reads (the appends have their own).
 const MAX_CONNECTIONS: u32 = 8;
 /// How long a query waits for a connection (or the first connection) before failing, so an
 /// unreachable PostgreSQL makes placements fail quickly instead of hanging. It is below the
 /// edge's 2 s wait for a shard's answer, so a placement refused for an unreachable database
 /// is refused by the shard itself and never written later.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_millis(1_500);
-/// A pooled connection idle this long is pinged before use (the database may have restarted
-/// meanwhile); a busier one is not. sqlx pings before every use by default: a round trip, and a
-/// wake-up of its backend, before each group commit (5% of a busy shard's samples; the CPU saved
-/// was within the noise of `bench/RESULTS.md` section 17).
+/// A connection idle this long is pinged before use (the database may have restarted meanwhile);
+/// a busier one is not. sqlx's pool pings before every use by default: a round trip, and a
+/// wake-up of its backend, before each query (`bench/RESULTS.md` section 17).
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
-/// The connection that appends events (a shard has one write in flight at a time). It plans
-/// [`INSERT_EVENTS`] once (`plan_cache_mode = force_generic_plan`): left to choose, PostgreSQL kept
-/// a custom plan of it, planned again at every group commit (35% of its CPU at 200 placements/s,
-/// `bench/RESULTS.md` section 17). The other queries keep custom plans, which their parameters
-/// (time windows, a user's history) need.
-const APPENDER_CONNECTIONS: u32 = 1;
 /// PostgreSQL's limit on identifier length, in bytes.
 const MAX_SCHEMA_NAME: usize = 63;
 /// The constraint that fences tile seqs (see the migration).
@@ -161,10 +156,76 @@ type TileEventsRow = (i32, i32, Vec<i64>, Vec<i64>, Vec<i32>, Vec<i32>, Vec<i16>
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pub(crate) pool: PgPool,
-    /// The connections [`INSERT_EVENTS`] runs on, which keep one generic plan of it (see
-    /// [`APPENDER_CONNECTIONS`]).
-    appender: PgPool,
+    /// The connection [`INSERT_EVENTS`] runs on.
+    appender: Arc<Appender>,
     schema: String,
+}
+
+/// The one connection that appends events (a shard has one write in flight at a time), held
+/// outside the pool:
+///
+/// - sqlx pings every pooled connection when it is returned, so each group commit cost a second
+///   round trip and a second wake-up of its backend (5.5% of a busy shard's samples,
+///   `bench/RESULTS.md` section 18). This one is pinged only after [`PING_IF_IDLE_FOR`] of rest
+///   (the database may have restarted meanwhile).
+/// - It plans [`INSERT_EVENTS`] once (`plan_cache_mode = force_generic_plan`): left to choose,
+///   PostgreSQL kept a custom plan of it, planned again at every group commit (35% of its CPU at
+///   200 placements/s, section 17). The other queries keep custom plans, which their parameters
+///   (time windows, a user's history) need.
+///
+/// It is opened with the store. A use that fails for any reason but the database refusing the
+/// statement, or that is abandoned half way, drops it, and the next append opens a fresh one.
+#[derive(Debug)]
+struct Appender {
+    options: PgConnectOptions,
+    set_search_path: Arc<str>,
+    /// The connection between appends, and when it was last used.
+    idle: tokio::sync::Mutex<Option<(PgConnection, Instant)>>,
+}
+
+impl Appender {
+    /// Runs `query` on the appender's connection, opening one if need be.
+    async fn fetch_one<T>(
+        &self,
+        query: sqlx::query::QueryScalar<'_, sqlx::Postgres, T, sqlx::postgres::PgArguments>,
+    ) -> Result<T, sqlx::Error>
+    where
+        T: Send + Unpin,
+        (T,): for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+    {
+        let mut idle = self.idle.lock().await;
+        // Taken out while in use: if this future is dropped half way, so is the connection.
+        let mut connection = match idle.take() {
+            Some((mut connection, since)) => {
+                if since.elapsed() >= PING_IF_IDLE_FOR && connection.ping().await.is_err() {
+                    self.open().await?
+                } else {
+                    connection
+                }
+            }
+            None => self.open().await?,
+        };
+        let result = query.fetch_one(&mut connection).await;
+        if matches!(result, Ok(_) | Err(sqlx::Error::Database(_))) {
+            *idle = Some((connection, Instant::now()));
+        }
+        result
+    }
+
+    async fn open(&self) -> Result<PgConnection, sqlx::Error> {
+        let mut connection =
+            tokio::time::timeout(ACQUIRE_TIMEOUT, PgConnection::connect_with(&self.options))
+                .await
+                .map_err(|_| sqlx::Error::PoolTimedOut)??;
+        connection.execute(&*self.set_search_path).await?;
+        Ok(connection)
+    }
+
+    async fn close(&self) {
+        if let Some((connection, _)) = self.idle.lock().await.take() {
+            let _ = connection.close().await;
+        }
+    }
 }
 
 impl PgStore {
@@ -179,10 +240,10 @@ impl PgStore {
         let set_search_path: Arc<str> = format!("SET search_path TO {quoted}").into();
         // Named in `pg_stat_activity` by their schema: which cluster each connection serves.
         let options = PgConnectOptions::from_str(url)?.application_name(&format!("place:{schema}"));
-        let pool_options = |max_connections: u32| {
+        let pool = {
             let set_search_path = Arc::clone(&set_search_path);
             PgPoolOptions::new()
-                .max_connections(max_connections)
+                .max_connections(MAX_CONNECTIONS)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
                 .test_before_acquire(false)
                 .before_acquire(|conn, meta| {
@@ -200,15 +261,20 @@ impl PgStore {
                         Ok(())
                     })
                 })
+                .connect_with(options.clone())
+                .await?
         };
-        let pool = pool_options(MAX_CONNECTIONS)
-            .connect_with(options.clone())
-            .await?;
-        let appender = pool_options(APPENDER_CONNECTIONS)
-            .connect_with(options.options([("plan_cache_mode", "force_generic_plan")]))
-            .await?;
         create_schema(&pool, &quoted).await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        let appender = Appender {
+            options: options.options([("plan_cache_mode", "force_generic_plan")]),
+            set_search_path,
+            idle: tokio::sync::Mutex::new(None),
+        };
+        // Opened now, so a store that connected can append (and its backend is there to see).
+        let connection = appender.open().await?;
+        *appender.idle.lock().await = Some((connection, Instant::now()));
+        let appender = Arc::new(appender);
         info!(schema, "PostgreSQL store ready");
         Ok(Self {
             pool,
@@ -290,7 +356,7 @@ impl PgStore {
     async fn insert_events(&self, rows: &[EventRow], epoch: i64) -> Result<Written, sqlx::Error> {
         let column = |f: fn(&EventRow) -> i32| rows.iter().map(f).collect::<Vec<_>>();
         let column64 = |f: fn(&EventRow) -> i64| rows.iter().map(f).collect::<Vec<_>>();
-        let last: Option<i64> = sqlx::query_scalar(INSERT_EVENTS)
+        let last = sqlx::query_scalar(INSERT_EVENTS)
             .bind(column(|r| r.tx))
             .bind(column(|r| r.ty))
             .bind(column(|r| r.x))
@@ -300,9 +366,8 @@ impl PgStore {
             .bind(column64(|r| r.placed_at))
             .bind(column64(|r| r.tile_seq))
             .bind(rows.iter().map(|r| r.action_id).collect::<Vec<_>>())
-            .bind(epoch)
-            .fetch_one(&self.appender)
-            .await?;
+            .bind(epoch);
+        let last: Option<i64> = self.appender.fetch_one(last).await?;
         match last {
             Some(id) => Ok(Written::Last(id)),
             None => {

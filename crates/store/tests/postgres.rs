@@ -213,6 +213,40 @@ async fn connections_the_database_ended_are_replaced_once_idle() {
 }
 
 #[tokio::test]
+async fn an_append_abandoned_half_way_leaves_the_next_one_working() {
+    // The appends share one connection. A caller that gives up on an append (a timeout) drops it
+    // mid-exchange; the connection must not be reused in that state.
+    with_schemas("abandoned", |url, [schema]| async move {
+        let store = connect(&url, &schema).await;
+        // The abandoned appends go to tile 1:0, each with a seq of its own (written or not, it
+        // leaves gaps there); the ones after them to tile 0:0, which must hold all of them.
+        let mut seq = 0;
+        for wait_us in (0..400).step_by(20) {
+            let abandoned = tokio::time::timeout(
+                Duration::from_micros(wait_us),
+                store.append_events(&[event(64, 0, 1, wait_us + 1)]),
+            )
+            .await;
+            if let Ok(written) = abandoned {
+                written.expect("an append given time succeeds");
+            }
+            seq += 1;
+            store
+                .append_events(&[event(0, 0, 2, seq)])
+                .await
+                .expect("the append after an abandoned one");
+        }
+        let restored = store
+            .load_canvas(geometry(), &|tile: TileId| tile == TileId::new(0, 0))
+            .await
+            .expect("load");
+        assert_eq!(restored.tiles[0].seq(), seq);
+        store.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn large_batches_keep_the_same_guarantees() {
     // Batches above 128 events take another path (COPY) than small ones.
     with_schemas("large", |url, [schema]| async move {
