@@ -7,6 +7,9 @@
 # bench/run uses, runs the ingest scenario of bench/run at each RATE against both edges, with
 # every node, every postgres process and Redis given to loadgen as --server-pid, and writes
 # OUT/cluster-ingest-RATE.json. Then stops the cluster and drops its schema and keys.
+#
+# PERF_NODES="shard-1 edge-1" also records a profile of each named node for 4 s of each step's
+# steady phase (OUT/NODE-RATE.perf; `perf report -i FILE --children --sort symbol -g none`).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 out=$1
@@ -34,6 +37,11 @@ for rate in "$@"; do
     pids+=(--server-pid "$pid")
   done
   sync
+  for node in ${PERF_NODES:-}; do
+    pid=$(awk -v n="$node" '$2 == n { print $1 }' "$DEV_CLUSTER_DIR/pids")
+    (sleep 8; perf record -F 999 --call-graph dwarf,16384 -p "$pid" -o "$out/$node-$rate.perf" \
+      -- sleep 4 >/dev/null 2>&1) &
+  done
   "$LOADGEN" --url "${edges[0]}/ws" --url "${edges[1]}/ws" "${pids[@]}" --quiet \
     --json "$out/cluster-ingest-$rate.json" --clients $((rate / 5)) --ramp-per-sec 500 \
     --place-rate "$rate" --spread uniform --viewport 64x64 --zoom 1 --pan-every 0 --duration 10s \

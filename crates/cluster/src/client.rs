@@ -13,6 +13,7 @@ use thiserror::Error;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
+use crate::lane::{Lane, LaneError};
 use crate::ring::{Ring, ShardInfo};
 use crate::tls::{NodeIdentity, TlsError, SHARD_NAME};
 use crate::wire::{
@@ -67,11 +68,14 @@ pub struct ClusterClient {
     /// The canvas at start; [`ClusterClient::geometry`] grows it to the ring's.
     geometry: CanvasGeometry,
     connections: Mutex<HashMap<String, quinn::Connection>>,
+    /// The placement lane to each shard, on its current connection.
+    lanes: Mutex<HashMap<String, Arc<Lane>>>,
     /// Shards that could not be reached, and until when requests for them fail at once.
     unreachable: Mutex<HashMap<String, tokio::time::Instant>>,
-    /// One connection attempt per shard at a time: the requests that need a connection meanwhile
-    /// wait for it instead of each opening their own (after a failover, every watched tile and
-    /// placement of the dead shard's tiles turns to its new owners at once).
+    /// One connection attempt (or lane opening) per shard at a time: the requests that need a
+    /// connection meanwhile wait for it instead of each opening their own (after a failover,
+    /// every watched tile and placement of the dead shard's tiles turns to its new owners at
+    /// once).
     connecting: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -90,6 +94,7 @@ impl ClusterClient {
             ring,
             geometry,
             connections: Mutex::new(HashMap::new()),
+            lanes: Mutex::new(HashMap::new()),
             unreachable: Mutex::new(HashMap::new()),
             connecting: Mutex::new(HashMap::new()),
         })
@@ -185,6 +190,33 @@ impl ClusterClient {
         Ok(connection)
     }
 
+    /// The placement lane to `shard`, opened (with the connection, if need be) when there is
+    /// none open.
+    async fn lane(&self, shard: &ShardInfo) -> Result<Arc<Lane>, ClientError> {
+        let connection = self.connection(shard).await?;
+        let open_lane = || {
+            self.lanes
+                .lock()
+                .get(&shard.id)
+                .filter(|lane| lane.is_open_on(&connection))
+                .cloned()
+        };
+        if let Some(lane) = open_lane() {
+            return Ok(lane);
+        }
+        let attempt = Arc::clone(self.connecting.lock().entry(shard.id.clone()).or_default());
+        let _one_at_a_time = attempt.lock().await;
+        if let Some(lane) = open_lane() {
+            return Ok(lane);
+        }
+        let (send, recv) = open_on(&connection, &Request::PlaceLane).await?;
+        let lane = Lane::start(&connection, send, recv);
+        self.lanes
+            .lock()
+            .insert(shard.id.clone(), Arc::clone(&lane));
+        Ok(lane)
+    }
+
     async fn open(
         &self,
         shard: &ShardInfo,
@@ -210,27 +242,24 @@ impl ClusterClient {
             let ring = self.ring();
             let owner = ring.owner(tile).clone();
             let wire = wire_place(&request, ring.epoch());
-            let connection = match tokio::time::timeout_at(deadline, self.connection(&owner)).await
-            {
-                Ok(Ok(connection)) => connection,
+            let lane = match tokio::time::timeout_at(deadline, self.lane(&owner)).await {
+                Ok(Ok(lane)) => lane,
                 Ok(Err(error)) => {
                     warn!(shard = %owner.id, %error, "placement not sent: shard unreachable");
                     return Err(PlaceError::Unavailable);
                 }
                 Err(_) => return Err(PlaceError::Unavailable),
             };
-            let exchange = async {
-                let (send, mut recv) = open_on(&connection, &Request::Place(wire)).await?;
-                drop(send);
-                let frame = read_frame(&mut recv)
-                    .await?
-                    .ok_or_else(|| ClientError::Stream("no reply".into()))?;
-                Ok::<_, ClientError>(PlaceReply::decode(&frame)?)
-            };
-            let reply = match tokio::time::timeout_at(deadline, exchange).await {
+            let reply = match tokio::time::timeout_at(deadline, lane.place(wire)).await {
                 Ok(Ok(reply)) => reply,
-                Ok(Err(error)) => {
-                    warn!(shard = %owner.id, %error, "placement failed");
+                // Nothing was sent: the next turn opens a new lane (or finds the shard gone).
+                Ok(Err(LaneError::Ended)) => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                    continue;
+                }
+                Ok(Err(LaneError::NoAnswer)) => {
+                    warn!(shard = %owner.id, "placement failed: the lane ended before its answer");
                     return Err(PlaceError::NoAnswer);
                 }
                 Err(_) => {

@@ -10,11 +10,13 @@
 //! - [`tls`]: the cluster's certificate authority and node identities, and the mutually
 //!   authenticated QUIC configurations built from them.
 //! - [`wire`]: the edge-shard messages and their framing on QUIC streams.
+//! - [`lane`]: the long-lived stream that carries an edge's placements to a shard.
 //! - [`shard_server`]: a shard's QUIC server, bridging streams to its local shard.
 //! - [`client`]: an edge's QUIC client: placements routed by the ring, tile streams, reads.
 
 pub mod client;
 pub mod failover;
+pub mod lane;
 pub mod reshard;
 pub mod ring;
 pub mod ring_store;

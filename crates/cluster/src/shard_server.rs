@@ -1,6 +1,6 @@
 //! A shard's QUIC side: accepts edges (mutually authenticated), and serves each stream they open
-//! against the local [`ShardHandle`]: placements (alone or in batches), tile subscriptions and
-//! reads.
+//! against the local [`ShardHandle`]: placements (on a lane, alone or in batches), tile
+//! subscriptions and reads.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,18 +9,22 @@ use std::sync::Arc;
 use futures_util::future::join_all;
 use place_shard::{PlaceError, PlaceRequest, Placed, ShardHandle, ShardMessage};
 use place_tiles::{CanvasGeometry, TileId};
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tracing::{debug, info, warn, Instrument};
 
+use crate::lane::Outgoing;
 use crate::ring::Ring;
 use crate::wire::{
-    read_frame, write_frame, BatchReply, PlaceRefusal, PlaceReply, Request, TileFrame, WireError,
-    WirePlace,
+    read_frame, write_frame, BatchReply, LanePlace, LaneReply, PlaceRefusal, PlaceReply, Request,
+    TileFrame, WireError, WirePlace,
 };
 
 /// Messages one tile stream may have queued before the edge counts as too slow for it: the
 /// stream is reset and the edge resubscribes from its seq.
 pub const TILE_STREAM_QUEUE: usize = 4096;
+/// Placements one lane may have under way at the shard. Past it the shard stops reading the lane
+/// (QUIC's flow control then holds back the edge's writes) until some are answered.
+pub const LANE_IN_FLIGHT: usize = 4096;
 
 /// What a shard's QUIC server needs.
 #[derive(Clone)]
@@ -137,18 +141,11 @@ impl ShardServer {
         };
         match Request::decode(&frame)? {
             Request::Place(p) => {
-                // The edge's correlation id: this shard's lines for the placement name it too.
-                let span = tracing::info_span!(
-                    "placement",
-                    placement_id = %format!("{:016x}", p.placement_id),
-                    x = p.x,
-                    y = p.y,
-                    user_id = p.user_id
-                );
-                let reply = self.place(p).instrument(span).await;
+                let reply = self.place(p).await;
                 write_frame(&mut send, &reply.encode()).await?;
                 let _ = send.finish();
             }
+            Request::PlaceLane => self.serve_lane(send, recv).await?,
             Request::PlaceBatch(places) => {
                 let action = places.first().and_then(|p| p.action_id);
                 let span = tracing::info_span!("place_batch", action_id = ?action, placements = places.len());
@@ -176,7 +173,63 @@ impl ShardServer {
         Ok(())
     }
 
+    /// Serves a placement lane until the edge finishes it: each placement is applied on its own
+    /// (a slow one holds up none behind it) and answered as it completes; the answers ready
+    /// together go out in one write. Once the edge's side ends, the placements under way are
+    /// still answered before the shard finishes its side.
+    async fn serve_lane(
+        &self,
+        send: quinn::SendStream,
+        mut recv: quinn::RecvStream,
+    ) -> Result<(), WireError> {
+        let replies = Arc::new(Outgoing::default());
+        let writer = {
+            let replies = Arc::clone(&replies);
+            tokio::spawn(async move { replies.run(send).await })
+        };
+        let under_way = Arc::new(Semaphore::new(LANE_IN_FLIGHT));
+        let read = async {
+            while let Some(frame) = read_frame(&mut recv).await? {
+                let LanePlace { id, place } = LanePlace::decode(&frame)?;
+                let permit = Arc::clone(&under_way)
+                    .acquire_owned()
+                    .await
+                    .expect("the semaphore is never closed");
+                let server = self.clone();
+                let replies = Arc::clone(&replies);
+                tokio::spawn(async move {
+                    let reply = server.place(place).await;
+                    replies.push(|frames| LaneReply { id, reply }.put_frame(frames));
+                    drop(permit);
+                });
+            }
+            Ok::<_, WireError>(())
+        }
+        .await;
+        let _all_answered = under_way
+            .acquire_many(LANE_IN_FLIGHT as u32)
+            .await
+            .expect("the semaphore is never closed");
+        replies.close();
+        let written = writer
+            .await
+            .unwrap_or_else(|_| Err(WireError::Malformed("lane writer panicked".into())));
+        read.and(written)
+    }
+
     async fn place(&self, p: WirePlace) -> PlaceReply {
+        // The edge's correlation id: this shard's lines for the placement name it too.
+        let span = tracing::info_span!(
+            "placement",
+            placement_id = %format!("{:016x}", p.placement_id),
+            x = p.x,
+            y = p.y,
+            user_id = p.user_id
+        );
+        self.place_traced(p).instrument(span).await
+    }
+
+    async fn place_traced(&self, p: WirePlace) -> PlaceReply {
         match self.place_owned(p).await {
             Ok(placed) => {
                 debug!(seq = placed.seq, "placement applied");

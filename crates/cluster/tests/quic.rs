@@ -165,6 +165,50 @@ async fn placements_reach_their_owner_and_stream_to_subscribers() {
 }
 
 #[tokio::test]
+async fn placements_sent_together_share_a_lane_and_each_gets_its_own_answer() {
+    // Every placement to a shard goes over one stream, answered by id as each completes: many
+    // at once, over several tiles of each shard, must each get the seq of their own tile.
+    let cluster = start_cluster(2).await;
+    let (edge, _ring) = client(&cluster, Arc::clone(&cluster.ring));
+    let tiles: Vec<TileId> = cluster
+        .ring
+        .shards()
+        .iter()
+        .flat_map(|shard| cluster.ring.tiles_of(&shard.id, cluster.geometry).take(3))
+        .collect();
+    let per_tile = 100u32;
+    let placements = (0..per_tile).flat_map(|i| {
+        tiles.iter().map(move |&tile| {
+            let (x0, y0) = tile.origin();
+            (tile, request(x0 + i % 64, y0 + i / 64, (i % 16) as u8))
+        })
+    });
+    let placed = futures_util::future::join_all(placements.map(|(tile, r)| {
+        let edge = &edge;
+        async move { (tile, edge.place(r).await) }
+    }))
+    .await;
+    for tile in &tiles {
+        let mut seqs: Vec<u64> = placed
+            .iter()
+            .filter(|(t, _)| t == tile)
+            .map(|(_, result)| result.as_ref().expect("placed").seq)
+            .collect();
+        seqs.sort_unstable();
+        assert_eq!(
+            seqs,
+            (1..=u64::from(per_tile)).collect::<Vec<_>>(),
+            "tile {tile}: each placement answered with its own seq"
+        );
+    }
+    let canvas = edge.read_tiles().await.expect("read");
+    assert_eq!(
+        canvas.iter().map(|t| t.seq).sum::<u64>(),
+        u64::from(per_tile) * tiles.len() as u64
+    );
+}
+
+#[tokio::test]
 async fn a_shard_refuses_tiles_it_does_not_own() {
     let cluster = start_cluster(2).await;
     // An edge with a wrong ring: each id points at the other shard's address.
