@@ -80,10 +80,13 @@ describe("finding your way", () => {
       const t = await page.evaluate((px) => window.__place.screenOf(px, 401), px);
       await page.mouse.move(t.x, t.y);
 
-      // A click places, and the tooltip says so at once.
+      // A click places, and once the server has acknowledged it the tooltip says so at once.
+      // (The colour shows before the acknowledgement; that can take a while on a busy machine.)
+      const acked = (await place(page)).received.success;
       await page.mouse.click(t.x, t.y);
       await waitForCanvasRgb(page, px, 401, hexRgb(palette[5]));
-      await page.waitForFunction(() => /you · just now/.test(document.getElementById("pixel-info").textContent), null, { timeout: 2000 });
+      await page.waitForFunction((n) => window.__place.received.success > n, acked, { timeout: 10_000 });
+      await page.waitForFunction(() => /you · just now/.test(document.getElementById("pixel-info").textContent), null, { timeout: 1000 });
       assert.ok(await page.isVisible("#pixel-info"));
       const tip = await page.locator("#pixel-info").boundingBox();
       assert.ok(tip.x >= t.x + 20 || tip.x + tip.width <= t.x - 20, "the tooltip keeps clear of the cursor");
