@@ -106,6 +106,7 @@ impl Cluster {
             geometry: self.geometry,
             color_count: 16,
             batch_window: Duration::from_millis(5),
+            commit_linger: Duration::ZERO,
             checkpoint: CheckpointPolicy::default(),
         };
         let owned = Ownership {

@@ -52,6 +52,7 @@ async fn start_cluster(shards: usize) -> Cluster {
             geometry,
             color_count: 16,
             batch_window: Duration::from_millis(5),
+            commit_linger: Duration::ZERO,
             checkpoint: CheckpointPolicy::default(),
         };
         let owned = Ownership {

@@ -325,6 +325,10 @@ pub struct ShardSection {
     /// Milliseconds a tile's changes are gathered before they are sent, 1 to 1000.
     #[arg(long, env = "PLACE_BATCH_WINDOW_MS", default_value_t = 10)]
     pub batch_window_ms: u64,
+    /// Microseconds an idle shard waits after a placement before it writes, so placements close
+    /// together share a commit, 0 to 10000 (0: write at once). A busy shard never waits.
+    #[arg(long, env = "PLACE_COMMIT_LINGER_US", default_value_t = 1000)]
+    pub commit_linger_us: u64,
     /// Seconds between checkpoints of changed tiles, 1 to 3600.
     #[arg(long, env = "PLACE_CHECKPOINT_SECS", default_value_t = 30)]
     pub checkpoint_secs: u64,
@@ -856,10 +860,12 @@ impl ShardSection {
     pub fn validate(&self, canvas: &ValidCanvas) -> Result<ShardConfig, ConfigError> {
         in_range("batch_window_ms", self.batch_window_ms, 1, 1000)?;
         in_range("checkpoint_secs", self.checkpoint_secs, 1, 3600)?;
+        in_range("commit_linger_us", self.commit_linger_us, 0, 10_000)?;
         Ok(ShardConfig {
             geometry: canvas.geometry,
             color_count: canvas.palette.len(),
             batch_window: Duration::from_millis(self.batch_window_ms),
+            commit_linger: Duration::from_micros(self.commit_linger_us),
             checkpoint: CheckpointPolicy {
                 max_interval_ms: self.checkpoint_secs as i64 * 1000,
                 ..CheckpointPolicy::default()

@@ -4,7 +4,9 @@
 //!
 //! 1. `Place` joins the pending queue.
 //! 2. When no write is in flight, the whole queue (up to [`MAX_BATCH`]) becomes one
-//!    [`Output::WriteEvents`] job with each placement's tile seq assigned: group commit.
+//!    [`Output::WriteEvents`] job with each placement's tile seq assigned: group commit. The
+//!    driver may hold writes back for a moment ([`ShardCore::hold_writes`], until
+//!    `ReleaseWrites`) so that placements close together share a commit.
 //! 3. `WriteDone(Ok)`: only now are the placements applied to the tiles, answered
 //!    ([`Output::Reply`]) and added to their tile's delta window. So the tiles hold exactly what is
 //!    durable: a crash can never take back a seq a client has seen. `WriteDone(Err)`: every
@@ -176,6 +178,8 @@ pub enum Input {
         /// Now, epoch ms.
         now_ms: i64,
     },
+    /// Writes held back by [`ShardCore::hold_writes`] may start again.
+    ReleaseWrites,
 }
 
 /// Why an events job failed.
@@ -314,6 +318,8 @@ pub struct ShardCore {
     deferred: HashMap<TileId, Vec<(SubscriberId, Option<u64>)>>,
     /// The time of the last tick (epoch ms).
     now_ms: i64,
+    /// No write starts until `ReleaseWrites`.
+    holding: bool,
 }
 
 impl ShardCore {
@@ -345,6 +351,7 @@ impl ShardCore {
             events_since_checkpoint: 0,
             last_checkpoint_ms: None,
             now_ms: 0,
+            holding: false,
             checkpoint_policy,
             checkpoint_requested: false,
             reloading: HashSet::new(),
@@ -449,6 +456,11 @@ impl ShardCore {
         })
     }
 
+    /// Starts no write (of events or a checkpoint) until [`Input::ReleaseWrites`].
+    pub fn hold_writes(&mut self) {
+        self.holding = true;
+    }
+
     /// Whether nothing is pending or being written.
     pub fn is_idle(&self) -> bool {
         self.pending.is_empty() && self.in_flight.is_none()
@@ -517,6 +529,7 @@ impl ShardCore {
                 self.flush_windows(&mut out);
                 self.maybe_checkpoint(now_ms);
             }
+            Input::ReleaseWrites => self.holding = false,
         }
         self.start_write(&mut out);
         out
@@ -559,7 +572,7 @@ impl ShardCore {
     }
 
     fn start_write(&mut self, out: &mut Vec<Output>) {
-        if self.in_flight.is_some() {
+        if self.in_flight.is_some() || self.holding {
             return;
         }
         if self.checkpoint_requested {

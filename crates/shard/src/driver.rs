@@ -45,6 +45,10 @@ pub struct ShardConfig {
     pub color_count: usize,
     /// How long changes of a tile are gathered before they are sent as one batch.
     pub batch_window: Duration,
+    /// How long an idle shard waits after a placement before it writes, so that placements
+    /// close behind it share its commit (zero: it writes at once). A busy shard never waits: it
+    /// writes what has queued as soon as its last write is done.
+    pub commit_linger: Duration,
     /// When to write checkpoints.
     pub checkpoint: CheckpointPolicy,
 }
@@ -316,7 +320,13 @@ impl ShardTask {
             None => core.set_owned(0, None),
         }
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
-        let task = tokio::spawn(run(core, store, receiver, config.batch_window));
+        let task = tokio::spawn(run(
+            core,
+            store,
+            receiver,
+            config.batch_window,
+            config.commit_linger,
+        ));
         Ok((ShardHandle { commands }, task))
     }
 }
@@ -332,11 +342,23 @@ enum Job {
     },
 }
 
+/// A lingering shard writes at once when this many placements have queued.
+const LINGER_AT_MOST: usize = 1024;
+
+/// Resolves when a linger ends.
+async fn linger_ends(until: Option<tokio::time::Instant>) {
+    match until {
+        Some(until) => tokio::time::sleep_until(until).await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn run(
     mut core: ShardCore,
     store: Store,
     mut commands: mpsc::Receiver<Command>,
     window: Duration,
+    linger: Duration,
 ) {
     let (job_tx, job_rx) = mpsc::channel::<Job>(1);
     let (done_tx, mut done_rx) = mpsc::channel::<Input>(1);
@@ -357,8 +379,17 @@ async fn run(
     let mut stopped: Option<oneshot::Sender<()>> = None;
     let mut accepting = true;
 
+    // While an idle shard holds its first placement back (see `ShardConfig::commit_linger`).
+    let mut lingering_until: Option<tokio::time::Instant> = None;
+
     loop {
-        let input = tokio::select! {
+        let release =
+            lingering_until.is_some() && (!accepting || core.queue_depth() >= LINGER_AT_MOST);
+        let input = if release {
+            lingering_until = None;
+            Input::ReleaseWrites
+        } else {
+            tokio::select! {
             command = commands.recv(), if accepting => match command {
                 Some(Command::Shutdown(reply)) => {
                     stopped = Some(reply);
@@ -366,10 +397,20 @@ async fn run(
                     core.request_checkpoint();
                     Input::Tick { now_ms: now_ms() }
                 }
-                Some(command) => match state.command(command, &mut core, &totals) {
-                    Some(input) => input,
-                    None => continue,
-                },
+                Some(command) => {
+                    if !linger.is_zero()
+                        && lingering_until.is_none()
+                        && matches!(command, Command::Place { .. })
+                        && core.is_idle()
+                    {
+                        core.hold_writes();
+                        lingering_until = Some(tokio::time::Instant::now() + linger);
+                    }
+                    match state.command(command, &mut core, &totals) {
+                        Some(input) => input,
+                        None => continue,
+                    }
+                }
                 None => {
                     accepting = false;
                     core.request_checkpoint();
@@ -383,6 +424,11 @@ async fn run(
             }
             Some(reloaded) = reload_rx.recv() => reloaded,
             _ = tick.tick() => Input::Tick { now_ms: now_ms() },
+            () = linger_ends(lingering_until), if lingering_until.is_some() => {
+                lingering_until = None;
+                Input::ReleaseWrites
+            }
+            }
         };
         let mut inputs = vec![input];
         while let Some(input) = inputs.pop() {

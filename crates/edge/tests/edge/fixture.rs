@@ -62,6 +62,7 @@ impl TestEdge {
             geometry: edge_config.geometry,
             color_count: edge_config.palette.len(),
             batch_window: Duration::from_millis(5),
+            commit_linger: Duration::ZERO,
             checkpoint: Default::default(),
         };
         let (shard, _task) = ShardTask::start(shard_config, place_store::Store::from(engine), None)
