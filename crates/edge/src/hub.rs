@@ -247,6 +247,11 @@ const WRITES_PER_TASK: usize = 128;
 /// Messages from the shard applied at most before the sockets they touched are written.
 const MAX_DRAINED: usize = 256;
 
+/// Frames of every tile stream a cluster edge follows, waiting to be applied. When it is full,
+/// the streams wait, and a shard that has queued [`place_cluster::shard_server::TILE_STREAM_QUEUE`]
+/// messages for one of them resets it (the edge resubscribes from its mirror's seq).
+const CLUSTER_FRAMES_QUEUE: usize = 65_536;
+
 /// Dormant mirrors kept at most; beyond this, dormant entries are dropped (their clients then
 /// get a snapshot when they return).
 const MAX_DORMANT: usize = 4096;
@@ -385,12 +390,14 @@ impl TileHub {
         Some((mirror.seq(), Box::new(*mirror.pixels())))
     }
 
+    #[cfg(test)]
     fn on_snapshot(&self, snapshot: &TileSnapshot) {
         let mut writes = Vec::new();
         self.apply_snapshot(snapshot, &mut writes);
         self.writers.write_all(writes);
     }
 
+    #[cfg(test)]
     fn on_batch(&self, batch: &TileBatch) {
         let mut writes = Vec::new();
         self.apply_batch(batch, &mut writes);
@@ -651,12 +658,17 @@ async fn release_held(hub: Weak<TileHub>) {
 
 /// The cluster link: one task per watched tile, each following the tile's stream from its owner
 /// and, when the stream breaks (the shard died, restarted, or dropped us for being slow),
-/// reopening it from the mirror's seq with exponential backoff and jitter.
+/// reopening it from the mirror's seq with exponential backoff and jitter. The followers pass
+/// what they read to one task that applies it in drains, as the local link does: a shard sends
+/// a tick's batches of many tiles together, and a socket watching several of them gets them in
+/// one write.
 async fn run_cluster_link(
     hub: Weak<TileHub>,
     client: Arc<ClusterClient>,
     mut commands: mpsc::UnboundedReceiver<ShardCommand>,
 ) {
+    let (frames, frames_rx) = mpsc::channel(CLUSTER_FRAMES_QUEUE);
+    let applier = tokio::spawn(apply_frames(hub.clone(), frames_rx));
     let mut followers: HashMap<TileId, tokio::task::JoinHandle<()>> = HashMap::new();
     while let Some(command) = commands.recv().await {
         match command {
@@ -664,7 +676,13 @@ async fn run_cluster_link(
                 if let Some(old) = followers.remove(&tile) {
                     old.abort();
                 }
-                let task = tokio::spawn(follow_tile(hub.clone(), Arc::clone(&client), tile, known));
+                let task = tokio::spawn(follow_tile(
+                    hub.clone(),
+                    Arc::clone(&client),
+                    tile,
+                    known,
+                    frames.clone(),
+                ));
                 followers.insert(tile, task);
             }
             ShardCommand::Unsubscribe(tile) => {
@@ -678,6 +696,15 @@ async fn run_cluster_link(
     for task in followers.values() {
         task.abort();
     }
+    applier.abort();
+}
+
+/// Applies the cluster link's frames in drains (see [`TileHub::apply_drained`]).
+async fn apply_frames(hub: Weak<TileHub>, mut frames: mpsc::Receiver<ShardMessage>) {
+    while let Some(first) = frames.recv().await {
+        let Some(hub) = hub.upgrade() else { return };
+        hub.apply_drained(first, &mut frames);
+    }
 }
 
 async fn follow_tile(
@@ -685,6 +712,7 @@ async fn follow_tile(
     client: Arc<ClusterClient>,
     tile: TileId,
     mut known: Option<u64>,
+    frames: mpsc::Sender<ShardMessage>,
 ) {
     const FIRST_RETRY: Duration = Duration::from_millis(50);
     const MAX_RETRY: Duration = Duration::from_secs(2);
@@ -701,22 +729,24 @@ async fn follow_tile(
                     }
                 };
                 retry = FIRST_RETRY;
-                let Some(hub) = hub.upgrade() else { return };
-                match frame {
+                let message = match frame {
                     TileFrame::Snapshot { tile, seq, pixels } => {
-                        hub.on_snapshot(&TileSnapshot { tile, seq, pixels })
+                        ShardMessage::Snapshot(Arc::new(TileSnapshot { tile, seq, pixels }))
                     }
                     TileFrame::Batch {
                         tile,
                         first_seq,
                         changes,
                         applied_at_ms,
-                    } => hub.on_batch(&TileBatch {
+                    } => ShardMessage::Batch(Arc::new(TileBatch {
                         tile,
                         first_seq,
                         changes,
                         applied_at_ms,
-                    }),
+                    })),
+                };
+                if frames.send(message).await.is_err() {
+                    return;
                 }
             },
             Err(error) => warn!(%tile, %error, "cannot stream tile from its shard; retrying"),
