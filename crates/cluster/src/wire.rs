@@ -18,9 +18,10 @@
 //!   as long as the connection lives. The edge sends [`LanePlace`]s, each with an id of its
 //!   choosing; the shard answers each with a [`LaneReply`] naming that id, in the order they
 //!   complete, so a placement waiting for its commit holds up none behind it. It replaces a
-//!   stream per placement (opening, finishing and acknowledging each one was a sixth of a busy
-//!   shard's CPU, `bench/RESULTS.md` section 18), and lets either side write every frame that is
-//!   ready in one go. The edge keeps one lane per shard; on a lossy network a lost packet
+//!   stream per placement (the placement streams were 11 to 16% of a busy shard's samples,
+//!   `bench/RESULTS.md` sections 17 and 18; with lanes and the appends' own connection the
+//!   shards use 0.82 to 0.88x the CPU), and lets either side write every frame that is ready in
+//!   one go. The edge keeps one lane per shard; on a lossy network a lost packet
 //!   delays the lane's placements behind it by a round trip, which is the price of sharing it.
 //!
 //! Frames are a `u32` little-endian length and the payload. Tile snapshots and batches use the
