@@ -30,6 +30,11 @@ export const RETRY_FOR_MS = 15000;
 
 export class Placements {
   private byRequest = new Map<number, Placement>();
+  /**
+   * Placements settled by their pixel's event before their `success` came (the server may
+   * send the echo first): no longer shown, but still answered, so `confirm` finds them.
+   */
+  private settledEarly = new Map<number, Placement>();
   private nextId = 1;
 
   get size(): number {
@@ -63,7 +68,8 @@ export class Placements {
   }
 
   confirm(requestId: number, now: number): Placement | undefined {
-    const p = this.byRequest.get(requestId);
+    const p = this.byRequest.get(requestId) ?? this.settledEarly.get(requestId);
+    this.settledEarly.delete(requestId);
     if (p) p.confirmedAt = now;
     return p;
   }
@@ -106,8 +112,9 @@ export class Placements {
 
   /** Removes a placement; returns it so the caller can redraw its pixel. */
   remove(requestId: number): Placement | undefined {
-    const p = this.byRequest.get(requestId);
+    const p = this.byRequest.get(requestId) ?? this.settledEarly.get(requestId);
     this.byRequest.delete(requestId);
+    this.settledEarly.delete(requestId);
     return p;
   }
 
@@ -121,12 +128,16 @@ export class Placements {
     for (const p of this.byRequest.values()) {
       if (p.x === x && p.y === y && (p.confirmedAt !== null || p.color === color)) done.push(p);
     }
-    for (const p of done) this.byRequest.delete(p.requestId);
+    for (const p of done) {
+      this.byRequest.delete(p.requestId);
+      if (p.confirmedAt === null) this.settledEarly.set(p.requestId, p);
+    }
     return done;
   }
 
   /** Drops placements that outlived their time; returns them. */
   expire(now: number): Placement[] {
+    for (const [id, p] of this.settledEarly) if (now - p.sentAt > UNANSWERED_TTL_MS) this.settledEarly.delete(id);
     const done: Placement[] = [];
     for (const p of this.byRequest.values()) {
       const age = p.confirmedAt !== null ? now - p.confirmedAt : now - p.sentAt;
@@ -138,6 +149,7 @@ export class Placements {
 
   /** The connection closed: unanswered placements will never be answered. */
   dropUnanswered(): Placement[] {
+    this.settledEarly.clear();
     const done = [...this.byRequest.values()].filter((p) => p.confirmedAt === null);
     for (const p of done) this.byRequest.delete(p.requestId);
     return done;

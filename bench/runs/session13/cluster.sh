@@ -8,6 +8,9 @@
 # every node, every postgres process and Redis given to loadgen as --server-pid, and writes
 # OUT/cluster-ingest-RATE.json. Then stops the cluster and drops its schema and keys.
 #
+# HOTSPOTS=1 makes each RATE a number of players over 8 hot spots at 1,000 placements/s (bench/run's
+# fan-out scenario, binary), written to OUT/cluster-hotspots-PLAYERS.json.
+#
 # PERF_NODES="shard-1 edge-1" also records a profile of each named node for 4 s of each step's
 # steady phase (OUT/NODE-RATE.perf; `perf report -i FILE --children --sort symbol -g none`).
 set -euo pipefail
@@ -42,9 +45,17 @@ for rate in "$@"; do
     (sleep 8; perf record -F 999 --call-graph dwarf,16384 -p "$pid" -o "$out/$node-$rate.perf" \
       -- sleep 4 >/dev/null 2>&1) &
   done
+  if [ -n "${HOTSPOTS:-}" ]; then
+    name=cluster-hotspots-$rate
+    scenario=(--clients "$rate" --place-rate 1000 --viewport 1280x720 --zoom 2 --pan-every 30s
+      --hotspots 8 --hotspot-radius 300 --format binary)
+  else
+    name=cluster-ingest-$rate
+    scenario=(--clients $((rate / 5)) --place-rate "$rate" --spread uniform --viewport 64x64 --zoom 1
+      --pan-every 0)
+  fi
   "$LOADGEN" --url "${edges[0]}/ws" --url "${edges[1]}/ws" "${pids[@]}" --quiet \
-    --json "$out/cluster-ingest-$rate.json" --clients $((rate / 5)) --ramp-per-sec 500 \
-    --place-rate "$rate" --spread uniform --viewport 64x64 --zoom 1 --pan-every 0 --duration 10s \
-    | tee "$out/cluster-ingest-$rate.txt" || true
+    --json "$out/$name.json" --ramp-per-sec 500 --duration 10s "${scenario[@]}" \
+    | tee "$out/$name.txt" || true
   sleep 3
 done

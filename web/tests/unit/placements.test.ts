@@ -35,6 +35,22 @@ describe("optimistic placements", () => {
     expect(p.settle(5, 6, 3).length).toBe(1);
   });
 
+  it("one settled by its echo before its success is still found by confirm, once", () => {
+    // The server may send the pixel's event before the placement's answer: the overlay goes,
+    // but the answer must still name the placement (the tooltip's "you" comes from it).
+    const p = new Placements();
+    const id = one(p);
+    expect(p.settle(5, 6, 3).length).toBe(1);
+    expect(p.size).toBe(0);
+    expect(p.confirm(id, 10)?.x).toBe(5);
+    expect(p.confirm(id, 11)).toBeUndefined();
+    // Never answered: forgotten with the unanswered ones.
+    const late = one(p);
+    p.settle(5, 6, 3);
+    p.expire(UNANSWERED_TTL_MS + 1);
+    expect(p.confirm(late, UNANSWERED_TTL_MS + 2)).toBeUndefined();
+  });
+
   it("a placement refused for now stays shown, pending, and is sent again when due", () => {
     const p = new Placements();
     const id = one(p);
