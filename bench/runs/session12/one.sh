@@ -8,7 +8,7 @@ OUT=/tmp/runs; mkdir -p $OUT
 DATA=$(mktemp -d /tmp/data.XXXX)
 FLAGS="--width 2000 --height 2000 --cooldown-secs 0 --guest-rate-per-minute 0 --batch-window-ms ${BW:-10} --max-connections-per-address 1000000 --max-websockets-per-address 1000000 --placements-per-address-per-minute 0 --guest-pow-bits 0 ${EXTRA:-}"
 : > $OUT/$NAME.server.out
-RUST_LOG=warn $BIN serve --listen 127.0.0.1:0 --data-dir $DATA $FLAGS > $OUT/$NAME.server.out 2>$OUT/$NAME.server.log &
+RUST_LOG=${RUST_LOG:-warn} $BIN serve --listen 127.0.0.1:0 --data-dir $DATA $FLAGS > $OUT/$NAME.server.out 2>$OUT/$NAME.server.log &
 PID=$!
 for i in $(seq 1 300); do grep -q '^listening on' $OUT/$NAME.server.out && break; sleep 0.1; done
 URL=$(sed -n 's/^listening on http:\/\//ws:\/\//p' $OUT/$NAME.server.out | head -1)
