@@ -1,1 +1,1 @@
-target/release/loadgen --url ws://127.0.0.1:39239 --server-pid 4213 --json bench/runs/coldstart-paint.json --quiet --clients 20 --ramp-per-sec 2 --viewport 1920x1080 --zoom 1 --spread uniform --place-rate 0 --pan-every 0 --duration 2s --grace 0s
+target/release/loadgen --url ws://127.0.0.1:34997 --server-pid 19264 --json bench/runs/coldstart-paint.json --quiet --clients 20 --ramp-per-sec 2 --viewport 1920x1080 --zoom 1 --spread uniform --place-rate 0 --pan-every 0 --duration 2s --grace 0s

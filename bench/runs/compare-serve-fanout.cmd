@@ -1,1 +1,1 @@
-target/release/loadgen --url ws://127.0.0.1:38425 --server-pid 4803 --json bench/runs/compare-serve-fanout.json --quiet --clients 1000 --ramp-per-sec 500 --place-rate 1000 --viewport 1280x720 --zoom 2 --pan-every 30s --duration 15s --hotspots 8 --hotspot-radius 300
+target/release/loadgen --url ws://127.0.0.1:38537 --server-pid 19295 --json bench/runs/compare-serve-fanout.json --quiet --clients 1000 --ramp-per-sec 500 --place-rate 1000 --viewport 1280x720 --zoom 2 --pan-every 30s --duration 15s --hotspots 8 --hotspot-radius 300

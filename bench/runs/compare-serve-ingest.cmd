@@ -1,1 +1,1 @@
-target/release/loadgen --url ws://127.0.0.1:38425 --server-pid 4803 --json bench/runs/compare-serve-ingest.json --quiet --clients 400 --ramp-per-sec 500 --place-rate 2000 --spread uniform --viewport 64x64 --zoom 1 --pan-every 0 --duration 15s
+target/release/loadgen --url ws://127.0.0.1:38537 --server-pid 19295 --json bench/runs/compare-serve-ingest.json --quiet --clients 400 --ramp-per-sec 500 --place-rate 2000 --spread uniform --viewport 64x64 --zoom 1 --pan-every 0 --duration 15s

@@ -1,1 +1,1 @@
-target/release/loadgen --url ws://127.0.0.1:44843 --server-pid 26965 --json bench/runs/fanout-one-500.json --quiet --clients 500 --ramp-per-sec 500 --place-rate 1000 --viewport 1280x720 --zoom 2 --pan-every 30s --duration 15s --hotspots 1 --hotspot-radius 0
+target/release/loadgen --url ws://127.0.0.1:34607 --server-pid 17847 --json bench/runs/fanout-one-500.json --quiet --clients 500 --ramp-per-sec 500 --place-rate 1000 --viewport 1280x720 --zoom 2 --pan-every 30s --duration 15s --hotspots 1 --hotspot-radius 0

@@ -1,1 +1,1 @@
-target/release/loadgen --url ws://127.0.0.1:41107 --server-pid 27180 --json bench/runs/ingest-2000.json --quiet --clients 400 --ramp-per-sec 500 --place-rate 2000 --spread uniform --viewport 64x64 --zoom 1 --pan-every 0 --duration 15s
+target/release/loadgen --url ws://127.0.0.1:45789 --server-pid 18070 --json bench/runs/ingest-2000.json --quiet --clients 400 --ramp-per-sec 500 --place-rate 2000 --spread uniform --viewport 64x64 --zoom 1 --pan-every 0 --duration 15s

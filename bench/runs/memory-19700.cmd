@@ -1,1 +1,1 @@
-target/release/loadgen --url ws://127.0.0.1:42603 --server-pid 27464 --json bench/runs/memory-19700.json --quiet --clients 19700 --ramp-per-sec 500 --place-rate 0 --pan-every 0 --duration 5s --grace 0s
+target/release/loadgen --url ws://127.0.0.1:36231 --server-pid 18429 --json bench/runs/memory-19700.json --quiet --clients 19700 --ramp-per-sec 500 --place-rate 0 --pan-every 0 --duration 5s --grace 0s

@@ -1,1 +1,1 @@
-target/release/loadgen --url ws://127.0.0.1:40075 --server-pid 27532 --json bench/runs/traffic-viewport-uniform.json --quiet --clients 1000 --ramp-per-sec 500 --place-rate 100 --viewport 1280x720 --zoom 2 --pan-every 0 --duration 15s --spread uniform
+target/release/loadgen --url ws://127.0.0.1:36667 --server-pid 18499 --json bench/runs/traffic-viewport-uniform.json --quiet --clients 1000 --ramp-per-sec 500 --place-rate 100 --viewport 1280x720 --zoom 2 --pan-every 0 --duration 15s --spread uniform

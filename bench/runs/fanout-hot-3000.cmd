@@ -1,0 +1,1 @@
+target/release/loadgen --url ws://127.0.0.1:33917 --server-pid 17457 --json bench/runs/fanout-hot-3000.json --quiet --clients 3000 --ramp-per-sec 500 --place-rate 1000 --viewport 1280x720 --zoom 2 --pan-every 30s --duration 15s --hotspots 8 --hotspot-radius 300
