@@ -91,6 +91,7 @@ export class App {
     palette: () => this.info?.palette ?? [],
     heat: (layer, opacity) => this.renderer.setHeat(layer, opacity),
     restrictions: (x, y) => this.regions.reasonsAt(x, y),
+    me: () => this.account.user,
   });
   private timelapse = new TimelapseView({
     toast: (m) => this.ui.toast(m),

@@ -73,9 +73,19 @@ export function agoText(epochMs: number, now: number): string {
   return `${Math.floor(s / 86_400)} d ago`;
 }
 
-/** One line of the tooltip: "alice · 5 min ago", marked when rolled back or a restore. */
-export function placementText(p: HistoryItem, now: number): string {
-  const who = p.username ?? `#${p.userId}`;
+/** Who is playing, as far as the tooltip cares. */
+export interface Player {
+  userId: string;
+  isGuest: boolean;
+}
+
+/**
+ * One line of the tooltip: "alice · 5 min ago", marked when rolled back or a restore. A guest's
+ * own placements say "you", as they do from the moment the guest makes them (the server names a
+ * guest by a generated name the guest never chose).
+ */
+export function placementText(p: HistoryItem, now: number, me: Player | null = null): string {
+  const who = me?.isGuest && p.userId === me.userId ? "you" : (p.username ?? `#${p.userId}`);
   const mark = p.reverted ? " (rolled back)" : p.restore ? " (moderator restore)" : "";
   return `${who} · ${agoText(p.placedAt, now)}${mark}`;
 }
@@ -172,6 +182,8 @@ export interface HistoryHooks {
   heat(layer: HeatLayer | null, opacity: number): void;
   /** Why placing at (x, y) is restricted (protected regions), one line each. */
   restrictions(x: number, y: number): string[];
+  /** Who is playing (null: not known yet). */
+  me(): Player | null;
 }
 
 /** The pixel tooltip and the heatmap toggle. */
@@ -321,6 +333,7 @@ export class HistoryView {
   private render(x: number, y: number, items: HistoryItem[]): void {
     const palette = this.hooks.palette();
     const now = Date.now();
+    const me = this.hooks.me();
     const title = document.createElement("strong");
     title.textContent = `(${x}, ${y})`;
     const lines = items.map((p, i) => {
@@ -329,7 +342,7 @@ export class HistoryView {
       line.classList.toggle("reverted", p.reverted);
       const swatch = document.createElement("i");
       swatch.style.background = palette[p.color] ?? "transparent";
-      line.append(swatch, document.createTextNode(placementText(p, now)));
+      line.append(swatch, document.createTextNode(placementText(p, now, me)));
       line.title = new Date(p.placedAt).toLocaleString();
       return line;
     });

@@ -115,6 +115,16 @@ describe("finding your way", () => {
       await page.reload();
       await page.waitForFunction(() => window.__place?.status === "live");
       assert.equal(await page.evaluate(() => window.__place.selectedColor), 5);
+
+      // After the reload the tooltip reads the server's history, which names the guest by its
+      // generated name: the guest's own placement still says "you".
+      await page.evaluate(() => window.__place.setView(500, 400, 16));
+      await sleep(50);
+      const r = await page.evaluate((px) => window.__place.screenOf(px, 401), px);
+      await page.mouse.move(r.x - 40, r.y);
+      await page.mouse.move(r.x, r.y);
+      await page.waitForFunction(() => /\byou · /.test(document.getElementById("pixel-info").textContent), null, { timeout: 5000 });
+      console.log("screenshot:", await screenshot(page, `way-history-you-${name}.png`));
       await context.close();
     });
   }

@@ -31,6 +31,17 @@ describe("pixel history texts", () => {
     expect(placementText(item({ restore: true, username: "root" }), now)).toBe("root · 2 min ago (moderator restore)");
     expect(placementText(item({ username: null }), now)).toBe("#17 · 2 min ago");
   });
+
+  it("names a guest's own placements 'you', and nobody else's", () => {
+    const now = 1_000_000 + 120_000;
+    const guest = { userId: "17", isGuest: true };
+    expect(placementText(item({ username: "guest-4f2a" }), now, guest)).toBe("you · 2 min ago");
+    expect(placementText(item({ username: "guest-4f2a", reverted: true }), now, guest)).toBe("you · 2 min ago (rolled back)");
+    expect(placementText(item({ userId: "18", username: "guest-77" }), now, guest)).toBe("guest-77 · 2 min ago");
+    // A signed-in player sees their own name, as others do.
+    expect(placementText(item(), now, { userId: "17", isGuest: false })).toBe("alice · 2 min ago");
+    expect(placementText(item(), now, null)).toBe("alice · 2 min ago");
+  });
 });
 
 describe("the per-pixel cache", () => {
