@@ -6,15 +6,14 @@
 //! log's own thread and connection (`crate::event_log`); every other query goes through the
 //! sqlx pool.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::TryStreamExt;
-use place_tiles::{decompress_tile, CanvasGeometry, PixelChange, Tile, TileId};
+use place_tiles::CanvasGeometry;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, Row, SqlitePool};
+use sqlx::{QueryBuilder, SqlitePool};
 use tracing::info;
 
 use crate::event_log::EventLogWriter;
@@ -37,6 +36,8 @@ pub struct EmbeddedStore {
     pub(crate) write_gate: Arc<tokio::sync::Mutex<()>>,
     /// The thread that appends placements to the event log, on its own connection.
     event_log: Arc<EventLogWriter>,
+    /// The database file, for reads on a connection of their own ([`crate::canvas_replay`]).
+    path: Arc<PathBuf>,
 }
 
 impl EmbeddedStore {
@@ -85,6 +86,7 @@ impl EmbeddedStore {
             pool,
             write_gate,
             event_log,
+            path: Arc::new(path),
         })
     }
 
@@ -137,14 +139,26 @@ impl EmbeddedStore {
         &self,
         geometry: CanvasGeometry,
     ) -> Result<RestoredCanvas, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        let restored = load_canvas_on(&mut conn, geometry).await?;
+        let (restored, _) = self.read_canvas(geometry).await?;
         info!(
             events_replayed = restored.events_replayed,
             last_event_id = restored.last_event_id,
             "canvas restored"
         );
         Ok(restored)
+    }
+
+    /// The canvas as the log has it (the latest snapshots, then the events after them) and the
+    /// latest `placed_at` of the log, from one read transaction, on a blocking thread
+    /// ([`crate::canvas_replay`]).
+    pub(crate) async fn read_canvas(
+        &self,
+        geometry: CanvasGeometry,
+    ) -> Result<(RestoredCanvas, Option<i64>), StoreError> {
+        let path = Arc::clone(&self.path);
+        tokio::task::spawn_blocking(move || crate::canvas_replay::read_canvas(&path, geometry))
+            .await
+            .map_err(|e| StoreError::Replay(format!("the reading thread failed: {e}")))?
     }
 
     /// Closes the pool, waiting for queries in flight, and stops the event log's writer.
@@ -257,78 +271,11 @@ async fn checkpoint_and_restart(pool: &SqlitePool) -> Result<(), sqlx::Error> {
     checkpointed.map(drop)
 }
 
-/// [`EmbeddedStore::load_canvas`] on one connection (or inside a transaction, for a consistent
-/// read: [`EmbeddedStore::read_canvas`]).
-pub(crate) async fn load_canvas_on(
-    conn: &mut sqlx::SqliteConnection,
-    geometry: CanvasGeometry,
-) -> Result<RestoredCanvas, StoreError> {
-    let mut tiles: Vec<Tile> = (0..geometry.tile_count()).map(|_| Tile::new()).collect();
-    let rows = sqlx::query("SELECT tx, ty, seq, data FROM tile_snapshots")
-        .fetch_all(&mut *conn)
-        .await?;
-    for row in rows {
-        let tile = TileId::new(
-            row.try_get::<i64, _>("tx")? as u16,
-            row.try_get::<i64, _>("ty")? as u16,
-        );
-        if !geometry.contains_tile(tile) {
-            return Err(StoreError::Corrupt(format!(
-                "snapshot of tile {tile} outside the canvas"
-            )));
-        }
-        let pixels = decompress_tile(row.try_get::<&[u8], _>("data")?)
-            .map_err(|e| StoreError::Corrupt(format!("snapshot of tile {tile}: {e}")))?;
-        let seq = row.try_get::<i64, _>("seq")? as u64;
-        tiles[geometry.tile_index(tile)] = Tile::from_pixels(seq, pixels);
-    }
-    let through: i64 =
-        sqlx::query_scalar("SELECT COALESCE(MAX(through_event_id), 0) FROM checkpoints")
-            .fetch_one(&mut *conn)
-            .await?;
-    let mut replayed = 0u64;
-    let mut last_event_id = through;
-    let mut events = sqlx::query_as::<_, (i64, i64, i64, i64, i64)>(
-        "SELECT id, x, y, color, tile_seq FROM pixel_events WHERE id > ? ORDER BY id",
-    )
-    .bind(through)
-    .fetch(&mut *conn);
-    while let Some((id, x, y, color, tile_seq)) = events.try_next().await? {
-        let (tile_id, lx, ly) = geometry.locate(x as u32, y as u32).ok_or_else(|| {
-            StoreError::Corrupt(format!("event {id} at ({x},{y}) is outside the canvas"))
-        })?;
-        let tile = &mut tiles[geometry.tile_index(tile_id)];
-        let tile_seq = tile_seq as u64;
-        if tile_seq <= tile.seq() {
-            // Already in the snapshot (a checkpoint written while this batch was in flight).
-            last_event_id = id;
-            continue;
-        }
-        if tile_seq != tile.seq() + 1 {
-            return Err(StoreError::Corrupt(format!(
-                "event {id} has seq {tile_seq} but tile {tile_id} is at {}",
-                tile.seq()
-            )));
-        }
-        tile.apply(PixelChange {
-            lx,
-            ly,
-            color: color as u8,
-        });
-        replayed += 1;
-        last_event_id = id;
-    }
-    Ok(RestoredCanvas {
-        tiles,
-        last_event_id,
-        events_replayed: replayed,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::Store;
+    use place_tiles::{PixelChange, Tile, TileId};
 
     fn event(x: u32, y: u32, color: u8, tile_seq: u64) -> NewEvent {
         NewEvent {

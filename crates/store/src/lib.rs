@@ -31,6 +31,7 @@
 //! length of the log.
 
 pub mod canvas;
+mod canvas_replay;
 pub mod embedded;
 mod event_log;
 pub mod history;

@@ -341,14 +341,7 @@ impl Store {
     /// same commits.
     pub async fn read_canvas(&self, geometry: CanvasGeometry) -> Result<CanvasRead, StoreError> {
         let (restored, covers_until) = match &self.engine {
-            Engine::Sqlite(e) => {
-                let mut tx = e.pool.begin().await?;
-                let restored = crate::embedded::load_canvas_on(&mut tx, geometry).await?;
-                let covers_until: Option<i64> =
-                    sqlx::query_scalar(COVERS_UNTIL).fetch_one(&mut *tx).await?;
-                tx.commit().await?;
-                (restored, covers_until)
-            }
+            Engine::Sqlite(e) => e.read_canvas(geometry).await?,
             Engine::Postgres(e) => {
                 let mut tx = e.pool.begin().await?;
                 sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")

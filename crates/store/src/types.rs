@@ -49,6 +49,9 @@ pub enum StoreError {
     /// The embedded store's event-log writer failed, or has stopped.
     #[error("event log: {0}")]
     Writer(String),
+    /// Reading the embedded store's canvas (its snapshots and log) failed.
+    #[error("reading the canvas: {0}")]
+    Replay(String),
     /// Another user already has this name (in any letter case).
     #[error("the username is taken")]
     UsernameTaken,
