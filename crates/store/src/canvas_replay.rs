@@ -13,6 +13,7 @@ use std::time::Duration;
 use place_tiles::{decompress_tile, CanvasGeometry, PixelChange, Tile, TileId};
 use rusqlite::{Connection, OpenFlags};
 
+use crate::timelapse::COVERS_UNTIL;
 use crate::types::{RestoredCanvas, StoreError};
 
 /// How long the read waits for a writer holding a lock it needs (only a WAL restart can).
@@ -112,9 +113,7 @@ fn read_in(
         last_event_id = id;
     }
     let covers_until: Option<i64> = tx
-        .query_row("SELECT MAX(placed_at) FROM pixel_events", [], |row| {
-            row.get(0)
-        })
+        .query_row(COVERS_UNTIL, [], |row| row.get(0))
         .map_err(replay_error)?;
     Ok((
         RestoredCanvas {

@@ -333,7 +333,7 @@ const JOB_COLUMNS: &str = "id, owner_id, params, status, CAST(frames_done AS BIG
      created_at, started_at, finished_at";
 
 /// The latest `placed_at` of the log.
-const COVERS_UNTIL: &str = "SELECT MAX(placed_at) FROM pixel_events";
+pub(crate) const COVERS_UNTIL: &str = "SELECT MAX(placed_at) FROM pixel_events";
 
 impl Store {
     /// The whole canvas at one exact position of the log (see the module documentation): one
